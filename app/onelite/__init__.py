@@ -1,0 +1,1 @@
+"""onelite: an embedded OpenNebula-compatible cloud (oned's XML-RPC API, SQLite, a dummy hypervisor)."""

@@ -1,0 +1,306 @@
+"""one.image.* and one.imagepool.info. Files given by PATH are copied into the datastore."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import uuid
+
+from .. import template as tpl
+from ..cloud import Call
+from ..errors import ACTION, ALLOCATE, INTERNAL, OneError, not_authorized
+from ..registry import method
+from . import common
+
+TYPES = {"OS": 0, "CDROM": 1, "DATABLOCK": 2, "KERNEL": 3, "RAMDISK": 4, "CONTEXT": 5}
+STEP = 0.03  # the datastore driver's copy or removal, as fast as oned's dummy driver
+READY, USED, DISABLED, LOCKED, ERROR, DELETE, USED_PERS = 1, 2, 3, 4, 5, 7, 8
+_RESERVED = ("NAME", "TYPE", "PATH", "SIZE", "FORMAT", "PERSISTENT", "SOURCE", "FS")
+
+
+def _datastore_for(call: Call, ds_id: int) -> dict:
+    ds = call.get("datastore", ds_id)
+    if ds["TYPE"] == 1:
+        raise OneError(INTERNAL, "New images cannot be allocated in a system datastore.")
+    return ds
+
+
+def _safe_path(ds: dict, path: str) -> str:
+    """oned's SAFE_DIRS: an image file must come from one of them (never from onelite's own data)."""
+    real = os.path.realpath(path)
+    safe = (tpl.get(ds["TEMPLATE"], "SAFE_DIRS") or "").split()
+    if not any(real == d or real.startswith(d.rstrip("/") + "/") for d in map(os.path.realpath, safe)):
+        raise OneError(INTERNAL, f"Not allowed to copy image file {path}")
+    if not os.path.isfile(real):
+        raise OneError(INTERNAL, f"Cannot read image file {path}")
+    return real
+
+
+def _copy_in(call: Call, ds: dict, src: str) -> tuple[str, int]:
+    """Copy *src* into the datastore directory; (SOURCE, size in MiB)."""
+    target_dir = os.path.join(call.cloud.image_dir, str(ds["ID"]))
+    os.makedirs(target_dir, exist_ok=True)
+    dest = os.path.join(target_dir, uuid.uuid4().hex)
+    try:
+        shutil.copyfile(src, dest)
+    except OSError as e:
+        if os.path.exists(dest):
+            os.unlink(dest)
+        raise OneError(INTERNAL, f"Cannot copy image file: {e.strerror}") from None
+    return dest, max(1, math.ceil(os.path.getsize(dest) / 1048576))
+
+
+def new_image(
+    call: Call,
+    name: str,
+    ds: dict,
+    itype: int,
+    size: int,
+    source: str,
+    path: str,
+    fmt: str,
+    template: tpl.Template,
+    persistent: int = 0,
+    state: int = READY,
+) -> dict:
+    oid = call.db.next_id("image", 0)
+    image = {
+        "ID": oid,
+        "NAME": name,
+        "UID": call.uid,
+        "GID": call.user["GID"],
+        "PERMS": common.default_perms(call),
+        "TYPE": itype,
+        "PERSISTENT": persistent,
+        "REGTIME": call.cloud.now(),
+        "SOURCE": source,
+        "PATH": path,
+        "FORMAT": fmt,
+        "SIZE": size,
+        "STATE": state,
+        "PREV_STATE": state,
+        "CLONING_ID": -1,
+        "DATASTORE_ID": ds["ID"],
+        "DATASTORE": ds["NAME"],
+        "VMS": [],
+        "CLONES": [],
+        "TEMPLATE": tpl.merge([("DEV_PREFIX", "sd")], template),
+    }
+    call.db.put("image", image)
+    ds["IMAGES"] = sorted(ds["IMAGES"] + [oid])
+    call.db.put("datastore", ds)
+    return image
+
+
+@method("one.image.allocate", str, int, bool, required=2)
+def image_allocate(call: Call, text: str, ds_id: int, check_capacity: bool = True) -> int:
+    t = common.parse_template(text)
+    ds = _datastore_for(call, ds_id)
+    call.authorize_create("image")
+    call.authorize("datastore", ds, "USE")
+    name = tpl.get(t, "NAME")
+    if not isinstance(name, str) or not name:
+        raise OneError(INTERNAL, "No NAME in template.")
+    call.check_name_free("image", name, call.uid, "IMAGE")
+    type_name = (tpl.get(t, "TYPE") or "OS").upper()
+    if type_name not in TYPES:
+        raise OneError(INTERNAL, f"Wrong image type: {type_name}")
+    path = tpl.get(t, "PATH") or ""
+    persistent = 1 if str(tpl.get(t, "PERSISTENT", "NO")).upper() in ("YES", "1") else 0
+    fmt = tpl.get(t, "FORMAT") or "raw"
+    if path:
+        source, size = _copy_in(call, ds, _safe_path(ds, path))
+    elif type_name == "DATABLOCK" and tpl.get(t, "SIZE"):
+        try:
+            size = int(tpl.get(t, "SIZE"))
+        except ValueError:
+            raise OneError(INTERNAL, "Wrong SIZE for image") from None
+        source = "dummy_path"
+    else:
+        raise OneError(INTERNAL, "No PATH in template.")
+    body = [(k, v) for k, v in t if k not in _RESERVED]
+    return new_image(call, name, ds, TYPES[type_name], size, source, path, fmt, body, persistent)["ID"]
+
+
+def _drop_file(call: Call, image: dict) -> None:
+    src = image["SOURCE"]
+    if src.startswith(call.cloud.image_dir + os.sep) and os.path.isfile(src):
+        os.unlink(src)
+
+
+@method("one.image.delete", int, bool, required=1)
+def image_delete(call: Call, oid: int, force: bool = False) -> int:
+    image = call.get("image", oid)
+    call.authorize("image", image, "MANAGE")
+    if image["VMS"]:
+        raise OneError(ACTION, f"Cannot delete image. There are {len(image['VMS'])} VMs using it.")
+    image["PREV_STATE"], image["STATE"] = image["STATE"], DELETE
+    call.db.put("image", image)
+    call.cloud.owe(call.db, "image", oid, call.cloud.clock() + STEP)
+    return oid
+
+
+def finish_delete(call: Call, image: dict) -> None:
+    """The datastore driver removed the file: the image disappears."""
+    _drop_file(call, image)
+    ds = call.db.get("datastore", image["DATASTORE_ID"])
+    if ds:
+        ds["IMAGES"] = [i for i in ds["IMAGES"] if i != image["ID"]]
+        call.db.put("datastore", ds)
+    if image["CLONING_ID"] >= 0:
+        release_clone(call, image)
+    call.db.delete("image", image["ID"])
+
+
+def release_clone(call: Call, image: dict) -> None:
+    src = call.db.get("image", image["CLONING_ID"])
+    if src:
+        src["CLONES"] = [c for c in src["CLONES"] if c != image["ID"]]
+        call.db.put("image", src)
+
+
+@method("one.image.info", int, bool, required=1)
+def image_info(call: Call, oid: int, decrypt: bool = False) -> str:
+    return common.info(call, "image", oid)
+
+
+@method("one.imagepool.info", int, int, int)
+def imagepool_info(call: Call, flag: int, start: int, end: int) -> str:
+    def render(i):
+        return common.render(call, "image", i)
+
+    return "<IMAGE_POOL>" + common.owned_pool(call, "image", flag, start, end, render) + "</IMAGE_POOL>"
+
+
+@method("one.image.update", int, str, int, required=2)
+def image_update(call: Call, oid: int, text: str, mode: int = 0) -> int:
+    return common.update(call, "image", oid, text, mode)
+
+
+@method("one.image.chown", int, int, int)
+def image_chown(call: Call, oid: int, uid: int, gid: int) -> int:
+    return common.chown(call, "image", oid, uid, gid)
+
+
+@method("one.image.chmod", int, int, int, int, int, int, int, int, int, int)
+def image_chmod(call: Call, oid: int, *bits: int) -> int:
+    return common.chmod(call, "image", oid, list(bits))
+
+
+@method("one.image.rename", int, str)
+def image_rename(call: Call, oid: int, name: str) -> int:
+    return common.rename(call, "image", oid, name)
+
+
+@method("one.image.enable", int, bool)
+def image_enable(call: Call, oid: int, enable: bool) -> int:
+    image = call.get("image", oid)
+    call.authorize("image", image, "MANAGE")
+    if image["STATE"] not in (READY, DISABLED):
+        verb = "enable" if enable else "disable"
+        raise OneError(INTERNAL, f"Could not {verb} image: Image cannot be in state {STATE_NAMES[image['STATE']]}.")
+    image["PREV_STATE"], image["STATE"] = image["STATE"], READY if enable else DISABLED
+    call.db.put("image", image)
+    return oid
+
+
+@method("one.image.persistent", int, bool)
+def image_persistent(call: Call, oid: int, persistent: bool) -> int:
+    image = call.get("image", oid)
+    call.authorize("image", image, "MANAGE")
+    if image["STATE"] not in (READY, DISABLED):
+        what = "persistent" if persistent else "non-persistent"
+        raise OneError(
+            INTERNAL,
+            f"Could not make image {what}: Image cannot be in state {STATE_NAMES[image['STATE']]}.",
+        )
+    image["PERSISTENT"] = int(persistent)
+    call.db.put("image", image)
+    return oid
+
+
+@method("one.image.clone", int, str, int, required=2)
+def image_clone(call: Call, oid: int, name: str, ds_id: int = -1) -> int:
+    src = call.get("image", oid)
+    call.authorize("image", src, "USE")
+    call.authorize_create("image")
+    ds = _datastore_for(call, src["DATASTORE_ID"] if ds_id < 0 else ds_id)
+    for other in call.db.by_name("image", name):
+        if other["UID"] == call.uid:
+            raise OneError(ALLOCATE, f"Error allocating a new image. NAME is already taken by IMAGE {other['ID']}.")
+    source = src["SOURCE"]
+    if os.path.isfile(source):
+        source, _ = _copy_in(call, ds, source)
+    clone = new_image(
+        call,
+        name,
+        ds,
+        src["TYPE"],
+        src["SIZE"],
+        source,
+        src["PATH"],
+        src["FORMAT"],
+        [(k, v) for k, v in src["TEMPLATE"] if k != "EC2_AMI"],
+        0,
+        LOCKED,
+    )
+    clone["CLONING_ID"] = oid
+    call.db.put("image", clone)
+    call.cloud.owe(call.db, "image", clone["ID"], call.cloud.clock() + STEP)
+    src["CLONES"] = sorted(src["CLONES"] + [clone["ID"]])
+    call.db.put("image", src)
+    return clone["ID"]
+
+
+def settle(call: Call, image: dict) -> None:
+    """The datastore driver finished: a LOCKED image becomes READY, a DELETE one disappears."""
+    if image["STATE"] == DELETE:
+        finish_delete(call, image)
+        return
+    if image["STATE"] != LOCKED:
+        return
+    if image["CLONING_ID"] >= 0:
+        release_clone(call, image)
+    image["CLONING_ID"] = -1
+    image["PREV_STATE"], image["STATE"] = image["STATE"], READY
+    call.db.put("image", image)
+
+
+STATE_NAMES = {
+    0: "INIT",
+    1: "READY",
+    2: "USED",
+    3: "DISABLED",
+    4: "LOCKED",
+    5: "ERROR",
+    6: "CLONE",
+    7: "DELETE",
+    8: "USED_PERS",
+    9: "LOCKED_USED",
+    10: "LOCKED_USED_PERS",
+}
+
+
+def use(call: Call, image: dict, vmid: int) -> None:
+    """A VM takes the image: USED (or USED_PERS), RUNNING_VMS grows."""
+    if image["STATE"] not in (READY, USED) or (image["PERSISTENT"] and image["VMS"]):
+        raise OneError(INTERNAL, f"Image {image['ID']} is not in a usable state ({STATE_NAMES[image['STATE']]}).")
+    image["VMS"] = sorted(set(image["VMS"]) | {vmid})
+    image["PREV_STATE"], image["STATE"] = image["STATE"], USED_PERS if image["PERSISTENT"] else USED
+    call.db.put("image", image)
+
+
+def unuse(call: Call, image_id: int, vmid: int) -> None:
+    image = call.db.get("image", image_id)
+    if not image or vmid not in image["VMS"]:
+        return
+    image["VMS"] = [v for v in image["VMS"] if v != vmid]
+    if not image["VMS"] and image["STATE"] in (USED, USED_PERS):
+        image["PREV_STATE"], image["STATE"] = image["STATE"], READY
+    call.db.put("image", image)
+
+
+def check_use(call: Call, image: dict) -> None:
+    if not call.can("image", image, "USE"):
+        raise not_authorized(call.uid, "USE", "IMAGE", image["ID"])

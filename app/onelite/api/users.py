@@ -1,0 +1,342 @@
+"""one.user.*, one.userpool.*, one.group.*, one.grouppool.*, one.acl.*"""
+
+from __future__ import annotations
+
+import secrets
+
+from .. import acl, records
+from ..auth import sha256
+from ..cloud import Call
+from ..errors import ACTION, INTERNAL, OneError, not_authorized
+from ..registry import method
+from . import common
+from .quotas import group_quotas, user_quotas
+
+USERS_GID = 1
+FIRST_GROUP_ID = 100
+
+
+def _hash(driver: str, password: str) -> str:
+    return sha256(password) if driver == "core" else password
+
+
+def new_user(call_or_db, uid: int, name: str, password: str, driver: str, gids: list[int]) -> dict:
+    return {
+        "ID": uid,
+        "NAME": name,
+        "GID": gids[0],
+        "GROUPS": sorted(set(gids)),
+        "PASSWORD": _hash(driver, password),
+        "AUTH_DRIVER": driver,
+        "ENABLED": 1,
+        "TEMPLATE": [("TOKEN_PASSWORD", secrets.token_hex(32))],
+        "LOGIN_TOKENS": [],
+    }
+
+
+def _store_user(call: Call, u: dict) -> None:
+    # the store's uid column is the user's own id, so pool filters work alike for every kind
+    call.db.put("user", {**u, "UID": u["ID"]})
+
+
+def _add_member(call: Call, gid: int, uid: int) -> None:
+    g = call.get("group", gid)
+    if uid not in g["USERS"]:
+        g["USERS"] = sorted(g["USERS"] + [uid])
+        call.db.put("group", g)
+
+
+def _drop_member(call: Call, gid: int, uid: int) -> None:
+    g = call.db.get("group", gid)
+    if g and uid in g["USERS"]:
+        g["USERS"] = [u for u in g["USERS"] if u != uid]
+        g["ADMINS"] = [u for u in g["ADMINS"] if u != uid]
+        call.db.put("group", g)
+
+
+def _user(call: Call, oid: int) -> dict:
+    return call.get("user", call.uid if oid == -1 else oid)
+
+
+def _manage(call: Call, u: dict, op: str = "MANAGE") -> None:
+    if u["ID"] != call.uid or op == "ADMIN":
+        call.authorize("user", u, op)
+
+
+@method("one.user.allocate", str, str, str, list, required=2)
+def user_allocate(call: Call, name: str, password: str, driver: str = "", groups: list = ()) -> int:
+    call.authorize_create("user")
+    if not name.strip():
+        raise OneError(INTERNAL, "Invalid NAME, it cannot be empty")
+    if ":" in name or " " in name:
+        raise OneError(INTERNAL, "Invalid NAME, it cannot contain ':' or spaces")
+    driver = driver or "core"
+    if driver == "core" and not password:
+        raise OneError(INTERNAL, "Invalid password, it cannot be empty")
+    call.check_name_free("user", name, None, "USER")
+    gids = [int(g) for g in groups] or [USERS_GID]
+    for gid in gids:
+        call.get("group", gid)
+    uid = call.db.next_id("user", 2)
+    u = new_user(call, uid, name, password, driver, gids)
+    _store_user(call, u)
+    for gid in gids:
+        _add_member(call, gid, uid)
+    return uid
+
+
+@method("one.user.delete", int)
+def user_delete(call: Call, oid: int) -> int:
+    u = call.get("user", oid)
+    call.authorize("user", u, "ADMIN")
+    if oid in (0, 1):
+        raise OneError(ACTION, f"Cannot delete user. {u['NAME']} cannot be deleted.")
+    for gid in u["GROUPS"]:
+        _drop_member(call, gid, oid)
+    call.db.delete("user", oid)
+    for _rid, user, _res, _rights, _zone in call.db.acl_rules():
+        if user == acl.INDIVIDUAL | oid:
+            call.db.acl_delete(_rid)
+    return oid
+
+
+@method("one.user.info", int, bool, required=1)
+def user_info(call: Call, oid: int, decrypt: bool = False) -> str:
+    u = _user(call, oid)
+    if u["ID"] != call.uid:
+        call.authorize("user", u, "USE")
+    return records.user(u, call.gname(u["GID"]), user_quotas(call, u["ID"]))
+
+
+@method("one.userpool.info")
+def userpool_info(call: Call) -> str:
+    items = []
+    for u in call.db.all("user"):
+        if call.is_admin or u["ID"] == call.uid or call.can("user", u, "USE"):
+            items.append(records.user(u, call.gname(u["GID"]), user_quotas(call, u["ID"]), pool=True))
+    return records.user_pool(items)
+
+
+@method("one.user.passwd", int, str)
+def user_passwd(call: Call, oid: int, password: str) -> int:
+    u = _user(call, oid)
+    _manage(call, u)
+    if not password:
+        raise OneError(ACTION, "Invalid password, it cannot be empty")
+    u["PASSWORD"] = _hash(u["AUTH_DRIVER"], password)
+    u["LOGIN_TOKENS"] = []
+    _store_user(call, u)
+    return u["ID"]
+
+
+@method("one.user.chauth", int, str, str)
+def user_chauth(call: Call, oid: int, driver: str, password: str) -> int:
+    u = _user(call, oid)
+    call.authorize("user", u, "ADMIN")
+    u["AUTH_DRIVER"] = driver or u["AUTH_DRIVER"]
+    if password:
+        u["PASSWORD"] = _hash(u["AUTH_DRIVER"], password)
+    _store_user(call, u)
+    return u["ID"]
+
+
+@method("one.user.update", int, str, int, required=2)
+def user_update(call: Call, oid: int, text: str, mode: int = 0) -> int:
+    if oid < 0:  # oned does not read -1 as "self" here
+        raise not_authorized(call.uid, "MANAGE", "USER")
+    u = call.get("user", oid)
+    _manage(call, u)
+    u["TEMPLATE"] = common.update_template(
+        u["TEMPLATE"], text, mode, "Cannot update template. ", INTERNAL, keep=("TOKEN_PASSWORD",)
+    )
+    _store_user(call, u)
+    return oid
+
+
+@method("one.user.chgrp", int, int)
+def user_chgrp(call: Call, oid: int, gid: int) -> int:
+    u = call.get("user", oid)
+    g = call.get("group", gid)
+    call.authorize("user", u, "MANAGE")
+    if not call.is_admin and gid not in call.gids:
+        call.authorize("group", g, "MANAGE")
+    old = u["GID"]
+    if old != gid:
+        _drop_member(call, old, oid)
+        u["GROUPS"] = sorted((set(u["GROUPS"]) - {old}) | {gid})
+        u["GID"] = gid
+        _store_user(call, u)
+        _add_member(call, gid, oid)
+    return oid
+
+
+@method("one.user.addgroup", int, int)
+def user_addgroup(call: Call, oid: int, gid: int) -> int:
+    u = call.get("user", oid)
+    g = call.get("group", gid)
+    call.authorize("user", u, "MANAGE")
+    call.authorize("group", g, "MANAGE")
+    if gid in u["GROUPS"]:
+        raise OneError(ACTION, "User is already in this group")
+    u["GROUPS"] = sorted(u["GROUPS"] + [gid])
+    _store_user(call, u)
+    _add_member(call, gid, oid)
+    return oid
+
+
+@method("one.user.delgroup", int, int)
+def user_delgroup(call: Call, oid: int, gid: int) -> int:
+    u = call.get("user", oid)
+    g = call.get("group", gid)
+    call.authorize("user", u, "MANAGE")
+    call.authorize("group", g, "MANAGE")
+    if gid == u["GID"]:
+        raise OneError(ACTION, "Cannot remove user from the primary group")
+    if gid not in u["GROUPS"]:
+        raise OneError(ACTION, "User is not part of this group")
+    u["GROUPS"] = [x for x in u["GROUPS"] if x != gid]
+    _store_user(call, u)
+    _drop_member(call, gid, oid)
+    return oid
+
+
+@method("one.user.login", str, str, int, int, required=3)
+def user_login(call: Call, name: str, token: str, valid: int, egid: int = -1) -> str:
+    found = call.db.by_name("user", name)
+    if not found:
+        raise OneError(ACTION, f"Error getting user {name}", -1)
+    u = found[0]
+    _manage(call, u)
+    now = call.cloud.now()
+    tokens = [t for t in u.get("LOGIN_TOKENS", []) if t[1] < 0 or t[1] > now]
+    if valid == 0:  # oned: a zero validity revokes the token (or all of them)
+        tokens = [t for t in tokens if token and t[0] != token]
+        u["LOGIN_TOKENS"] = tokens
+        _store_user(call, u)
+        return token
+    if egid >= 0 and egid not in u["GROUPS"]:
+        raise OneError(ACTION, "EGID is not in user group list")
+    token = token or sha256(secrets.token_hex(32))
+    tokens = [t for t in tokens if t[0] != token]
+    tokens.append([token, now + valid if valid > 0 else -1, egid])
+    u["LOGIN_TOKENS"] = tokens
+    _store_user(call, u)
+    return token
+
+
+# ---------------------------------------------------------------- groups
+
+
+def vdc_rules(gid: int) -> list[tuple[int, int, int, int]]:
+    """The rules group.allocate adds for the default VDC: no CREATE right among them."""
+    who, zone = acl.GROUP | gid, acl.INDIVIDUAL | 0
+    return [
+        (who, acl.TYPES["HOST"] | acl.ALL, acl.RIGHTS["MANAGE"], zone),
+        (who, acl.TYPES["NET"] | acl.ALL, acl.RIGHTS["USE"], zone),
+        (who, acl.TYPES["DATASTORE"] | acl.ALL, acl.RIGHTS["USE"], zone),
+    ]
+
+
+@method("one.group.allocate", str)
+def group_allocate(call: Call, name: str) -> int:
+    call.authorize_create("group")
+    if not name.strip():
+        raise OneError(INTERNAL, "Invalid NAME, it cannot be empty")
+    call.check_name_free("group", name, None, "GROUP")
+    gid = call.db.next_id("group", FIRST_GROUP_ID)
+    call.db.put("group", {"ID": gid, "NAME": name, "UID": 0, "GID": gid, "TEMPLATE": [], "USERS": [], "ADMINS": []})
+    for rule in vdc_rules(gid):
+        call.db.acl_add(*rule)
+    call._rules = None
+    return gid
+
+
+@method("one.group.delete", int)
+def group_delete(call: Call, oid: int) -> int:
+    g = call.get("group", oid)
+    call.authorize("group", g, "ADMIN")
+    if oid < FIRST_GROUP_ID:
+        raise OneError(ACTION, "Cannot delete group. System Groups (ID < 100) cannot be deleted.")
+    if g["USERS"]:
+        raise OneError(ACTION, f"Cannot delete group. Group {oid} is not empty.")
+    call.db.delete("group", oid)
+    for rid, user, res, _rights, _zone in call.db.acl_rules():
+        if user == acl.GROUP | oid or (res & acl.GROUP and res & acl.ID_MASK == oid):
+            call.db.acl_delete(rid)
+    call._rules = None
+    return oid
+
+
+@method("one.group.info", int, bool, required=1)
+def group_info(call: Call, oid: int, decrypt: bool = False) -> str:
+    g = call.get("group", call.user["GID"] if oid == -1 else oid)
+    if g["ID"] not in call.gids:
+        call.authorize("group", g, "USE")
+    return records.group(g, group_quotas(call, g["ID"]))
+
+
+@method("one.grouppool.info")
+def grouppool_info(call: Call) -> str:
+    items = [
+        records.group(g, group_quotas(call, g["ID"]), pool=True)
+        for g in call.db.all("group")
+        if call.is_admin or g["ID"] in call.gids or call.can("group", g, "USE")
+    ]
+    return records.group_pool(items)
+
+
+# ---------------------------------------------------------------- ACL rules
+
+
+@method("one.acl.addrule", str, str, str, str, required=3)
+def acl_addrule(call: Call, user: str, resource: str, rights: str, zone: str = "") -> int:
+    if not call.is_admin:
+        raise not_authorized(call.uid, "MANAGE", "ACL")
+    try:
+        rule = (
+            acl.parse_hex(user),
+            acl.parse_hex(resource),
+            acl.parse_hex(rights),
+            acl.parse_hex(zone) if zone else acl.INDIVIDUAL | 0,
+        )
+    except ValueError:
+        rule = tuple(_lenient_hex(x) for x in (user, resource, rights)) + (
+            _lenient_hex(zone) if zone else acl.INDIVIDUAL,
+        )
+    try:
+        acl.validate(*rule)
+    except acl.MalformedRule as e:
+        raise OneError(INTERNAL, str(e)) from None
+    existing = call.db.acl_find(*rule)
+    if existing is not None:
+        raise OneError(INTERNAL, f"Rule {acl.to_string(*rule)} already exists")
+    call._rules = None
+    return call.db.acl_add(*rule)
+
+
+def _lenient_hex(text: str) -> int:
+    """strtoull-like: the leading hex digits, 0 when there are none."""
+    t = text.strip().lower()
+    t = t[2:] if t.startswith("0x") else t
+    digits = ""
+    for c in t:
+        if c not in "0123456789abcdef":
+            break
+        digits += c
+    return int(digits, 16) if digits else 0
+
+
+@method("one.acl.delrule", int)
+def acl_delrule(call: Call, rid: int) -> int:
+    if not call.is_admin:
+        raise not_authorized(call.uid, "MANAGE", "ACL")
+    if not call.db.acl_delete(rid):
+        raise OneError(INTERNAL, f"Rule {rid} does not exist")
+    call._rules = None
+    return rid
+
+
+@method("one.acl.info")
+def acl_info(call: Call) -> str:
+    rules = call.db.acl_rules()
+    return "<ACL_POOL>" + "".join(records.acl_rule(*r, acl.to_string(*r[1:])) for r in rules) + "</ACL_POOL>"

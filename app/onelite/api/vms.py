@@ -1,0 +1,990 @@
+"""one.vm.*, one.vmpool.*, one.template.* (instantiate builds VMs): what oned's VM manager does.
+
+State changes that oned's drivers make after an action returns are queued on the VM as
+``_NEXT`` steps ``[STATE, LCM_STATE, due time]``; the hypervisor loop applies them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from .. import records
+from .. import template as tpl
+from ..cloud import Call
+from ..errors import ACTION, ALLOCATE, INTERNAL, XML_RPC_API, OneError, not_authorized
+from ..registry import method
+from . import common, images, vnets
+
+# VM STATE and LCM_STATE codes
+INIT, PENDING, HOLD, ACTIVE, STOPPED, SUSPENDED, DONE, POWEROFF, UNDEPLOYED = 0, 1, 2, 3, 4, 5, 6, 8, 9
+LCM_INIT, PROLOG, BOOT, RUNNING, SAVE_STOP, SAVE_SUSPEND, EPILOG, SHUTDOWN = 0, 1, 2, 3, 5, 6, 11, 12
+HOTPLUG, SHUTDOWN_POWEROFF, BOOT_POWEROFF, HOTPLUG_SAVEAS, SHUTDOWN_UNDEPLOY = 17, 18, 20, 26, 29
+PROLOG_RESUME, PROLOG_UNDEPLOY, BOOT_UNDEPLOY = 9, 31, 32
+
+STATE_NAMES = {
+    0: "INIT",
+    1: "PENDING",
+    2: "HOLD",
+    3: "ACTIVE",
+    4: "STOPPED",
+    5: "SUSPENDED",
+    6: "DONE",
+    8: "POWEROFF",
+    9: "UNDEPLOYED",
+    10: "CLONING",
+    11: "CLONING_FAILURE",
+}
+LCM_NAMES = {
+    0: "LCM_INIT",
+    1: "PROLOG",
+    2: "BOOT",
+    3: "RUNNING",
+    5: "SAVE_STOP",
+    6: "SAVE_SUSPEND",
+    9: "PROLOG_RESUME",
+    11: "EPILOG",
+    12: "SHUTDOWN",
+    17: "HOTPLUG",
+    18: "SHUTDOWN_POWEROFF",
+    20: "BOOT_POWEROFF",
+    26: "HOTPLUG_SAVEAS",
+    29: "SHUTDOWN_UNDEPLOY",
+    31: "PROLOG_UNDEPLOY",
+    32: "BOOT_UNDEPLOY",
+}
+
+# history ACTION codes (VMActions)
+ACTIONS = {
+    "undeploy": 5,
+    "undeploy-hard": 6,
+    "hold": 7,
+    "release": 8,
+    "stop": 9,
+    "suspend": 10,
+    "resume": 11,
+    "delete": 13,
+    "reboot": 15,
+    "reboot-hard": 16,
+    "poweroff": 19,
+    "poweroff-hard": 20,
+    "disk-attach": 21,
+    "disk-detach": 22,
+    "terminate": 27,
+    "terminate-hard": 28,
+    "disk-saveas": 45,
+}
+
+STEP = 0.03  # seconds between two driver-made state changes, as observed on oned with dummy drivers
+
+# Attributes oned keeps in the VM TEMPLATE; everything else a user gives lands in USER_TEMPLATE.
+SYSTEM_ATTRS = {
+    "CPU",
+    "VCPU",
+    "MEMORY",
+    "DISK",
+    "NIC",
+    "NIC_ALIAS",
+    "NIC_DEFAULT",
+    "CONTEXT",
+    "GRAPHICS",
+    "OS",
+    "INPUT",
+    "FEATURES",
+    "RAW",
+    "CPU_MODEL",
+    "PCI",
+    "NUMA_NODE",
+    "TOPOLOGY",
+    "VMGROUP",
+    "TEMPLATE_ID",
+    "VMID",
+    "MEMORY_MAX",
+    "VCPU_MAX",
+    "MEMORY_RESIZE_MODE",
+    "HYPERVISOR",
+    "SPICE_OPTIONS",
+    "VIDEO",
+    "IOTHREADS",
+    "SECURITY_GROUP_RULE",
+    "AUTOMATIC_REQUIREMENTS",
+    "AUTOMATIC_DS_REQUIREMENTS",
+    "AUTOMATIC_NIC_REQUIREMENTS",
+    "TM_MAD_SYSTEM",
+    "EMULATOR",
+    "SCHED_ACTION",
+    "SNAPSHOT",
+    "BACKUP_CONFIG",
+}
+CLUSTER_REQ = '("CLUSTERS/ID" @> 0)'
+AUTO_REQ = "(CLUSTER_ID = 0) & !(PUBLIC_CLOUD = YES) & !(PIN_POLICY = PINNED)"
+ETH_CONTEXT = (
+    "DNS",
+    "EXTERNAL",
+    "GATEWAY",
+    "IP",
+    "IP6",
+    "IP6_GATEWAY",
+    "IP6_METHOD",
+    "IP6_METRIC",
+    "IP6_PREFIX_LENGTH",
+    "IP6_ULA",
+    "MAC",
+    "MASK",
+    "METHOD",
+    "METRIC",
+    "MTU",
+    "NETWORK",
+    "SEARCH_DOMAIN",
+    "VLAN_ID",
+    "VROUTER_IP",
+    "VROUTER_IP6",
+    "VROUTER_MANAGEMENT",
+)
+
+
+def lcm_name(vm: dict) -> str:
+    if vm["STATE"] == ACTIVE:
+        return LCM_NAMES.get(vm["LCM_STATE"], str(vm["LCM_STATE"]))
+    return STATE_NAMES.get(vm["STATE"], str(vm["STATE"]))
+
+
+# ---------------------------------------------------------------- persistence
+
+
+def qsum(vm: dict) -> dict | None:
+    """The VM's share of its owner's quotas; None once DONE."""
+    if vm["STATE"] == DONE:
+        return None
+    t = vm["TEMPLATE"]
+    net: dict[str, int] = {}
+    img: dict[str, int] = {}
+    disk = 0
+    for vec in tpl.get_all(t, "DISK"):
+        if isinstance(vec, list):
+            d = dict(vec)
+            if "IMAGE_ID" in d and d.get("CLONE") == "YES":
+                img[d["IMAGE_ID"]] = img.get(d["IMAGE_ID"], 0) + 1
+                disk += int(d.get("SIZE", 0) or 0)
+    for vec in tpl.get_all(t, "NIC"):
+        if isinstance(vec, list) and tpl.vget(vec, "NETWORK_ID") is not None:
+            k = tpl.vget(vec, "NETWORK_ID")
+            net[k] = net.get(k, 0) + 1
+
+    def num(key, conv):
+        try:
+            return conv(tpl.get(t, key) or 0)
+        except ValueError:
+            return conv(0)
+
+    running = vm["STATE"] not in (POWEROFF, STOPPED, UNDEPLOYED, SUSPENDED)
+    return {
+        "cpu": num("CPU", float),
+        "mem": num("MEMORY", int),
+        "disk": disk,
+        "run": running,
+        "net": net,
+        "img": img,
+    }
+
+
+def save_vm(call: Call, vm: dict) -> None:
+    uname, gname = call.uname(vm["UID"]), call.gname(vm["GID"])
+    call.db.put("vm", vm, pool_xml=records.vm_short(vm, uname, gname), qsum=qsum(vm))
+    if vm.get("_NEXT"):
+        call.cloud.owe(call.db, "vm", vm["ID"], vm["_NEXT"][0][2])
+    else:
+        call.db.pending_clear("vm", vm["ID"])
+
+
+def set_state(vm: dict, state: int, lcm: int) -> None:
+    vm["PREV_STATE"], vm["PREV_LCM_STATE"] = vm["STATE"], vm["LCM_STATE"]
+    vm["STATE"], vm["LCM_STATE"] = state, lcm
+
+
+def queue(call: Call, vm: dict, *steps: tuple[int, int]) -> None:
+    now = call.cloud.clock()
+    vm["_NEXT"] = [[s, lcm, now + STEP * (i + 1)] for i, (s, lcm) in enumerate(steps)]
+
+
+# ---------------------------------------------------------------- building VMs
+
+
+def _disk(call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets: set[str], owner: Call) -> tpl.Vector:
+    d = dict(vec)
+    ref = d.get("IMAGE_ID")
+    if ref is not None:
+        try:
+            image = call.db.get("image", int(ref))
+        except ValueError:
+            image = None
+        if image is None:
+            raise OneError(INTERNAL, f"DISK {disk_id}: Image with ID: {ref} does not exist")
+    elif "IMAGE" in d:
+        owner_name = d.get("IMAGE_UNAME")
+        found = [
+            i
+            for i in call.db.by_name("image", d["IMAGE"])
+            if (owner_name is None and i["UID"] == call.uid) or call.uname(i["UID"]) == owner_name
+        ]
+        if not found:
+            raise OneError(INTERNAL, f"DISK {disk_id}: Image {d['IMAGE']} does not exist")
+        image = found[0]
+    else:  # a volatile disk
+        out = dict(d)
+        out.update({"DISK_ID": str(disk_id), "DATASTORE_ID": "0", "TYPE": d.get("TYPE", "fs")})
+        return sorted(out.items())
+    images.check_use(owner, image)
+    images.use(call, image, vmid)
+    ds = call.db.get("datastore", image["DATASTORE_ID"]) or {"NAME": image["DATASTORE"], "TM_MAD": "dummy"}
+    prefix = d.get("DEV_PREFIX") or tpl.get(image["TEMPLATE"], "DEV_PREFIX") or "sd"
+    target = d.get("TARGET") or next(
+        f"{prefix}{c}" for c in "abcdefghijklmnopqrstuvwxyz" if f"{prefix}{c}" not in used_targets
+    )
+    used_targets.add(target)
+    persistent = bool(image["PERSISTENT"])
+    out = {
+        "ALLOW_ORPHANS": "NO",
+        "CLONE": "NO" if persistent else "YES",
+        "CLONE_TARGET": "SYSTEM",
+        "CLUSTER_ID": "0",
+        "DATASTORE": ds["NAME"],
+        "DATASTORE_ID": str(image["DATASTORE_ID"]),
+        "DEV_PREFIX": prefix,
+        "DISK_ID": str(disk_id),
+        "DISK_SNAPSHOT_TOTAL_SIZE": "0",
+        "DISK_TYPE": "FILE",
+        "DRIVER": image["FORMAT"],
+        "FORMAT": image["FORMAT"],
+        "IMAGE": image["NAME"],
+        "IMAGE_ID": str(image["ID"]),
+        "IMAGE_STATE": str(image["STATE"]),
+        "LN_TARGET": "NONE",
+        "ORIGINAL_SIZE": str(image["SIZE"]),
+        "READONLY": "NO",
+        "SAVE": "YES" if persistent else "NO",
+        "SIZE": str(image["SIZE"]),
+        "SOURCE": image["SOURCE"],
+        "TARGET": target,
+        "TM_MAD": ds.get("TM_MAD", "dummy"),
+        "TYPE": "FILE",
+    }
+    if persistent:
+        out["PERSISTENT"] = "YES"
+    if image["UID"] != call.uid:
+        out["IMAGE_UNAME"] = call.uname(image["UID"])
+    for k, v in d.items():
+        if k not in out and k not in ("IMAGE_UNAME",):
+            out[k] = v
+    return sorted(out.items())
+
+
+def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tpl.Vector:
+    d = dict(vec)
+    ref = d.get("NETWORK_ID")
+    if ref is not None:
+        try:
+            vnet = call.db.get("vnet", int(ref))
+        except ValueError:
+            vnet = None
+    elif "NETWORK" in d:
+        owner_name = d.get("NETWORK_UNAME")
+        found = [
+            v
+            for v in call.db.by_name("vnet", d["NETWORK"])
+            if (owner_name is None and v["UID"] == call.uid) or call.uname(v["UID"]) == owner_name
+        ]
+        vnet = found[0] if found else None
+    else:
+        raise OneError(INTERNAL, f"NIC {nic_id}: No NETWORK or NETWORK_ID in NIC")
+    if vnet is None:
+        raise OneError(INTERNAL, f"NIC {nic_id}: Virtual network {ref or d.get('NETWORK')} does not exist")
+    if not owner.can("vnet", vnet, "USE"):
+        raise not_authorized(owner.uid, "USE", "NET", vnet["ID"])
+    ar, index = vnets.lease(vnet, vmid, d.get("IP"))
+    vnet["UPDATED_VMS"] = sorted(set(vnet["UPDATED_VMS"]) | {vmid})
+    call.db.put("vnet", vnet)
+    out = {
+        "AR_ID": str(ar["AR_ID"]),
+        "BRIDGE": vnet["BRIDGE"],
+        "BRIDGE_TYPE": vnet["BRIDGE_TYPE"],
+        "CLUSTER_ID": "0",
+        "MAC": records.mac_at(ar, index),
+        "NAME": f"NIC{nic_id}",
+        "NETWORK": vnet["NAME"],
+        "NETWORK_ID": str(vnet["ID"]),
+        "NIC_ID": str(nic_id),
+        "SECURITY_GROUPS": tpl.get(vnet["TEMPLATE"], "SECURITY_GROUPS") or "0",
+        "TARGET": f"one-{vmid}-{nic_id}",
+        "VN_MAD": vnet["VN_MAD"],
+    }
+    if ar["TYPE"] in ("IP4", "IP4_6"):
+        out["IP"] = records.ip_at(ar, index)
+    if vnet["UID"] != call.uid and "NETWORK_UNAME" in d:
+        out["NETWORK_UNAME"] = d["NETWORK_UNAME"]
+    for k, v in d.items():
+        if k not in out and k != "IP":
+            out[k] = v
+    return sorted(out.items())
+
+
+def _secgroup_rules(call: Call, ids_text: str, vmid: int) -> list[tuple[str, tpl.Vector]]:
+    rules = []
+    for sid in ids_text.split(","):
+        sid = sid.strip()
+        if not sid.isdigit():
+            continue
+        sg = call.db.get("secgroup", int(sid))
+        if sg is None:
+            continue
+        for vec in tpl.get_all(sg["TEMPLATE"], "RULE"):
+            if isinstance(vec, list):
+                rule = dict(vec)
+                rule.update({"SECURITY_GROUP_ID": sid, "SECURITY_GROUP_NAME": sg["NAME"]})
+                rules.append(("SECURITY_GROUP_RULE", sorted(rule.items())))
+        sg["UPDATED_VMS"] = sorted(set(sg["UPDATED_VMS"]) | {vmid})
+        call.db.put("secgroup", sg)
+    return rules
+
+
+def _context(vec: tpl.Vector, disk_id: int, nics: list[tpl.Vector]) -> tpl.Vector:
+    d = dict(vec)
+    if d.get("TOKEN", "").upper() == "YES":
+        raise OneError(INTERNAL, "TOKEN set, but onegate endpoint was not defined in oned.conf.")
+    out = {k: v for k, v in d.items()}
+    if d.get("NETWORK", "").upper() == "YES":
+        for nic in nics:
+            n = dict(nic)
+            for key in ETH_CONTEXT:
+                out[f"ETH{n['NIC_ID']}_{key}"] = {"IP": n.get("IP", ""), "MAC": n.get("MAC", "")}.get(key, "")
+    out["DISK_ID"] = str(disk_id)
+    out["TARGET"] = "hda"
+    return sorted(out.items())
+
+
+def build_vm(call: Call, t: tpl.Template, name: str | None, hold: bool, extra_user: tpl.Template = ()) -> int:
+    """Create a VM from a parsed template as oned's VirtualMachinePool::allocate does."""
+    call.authorize_create("vm")
+    vmid = call.db.next_id("vm", 0)
+    vm_name = name or tpl.get(t, "NAME") or f"one-{vmid}"
+    if not isinstance(vm_name, str):
+        raise OneError(INTERNAL, "NAME attribute must be a single value")
+    system: tpl.Template = []
+    user: tpl.Template = list(extra_user)
+    for k, v in t:
+        if k == "NAME":
+            continue
+        (system if k in SYSTEM_ATTRS else user).append((k, v))
+    out: tpl.Template = []
+    used_targets: set[str] = set()
+    disks = [v for k, v in system if k == "DISK" and isinstance(v, list)]
+    for i, vec in enumerate(disks):
+        out.append(("DISK", _disk(call, vec, i, vmid, used_targets, call)))
+    nics: list[tpl.Vector] = []
+    sg_ids: list[str] = []
+    for i, vec in enumerate(v for k, v in system if k == "NIC" and isinstance(v, list)):
+        nic = _nic(call, vec, i, vmid, call)
+        nics.append(nic)
+        out.append(("NIC", nic))
+        sg_ids += [s for s in tpl.vget(nic, "SECURITY_GROUPS", "").split(",") if s and s not in sg_ids]
+    for k, v in system:
+        if k in ("DISK", "NIC", "CONTEXT", "OS", "VMID", "SECURITY_GROUP_RULE"):
+            continue
+        out.append((k, v))
+    context = tpl.get(system, "CONTEXT")
+    if isinstance(context, list):
+        out.append(("CONTEXT", _context(context, len(disks), nics)))
+    os_vec = [(k, v) for k, v in (tpl.get(system, "OS") or []) if k != "UUID"] + [("UUID", str(uuid.uuid4()))]
+    out.append(("OS", os_vec))
+    out += _secgroup_rules(call, ",".join(sg_ids), vmid)
+    out += [
+        ("AUTOMATIC_DS_REQUIREMENTS", CLUSTER_REQ),
+        ("AUTOMATIC_NIC_REQUIREMENTS", CLUSTER_REQ),
+        ("AUTOMATIC_REQUIREMENTS", AUTO_REQ),
+        ("VMID", str(vmid)),
+    ]
+    for key in ("CPU", "MEMORY"):
+        if tpl.get(out, key) is None:
+            raise OneError(INTERNAL, f"No {key} in template." if key == "MEMORY" else "No CPU in template.")
+    state = HOLD if hold else PENDING
+    vm = {
+        "ID": vmid,
+        "NAME": vm_name,
+        "UID": call.uid,
+        "GID": call.user["GID"],
+        "PERMS": common.default_perms(call),
+        "STATE": state,
+        "LCM_STATE": LCM_INIT,
+        "PREV_STATE": state,
+        "PREV_LCM_STATE": LCM_INIT,
+        "STIME": call.cloud.now(),
+        "ETIME": 0,
+        "DEPLOY_ID": "",
+        "TEMPLATE": out,
+        "USER_TEMPLATE": user,
+        "HISTORY": [],
+        "_NEXT": [],
+        "_RESUME": "",
+    }
+    save_vm(call, vm)
+    return vmid
+
+
+@method("one.vm.allocate", str, bool, required=1)
+def vm_allocate(call: Call, text: str, hold: bool = False) -> int:
+    t = common.parse_template(text)
+    return build_vm(call, t, None, hold)
+
+
+# ---------------------------------------------------------------- templates
+
+TEMPLATE_ONLY = (
+    "DESCRIPTION",
+    "LABELS",
+    "LOGO",
+    "SCHED_REQUIREMENTS",
+    "SCHED_RANK",
+    "SCHED_DS_REQUIREMENTS",
+    "SCHED_DS_RANK",
+    "USER_INPUTS",
+    "INPUTS_ORDER",
+    "VROUTER",
+)
+
+
+@method("one.template.allocate", str)
+def template_allocate(call: Call, text: str) -> int:
+    t = common.parse_template(text)
+    call.authorize_create("template")
+    name = tpl.get(t, "NAME")
+    if not isinstance(name, str) or not name:
+        raise OneError(INTERNAL, "No NAME in template.")
+    call.check_name_free("template", name, call.uid, "TEMPLATE")
+    oid = call.db.next_id("template", 0)
+    call.db.put(
+        "template",
+        {
+            "ID": oid,
+            "NAME": name,
+            "UID": call.uid,
+            "GID": call.user["GID"],
+            "PERMS": common.default_perms(call),
+            "REGTIME": call.cloud.now(),
+            "TEMPLATE": tpl.remove(t, "NAME"),
+        },
+    )
+    return oid
+
+
+def _extended(call: Call, t: tpl.Template) -> tpl.Template:
+    """template.info(extended): each image DISK shows the image's attributes, as a VM disk would."""
+    out = []
+    for i, (k, v) in enumerate(t):
+        if k == "DISK" and isinstance(v, list) and tpl.vget(v, "IMAGE_ID") is not None:
+            image = call.db.get("image", int(tpl.vget(v, "IMAGE_ID")))
+            if image:
+                ds = call.db.get("datastore", image["DATASTORE_ID"]) or {"NAME": "", "TM_MAD": ""}
+                disk_id = sum(1 for kk, _ in t[:i] if kk == "DISK")
+                d = {
+                    "ALLOW_ORPHANS": "NO",
+                    "CLONE": "YES",
+                    "CLONE_TARGET": "SYSTEM",
+                    "CLUSTER_ID": "0",
+                    "DATASTORE": ds["NAME"],
+                    "DATASTORE_ID": str(image["DATASTORE_ID"]),
+                    "DEV_PREFIX": tpl.get(image["TEMPLATE"], "DEV_PREFIX") or "sd",
+                    "DISK_ID": str(disk_id),
+                    "DISK_SNAPSHOT_TOTAL_SIZE": "0",
+                    "DISK_TYPE": "FILE",
+                    "DRIVER": image["FORMAT"],
+                    "FORMAT": image["FORMAT"],
+                    "IMAGE": image["NAME"],
+                    "IMAGE_STATE": str(image["STATE"]),
+                    "LN_TARGET": "NONE",
+                    "ORIGINAL_SIZE": str(image["SIZE"]),
+                    "READONLY": "NO",
+                    "SAVE": "NO",
+                    "SIZE": str(image["SIZE"]),
+                    "SOURCE": image["SOURCE"],
+                    "TM_MAD": ds["TM_MAD"],
+                    "TYPE": "FILE",
+                }
+                d.update(dict(v))
+                v = sorted(d.items())
+        out.append((k, v))
+    return out
+
+
+@method("one.template.info", int, bool, bool, required=1)
+def template_info(call: Call, oid: int, extended: bool = False, decrypt: bool = False) -> str:
+    t = call.get("template", oid)
+    call.authorize("template", t, "USE")
+    uname, gname = common.names(call, t)
+    return records.vmtemplate(t, uname, gname, _extended(call, t["TEMPLATE"]) if extended else None)
+
+
+@method("one.templatepool.info", int, int, int)
+def templatepool_info(call: Call, flag: int, start: int, end: int) -> str:
+    return (
+        "<VMTEMPLATE_POOL>"
+        + common.owned_pool(call, "template", flag, start, end, lambda t: common.render(call, "template", t))
+        + "</VMTEMPLATE_POOL>"
+    )
+
+
+@method("one.template.update", int, str, int, required=2)
+def template_update(call: Call, oid: int, text: str, mode: int = 0) -> int:
+    common.update(call, "template", oid, text, mode)
+    t = call.get("template", oid)
+    if tpl.get(t["TEMPLATE"], "NAME") is not None:
+        t["TEMPLATE"] = tpl.remove(t["TEMPLATE"], "NAME")
+        call.db.put("template", t)
+    return oid
+
+
+@method("one.template.chown", int, int, int)
+def template_chown(call: Call, oid: int, uid: int, gid: int) -> int:
+    return common.chown(call, "template", oid, uid, gid)
+
+
+@method("one.template.chmod", int, int, int, int, int, int, int, int, int, int, bool, required=10)
+def template_chmod(call: Call, oid: int, *bits) -> int:
+    return common.chmod(call, "template", oid, list(bits[:9]))
+
+
+@method("one.template.rename", int, str)
+def template_rename(call: Call, oid: int, name: str) -> int:
+    return common.rename(call, "template", oid, name)
+
+
+@method("one.template.delete", int, bool, required=1)
+def template_delete(call: Call, oid: int, recursive: bool = False) -> int:
+    t = call.get("template", oid)
+    call.authorize("template", t, "MANAGE")
+    call.db.delete("template", oid)
+    return oid
+
+
+@method("one.template.clone", int, str, bool, required=2)
+def template_clone(call: Call, oid: int, name: str, recursive: bool = False) -> int:
+    t = call.get("template", oid)
+    call.authorize("template", t, "USE")
+    call.authorize_create("template")
+    for other in call.db.by_name("template", name):
+        if other["UID"] == call.uid:
+            raise OneError(
+                ALLOCATE, f"Error allocating a new template. NAME is already taken by TEMPLATE {other['ID']}."
+            )
+    new = call.db.next_id("template", 0)
+    call.db.put(
+        "template",
+        {
+            "ID": new,
+            "NAME": name,
+            "UID": call.uid,
+            "GID": call.user["GID"],
+            "PERMS": common.default_perms(call),
+            "REGTIME": call.cloud.now(),
+            "TEMPLATE": list(t["TEMPLATE"]),
+        },
+    )
+    return new
+
+
+@method("one.template.instantiate", int, str, bool, str, bool, required=2)
+def template_instantiate(
+    call: Call, oid: int, name: str, hold: bool = False, extra: str = "", persistent: bool = False
+) -> int:
+    t = call.get("template", oid)
+    call.authorize("template", t, "USE")
+    extra_t = common.parse_template(extra) if extra else []
+    merged = tpl.merge(t["TEMPLATE"], extra_t)
+    user_part = [(k, v) for k, v in merged if k in TEMPLATE_ONLY]
+    body = [(k, v) for k, v in merged if k not in TEMPLATE_ONLY] + [("TEMPLATE_ID", str(oid))]
+    try:
+        return build_vm(call, body, name or None, hold, user_part)
+    except OneError as e:
+        if e.code == INTERNAL:
+            raise OneError(ALLOCATE, f"Error allocating a new virtual machine template. {e.message}") from None
+        raise
+
+
+# ---------------------------------------------------------------- info and pools
+
+
+@method("one.vm.info", int, bool, required=1)
+def vm_info(call: Call, oid: int, decrypt: bool = False) -> str:
+    vm = call.get("vm", oid)
+    call.authorize("vm", vm, "USE")
+    uname, gname = common.names(call, vm)
+    return records.vm(vm, uname, gname)
+
+
+def _pool_rows(call: Call, flag: int, start: int, end: int, state: int, query: str):
+    if query:
+        raise OneError(INTERNAL, "JSON query search is not supported by the SQL backend")
+    if state < -2 or state > 11:
+        raise OneError(XML_RPC_API, "Incorrect filter_flag, state")
+    keep = common.pool_filter(call, "vm", flag, start, end)
+    if state == -2:
+        where, args = "", ()
+    elif state == -1:
+        where, args = "state != ?", (DONE,)
+    else:
+        where, args = "state = ?", (state,)
+    return [r for r in call.db.rows("vm", where, args) if keep(r[0], r[1], r[2], r[3])]
+
+
+@method("one.vmpool.info", int, int, int, int, str, required=4)
+def vmpool_info(call: Call, flag: int, start: int, end: int, state: int, query: str = "") -> str:
+    rows = _pool_rows(call, flag, start, end, state, query)
+    return "<VM_POOL>" + "".join(r[5] for r in rows) + "</VM_POOL>"
+
+
+@method("one.vmpool.infoextended", int, int, int, int, str, required=4)
+def vmpool_infoextended(call: Call, flag: int, start: int, end: int, state: int, query: str = "") -> str:
+    rows = _pool_rows(call, flag, start, end, state, query)
+    out = []
+    for r in rows:
+        vm = call.db.get("vm", r[0])
+        uname, gname = common.names(call, vm)
+        out.append(records.vm(vm, uname, gname))
+    return "<VM_POOL>" + "".join(out) + "</VM_POOL>"
+
+
+# ---------------------------------------------------------------- simple edits
+
+
+@method("one.vm.update", int, str, int, required=2)
+def vm_update(call: Call, oid: int, text: str, mode: int = 0) -> int:
+    return common.update(call, "vm", oid, text, mode, field="USER_TEMPLATE")
+
+
+@method("one.vm.chown", int, int, int)
+def vm_chown(call: Call, oid: int, uid: int, gid: int) -> int:
+    return common.chown(call, "vm", oid, uid, gid)
+
+
+@method("one.vm.chmod", int, int, int, int, int, int, int, int, int, int)
+def vm_chmod(call: Call, oid: int, *bits: int) -> int:
+    return common.chmod(call, "vm", oid, list(bits))
+
+
+@method("one.vm.rename", int, str)
+def vm_rename(call: Call, oid: int, name: str) -> int:
+    return common.rename(call, "vm", oid, name, unique_per_owner=False)
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def open_history(call: Call, vm: dict, host: dict) -> None:
+    now = call.cloud.now()
+    vm["HISTORY"].append(
+        {
+            "OID": vm["ID"],
+            "SEQ": len(vm["HISTORY"]),
+            "HOSTNAME": host["NAME"],
+            "HID": host["ID"],
+            "CID": host["CLUSTER_ID"],
+            "STIME": now,
+            "ETIME": 0,
+            "VM_MAD": host["VM_MAD"],
+            "TM_MAD": "dummy",
+            "DS_ID": 0,
+            "PSTIME": now,
+            "PETIME": 0,
+            "RSTIME": 0,
+            "RETIME": 0,
+            "ESTIME": 0,
+            "EETIME": 0,
+            "ACTION": 0,
+            "UID": -1,
+            "GID": -1,
+            "REQUEST_ID": -1,
+        }
+    )
+    vm["DEPLOY_ID"] = f"{host['NAME']}:{vm['NAME']}:dummy"
+    if tpl.get(vm["TEMPLATE"], "TM_MAD_SYSTEM") is None:
+        vm["TEMPLATE"] = vm["TEMPLATE"] + [("TM_MAD_SYSTEM", "dummy")]
+
+
+def close_history(call: Call, vm: dict, action: str) -> None:
+    if not vm["HISTORY"]:
+        return
+    h = vm["HISTORY"][-1]
+    if h["ETIME"]:
+        return
+    h["ACTION"] = ACTIONS.get(action, 0)
+    h["UID"], h["GID"] = call.uid, call.user["GID"]
+    h["REQUEST_ID"] = call.cloud.request_id
+    if not h["RETIME"] and h["RSTIME"]:
+        h["RETIME"] = call.cloud.now()
+
+
+def _leave_host(call: Call, vm: dict) -> None:
+    """The VM no longer occupies its host (DONE, STOPPED, UNDEPLOYED)."""
+    if not vm["HISTORY"]:
+        return
+    h = vm["HISTORY"][-1]
+    now = call.cloud.now()
+    if not h["ETIME"]:
+        h["ETIME"] = now
+        if h["ESTIME"] and not h["EETIME"]:
+            h["EETIME"] = now
+    host = call.db.get("host", h["HID"])
+    if host and vm["ID"] in host["VMS"]:
+        host["VMS"] = [x for x in host["VMS"] if x != vm["ID"]]
+        host["CPU_USAGE"] = max(0, host["CPU_USAGE"] - int(float(tpl.get(vm["TEMPLATE"], "CPU") or 0) * 100))
+        host["MEM_USAGE"] = max(0, host["MEM_USAGE"] - int(tpl.get(vm["TEMPLATE"], "MEMORY") or 0) * 1024)
+        call.db.put("host", host)
+
+
+def finish_done(call: Call, vm: dict) -> None:
+    """Everything DONE releases: leases, images, host, security groups."""
+    _leave_host(call, vm)
+    vm["ETIME"] = call.cloud.now()
+    for vec in tpl.get_all(vm["TEMPLATE"], "NIC"):
+        if isinstance(vec, list) and tpl.vget(vec, "NETWORK_ID") is not None:
+            vnet = call.db.get("vnet", int(tpl.vget(vec, "NETWORK_ID")))
+            if vnet:
+                vnets.release_vm(vnet, vm["ID"])
+                call.db.put("vnet", vnet)
+    for vec in tpl.get_all(vm["TEMPLATE"], "DISK"):
+        if isinstance(vec, list) and tpl.vget(vec, "IMAGE_ID") is not None:
+            images.unuse(call, int(tpl.vget(vec, "IMAGE_ID")), vm["ID"])
+    for sg in call.db.all("secgroup"):
+        if vm["ID"] in sg["UPDATED_VMS"]:
+            sg["UPDATED_VMS"] = [x for x in sg["UPDATED_VMS"] if x != vm["ID"]]
+            call.db.put("secgroup", sg)
+
+
+def apply_step(call: Call, vm: dict, state: int, lcm: int) -> None:
+    """One driver-made transition, with the bookkeeping oned does on entering that state."""
+    now = call.cloud.now()
+    h = vm["HISTORY"][-1] if vm["HISTORY"] else None
+    if state == ACTIVE and lcm == BOOT and h:
+        h["PETIME"] = h["PETIME"] or now
+        h["RSTIME"] = h["RSTIME"] or now
+    if state == ACTIVE and lcm == EPILOG and h:
+        h["RETIME"] = h["RETIME"] or now
+        h["ESTIME"] = now
+    if state == ACTIVE and lcm == RUNNING and h and not h["RSTIME"]:
+        h["PETIME"] = h["PETIME"] or now
+        h["RSTIME"] = now
+    set_state(vm, state, lcm)
+    if state == DONE:
+        finish_done(call, vm)
+    elif state in (STOPPED, UNDEPLOYED):
+        _leave_host(call, vm)
+
+
+def _fail_state(action: str, vm: dict):
+    return OneError(
+        ACTION, f'Error performing action "{action}": This action is not available for state {lcm_name(vm)}'
+    )
+
+
+@method("one.vm.action", str, int)
+def vm_action(call: Call, action: str, oid: int) -> int:
+    if action not in ACTIONS or action in ("delete", "disk-attach", "disk-detach", "disk-saveas"):
+        raise OneError(ACTION, f'Action "{action}" is not supported')
+    vm = call.get("vm", oid)
+    call.authorize("vm", vm, "MANAGE")
+    state, lcm = vm["STATE"], vm["LCM_STATE"]
+    running = state == ACTIVE and lcm == RUNNING
+    base = action.removesuffix("-hard")
+    if base == "terminate":
+        if state == DONE:
+            return oid
+        if running or (state == ACTIVE and action == "terminate-hard"):
+            close_history(call, vm, action)
+            set_state(vm, ACTIVE, SHUTDOWN)
+            queue(call, vm, (ACTIVE, EPILOG), (DONE, LCM_INIT))
+        elif state in (POWEROFF, SUSPENDED):
+            close_history(call, vm, action)
+            set_state(vm, ACTIVE, EPILOG)
+            queue(call, vm, (DONE, LCM_INIT))
+        elif state in (PENDING, HOLD, STOPPED, UNDEPLOYED, INIT):
+            close_history(call, vm, action)
+            set_state(vm, DONE, LCM_INIT)
+            vm["_NEXT"] = []
+            finish_done(call, vm)
+        else:
+            raise _fail_state(action, vm)
+    elif action == "hold":
+        if state != PENDING:
+            raise _fail_state(action, vm)
+        set_state(vm, HOLD, LCM_INIT)
+    elif action == "release":
+        if state != HOLD:
+            raise _fail_state(action, vm)
+        set_state(vm, PENDING, LCM_INIT)
+    elif base == "poweroff":
+        if not running:
+            raise _fail_state(action, vm)
+        close_history(call, vm, action)
+        set_state(vm, ACTIVE, SHUTDOWN_POWEROFF)
+        queue(call, vm, (POWEROFF, LCM_INIT))
+    elif base == "reboot":
+        if not running:
+            raise _fail_state(action, vm)
+    elif action == "stop":
+        if not running:
+            raise _fail_state(action, vm)
+        close_history(call, vm, action)
+        set_state(vm, ACTIVE, SAVE_STOP)
+        queue(call, vm, (STOPPED, LCM_INIT))
+    elif action == "suspend":
+        if not running:
+            raise _fail_state(action, vm)
+        close_history(call, vm, action)
+        set_state(vm, ACTIVE, SAVE_SUSPEND)
+        queue(call, vm, (SUSPENDED, LCM_INIT))
+    elif base == "undeploy":
+        if not (running or state == POWEROFF):
+            raise _fail_state(action, vm)
+        close_history(call, vm, action)
+        set_state(vm, ACTIVE, SHUTDOWN_UNDEPLOY)
+        queue(call, vm, (UNDEPLOYED, LCM_INIT))
+    elif action == "resume":
+        if state == POWEROFF:
+            _reopen(call, vm)
+            queue(call, vm, (ACTIVE, BOOT_POWEROFF), (ACTIVE, RUNNING))
+            vm["_NEXT"][0][2] = call.cloud.clock()  # the boot starts at once; the answer still shows POWEROFF
+        elif state == SUSPENDED:
+            _reopen(call, vm)
+            queue(call, vm, (ACTIVE, RUNNING))
+        elif state in (STOPPED, UNDEPLOYED):
+            vm["_RESUME"] = "stopped" if state == STOPPED else "undeployed"
+            set_state(vm, PENDING, LCM_INIT)
+        else:
+            raise _fail_state(action, vm)
+    save_vm(call, vm)
+    return oid
+
+
+def _reopen(call: Call, vm: dict) -> None:
+    """A resume on the same host opens a new history record there."""
+    if vm["HISTORY"]:
+        host = call.db.get("host", vm["HISTORY"][-1]["HID"])
+        if host:
+            open_history(call, vm, host)
+
+
+@method("one.vm.recover", int, int)
+def vm_recover(call: Call, oid: int, op: int) -> int:
+    vm = call.get("vm", oid)
+    call.authorize("vm", vm, "ADMIN")
+    if op not in (0, 1, 2, 3, 4, 5):
+        raise OneError(ACTION, "Wrong recovery operation code")
+    if op in (3, 5):
+        close_history(call, vm, "delete")
+        queue(call, vm, (DONE, LCM_INIT))
+    elif op == 1 and vm.get("_NEXT"):
+        for s, lcm, _due in vm["_NEXT"]:
+            apply_step(call, vm, s, lcm)
+        vm["_NEXT"] = []
+    save_vm(call, vm)
+    return oid
+
+
+# ---------------------------------------------------------------- disks
+
+
+def _hotplug(call: Call, vm: dict, lcm: int) -> None:
+    if not (vm["STATE"] == ACTIVE and vm["LCM_STATE"] == RUNNING) and vm["STATE"] != POWEROFF:
+        raise OneError(ACTION, f"Could not perform the action, VM in wrong state {lcm_name(vm)}")
+    if vm["STATE"] == ACTIVE:
+        set_state(vm, ACTIVE, lcm)
+        queue(call, vm, (ACTIVE, RUNNING))
+
+
+@method("one.vm.attach", int, str)
+def vm_attach(call: Call, oid: int, text: str) -> int:
+    vm = call.get("vm", oid)
+    call.authorize("vm", vm, "MANAGE")
+    t = common.parse_template(text, ACTION)
+    vec = tpl.get(t, "DISK")
+    if not isinstance(vec, list):
+        raise OneError(ACTION, "No DISK in template")
+    ref = tpl.vget(vec, "IMAGE_ID")
+    if ref is not None and (not ref.isdigit() or call.db.get("image", int(ref)) is None):
+        raise OneError(ACTION, f"Image with ID: {ref} does not exist")
+    existing = [v for k, v in vm["TEMPLATE"] if k == "DISK" and isinstance(v, list)]
+    ids = [int(tpl.vget(d, "DISK_ID", "0")) for d in existing]
+    context = tpl.get(vm["TEMPLATE"], "CONTEXT")
+    if isinstance(context, list):
+        ids.append(int(tpl.vget(context, "DISK_ID", "0")))
+    targets = {tpl.vget(d, "TARGET") for d in existing}
+    owner = _owner_call(call, vm)
+    _hotplug(call, vm, HOTPLUG)
+    disk = _disk(call, vec, max(ids, default=-1) + 1, oid, targets, owner)
+    vm["TEMPLATE"] = vm["TEMPLATE"] + [("DISK", disk)]
+    save_vm(call, vm)
+    return oid
+
+
+@method("one.vm.detach", int, int)
+def vm_detach(call: Call, oid: int, disk_id: int) -> int:
+    vm = call.get("vm", oid)
+    call.authorize("vm", vm, "MANAGE")
+    keep, gone = [], None
+    for k, v in vm["TEMPLATE"]:
+        if k == "DISK" and isinstance(v, list) and tpl.vget(v, "DISK_ID") == str(disk_id):
+            gone = v
+        else:
+            keep.append((k, v))
+    if gone is None:
+        raise OneError(ACTION, f"Could not detach disk with DISK_ID {disk_id}, it does not exist.")
+    _hotplug(call, vm, HOTPLUG)
+    vm["TEMPLATE"] = keep
+    if tpl.vget(gone, "IMAGE_ID") is not None:
+        images.unuse(call, int(tpl.vget(gone, "IMAGE_ID")), oid)
+    save_vm(call, vm)
+    return oid
+
+
+@method("one.vm.disksaveas", int, int, str, str, int, required=3)
+def vm_disksaveas(call: Call, oid: int, disk_id: int, name: str, itype: str = "", snap: int = -1) -> int:
+    vm = call.get("vm", oid)
+    call.authorize("vm", vm, "MANAGE")
+    disk = next(
+        (
+            v
+            for k, v in vm["TEMPLATE"]
+            if k == "DISK" and isinstance(v, list) and tpl.vget(v, "DISK_ID") == str(disk_id)
+        ),
+        None,
+    )
+    if disk is None or tpl.vget(disk, "IMAGE_ID") is None:
+        raise OneError(INTERNAL, "Cannot use DISK. DISK does not exist.")
+    src = call.get("image", int(tpl.vget(disk, "IMAGE_ID")))
+    call.authorize_create("image")
+    ds = call.get("datastore", src["DATASTORE_ID"])
+    call.check_name_free("image", name, call.uid, "IMAGE")
+    type_code = images.TYPES.get((itype or "").upper(), src["TYPE"])
+    saved = images.new_image(
+        call,
+        name,
+        ds,
+        type_code,
+        src["SIZE"],
+        src["SOURCE"],
+        "",
+        src["FORMAT"],
+        [(k, v) for k, v in src["TEMPLATE"] if k != "EC2_AMI"],
+        0,
+        images.LOCKED,
+    )
+    call.cloud.owe(call.db, "image", saved["ID"], call.cloud.clock() + 2 * STEP)
+    _hotplug(call, vm, HOTPLUG_SAVEAS)
+    save_vm(call, vm)
+    return saved["ID"]
+
+
+def _owner_call(call: Call, vm: dict) -> Call:
+    """Authorization as the VM's owner (the scheduler and hotplug act for the owner)."""
+    if vm["UID"] == call.uid:
+        return call
+    owner = call.db.get("user", vm["UID"])
+    return Call(call.cloud, call.method, owner, set(owner["GROUPS"])) if owner else call

@@ -1,0 +1,228 @@
+"""one.vn.* and one.vnpool.info: virtual networks, address ranges and leases."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from .. import records
+from .. import template as tpl
+from ..cloud import Call
+from ..errors import ACTION, INTERNAL, OneError
+from ..registry import method
+from . import common
+
+READY, LOCK_CREATE = 1, 2
+STEP = 0.03  # the vnet driver's create takes about this long with dummy drivers
+_NO_ADDRESS = "Address is not part of the address range or in use."
+
+
+def _parse_ar(vector, ar_id: int) -> dict:
+    attrs = dict(vector)
+    kind = attrs.get("TYPE", "").upper()
+    if kind not in ("IP4", "IP6", "IP4_6", "ETHER"):
+        raise OneError(INTERNAL, "Unknown or missing address range TYPE.")
+    try:
+        size = int(attrs.get("SIZE", ""))
+        if size <= 0:
+            raise ValueError
+    except ValueError:
+        raise OneError(INTERNAL, "Wrong SIZE for address range") from None
+    ip_int = 0
+    if kind in ("IP4", "IP4_6"):
+        try:
+            ip_int = int(ipaddress.IPv4Address(attrs.get("IP", "")))
+        except ValueError:
+            raise OneError(INTERNAL, "Wrong IP address format for address range") from None
+    mac_int = 0x020000000000 | ip_int
+    if "MAC" in attrs:
+        try:
+            mac_int = int(attrs["MAC"].replace(":", ""), 16)
+        except ValueError:
+            raise OneError(INTERNAL, "Wrong MAC address format for address range") from None
+    template = [(k, v) for k, v in vector if k != "AR_ID"]
+    ar = {"AR_ID": ar_id, "TYPE": kind, "SIZE": size, "IP_INT": ip_int, "MAC_INT": mac_int, "LEASES": {}}
+    if "MAC" not in attrs:
+        template.append(("MAC", records.mac_at(ar, 0)))
+    ar["TEMPLATE"] = template
+    return ar
+
+
+@method("one.vn.allocate", str, int, required=1)
+def vn_allocate(call: Call, text: str, cluster_id: int = -1) -> int:
+    call.authorize_create("vnet")
+    t = common.parse_template(text)
+    name = tpl.get(t, "NAME")
+    if not isinstance(name, str) or not name:
+        raise OneError(INTERNAL, "No NAME in template.")
+    call.check_name_free("vnet", name, call.uid, "NET")
+    ars = [_parse_ar(v, i) for i, v in enumerate(v for v in tpl.get_all(t, "AR") if not isinstance(v, str))]
+    vn_mad = tpl.get(t, "VN_MAD", "")
+    if not vn_mad:
+        raise OneError(INTERNAL, "No VN_MAD in template")
+    bridge = tpl.get(t, "BRIDGE") or f"onebr.{call.db.count('vnet')}"
+    defaults = [
+        ("BRIDGE", bridge),
+        ("BRIDGE_TYPE", "linux"),
+        ("OUTER_VLAN_ID", ""),
+        ("PHYDEV", ""),
+        ("SECURITY_GROUPS", "0"),
+        ("VLAN_ID", ""),
+        ("VN_MAD", vn_mad),
+    ]
+    body = tpl.remove(t, "NAME", "AR")
+    template = tpl.merge(defaults, [(k, v) for k, v in body if k not in ("BRIDGE", "VN_MAD")])
+    oid = call.db.next_id("vnet", 0)
+    vnet = {
+        "ID": oid,
+        "NAME": name,
+        "UID": call.uid,
+        "GID": call.user["GID"],
+        "PERMS": common.default_perms(call),
+        "CLUSTERS": [0 if cluster_id < 0 else cluster_id],
+        "BRIDGE": bridge,
+        "BRIDGE_TYPE": "linux",
+        "STATE": LOCK_CREATE,
+        "PREV_STATE": LOCK_CREATE,
+        "VN_MAD": vn_mad,
+        "TEMPLATE": template,
+        "ARS": ars,
+        "UPDATED_VMS": [],
+    }
+    call.db.put("vnet", vnet)
+    call.cloud.owe(call.db, "vnet", oid, call.cloud.clock() + STEP)
+    return oid
+
+
+def settle(vnet: dict) -> bool:
+    """The vnet driver finished creating it: LOCK_CREATE -> READY. True when it changed."""
+    if vnet["STATE"] == LOCK_CREATE:
+        vnet["STATE"] = vnet["PREV_STATE"] = READY
+        return True
+    return False
+
+
+@method("one.vn.delete", int)
+def vn_delete(call: Call, oid: int) -> int:
+    v = call.get("vnet", oid)
+    call.authorize("vnet", v, "MANAGE")
+    if any(int(vm) >= 0 for ar in v["ARS"] for vm in ar["LEASES"].values()):
+        raise OneError(ACTION, "Cannot delete virtual network. Can not remove a virtual network with leases in use")
+    call.db.delete("vnet", oid)
+    return oid
+
+
+@method("one.vn.info", int, bool, required=1)
+def vn_info(call: Call, oid: int, decrypt: bool = False) -> str:
+    return common.info(call, "vnet", oid)
+
+
+@method("one.vnpool.info", int, int, int)
+def vnpool_info(call: Call, flag: int, start: int, end: int) -> str:
+    def render(v):
+        uname, gname = common.names(call, v)
+        return records.vnet(v, uname, gname, pool=True)
+
+    return "<VNET_POOL>" + common.owned_pool(call, "vnet", flag, start, end, render) + "</VNET_POOL>"
+
+
+@method("one.vn.update", int, str, int, required=2)
+def vn_update(call: Call, oid: int, text: str, mode: int = 0) -> int:
+    return common.update(call, "vnet", oid, text, mode)
+
+
+@method("one.vn.chown", int, int, int)
+def vn_chown(call: Call, oid: int, uid: int, gid: int) -> int:
+    return common.chown(call, "vnet", oid, uid, gid)
+
+
+@method("one.vn.chmod", int, int, int, int, int, int, int, int, int, int)
+def vn_chmod(call: Call, oid: int, *bits: int) -> int:
+    return common.chmod(call, "vnet", oid, list(bits))
+
+
+@method("one.vn.rename", int, str)
+def vn_rename(call: Call, oid: int, name: str) -> int:
+    return common.rename(call, "vnet", oid, name)
+
+
+@method("one.vn.add_ar", int, str)
+def vn_add_ar(call: Call, oid: int, text: str) -> int:
+    v = call.get("vnet", oid)
+    call.authorize("vnet", v, "ADMIN")
+    t = common.parse_template(text)
+    vectors = [x for x in tpl.get_all(t, "AR") if not isinstance(x, str)]
+    if not vectors:
+        raise OneError(INTERNAL, "Unknown or missing address range TYPE.")
+    next_id = max((ar["AR_ID"] for ar in v["ARS"]), default=-1) + 1
+    v["ARS"].append(_parse_ar(vectors[0], next_id))
+    call.db.put("vnet", v)
+    return oid
+
+
+def _lease_ip(text: str) -> str:
+    t = common.parse_template(text)
+    lease = tpl.get(t, "LEASES")
+    ip = tpl.vget(lease, "IP") if isinstance(lease, list) else None
+    if not ip:
+        raise OneError(INTERNAL, _NO_ADDRESS)
+    return ip
+
+
+def _find(v: dict, ip: str):
+    try:
+        want = int(ipaddress.IPv4Address(ip))
+    except ValueError:
+        return None, -1
+    for ar in v["ARS"]:
+        if ar["TYPE"] in ("IP4", "IP4_6") and 0 <= want - ar["IP_INT"] < ar["SIZE"]:
+            return ar, want - ar["IP_INT"]
+    return None, -1
+
+
+@method("one.vn.hold", int, str)
+def vn_hold(call: Call, oid: int, text: str) -> int:
+    v = call.get("vnet", oid)
+    call.authorize("vnet", v, "MANAGE")
+    ar, index = _find(v, _lease_ip(text))
+    if ar is None or str(index) in ar["LEASES"]:
+        raise OneError(INTERNAL, _NO_ADDRESS)
+    ar["LEASES"][str(index)] = -1
+    call.db.put("vnet", v)
+    return oid
+
+
+@method("one.vn.release", int, str)
+def vn_release(call: Call, oid: int, text: str) -> int:
+    v = call.get("vnet", oid)
+    call.authorize("vnet", v, "MANAGE")
+    ar, index = _find(v, _lease_ip(text))
+    if ar is None or ar["LEASES"].get(str(index)) != -1:
+        raise OneError(INTERNAL, _NO_ADDRESS)
+    del ar["LEASES"][str(index)]
+    call.db.put("vnet", v)
+    return oid
+
+
+# ---------------------------------------------------------------- leases for VMs
+
+
+def lease(v: dict, vmid: int, ip: str | None = None) -> tuple[dict, int]:
+    """Take the next free address (or *ip*) of *v* for VM *vmid*; (ar, index)."""
+    if ip:
+        ar, index = _find(v, ip)
+        if ar is None or str(index) in ar["LEASES"]:
+            raise OneError(INTERNAL, f"Cannot get IP/MAC lease from virtual network {v['ID']}.")
+        ar["LEASES"][str(index)] = vmid
+        return ar, index
+    for ar in v["ARS"]:
+        for index in range(ar["SIZE"]):
+            if str(index) not in ar["LEASES"]:
+                ar["LEASES"][str(index)] = vmid
+                return ar, index
+    raise OneError(INTERNAL, f"Cannot get IP/MAC lease from virtual network {v['ID']}.")
+
+
+def release_vm(v: dict, vmid: int) -> None:
+    for ar in v["ARS"]:
+        ar["LEASES"] = {k: vm for k, vm in ar["LEASES"].items() if vm != vmid}
+    v["UPDATED_VMS"] = [x for x in v["UPDATED_VMS"] if x != vmid]

@@ -1,0 +1,87 @@
+"""One XML-RPC call from bytes in to bytes out: parse, authenticate, run in one transaction, answer.
+
+Calls are serialized by one lock, as oned's request manager effectively does with its
+SQLite backend; each runs in its own transaction so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from . import api  # noqa: F401  (registers the handlers)
+from .auth import authenticate
+from .cloud import Call, Cloud
+from .errors import INTERNAL, Fault, OneError
+from .registry import METHODS, check_params
+from .wire import I8, fault, parse_call, response
+
+log = logging.getLogger("onelite")
+
+
+class Engine:
+    def __init__(self, cloud: Cloud):
+        self.cloud = cloud
+        self.lock = threading.RLock()
+        self._request_id = 0
+
+    def handle(self, body: bytes) -> bytes:
+        started = time.perf_counter()
+        name, who, code = "?", "-", 0
+        try:
+            try:
+                name, params = parse_call(body)
+            except ValueError as e:
+                raise Fault(-503, f"Call XML not a proper XML-RPC call.  {e}") from None
+            m = METHODS.get(name)
+            if m is None:
+                raise Fault(-506, f"Method '{name}' not defined")
+            if not params or not isinstance(params[0], str):
+                raise Fault(-501, "Parameter that is supposed to be string is not")
+            args = check_params(m, params[1:])
+            session = params[0]
+            who = session.split(":", 1)[0]
+            answer = self._run(name, m.func, session, args)
+        except Fault as f:
+            code = f.code
+            answer = fault(f.code, f.message)
+        except OneError as e:
+            code = e.code
+            answer = response([False, f"[{name}] {e.message}", e.code, e.oid, I8(-1)])
+        log.info("%s user=%s code=%s ms=%.1f", name, who, code, (time.perf_counter() - started) * 1000)
+        return answer
+
+    def _run(self, name: str, func, session: str, args: list) -> bytes:
+        with self.lock:
+            db = self.cloud.store
+            db.begin()
+            try:
+                self._request_id += 1
+                self.cloud.request_id = self._request_id
+                user, egid = authenticate(db, session, self.cloud.now())
+                gids = set(user["GROUPS"]) if egid < 0 else {egid}
+                result = func(Call(self.cloud, name, user, gids, egid), *args)
+                db.commit()
+            except OneError:
+                db.rollback()
+                raise
+            except Exception:
+                db.rollback()
+                log.exception("%s failed", name)
+                raise OneError(INTERNAL, "Internal error, see onelite's log") from None
+        return response([True, result, 0])
+
+    def as_oneadmin(self, func):
+        """Run *func(call)* as oneadmin in one transaction (the drivers and scheduler use this)."""
+        with self.lock:
+            db = self.cloud.store
+            db.begin()
+            try:
+                admin = db.get("user", 0)
+                result = func(Call(self.cloud, "internal", admin, set(admin["GROUPS"])))
+                db.commit()
+                return result
+            except Exception:
+                db.rollback()
+                raise

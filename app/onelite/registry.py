@@ -1,0 +1,48 @@
+"""The table of ``one.*`` methods and their parameter signatures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import Fault
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    func: Callable
+    types: tuple  # after the session string
+    required: int
+    admin_free: bool  # callable without authentication (none today; kept explicit)
+
+
+METHODS: dict[str, Method] = {}
+
+_TYPE_NAMES = {int: "integer", str: "string", bool: "boolean", list: "array"}
+
+
+def method(name: str, *types, required: int | None = None):
+    """Register a handler ``func(call, *params)``; trailing parameters past *required* are optional."""
+
+    def wrap(func):
+        METHODS[name] = Method(name, func, types, len(types) if required is None else required, False)
+        return func
+
+    return wrap
+
+
+def check_params(m: Method, params: tuple) -> list[Any]:
+    """Check XML-RPC parameter types as xmlrpc-c does (fault -501 on mismatch)."""
+    if len(params) < m.required or len(params) > len(m.types):
+        raise Fault(-501, "Parameter count mismatch")
+    out = []
+    for want, got in zip(m.types, params):
+        ok = isinstance(got, want) and not (want is int and isinstance(got, bool))
+        if want is list and isinstance(got, tuple):
+            ok = True
+        if not ok:
+            raise Fault(-501, f"Parameter that is supposed to be {_TYPE_NAMES[want]} is not")
+        out.append(got)
+    return out
