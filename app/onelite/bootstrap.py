@@ -14,16 +14,7 @@ PERMS_DS = [1, 1, 0, 1, 0, 0, 0, 0, 0]
 PERMS_SG = [1, 1, 0, 1, 0, 0, 0, 0, 0]
 
 
-def _datastore(oid, name, dtype, ds_mad, tm_mad, template, safe_dirs) -> dict:
-    base = [
-        ("ALLOW_ORPHANS", "NO"),
-        ("CLONE_TARGET", "SYSTEM"),
-        ("DS_MAD", ds_mad),
-        ("LN_TARGET", "NONE"),
-        ("RESTRICTED_DIRS", "/"),
-        ("SAFE_DIRS", safe_dirs),
-        ("TM_MAD", tm_mad),
-    ]
+def _datastore(oid, name, dtype, ds_mad, tm_mad, template) -> dict:
     return {
         "ID": oid,
         "NAME": name,
@@ -40,8 +31,7 @@ def _datastore(oid, name, dtype, ds_mad, tm_mad, template, safe_dirs) -> dict:
         "FREE_MB": 20480,
         "USED_MB": 0,
         "IMAGES": [],
-        "TEMPLATE": [(k, v) for k, v in base if not (dtype == 1 and k in ("DS_MAD", "RESTRICTED_DIRS", "SAFE_DIRS"))]
-        + template,
+        "TEMPLATE": template,
     }
 
 
@@ -91,12 +81,65 @@ def bootstrap(store: Store, data_dir: str, safe_dirs: str) -> bool:
         },
     )
     store.put("cluster", {"ID": 0, "NAME": "default", "UID": 0, "GID": 0})
-    store.put("datastore", _datastore(0, "system", 1, "-", "dummy", [("TYPE", "SYSTEM_DS")], safe_dirs))
+    dirs = [("RESTRICTED_DIRS", "/"), ("SAFE_DIRS", safe_dirs)]
     store.put(
         "datastore",
-        _datastore(1, "default", 0, "dummy", "dummy", [("DISK_TYPE", "FILE"), ("TYPE", "IMAGE_DS")], safe_dirs),
+        _datastore(
+            0,
+            "system",
+            1,
+            "-",
+            "dummy",
+            [
+                ("ALLOW_ORPHANS", "NO"),
+                ("DISK_TYPE", "FILE"),
+                ("DS_MIGRATE", "YES"),
+                *dirs,
+                ("SHARED", "YES"),
+                ("TM_MAD", "dummy"),
+                ("TYPE", "SYSTEM_DS"),
+            ],
+        ),
     )
-    store.put("datastore", _datastore(2, "files", 2, "fs", "ssh", [("TYPE", "FILE_DS")], safe_dirs))
+    store.put(
+        "datastore",
+        _datastore(
+            1,
+            "default",
+            0,
+            "dummy",
+            "dummy",
+            [
+                ("ALLOW_ORPHANS", "NO"),
+                ("CLONE_TARGET", "SYSTEM"),
+                ("DISK_TYPE", "FILE"),
+                ("DS_MAD", "dummy"),
+                ("LN_TARGET", "NONE"),
+                *dirs,
+                ("TM_MAD", "dummy"),
+                ("TYPE", "IMAGE_DS"),
+            ],
+        ),
+    )
+    store.put(
+        "datastore",
+        _datastore(
+            2,
+            "files",
+            2,
+            "fs",
+            "ssh",
+            [
+                ("ALLOW_ORPHANS", "YES"),
+                ("CLONE_TARGET", "SYSTEM"),
+                ("DS_MAD", "fs"),
+                ("LN_TARGET", "SYSTEM"),
+                *dirs,
+                ("TM_MAD", "ssh"),
+                ("TYPE", "FILE_DS"),
+            ],
+        ),
+    )
     store.put(
         "secgroup",
         {
@@ -119,7 +162,7 @@ def bootstrap(store: Store, data_dir: str, safe_dirs: str) -> bool:
         },
     )
     for kind, first in (("user", 2), ("group", 100), ("datastore", 100), ("secgroup", 100), ("cluster", 100)):
-        store.next_id(kind, first)
+        store.seed(kind, first)
     users_gid, everyone = acl.GROUP | 1, acl.ALL
     any_zone = acl.ALL
     create_types = sum(

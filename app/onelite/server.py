@@ -62,6 +62,7 @@ class OneliteServer:
         sched_interval: float = 1.0,
         safe_dirs: str = "/var/tmp /tmp",
     ):
+        os.umask(0o077)  # the database holds password hashes and the image files are users' data
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
         self.store = Store(os.path.join(data_dir, "one.db"))
         if bootstrap(self.store, data_dir, safe_dirs):

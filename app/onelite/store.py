@@ -104,6 +104,10 @@ class Store:
         self.db.execute("INSERT OR REPLACE INTO seq (kind, next) VALUES (?, ?)", (kind, oid + 1))
         return oid
 
+    def seed(self, kind: str, first: int):
+        """Ids of *kind* start at *first* (oned reserves the low ones for system objects)."""
+        self.db.execute("INSERT OR IGNORE INTO seq (kind, next) VALUES (?, ?)", (kind, first))
+
     def count(self, kind: str) -> int:
         return self.db.execute("SELECT COUNT(*) FROM objects WHERE kind=?", (kind,)).fetchone()[0]
 

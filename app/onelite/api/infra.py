@@ -73,6 +73,7 @@ def monitor(host: dict, now: int) -> dict:
         host["TEMPLATE"],
         [
             ("ARCH", "x86_64"),
+            ("CPUSPEED", "3200"),
             ("HOSTNAME", host["NAME"]),
             ("HYPERVISOR", "dummy"),
             ("KVM_CPU_FEATURES", "vme,ds,acpi,ss,ht,tm,pbe,vmx,sse4_2,avx2"),

@@ -270,10 +270,8 @@ def _disk(call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets: se
     }
     if persistent:
         out["PERSISTENT"] = "YES"
-    if image["UID"] != call.uid:
-        out["IMAGE_UNAME"] = call.uname(image["UID"])
     for k, v in d.items():
-        if k not in out and k not in ("IMAGE_UNAME",):
+        if k not in out:
             out[k] = v
     return sorted(out.items())
 
@@ -405,6 +403,8 @@ def build_vm(call: Call, t: tpl.Template, name: str | None, hold: bool, extra_us
     for key in ("CPU", "MEMORY"):
         if tpl.get(out, key) is None:
             raise OneError(INTERNAL, f"No {key} in template." if key == "MEMORY" else "No CPU in template.")
+    if hold:
+        out.append(("SUBMIT_ON_HOLD", "YES"))
     state = HOLD if hold else PENDING
     vm = {
         "ID": vmid,
@@ -703,7 +703,6 @@ def open_history(call: Call, vm: dict, host: dict) -> None:
             "REQUEST_ID": -1,
         }
     )
-    vm["DEPLOY_ID"] = f"{host['NAME']}:{vm['NAME']}:dummy"
     if tpl.get(vm["TEMPLATE"], "TM_MAD_SYSTEM") is None:
         vm["TEMPLATE"] = vm["TEMPLATE"] + [("TM_MAD_SYSTEM", "dummy")]
 
@@ -768,6 +767,8 @@ def apply_step(call: Call, vm: dict, state: int, lcm: int) -> None:
     if state == ACTIVE and lcm == EPILOG and h:
         h["RETIME"] = h["RETIME"] or now
         h["ESTIME"] = now
+    if state == ACTIVE and lcm == RUNNING and h:
+        vm["DEPLOY_ID"] = f"{h['HOSTNAME']}:{vm['NAME']}:dummy"  # the hypervisor has named the domain
     if state == ACTIVE and lcm == RUNNING and h and not h["RSTIME"]:
         h["PETIME"] = h["PETIME"] or now
         h["RSTIME"] = now

@@ -60,17 +60,16 @@ def vn_allocate(call: Call, text: str, cluster_id: int = -1) -> int:
     if not vn_mad:
         raise OneError(INTERNAL, "No VN_MAD in template")
     bridge = tpl.get(t, "BRIDGE") or f"onebr.{call.db.count('vnet')}"
-    defaults = [
-        ("BRIDGE", bridge),
-        ("BRIDGE_TYPE", "linux"),
-        ("OUTER_VLAN_ID", ""),
-        ("PHYDEV", ""),
-        ("SECURITY_GROUPS", "0"),
-        ("VLAN_ID", ""),
-        ("VN_MAD", vn_mad),
-    ]
-    body = tpl.remove(t, "NAME", "AR")
-    template = tpl.merge(defaults, [(k, v) for k, v in body if k not in ("BRIDGE", "VN_MAD")])
+    # until the driver has created it, the template still holds the ARs, as oned shows it
+    template = tpl.merge(
+        tpl.remove(t, "NAME"),
+        [
+            ("BRIDGE", bridge),
+            ("BRIDGE_TYPE", "linux"),
+            ("PHYDEV", tpl.get(t, "PHYDEV", "")),
+            ("SECURITY_GROUPS", tpl.get(t, "SECURITY_GROUPS", "0")),
+        ],
+    )
     oid = call.db.next_id("vnet", 0)
     vnet = {
         "ID": oid,
@@ -97,6 +96,9 @@ def settle(vnet: dict) -> bool:
     """The vnet driver finished creating it: LOCK_CREATE -> READY. True when it changed."""
     if vnet["STATE"] == LOCK_CREATE:
         vnet["STATE"] = vnet["PREV_STATE"] = READY
+        t = tpl.remove(vnet["TEMPLATE"], "AR")
+        vlans = [("OUTER_VLAN_ID", tpl.get(t, "OUTER_VLAN_ID", "")), ("VLAN_ID", tpl.get(t, "VLAN_ID", ""))]
+        vnet["TEMPLATE"] = tpl.merge(t, vlans)
         return True
     return False
 

@@ -1,0 +1,90 @@
+"""Shared fixtures: real onelite processes on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "reference"
+FIXTURES = REFERENCE / "oned-fixtures"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Onelite:
+    url: str
+    data: Path
+    proc: subprocess.Popen
+    port: int
+
+    @property
+    def admin_session(self) -> str:
+        return (self.data / "one_auth").read_text().strip()
+
+    @property
+    def server_auth(self) -> tuple[str, str]:
+        user, _, pw = (self.data / "ec2_auth").read_text().strip().partition(":")
+        return user, pw
+
+    def stop(self, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_onelite(data: Path, port: int | None = None, interval: float = 0.2, log: Path | None = None) -> Onelite:
+    port = port or free_port()
+    out = open(log or (data.parent / f"onelite-{port}.log"), "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onelite.cli", "serve", "--listen", f"127.0.0.1:{port}", "--data", str(data),
+         "--sched-interval", str(interval), "-v"],
+        stdout=out, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/RPC2"
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"onelite exited with {proc.returncode}")
+        try:
+            xmlrpc.client.ServerProxy(url).one.system.version("x:y")
+            break
+        except (ConnectionError, OSError):
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        raise RuntimeError("onelite did not start")
+    return Onelite(url, data, proc, port)
+
+
+@pytest.fixture
+def onelite(tmp_path):
+    server = start_onelite(tmp_path / "one")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def admin(onelite):
+    import pyone
+
+    return pyone.OneServer(onelite.url, session=onelite.admin_session)
