@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -54,12 +53,10 @@ class Onelite:
 
 def start_onelite(data: Path, port: int | None = None, interval: float = 0.2, log: Path | None = None) -> Onelite:
     port = port or free_port()
-    out = open(log or (data.parent / f"onelite-{port}.log"), "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "onelite.cli", "serve", "--listen", f"127.0.0.1:{port}", "--data", str(data),
-         "--sched-interval", str(interval), "-v"],
-        stdout=out, stderr=subprocess.STDOUT,
-    )
+    cmd = [sys.executable, "-m", "onelite.cli", "serve", "--listen", f"127.0.0.1:{port}", "--data", str(data),
+           "--sched-interval", str(interval), "-v"]  # fmt: skip
+    with open(log or (data.parent / f"onelite-{port}.log"), "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/RPC2"
     deadline = time.time() + 15
     while time.time() < deadline:

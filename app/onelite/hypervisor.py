@@ -126,6 +126,7 @@ class Hypervisor:
     @staticmethod
     def _deploy(call: Call, vm: dict, host: dict):
         vms.open_history(call, vm, host)
+        vms.vnc_port(vm)
         resume = vm.get("_RESUME") or ""
         vm["_RESUME"] = ""
         if resume == "stopped":

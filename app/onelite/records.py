@@ -488,8 +488,9 @@ def _history(h: dict, short: bool) -> str:
     return "<HISTORY>" + "".join(cd(k, h[k]) if k in cdata else el(k, h[k]) for k in keys) + "</HISTORY>"
 
 
-def vm(v: dict, uname: str, gname: str) -> str:
-    hist = "".join(_history(h, False) for h in v["HISTORY"])
+def vm(v: dict, uname: str, gname: str, last_history: bool = False) -> str:
+    """The full VM record; pool listings (infoextended) carry only the last history record."""
+    hist = "".join(_history(h, False) for h in (v["HISTORY"][-1:] if last_history else v["HISTORY"]))
     return (
         "<VM>"
         + _owner(v, uname, gname)
@@ -521,7 +522,7 @@ def vm_short(v: dict, uname: str, gname: str) -> str:
         elif k in ("NIC", "NIC_ALIAS"):
             parts.append(f"<{k}>" + _short_vector(val, _SHORT_NIC) + f"</{k}>")
         elif k == "GRAPHICS":
-            parts.append("<GRAPHICS>" + _short_vector(sorted(val), ("LISTEN", "PORT", "TYPE")) + "</GRAPHICS>")
+            parts.append("<GRAPHICS>" + _short_vector(val, ("LISTEN", "PORT", "TYPE")) + "</GRAPHICS>")
     user_t = [(k, val) for k, val in v["USER_TEMPLATE"] if k in _SHORT_USER]
     last = v["HISTORY"][-1:]
     return (

@@ -37,6 +37,7 @@ def wait_vm(url: str, session: str, vmid: int, state: int, lcm: int, timeout: fl
     deadline = time.time() + timeout
     while time.time() < deadline:
         ok, xml, *_ = call(url, "one.vm.info", session, vmid, False)
+        assert ok, xml
         got = (int(re.search(r"<STATE>(\d+)", xml).group(1)), int(re.search(r"<LCM_STATE>(\d+)", xml).group(1)))
         if got == (state, lcm):
             return
@@ -104,47 +105,96 @@ def scenario_set1(r: Replayer):
     """The first capture: an ec2 group, its user, a vnet, an image, three VMs through their lives."""
     admin, user = r.admin, "clouduser:pw"
     for name in (
-        "one.system.version", "one.system.config", "one.datastore.update.0", "one.datastore.update.1",
-        "one.group.allocate", "one.user.allocate", "error.duplicate_name.one.user.allocate", "one.user.chgrp",
-        "one.group.info", "one.acl.addrule", "one.acl.addrule.create", "one.acl.addrule.badhex", "one.acl.info",
+        "one.system.version",
+        "one.system.config",
+        "one.datastore.update.0",
+        "one.datastore.update.1",
+        "one.group.allocate",
+        "one.user.allocate",
+        "error.duplicate_name.one.user.allocate",
+        "one.user.chgrp",
+        "one.group.info",
+        "one.acl.addrule",
+        "one.acl.addrule.create",
+        "one.acl.addrule.badhex",
+        "one.acl.info",
         "one.host.allocate",
     ):
         r.run(name)
     wait_host(r.url, admin, 0)
     for name in (
-        "one.host.info", "one.vn.allocate", "one.vn.info", "one.vn.chown", "one.vn.chmod",
-        "one.image.allocate", "one.image.chown", "one.image.chmod", "one.image.info",
-        "one.user.info.serveradmin_builtin", "error.bad_credentials.one.vm.info",
-        "error.unknown_user.one.user.info", "error.not_authorized.one.host.delete",
-        "one.vm.allocate", "one.vm.info.pending",
+        "one.host.info",
+        "one.vn.allocate",
+        "one.vn.info",
+        "one.vn.chown",
+        "one.vn.chmod",
+        "one.image.allocate",
+        "one.image.chown",
+        "one.image.chmod",
+        "one.image.info",
+        "one.user.info.serveradmin_builtin",
+        "error.bad_credentials.one.vm.info",
+        "error.unknown_user.one.user.info",
+        "error.not_authorized.one.host.delete",
+        "one.vm.allocate",
+        "one.vm.info.pending",
     ):
         r.run(name)
     wait_vm(r.url, user, 0, 3, 2)
     r.run("one.vm.info.boot")
     wait_vm(r.url, user, 0, 3, 3)
     for name in (
-        "one.vm.info.running", "one.vmpool.info", "one.vmpool.info.clouduser", "one.vmpool.info.anystate",
-        "one.vmpool.infoextended", "one.vn.info.clouduser",
-        "one.vnpool.info", "one.vnpool.info.clouduser", "one.hostpool.info", "one.imagepool.info",
-        "one.datastorepool.info", "one.userpool.info", "one.grouppool.info", "one.user.info",
-        "one.user.info.self", "one.user.info.via_builtin_serveradmin", "one.user.allocate.server_cipher",
-        "one.user.info.server_cipher_user", "one.user.info.via_server_cipher", "one.vmpool.info.via_server_cipher",
-        "error.server_cipher_expired.one.user.info", "error.server_cipher_badkey.one.user.info",
-        "one.user.allocate.default_driver", "one.user.info.otheruser",
-        "error.missing_vm.one.vm.info", "error.fault_type_mismatch.one.vm.info", "error.fault_unknown_method",
-        "error.malformed_template.one.vm.allocate", "error.missing_image.one.vm.allocate",
+        "one.vm.info.running",
+        "one.vmpool.info",
+        "one.vmpool.info.clouduser",
+        "one.vmpool.info.anystate",
+        "one.vmpool.infoextended",
+        "one.vn.info.clouduser",
+        "one.vnpool.info",
+        "one.vnpool.info.clouduser",
+        "one.hostpool.info",
+        "one.imagepool.info",
+        "one.datastorepool.info",
+        "one.userpool.info",
+        "one.grouppool.info",
+        "one.user.info",
+        "one.user.info.self",
+        "one.user.info.via_builtin_serveradmin",
+        "one.user.allocate.server_cipher",
+        "one.user.info.server_cipher_user",
+        "one.user.info.via_server_cipher",
+        "one.vmpool.info.via_server_cipher",
+        "error.server_cipher_expired.one.user.info",
+        "error.server_cipher_badkey.one.user.info",
+        "one.user.allocate.default_driver",
+        "one.user.info.otheruser",
+        "error.missing_vm.one.vm.info",
+        "error.fault_type_mismatch.one.vm.info",
+        "error.fault_unknown_method",
+        "error.malformed_template.one.vm.allocate",
+        "error.missing_image.one.vm.allocate",
         "one.vm.action.terminate-hard",
     ):
         r.run(name)
     wait_vm(r.url, user, 0, 6, 0)
-    for name in ("one.vm.info.done", "one.vm.action.terminate_on_done_vm", "error.wrong_state.one.vm.action",
-                 "error.bad_action.one.vm.action", "one.vm.allocate.2"):
+    for name in (
+        "one.vm.info.done",
+        "one.vm.action.terminate_on_done_vm",
+        "error.wrong_state.one.vm.action",
+        "error.bad_action.one.vm.action",
+        "one.vm.allocate.2",
+    ):
         r.run(name)
     wait_vm(r.url, user, 1, 3, 3)
     r.run("one.vm.action.terminate")
     wait_vm(r.url, user, 1, 6, 0)
-    for name in ("one.vmpool.info.mine_anystate", "one.vm.allocate.hold", "one.vm.info.hold",
-                 "error.not_authorized.one.vm.info", "one.vm.action.release"):
+    for name in (
+        "one.vmpool.info.mine_anystate",
+        "one.vm.allocate.hold",
+        "one.vm.info.hold",
+        "error.not_authorized.one.vm.info",
+        "one.vm.action.release",
+    ):
         r.run(name)
     wait_vm(r.url, user, 2, 3, 3)
     r.run("one.vm.action.poweroff")
@@ -158,3 +208,168 @@ def scenario_set1(r: Replayer):
     r.run("one.vn.info.ready")
     r.run("one.user.login")
     r.run("one.user.info.via_login_token")
+
+
+# Set 2 was captured on a cloud that already held objects: its id sequences start here.
+SET2_SEQUENCES = {"user": 13, "host": 3, "vnet": 3, "image": 3, "vm": 5005}
+
+
+def scenario_set2(r: Replayer):
+    """The second capture: every VM action, templates, images, vnets, security groups, users.
+
+    Steps are fixture names to replay, ``(vmid, STATE, LCM_STATE)`` to wait for, or calls the
+    capture made without recording them (``do``)."""
+    admin, u1 = r.admin, "u1-q673362:pw1"
+
+    def do(method, *params, session=admin):
+        ok, value, *rest = call(r.url, method, session, *params)
+        assert ok, f"{method}: {value}"
+        return value
+
+    def steps(*items):
+        for item in items:
+            if isinstance(item, tuple):
+                wait_vm(r.url, u1, *item)
+            else:
+                r.run(item)
+
+    # the templates, groups and ACL rules (ids 6-23, group 101 deleted) earlier captures left in that cloud
+    for name, memory, net in (("m1.small-672543", 128, 1), ("t2771002", 64, 2)):
+        tid = do(
+            "one.template.allocate",
+            f'NAME="{name}"\nCPU="0.5"\nMEMORY="{memory}"\nEC2_INSTANCE_TYPE="m1.small"\nNIC=[NETWORK_ID="{net}"]\n',
+        )
+        do("one.template.chmod", tid, 1, 1, 0, 1, 0, 0, 0, 0, 0)
+    create = ("0x2d400000000", "0x8")
+    for gid, host in ((100, 0), (101, None), (102, 1), (103, 2)):
+        do("one.group.allocate", f"earlier-{gid}")
+        if host is None:
+            do("one.group.delete", gid)
+            continue
+        rules = [(f"0x2{gid:08x}", f"0x21{host:08x}", "0x1"), (f"0x2{gid:08x}", *create)]
+        for rule in rules if gid != 103 else rules[::-1]:
+            do("one.acl.addrule", *rule)
+
+    # fmt: off
+    steps("one.group.allocate")
+    do("one.group.allocate", "gempty-q673362")
+    steps("one.group.delete")
+    steps("one.user.allocate.with_group")
+    do("one.user.allocate", "u2-q673362", "pw2", "core", [104])
+    do("one.user.allocate", "u3-q673362", "pw3", "core", [104])
+    do("one.host.allocate", "h-q673362", "dummy", "dummy", -1)
+    wait_host(r.url, admin, 3)
+    steps("one.acl.addrule.host_use")
+    do("one.acl.addrule", "0x200000068", "0x2d400000000", "0x8")
+    steps("one.acl.addrule.throwaway", "one.acl.delrule", "error.one.acl.delrule.missing", "one.acl.info",
+          "one.host.status.disable", "one.host.info.disabled", "error.one.host.status.bad",
+          "error.one.host.status.not_authorized", "one.host.status.enable", "one.host.info.enabled")
+
+    vnet = 'NAME="{}"\nBRIDGE="br-3362"\nVN_MAD="dummy"\nAR=[TYPE="IP4", IP="10.77.0.10", SIZE="20"]\n'
+    do("one.vn.allocate", vnet.format("n-q673362"), -1)
+    do("one.vn.chown", 3, -1, 104)
+    do("one.vn.chmod", 3, 1, 1, 0, 1, 0, 0, 0, 0, 0)
+    do("one.vn.allocate", vnet.format("dead-q673362"), -1)
+
+    steps("one.image.allocate.datablock_size", "one.image.info.locked")
+    do("one.image.chown", 3, -1, 104)
+    do("one.image.chmod", 3, 1, 1, 0, 1, 0, 0, 0, 0, 0)
+    steps("one.image.info.datablock_ready")
+    for name in ("att-q673362", "pers-q673362"):
+        image = do("one.image.allocate", f'NAME="{name}"\nTYPE="DATABLOCK"\nSIZE="8"\n', 1, False)
+        do("one.image.chown", image, -1, 104)
+        do("one.image.chmod", image, 1, 1, 0, 1, 0, 0, 0, 0, 0)
+    steps("one.image.persistent.true", "one.image.info.persistent", "one.image.persistent.false",
+          "one.image.enable.false", "one.image.info.disabled", "one.image.enable.true",
+          "error.one.image.allocate.no_datastore")
+
+    steps("one.secgroup.allocate", "one.secgroup.info", "one.secgroup.chown", "one.secgroup.chmod")
+    do("one.secgroup.allocate", 'NAME="sg2-q673362"\n')
+    steps("one.secgroup.delete", "error.one.secgroup.info.deleted", "error.one.secgroup.allocate.bad_protocol",
+          "one.secgroup.update.replace", "one.secgroup.update.merge", "one.secgroup.info.after_update",
+          "one.secgrouppool.info", "one.secgrouppool.info.groupuser", "error.one.secgroup.delete.not_authorized")
+
+    steps("one.template.allocate", "one.template.info", "one.template.info.extended",
+          "error.one.template.allocate.duplicate_name", "error.one.template.instantiate.token_no_onegate",
+          "error.one.template.update.parse", "one.template.update.replace", "one.template.update.merge",
+          "one.template.info.after_merge")
+    # after after_merge the capture put the allocate-time CONTEXT back (not recorded); the clone and pool show it
+    do("one.template.update", 2, 'CONTEXT=[NETWORK="YES", SSH_PUBLIC_KEY="ssh-rsa AAAA f2", TOKEN="YES"]', 1)
+    steps("one.template.chmod", "one.template.clone", "one.template.rename",
+          "one.template.chown", "one.template.rename.same_name_other_owner",
+          "error.one.template.chmod.not_authorized", "error.one.template.chown.not_authorized",
+          "error.one.template.chown.no_user", "error.one.template.delete.not_authorized",
+          "error.one.template.clone.missing", "error.one.template.info.missing",
+          "error.one.template.instantiate.not_authorized")
+    steps("one.templatepool.info", "one.templatepool.info.groupuser", "one.template.delete",
+          "error.one.template.delete.missing")
+    do("one.template.chown", 2, 13, -1)  # back to u1, who instantiates it below
+
+    do("one.host.status", 3, 1)  # keep the scheduler off vmA until it is on hold, as the capture's 5 s did
+    steps("one.template.update.merge_context_no_token", "one.template.instantiate.extra", "one.vm.action.hold",
+          "one.vm.info.after_hold.immediate", (5005, 2, 0), "one.vm.info.after_hold.settled",
+          "one.template.instantiate.hold", "one.vm.info.instantiated_hold",
+          "error.one.template.instantiate.missing_image")
+    do("one.host.status", 3, 0)
+    steps("one.vm.action.release", "one.vm.info.after_release.immediate",
+          (5005, 3, 3), "one.vm.info.after_release.settled", "error.one.vm.action.hold_running",
+          "error.one.vm.action.release_running", "one.vm.action.stop", "one.vm.info.after_stop.immediate",
+          (5005, 4, 0), "one.vm.info.after_stop.settled", "one.vm.action.resume_from_stopped",
+          "one.vm.info.after_resume_from_stopped.immediate",
+          (5005, 3, 3), "one.vm.info.after_resume_from_stopped.settled", "one.vm.action.suspend",
+          "one.vm.info.after_suspend.immediate",
+          (5005, 5, 0), "one.vm.info.after_suspend.settled", "one.vm.action.resume_from_suspended",
+          "one.vm.info.after_resume_from_suspended.immediate",
+          (5005, 3, 3), "one.vm.info.after_resume_from_suspended.settled", "one.vm.action.undeploy",
+          "one.vm.info.after_undeploy.immediate",
+          (5005, 9, 0), "one.vm.info.after_undeploy.settled", "one.vm.action.resume_from_undeployed",
+          "one.vm.info.after_resume_from_undeployed.immediate",
+          (5005, 3, 3), "one.vm.info.after_resume_from_undeployed.settled", "one.vm.action.reboot",
+          "one.vm.info.after_reboot.immediate", "one.vm.info.after_reboot.settled", "one.vm.action.reboot-hard",
+          "one.vm.info.after_reboot-hard.immediate", "one.vm.info.after_reboot-hard.settled",
+          "one.vm.action.poweroff-hard", "one.vm.info.after_poweroff-hard.immediate",
+          (5005, 8, 0), "one.vm.info.after_poweroff-hard.settled", "error.one.vm.action.suspend_poweroff",
+          "one.vm.action.resume_from_poweroff", "one.vm.info.after_resume_from_poweroff.immediate",
+          (5005, 3, 3), "one.vm.info.after_resume_from_poweroff.settled")
+
+    steps("one.vm.action.release_vmB", "one.vm.info.after_release_vmB.immediate",
+          (5006, 3, 3), "one.vm.info.after_release_vmB.settled", "one.vm.update.replace",
+          "one.vm.info.after_update_replace", "one.vm.update.merge", "one.vm.info.after_update_merge",
+          "error.one.vm.update.parse", "error.one.vm.rename.empty", "one.vm.rename", "one.vm.chmod",
+          "error.one.vm.chmod.admin_bit", "error.one.vm.chown.not_authorized", "error.one.vm.chown.no_group",
+          "one.vm.chown", "one.vm.info.after_chown")
+    do("one.vm.chown", 5006, 13, -1)
+    steps("one.vm.attach", "one.vm.info.after_attach.immediate",
+          (5006, 3, 3), "one.vm.info.after_attach.settled", "one.vm.detach", "one.vm.info.after_detach.immediate",
+          (5006, 3, 3), "one.vm.info.after_detach.settled", "error.one.vm.detach.missing_disk",
+          "error.one.vm.attach.missing_image", "one.vm.disksaveas", "one.vm.info.after_disksaveas.immediate",
+          (5006, 3, 3), "one.vm.info.after_disksaveas.settled", "error.one.vm.disksaveas.missing_disk")
+    time.sleep(0.1)
+    steps("one.image.clone", "one.image.info.clone_immediate", "error.one.image.clone.duplicate_name")
+    time.sleep(0.1)
+    steps("one.image.rename", "error.one.image.rename.duplicate", "one.image.delete", "one.image.info.after_delete",
+          "one.vn.hold", "one.vn.info.with_hold", "error.one.vn.hold.already", "error.one.vn.hold.out_of_range",
+          "one.vn.release", "one.vn.update.merge", "one.vn.rename", "one.vn.add_ar", "error.one.vn.add_ar.bad_type",
+          "one.vn.delete", "one.image.info.saveas", "one.image.update.merge_ec2_ami", "one.image.info.after_update",
+          "error.one.image.delete.in_use", "error.one.image.enable.in_use", "error.one.image.persistent.in_use",
+          "one.vn.info.after_changes", "error.one.vn.delete.in_use",
+          "one.vmpool.info.groupuser.f-1", "one.vmpool.info.groupuser.f-3", "one.vmpool.info.groupuser.f-4",
+          "one.vmpool.info.groupuser.by_uid", "one.vmpool.info.groupuser.range", "one.vmpool.info.groupuser.range2",
+          "one.vmpool.info.groupuser.state3", "one.vmpool.info.groupuser.state8", "one.vmpool.info.user2.f-3",
+          "one.vmpool.info.user2.f-4", "one.vmpool.infoextended.groupuser", "one.vmpool.infoextended.empty_filter",
+          "error.one.vmpool.info.bad_state", "error.one.vmpool.info.json_filter_sqlite",
+          "error.one.vmpool.infoextended.json_filter_sqlite",
+          "error.one.vm.recover.bad_op", "error.one.vm.recover.not_authorized", "one.vm.recover.delete",
+          "one.vm.info.after_recover_delete.immediate",
+          (5006, 6, 0), "one.vm.info.after_recover_delete.settled", "one.vm.action.terminate",
+          "one.vm.info.after_terminate.immediate",
+          (5005, 6, 0), "one.vm.info.after_terminate.settled", "one.vm.action.terminate_done",
+          "one.vmpool.info.groupuser.anystate", "one.vmpool.info.groupuser.state6")
+
+    steps("one.user.passwd", "one.user.info.after_passwd", "error.one.user.info.old_password",
+          "error.one.user.passwd.empty", "one.user.update.merge", "one.user.info.after_update",
+          "error.one.user.update.self_minus1", "one.user.chauth.public", "one.user.info.after_chauth",
+          "one.user.chauth.unknown_driver_accepted", "one.user.delete", "error.one.user.delete.missing",
+          "error.one.user.delete.oneadmin", "error.one.group.delete.has_users",
+          "error.one.group.delete.oneadmin")
+    # fmt: on

@@ -238,13 +238,14 @@ def image_clone(call: Call, oid: int, name: str, ds_id: int = -1) -> int:
         ds,
         src["TYPE"],
         src["SIZE"],
-        source,
-        src["PATH"],
+        "",  # oned shows no SOURCE until the copy is done, and the origin as PATH
+        src["SOURCE"],
         src["FORMAT"],
         [(k, v) for k, v in src["TEMPLATE"] if k != "EC2_AMI"],
         0,
         LOCKED,
     )
+    clone["_SOURCE"] = source
     clone["CLONING_ID"] = oid
     call.db.put("image", clone)
     call.cloud.owe(call.db, "image", clone["ID"], call.cloud.clock() + STEP)
@@ -262,6 +263,8 @@ def settle(call: Call, image: dict) -> None:
         return
     if image["CLONING_ID"] >= 0:
         release_clone(call, image)
+    if "_SOURCE" in image:
+        image["SOURCE"] = image.pop("_SOURCE")
     image["CLONING_ID"] = -1
     image["PREV_STATE"], image["STATE"] = image["STATE"], READY
     call.db.put("image", image)

@@ -74,6 +74,7 @@ ACTIONS = {
     "disk-saveas": 45,
 }
 
+VNC_BASE_PORT = 5900
 STEP = 0.03  # seconds between two driver-made state changes, as observed on oned with dummy drivers
 
 # Attributes oned keeps in the VM TEMPLATE; everything else a user gives lands in USER_TEMPLATE.
@@ -533,12 +534,7 @@ def templatepool_info(call: Call, flag: int, start: int, end: int) -> str:
 
 @method("one.template.update", int, str, int, required=2)
 def template_update(call: Call, oid: int, text: str, mode: int = 0) -> int:
-    common.update(call, "template", oid, text, mode)
-    t = call.get("template", oid)
-    if tpl.get(t["TEMPLATE"], "NAME") is not None:
-        t["TEMPLATE"] = tpl.remove(t["TEMPLATE"], "NAME")
-        call.db.put("template", t)
-    return oid
+    return common.update(call, "template", oid, text, mode)
 
 
 @method("one.template.chown", int, int, int)
@@ -584,7 +580,7 @@ def template_clone(call: Call, oid: int, name: str, recursive: bool = False) -> 
             "GID": call.user["GID"],
             "PERMS": common.default_perms(call),
             "REGTIME": call.cloud.now(),
-            "TEMPLATE": list(t["TEMPLATE"]),
+            "TEMPLATE": tpl.remove(t["TEMPLATE"], "NAME"),
         },
     )
     return new
@@ -647,7 +643,7 @@ def vmpool_infoextended(call: Call, flag: int, start: int, end: int, state: int,
     for r in rows:
         vm = call.db.get("vm", r[0])
         uname, gname = common.names(call, vm)
-        out.append(records.vm(vm, uname, gname))
+        out.append(records.vm(vm, uname, gname, last_history=True))
     return "<VM_POOL>" + "".join(out) + "</VM_POOL>"
 
 
@@ -707,6 +703,14 @@ def open_history(call: Call, vm: dict, host: dict) -> None:
         vm["TEMPLATE"] = vm["TEMPLATE"] + [("TM_MAD_SYSTEM", "dummy")]
 
 
+def vnc_port(vm: dict) -> None:
+    """A deployed VM with GRAPHICS gets its VNC port (oned's VNC_PORTS START + VM id)."""
+    vm["TEMPLATE"] = [
+        (k, [*v, ("PORT", str(VNC_BASE_PORT + vm["ID"]))] if k == "GRAPHICS" and tpl.vget(v, "PORT") is None else v)
+        for k, v in vm["TEMPLATE"]
+    ]
+
+
 def close_history(call: Call, vm: dict, action: str) -> None:
     if not vm["HISTORY"]:
         return
@@ -720,12 +724,16 @@ def close_history(call: Call, vm: dict, action: str) -> None:
         h["RETIME"] = call.cloud.now()
 
 
-def _leave_host(call: Call, vm: dict) -> None:
-    """The VM no longer occupies its host (DONE, STOPPED, UNDEPLOYED)."""
+def _leave_host(call: Call, vm: dict, keep_port: bool = False) -> None:
+    """The VM no longer occupies its host (DONE, STOPPED, UNDEPLOYED); a STOPPED one keeps its VNC port."""
     if not vm["HISTORY"]:
         return
     h = vm["HISTORY"][-1]
     now = call.cloud.now()
+    if not keep_port:
+        vm["TEMPLATE"] = [
+            (k, [(a, b) for a, b in v if a != "PORT"] if k == "GRAPHICS" else v) for k, v in vm["TEMPLATE"]
+        ]
     if not h["ETIME"]:
         h["ETIME"] = now
         if h["ESTIME"] and not h["EETIME"]:
@@ -772,11 +780,15 @@ def apply_step(call: Call, vm: dict, state: int, lcm: int) -> None:
     if state == ACTIVE and lcm == RUNNING and h and not h["RSTIME"]:
         h["PETIME"] = h["PETIME"] or now
         h["RSTIME"] = now
+    if state == ACTIVE and vm["STATE"] in (SUSPENDED, POWEROFF):
+        _reopen(call, vm)  # back on the host: a new history record
+    if vm["STATE"] == ACTIVE and vm["LCM_STATE"] in (HOTPLUG, HOTPLUG_SAVEAS):
+        finish_hotplug(call, vm)
     set_state(vm, state, lcm)
     if state == DONE:
         finish_done(call, vm)
     elif state in (STOPPED, UNDEPLOYED):
-        _leave_host(call, vm)
+        _leave_host(call, vm, keep_port=state == STOPPED)
 
 
 def _fail_state(action: str, vm: dict):
@@ -849,11 +861,9 @@ def vm_action(call: Call, action: str, oid: int) -> int:
         queue(call, vm, (UNDEPLOYED, LCM_INIT))
     elif action == "resume":
         if state == POWEROFF:
-            _reopen(call, vm)
             queue(call, vm, (ACTIVE, BOOT_POWEROFF), (ACTIVE, RUNNING))
             vm["_NEXT"][0][2] = call.cloud.clock()  # the boot starts at once; the answer still shows POWEROFF
         elif state == SUSPENDED:
-            _reopen(call, vm)
             queue(call, vm, (ACTIVE, RUNNING))
         elif state in (STOPPED, UNDEPLOYED):
             vm["_RESUME"] = "stopped" if state == STOPPED else "undeployed"
@@ -865,9 +875,14 @@ def vm_action(call: Call, action: str, oid: int) -> int:
 
 
 def _reopen(call: Call, vm: dict) -> None:
-    """A resume on the same host opens a new history record there."""
+    """oned ends the current history record and opens a new one on the same host
+    (resume from POWEROFF or SUSPENDED, disk hotplug)."""
     if vm["HISTORY"]:
-        host = call.db.get("host", vm["HISTORY"][-1]["HID"])
+        last = vm["HISTORY"][-1]
+        now = call.cloud.now()
+        last["ETIME"] = last["ETIME"] or now
+        last["RETIME"] = last["RETIME"] or now
+        host = call.db.get("host", last["HID"])
         if host:
             open_history(call, vm, host)
 
@@ -892,12 +907,51 @@ def vm_recover(call: Call, oid: int, op: int) -> int:
 # ---------------------------------------------------------------- disks
 
 
-def _hotplug(call: Call, vm: dict, lcm: int) -> None:
+def _hotplug(call: Call, vm: dict, lcm: int, action: str | None = None) -> None:
     if not (vm["STATE"] == ACTIVE and vm["LCM_STATE"] == RUNNING) and vm["STATE"] != POWEROFF:
         raise OneError(ACTION, f"Could not perform the action, VM in wrong state {lcm_name(vm)}")
+    if action:  # attach and detach end the history record and start a new one
+        close_history(call, vm, action)
+        _reopen(call, vm)
     if vm["STATE"] == ACTIVE:
         set_state(vm, ACTIVE, lcm)
         queue(call, vm, (ACTIVE, RUNNING))
+
+
+def _mark_disk(vm: dict, disk_id: str, marks: tpl.Vector) -> None:
+    """Add *marks* to the DISK being hot-plugged (oned flags it until the driver is done)."""
+    vm["TEMPLATE"] = [
+        (k, tpl.merge(v, marks) if k == "DISK" and tpl.vget(v, "DISK_ID") == disk_id else v) for k, v in vm["TEMPLATE"]
+    ]
+
+
+_HOTPLUG_MARKS = ("ATTACH", "HOTPLUG_SAVE_AS_ACTIVE", "HOTPLUG_SAVE_AS_SNAPSHOT_ID")
+
+
+def finish_hotplug(call: Call, vm: dict) -> None:
+    """The driver finished a disk operation: detached disks go, the operation's flags are dropped."""
+    keep = []
+    for k, v in vm["TEMPLATE"]:
+        if k == "DISK" and tpl.vget(v, "DISK_ID") == str(vm.get("_DETACH")):
+            if tpl.vget(v, "IMAGE_ID") is not None:
+                images.unuse(call, int(tpl.vget(v, "IMAGE_ID")), vm["ID"])
+            continue
+        if k == "DISK":
+            v = [(a, b) for a, b in v if a not in _HOTPLUG_MARKS]
+        keep.append((k, v))
+    vm["TEMPLATE"] = keep
+    vm.pop("_DETACH", None)
+
+
+def _disk_by_id(vm: dict, disk_id: int):
+    return next(
+        (
+            v
+            for k, v in vm["TEMPLATE"]
+            if k == "DISK" and isinstance(v, list) and tpl.vget(v, "DISK_ID") == str(disk_id)
+        ),
+        None,
+    )
 
 
 @method("one.vm.attach", int, str)
@@ -918,9 +972,10 @@ def vm_attach(call: Call, oid: int, text: str) -> int:
         ids.append(int(tpl.vget(context, "DISK_ID", "0")))
     targets = {tpl.vget(d, "TARGET") for d in existing}
     owner = _owner_call(call, vm)
-    _hotplug(call, vm, HOTPLUG)
+    _hotplug(call, vm, HOTPLUG, "disk-attach")
     disk = _disk(call, vec, max(ids, default=-1) + 1, oid, targets, owner)
-    vm["TEMPLATE"] = vm["TEMPLATE"] + [("DISK", disk)]
+    marks = [("ATTACH", "YES"), ("TM_MAD_SYSTEM", tpl.get(vm["TEMPLATE"], "TM_MAD_SYSTEM") or "dummy")]
+    vm["TEMPLATE"] = vm["TEMPLATE"] + [("DISK", tpl.merge(disk, marks))]
     save_vm(call, vm)
     return oid
 
@@ -929,18 +984,13 @@ def vm_attach(call: Call, oid: int, text: str) -> int:
 def vm_detach(call: Call, oid: int, disk_id: int) -> int:
     vm = call.get("vm", oid)
     call.authorize("vm", vm, "MANAGE")
-    keep, gone = [], None
-    for k, v in vm["TEMPLATE"]:
-        if k == "DISK" and isinstance(v, list) and tpl.vget(v, "DISK_ID") == str(disk_id):
-            gone = v
-        else:
-            keep.append((k, v))
-    if gone is None:
+    if _disk_by_id(vm, disk_id) is None:
         raise OneError(ACTION, f"Could not detach disk with DISK_ID {disk_id}, it does not exist.")
-    _hotplug(call, vm, HOTPLUG)
-    vm["TEMPLATE"] = keep
-    if tpl.vget(gone, "IMAGE_ID") is not None:
-        images.unuse(call, int(tpl.vget(gone, "IMAGE_ID")), oid)
+    _hotplug(call, vm, HOTPLUG, "disk-detach")
+    _mark_disk(vm, str(disk_id), [("ATTACH", "YES")])
+    vm["_DETACH"] = disk_id
+    if vm["STATE"] != ACTIVE:  # powered off: no driver step to wait for
+        finish_hotplug(call, vm)
     save_vm(call, vm)
     return oid
 
@@ -949,14 +999,7 @@ def vm_detach(call: Call, oid: int, disk_id: int) -> int:
 def vm_disksaveas(call: Call, oid: int, disk_id: int, name: str, itype: str = "", snap: int = -1) -> int:
     vm = call.get("vm", oid)
     call.authorize("vm", vm, "MANAGE")
-    disk = next(
-        (
-            v
-            for k, v in vm["TEMPLATE"]
-            if k == "DISK" and isinstance(v, list) and tpl.vget(v, "DISK_ID") == str(disk_id)
-        ),
-        None,
-    )
+    disk = _disk_by_id(vm, disk_id)
     if disk is None or tpl.vget(disk, "IMAGE_ID") is None:
         raise OneError(INTERNAL, "Cannot use DISK. DISK does not exist.")
     src = call.get("image", int(tpl.vget(disk, "IMAGE_ID")))
@@ -964,6 +1007,7 @@ def vm_disksaveas(call: Call, oid: int, disk_id: int, name: str, itype: str = ""
     ds = call.get("datastore", src["DATASTORE_ID"])
     call.check_name_free("image", name, call.uid, "IMAGE")
     type_code = images.TYPES.get((itype or "").upper(), src["TYPE"])
+    origin = [("SAVED_DISK_ID", str(disk_id)), ("SAVED_IMAGE_ID", str(src["ID"])), ("SAVED_VM_ID", str(oid))]
     saved = images.new_image(
         call,
         name,
@@ -973,12 +1017,13 @@ def vm_disksaveas(call: Call, oid: int, disk_id: int, name: str, itype: str = ""
         src["SOURCE"],
         "",
         src["FORMAT"],
-        [(k, v) for k, v in src["TEMPLATE"] if k != "EC2_AMI"],
+        [(k, v) for k, v in src["TEMPLATE"] if k != "EC2_AMI"] + origin,
         0,
         images.LOCKED,
     )
     call.cloud.owe(call.db, "image", saved["ID"], call.cloud.clock() + 2 * STEP)
     _hotplug(call, vm, HOTPLUG_SAVEAS)
+    _mark_disk(vm, str(disk_id), [("HOTPLUG_SAVE_AS_ACTIVE", "YES"), ("HOTPLUG_SAVE_AS_SNAPSHOT_ID", str(snap))])
     save_vm(call, vm)
     return saved["ID"]
 
