@@ -42,7 +42,9 @@ class Engine:
             args = check_params(m, params[1:])
             session = params[0]
             who = session.split(":", 1)[0]
-            answer = self._run(name, m.func, session, args)
+            answer, acting = self._run(name, m.func, session, args)
+            if acting != who:
+                who = f"{who}>{acting}"  # a server_cipher session acting for a user
         except Fault as f:
             code = f.code
             answer = fault(f.code, f.message)
@@ -52,7 +54,7 @@ class Engine:
         log.info("%s user=%s code=%s ms=%.1f", name, who, code, (time.perf_counter() - started) * 1000)
         return answer
 
-    def _run(self, name: str, func, session: str, args: list) -> bytes:
+    def _run(self, name: str, func, session: str, args: list) -> tuple[bytes, str]:
         with self.lock:
             db = self.cloud.store
             db.begin()
@@ -70,7 +72,7 @@ class Engine:
                 db.rollback()
                 log.exception("%s failed", name)
                 raise OneError(INTERNAL, "Internal error, see onelite's log") from None
-        return response([True, result, 0])
+        return response([True, result, 0]), user["NAME"]
 
     def as_oneadmin(self, func):
         """Run *func(call)* as oneadmin in one transaction (the drivers and scheduler use this)."""
