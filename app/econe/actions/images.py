@@ -1,0 +1,116 @@
+"""DescribeImages, RegisterImage, and the OpenNebula-only UploadImage."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+
+from onelite import template as tpl
+
+from .. import ids, states
+from ..errors import EC2Error
+from ..gateway import Image
+from . import Context, action
+
+LOCKED = 4
+READY_WAIT = 600  # seconds an upload waits for oned to finish copying the staged file
+
+
+def describe(image: Image, owner: str) -> dict | None:
+    state = states.image_state(image.state)
+    if state is None:
+        return None
+    return {
+        "ImageId": ids.fmt("ami", image.id),
+        "ImageLocation": image.name,
+        "State": state,
+        "OwnerId": owner,
+        "CreationDate": datetime.fromtimestamp(image.regtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "Public": False,
+        "Architecture": "x86_64",
+        "ImageType": "machine",
+        "Name": image.name,
+        "Description": image.template.get("DESCRIPTION") or None,
+        "RootDeviceType": "instance-store",
+        "VirtualizationType": "hvm",
+        "Hypervisor": "xen",
+    }
+
+
+def _filters(filters: list[dict]):
+    import fnmatch
+
+    fields = {"image-id": "ImageId", "name": "Name", "state": "State", "owner-id": "OwnerId",
+              "architecture": "Architecture", "image-type": "ImageType"}  # fmt: skip
+    for f in filters:
+        if f.get("Name") not in fields:
+            raise EC2Error("InvalidParameterValue", f"The filter '{f.get('Name')}' is invalid")
+
+    def keep(item: dict) -> bool:
+        return all(
+            any(fnmatch.fnmatchcase(str(item[fields[f["Name"]]]), v) for v in f.get("Values", [])) for f in filters
+        )
+
+    return keep
+
+
+@action("DescribeImages", supported=("ImageIds", "Owners", "Filters", "ExecutableUsers"),
+        ignored=("DryRun", "IncludeDeprecated", "IncludeDisabled"))  # fmt: skip
+def describe_images(ctx: Context, p: dict) -> dict:
+    keep = _filters(p.get("Filters", []))
+    owners = p.get("Owners", [])
+    if p.get("ImageIds"):
+        images = []
+        for text in p["ImageIds"]:
+            image = _get_image(ctx, text)
+            images.append(image)
+    else:
+        images = [i for i in ctx.session.images() if i.template.get("EC2_AMI", "").upper() == "YES"]
+    uid = ctx.session.whoami().ID
+    if owners:
+        images = [i for i in images if any(o in ("self", ctx.user, str(i.uid)) and (o != "self" or i.uid == uid)
+                                           for o in owners)]  # fmt: skip
+    items = [d for i in sorted(images, key=lambda i: i.id) if (d := describe(i, str(i.uid))) and keep(d)]
+    return {"Images": items}
+
+
+def _get_image(ctx: Context, text: str) -> Image:
+    image_id = ids.parse(text, "ami")
+    try:
+        return ctx.session.image(image_id)
+    except EC2Error as e:
+        if e.code.endswith(".NotFound"):
+            raise ids.not_found("ami", text) from None
+        raise
+
+
+@action("RegisterImage", supported=("ImageLocation", "Name", "Description"),
+        ignored=("DryRun", "Architecture", "RootDeviceName", "VirtualizationType"), optional=("Name",))  # fmt: skip
+def register_image(ctx: Context, p: dict) -> dict:
+    location = p.get("ImageLocation")
+    if not location:
+        raise EC2Error("MissingParameter", "The request must contain the parameter ImageLocation")
+    image = _get_image(ctx, location)
+    if image.template.get("EBS_VOLUME") == "YES" or image.template.get("EBS_SNAPSHOT") == "YES":
+        raise EC2Error("InvalidParameterValue", f"{location} is a volume or snapshot, not a machine image.")
+    attrs = [("EC2_AMI", "YES")]
+    if p.get("Description"):
+        attrs.append(("DESCRIPTION", p["Description"]))
+    ctx.session.image_update(image.id, tpl.serialize(attrs))
+    return {"ImageId": ids.fmt("ami", image.id)}
+
+
+def upload_image(ctx: Context, staged: str) -> str:
+    """Register the staged file as a new image of the user; the file is removed in every case."""
+    try:
+        body = [("NAME", f"ec2-{uuid.uuid4()}"), ("TYPE", "OS"), ("PATH", staged), ("EC2_AMI", "YES")]
+        image_id = ctx.session.image_allocate(tpl.serialize(body), ctx.config.datastore_id)
+        deadline = time.time() + READY_WAIT
+        while ctx.session.image(image_id).state == LOCKED and time.time() < deadline:
+            time.sleep(0.2)  # a real oned copies the file in the background; keep it until then
+        return ids.fmt("ami", image_id)
+    finally:
+        if os.path.exists(staged):
+            os.unlink(staged)

@@ -1,0 +1,374 @@
+"""RunInstances, DescribeInstances, TerminateInstances, Start/Stop/RebootInstances."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import threading
+import time
+from datetime import UTC, datetime
+
+from onelite import template as tpl
+
+from .. import ids, states
+from ..errors import EC2Error, invalid, missing
+from ..gateway import VM
+from . import Context, action
+from .instance_types import render_file_template, template_for
+
+REGION = "opennebula"
+ZONE = "opennebula"
+TERMINATED_VISIBLE = 900  # seconds a DONE VM stays listed
+DONE = 6
+
+# the same ClientToken from the same user gets the same instances, also when two requests race
+_token_locks: dict[tuple[str, str], threading.Lock] = {}
+_token_locks_guard = threading.Lock()
+
+
+def _token_lock(user: str, token: str) -> threading.Lock:
+    with _token_locks_guard:
+        return _token_locks.setdefault((user, token), threading.Lock())
+
+
+def _tags(vm: VM) -> list[dict]:
+    try:
+        tags = json.loads(vm.user_template.get("EC2_TAGS") or "{}")
+    except ValueError:
+        tags = {}
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def describe(vm: VM) -> dict:
+    """The EC2 Instance of an OpenNebula VM."""
+    u = vm.user_template
+    ip = next((n.ip for n in vm.nics if n.ip), "")
+    out = {
+        "InstanceId": ids.fmt("i", vm.id),
+        "ImageId": u.get("EC2_IMAGE_ID") or (ids.fmt("ami", vm.image_ids[0]) if vm.image_ids else ""),
+        "State": states.instance_state(vm.state, vm.lcm_state),
+        "PrivateDnsName": ip,
+        "PublicDnsName": ip,
+        "PrivateIpAddress": ip or None,
+        "PublicIpAddress": ip or None,
+        "InstanceType": u.get("EC2_INSTANCE_TYPE") or vm.template.get("EC2_INSTANCE_TYPE") or "",
+        "LaunchTime": datetime.fromtimestamp(vm.stime, UTC),
+        "Placement": {"AvailabilityZone": ZONE, "Tenancy": "default"},
+        "AmiLaunchIndex": int(u.get("EC2_LAUNCH_INDEX", "0") or 0),
+        "Monitoring": {"State": "disabled"},
+        "Architecture": "x86_64",
+        "RootDeviceType": "instance-store",
+        "VirtualizationType": "hvm",
+        "Hypervisor": "xen",
+        "ClientToken": u.get("EC2_CLIENT_TOKEN") or None,
+        "KeyName": u.get("EC2_KEYNAME") or None,
+        "Tags": _tags(vm) or None,
+    }
+    if vm.state == DONE:
+        out["StateTransitionReason"] = "User initiated"
+    return out
+
+
+def _reservations(vms: list[VM], owner: str) -> list[dict]:
+    groups: dict[str, list[dict]] = {}
+    for vm in vms:
+        rid = vm.user_template.get("EC2_RESERVATION_ID") or f"r-{vm.id:08d}"
+        groups.setdefault(rid, []).append(describe(vm))
+    return [{"ReservationId": rid, "OwnerId": owner, "Groups": [], "Instances": items} for rid, items in groups.items()]
+
+
+# ---------------------------------------------------------------- filters
+
+_FILTERS = {
+    "instance-id": lambda d: [d["InstanceId"]],
+    "image-id": lambda d: [d["ImageId"]],
+    "instance-type": lambda d: [d["InstanceType"]],
+    "instance-state-name": lambda d: [d["State"]["Name"]],
+    "instance-state-code": lambda d: [str(d["State"]["Code"])],
+    "private-ip-address": lambda d: [d["PrivateIpAddress"] or ""],
+    "client-token": lambda d: [d["ClientToken"] or ""],
+    "key-name": lambda d: [d["KeyName"] or ""],
+    "availability-zone": lambda d: [ZONE],
+    "tag-key": lambda d: [t["Key"] for t in d["Tags"] or []],
+}
+
+
+def _filter_values(name: str, item: dict) -> list[str]:
+    if name.startswith("tag:"):
+        return [t["Value"] for t in item["Tags"] or [] if t["Key"] == name[4:]]
+    return _FILTERS[name](item)
+
+
+def _matches(item: dict, filters: list[dict]) -> bool:
+    import fnmatch
+
+    for f in filters:
+        values = _filter_values(f["Name"], item)
+        if not any(fnmatch.fnmatchcase(v, pattern) for v in values for pattern in f.get("Values", [])):
+            return False
+    return True
+
+
+def _check_filters(filters: list[dict]) -> None:
+    for f in filters:
+        name = f.get("Name")
+        if not name:
+            raise missing("Filter.N.Name")
+        if name not in _FILTERS and not name.startswith("tag:"):
+            raise EC2Error("InvalidParameterValue", f"The filter '{name}' is invalid")
+
+
+# ---------------------------------------------------------------- DescribeInstances
+
+
+def _visible(vm: VM, now: float, with_terminated: bool) -> bool:
+    if vm.state != DONE:
+        return True
+    return with_terminated and now - vm.etime <= TERMINATED_VISIBLE
+
+
+def _owner(ctx: Context) -> str:
+    return ctx.user
+
+
+@action("DescribeInstances", supported=("InstanceIds", "Filters", "MaxResults", "NextToken"))
+def describe_instances(ctx: Context, p: dict) -> dict:
+    filters = p.get("Filters", [])
+    _check_filters(filters)
+    wanted = p.get("InstanceIds", [])
+    if wanted and ("MaxResults" in p or "NextToken" in p):
+        raise EC2Error("InvalidParameterCombination", "The parameter instancesSet cannot be used with MaxResults.")
+    limit = p.get("MaxResults")
+    if limit is not None and not 5 <= limit <= 1000:
+        raise invalid("MaxResults", limit, "It must be between 5 and 1000.")
+    after = _next_token(p.get("NextToken"))
+    now = time.time()
+    with_done = ctx.config.describe_with_terminated_instances
+    if wanted:
+        vms = [_get_vm(ctx, text) for text in wanted]
+    else:
+        vms = [vm for vm in ctx.session.vms(with_done) if _visible(vm, now, with_done)]
+        vms.sort(key=lambda vm: vm.id)
+        vms = [vm for vm in vms if vm.id > after]
+    items = [vm for vm in vms if _matches(describe(vm), filters)] if filters else vms
+    token = None
+    if limit is not None and len(items) > limit:
+        items = items[:limit]
+        token = base64.urlsafe_b64encode(f"i:{items[-1].id}".encode()).decode()
+    return {"Reservations": _reservations(items, _owner(ctx)), "NextToken": token}
+
+
+def _next_token(token: str | None) -> int:
+    if not token:
+        return -1
+    try:
+        kind, _, last = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if kind == "i":
+            return int(last)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        pass
+    raise EC2Error("InvalidPaginationToken", f"The pagination token {token} is invalid.")
+
+
+def _get_vm(ctx: Context, text: str) -> VM:
+    vmid = ids.parse(text, "i")
+    try:
+        vm = ctx.session.vm(vmid)
+    except EC2Error as e:
+        if e.code.endswith(".NotFound"):
+            raise ids.not_found("i", text) from None
+        raise
+    if vm.state == DONE and time.time() - vm.etime > TERMINATED_VISIBLE:
+        raise ids.not_found("i", text)
+    return vm
+
+
+# ---------------------------------------------------------------- RunInstances
+
+
+def _user_data(p: dict) -> str:
+    data = p.get("UserData")
+    if data is None:
+        return ""
+    try:
+        base64.b64decode(data, validate=True)
+    except (ValueError, binascii.Error):
+        raise invalid("UserData", data[:40], "It must be base64.") from None
+    return data
+
+
+def _instance_tags(p: dict) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for spec in p.get("TagSpecifications", []):
+        if spec.get("ResourceType", "instance") != "instance":
+            continue
+        for tag in spec.get("Tags", []):
+            if "Key" not in tag:
+                raise missing("TagSpecification.N.Tag.N.Key")
+            tags[tag["Key"]] = tag.get("Value", "")
+    return tags
+
+
+RUN_SUPPORTED = ("ImageId", "InstanceType", "MinCount", "MaxCount", "UserData", "ClientToken", "TagSpecifications",
+                 "Placement")  # fmt: skip
+RUN_IGNORED = ("DryRun", "Monitoring", "DisableApiTermination", "InstanceInitiatedShutdownBehavior", "EbsOptimized")
+
+
+@action("RunInstances", supported=RUN_SUPPORTED, ignored=RUN_IGNORED)
+def run_instances(ctx: Context, p: dict) -> dict:
+    for name in ("ImageId", "InstanceType"):
+        if not p.get(name):
+            raise missing(name)
+    low, high = p["MinCount"], p["MaxCount"]
+    if low < 1 or high < 1:
+        raise invalid("MinCount" if low < 1 else "MaxCount", min(low, high), "It must be at least 1.")
+    if low > high:
+        raise EC2Error("InvalidParameterValue", f"MinCount ({low}) must not be greater than MaxCount ({high}).")
+    zone = p.get("Placement", {}).get("AvailabilityZone")
+    if zone not in (None, "", ZONE):
+        raise EC2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
+    image_id = ids.parse(p["ImageId"], "ami")
+    try:
+        ctx.session.image(image_id)
+    except EC2Error as e:
+        if e.code.endswith(".NotFound"):
+            raise ids.not_found("ami", p["ImageId"]) from None
+        raise
+    user_data = _user_data(p)
+    tags = _instance_tags(p)
+    token = p.get("ClientToken")
+    if token:
+        with _token_lock(ctx.user, token):
+            existing = [vm for vm in ctx.session.vms(True) if vm.user_template.get("EC2_CLIENT_TOKEN") == token]
+            if existing:
+                return _run_answer(ctx, sorted(existing, key=lambda vm: vm.id))
+            return _run(ctx, p, image_id, user_data, tags, token, low, high)
+    return _run(ctx, p, image_id, user_data, tags, None, low, high)
+
+
+def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low: int, high: int) -> dict:
+    reservation = "r-" + secrets.token_hex(9)[:17]
+    made: list[int] = []
+    try:
+        for index in range(high):
+            user_attrs = [("EC2_IMAGE_ID", ids.fmt("ami", image_id)), ("EC2_INSTANCE_TYPE", p["InstanceType"]),
+                          ("EC2_RESERVATION_ID", reservation), ("EC2_LAUNCH_INDEX", str(index))]  # fmt: skip
+            if token:
+                user_attrs.append(("EC2_CLIENT_TOKEN", token))
+            if tags:
+                user_attrs.append(("EC2_TAGS", json.dumps(tags, sort_keys=True)))
+            made.append(_instantiate(ctx, p["InstanceType"], image_id, user_data, user_attrs, tags.get("Name", "")))
+    except EC2Error as e:
+        if len(made) >= low:
+            ctx.log.warning("RunInstances made %d of %d: %s", len(made), high, e.message)
+        else:
+            for vmid in made:  # MinCount not met: remove what was made
+                try:
+                    ctx.session.vm_action("terminate-hard", vmid)
+                except EC2Error as cleanup:
+                    ctx.log.error("could not remove VM %d after a failed RunInstances: %s", vmid, cleanup.message)
+            raise
+    return _run_answer(ctx, [ctx.session.vm(vmid) for vmid in made])
+
+
+def _run_answer(ctx: Context, vms: list[VM]) -> dict:
+    reservation = _reservations(vms, _owner(ctx))[0]
+    return {"ReservationId": reservation["ReservationId"], "OwnerId": reservation["OwnerId"], "Groups": [],
+            "Instances": [i for r in _reservations(vms, _owner(ctx)) for i in r["Instances"]]}  # fmt: skip
+
+
+def _instantiate(ctx: Context, itype: str, image_id: int, user_data: str, user_attrs: list, name: str) -> int:
+    context_values = [("EC2_USER_DATA", user_data)] if user_data else []
+    if ctx.config.use_file_templates:
+        text = render_file_template(ctx.config, itype, image_id, user_data)
+        body = tpl.parse(text) + user_attrs
+        if name:
+            body = tpl.replace(body, "NAME", name)
+        return ctx.session.vm_allocate(tpl.serialize(body))
+    template = template_for(ctx, itype)
+    # the extra template replaces DISK and CONTEXT entirely: send the type's own ones along
+    disks = [("DISK", [("IMAGE_ID", str(image_id))])] + [(k, v) for k, v in template.body if k == "DISK"]
+    context = tpl.get(template.body, "CONTEXT")
+    extra = disks + user_attrs
+    if context_values or isinstance(context, list):
+        extra.append(("CONTEXT", tpl.merge(context if isinstance(context, list) else [], context_values)))
+    return ctx.session.instantiate(template.id, name, tpl.serialize(extra))
+
+
+# ---------------------------------------------------------------- Terminate/Start/Stop/Reboot
+
+
+def _change(ctx: Context, p: dict, choose) -> list[dict]:
+    wanted = p.get("InstanceIds") or []
+    if not wanted:
+        raise missing("InstanceId.1")
+    vms = [_get_vm(ctx, text) for text in wanted]  # every id is checked before anything is done
+    out = []
+    for text, vm in zip(wanted, vms):
+        before = states.instance_state(vm.state, vm.lcm_state)
+        op = choose(vm)
+        if op:
+            ctx.session.vm_action(op, vm.id)
+        after = ctx.session.vm(vm.id)
+        out.append({"InstanceId": ids.fmt("i", vm.id), "PreviousState": before,
+                    "CurrentState": _after_state(op, after)})  # fmt: skip
+    return out
+
+
+def _after_state(op: str | None, vm: VM) -> dict:
+    """oned answers before it acts: report where the action is taking the instance."""
+    now = states.instance_state(vm.state, vm.lcm_state)
+    target = {"terminate": "shutting-down", "terminate-hard": "shutting-down", "poweroff": "stopping",
+              "resume": "pending"}.get(op or "")  # fmt: skip
+    if target and now["Name"] not in (target, "terminated", "stopped", "running"):
+        return {"Code": states.EC2_CODES[target], "Name": target}
+    return now
+
+
+def _terminate_op(vm: VM) -> str | None:
+    if vm.state == DONE:
+        return None
+    return "terminate" if (vm.state, vm.lcm_state) == (3, 3) else "terminate-hard"
+
+
+@action("TerminateInstances", supported=("InstanceIds",))
+def terminate_instances(ctx: Context, p: dict) -> dict:
+    return {"TerminatingInstances": _change(ctx, p, _terminate_op)}
+
+
+def _stop_op(vm: VM) -> str | None:
+    if (vm.state, vm.lcm_state) == (3, 3):
+        return "poweroff"
+    if vm.state in (8, 4, 5, 9):
+        return None
+    raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is not in a state from which it can be stopped.")
+
+
+def _start_op(vm: VM) -> str | None:
+    if vm.state in (8, 4, 5, 9):
+        return "resume"
+    if (vm.state, vm.lcm_state) == (3, 3):
+        return None
+    raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is not in a state from which it can be started.")
+
+
+@action("StopInstances", supported=("InstanceIds",), ignored=("DryRun", "Force", "Hibernate"))
+def stop_instances(ctx: Context, p: dict) -> dict:
+    return {"StoppingInstances": _change(ctx, p, _stop_op)}
+
+
+@action("StartInstances", supported=("InstanceIds",), ignored=("DryRun", "AdditionalInfo"))
+def start_instances(ctx: Context, p: dict) -> dict:
+    return {"StartingInstances": _change(ctx, p, _start_op)}
+
+
+@action("RebootInstances", supported=("InstanceIds",))
+def reboot_instances(ctx: Context, p: dict) -> dict:
+    wanted = p.get("InstanceIds") or []
+    if not wanted:
+        raise missing("InstanceId.1")
+    for vm in [_get_vm(ctx, text) for text in wanted]:
+        ctx.session.vm_action("reboot", vm.id)
+    return {}

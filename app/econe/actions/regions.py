@@ -1,0 +1,26 @@
+"""DescribeRegions and DescribeAvailabilityZones: one region, one zone, named as the original did."""
+
+from __future__ import annotations
+
+from ..errors import EC2Error
+from . import Context, action
+from .instances import REGION, ZONE
+
+
+@action("DescribeRegions", supported=("RegionNames",), ignored=("DryRun", "AllRegions", "Filters"))
+def describe_regions(ctx: Context, p: dict) -> dict:
+    for name in p.get("RegionNames", []):
+        if name != REGION:
+            raise EC2Error("InvalidParameterValue", f"Invalid region: {name}")
+    endpoint = ctx.config.ssl_server or f"http://{ctx.config.host}:{ctx.config.port}"
+    return {"Regions": [{"RegionName": REGION, "Endpoint": endpoint, "OptInStatus": "opt-in-not-required"}]}
+
+
+@action("DescribeAvailabilityZones", supported=("ZoneNames",), ignored=("DryRun", "AllAvailabilityZones", "Filters"))
+def describe_availability_zones(ctx: Context, p: dict) -> dict:
+    for name in p.get("ZoneNames", []):
+        if name != ZONE:
+            raise EC2Error("InvalidParameterValue", f"Invalid availability zone: [{name}]")
+    zone = {"ZoneName": ZONE, "State": "available", "RegionName": REGION, "ZoneId": f"{ZONE}-1", "ZoneType": "availability-zone",
+            "Messages": []}  # fmt: skip
+    return {"AvailabilityZones": [zone]}

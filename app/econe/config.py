@@ -1,0 +1,179 @@
+"""econe.conf: the original YAML keys, Ruby-symbol style (``:port:``) or plain (``port:``).
+
+Every mistake is refused at start with the file, the key as written and the reason, e.g.
+``econe.conf: :port: must be an integer 1-65535, got 'abc'``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import yaml
+
+DEFAULT_PATH = "/etc/one/econe.conf"
+DEFAULT_AUTH_FILE = "/var/lib/one/.one/ec2_auth"
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass
+class InstanceType:
+    name: str
+    template: str  # path of the Jinja2 file template
+
+
+@dataclass
+class Config:
+    one_xmlrpc: str = "http://localhost:2633/RPC2"
+    host: str = "127.0.0.1"
+    port: int = 4567
+    ssl_server: str | None = None
+    auth: str = "ec2"
+    core_auth: str = "cipher"
+    datastore_id: int = 1
+    tmpdir: str = "/var/tmp"
+    describe_with_terminated_instances: bool = True
+    use_file_templates: bool = False
+    instance_types: dict[str, InstanceType] = field(default_factory=dict)
+    template_dir: str = "/etc/one/ec2query_templates"
+    log_file: str = "/var/log/one/econe-server.log"
+    pid_file: str = "/var/run/one/econe-server.pid"
+    debug_level: int = 2
+    max_upload_size: int = 10 * 1024**3
+    trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    threads: int = 16
+    # server account for acting as users (file named by ONE_CIPHER_AUTH)
+    server_user: str = ""
+    server_password: str = ""
+    source: str = ""
+
+
+# key -> (checker, description); the original keys, plus pid_file, trusted_proxies and threads
+def _url(v):
+    return isinstance(v, str) and urlparse(v).scheme in ("http", "https") and bool(urlparse(v).netloc)
+
+
+def _int_range(lo, hi):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+KEYS = {
+    "one_xmlrpc": (_url, "must be an http(s) URL of oned's XML-RPC endpoint"),
+    "host": (lambda v: isinstance(v, str) and v != "", "must be a host name or address"),
+    "port": (_int_range(1, 65535), "must be an integer 1-65535"),
+    "ssl_server": (lambda v: v is None or _url(v), "must be the proxy's public URL, like https://host:8443"),
+    "auth": (lambda v: v in ("ec2", "x509"), "must be ec2 or x509"),
+    "core_auth": (lambda v: v in ("cipher", "x509"), "must be cipher or x509"),
+    "datastore_id": (_int_range(0, 2**31 - 1), "must be a datastore id (integer >= 0)"),
+    "tmpdir": (lambda v: isinstance(v, str) and v.startswith("/"), "must be an absolute directory path"),
+    "describe_with_terminated_instances": (lambda v: isinstance(v, bool), "must be true or false"),
+    "use_file_templates": (lambda v: isinstance(v, bool), "must be true or false"),
+    "instance_types": (lambda v: v is None or isinstance(v, dict), "must be a mapping of type name to {template: file}"),
+    "template_dir": (lambda v: isinstance(v, str) and v.startswith("/"), "must be an absolute directory path"),
+    "log_file": (lambda v: isinstance(v, str) and v != "", "must be a file path"),
+    "pid_file": (lambda v: isinstance(v, str) and v != "", "must be a file path"),
+    "debug_level": (_int_range(0, 3), "must be an integer 0 (errors) to 3 (debug)"),
+    "max_upload_size": (lambda v: _size(v) is not None, "must be a size in bytes, like 10737418240 or 10G"),
+    "trusted_proxies": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+                        "must be a list of proxy addresses"),
+    "threads": (_int_range(1, 512), "must be an integer 1-512"),
+    # accepted for compatibility with the original's files; not used by this version
+    "elasticips_vnet_id": (lambda v: v is None or isinstance(v, int), "must be a vnet id"),
+    "associate_script": (lambda v: v is None or isinstance(v, (str, bool)), "must be a path or false"),
+    "disassociate_script": (lambda v: v is None or isinstance(v, (str, bool)), "must be a path or false"),
+    "ebs_fstype": (lambda v: v is None or isinstance(v, str), "must be a filesystem name"),
+}  # fmt: skip
+ALIASES = {"server": "host"}
+
+
+def _size(v) -> int | None:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v if v > 0 else None
+    if isinstance(v, str) and v.strip():
+        text = v.strip().upper().removesuffix("B")
+        unit = text[-1] if text[-1] in _SIZE_UNITS else ""
+        number = text[: len(text) - len(unit)]
+        if number.isdigit() and int(number) > 0:
+            return int(number) * _SIZE_UNITS[unit]
+    return None
+
+
+def _plain(key) -> str:
+    """``:port`` (how YAML reads ``:port:``) and ``port`` are the same key."""
+    return str(key).lstrip(":")
+
+
+def load(path: str, environ=os.environ) -> Config:
+    name = os.path.basename(path) if path else "econe.conf"
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: must be a mapping of keys to values")
+    cfg = Config(source=path)
+    seen: dict[str, str] = {}
+    for written, value in data.items():
+        key = ALIASES.get(_plain(written), _plain(written))
+        label = str(written) if str(written).startswith(":") else str(written)
+        label = f"{label}:" if not label.endswith(":") else label
+        if key not in KEYS:
+            raise ConfigError(f"{name}: {label} unknown key (known: {', '.join(sorted(KEYS))})")
+        if key in seen:
+            raise ConfigError(f"{name}: {label} given twice (also as {seen[key]})")
+        seen[key] = label
+        check, reason = KEYS[key]
+        if not check(value):
+            raise ConfigError(f"{name}: {label} {reason}, got {value!r}")
+        if key == "max_upload_size":
+            value = _size(value)
+        if key == "instance_types":
+            continue
+        if hasattr(cfg, key):
+            setattr(cfg, key, value)
+    types = data.get(":instance_types") or data.get("instance_types") or {}
+    cfg.instance_types = _instance_types(name, types, cfg.template_dir, cfg.use_file_templates)
+    cfg.server_user, cfg.server_password = _server_account(environ)
+    return cfg
+
+
+def _instance_types(name: str, types: dict, template_dir: str, required: bool) -> dict[str, InstanceType]:
+    out = {}
+    for type_name, spec in (types or {}).items():
+        label = f":instance_types: {type_name}"
+        if not isinstance(spec, dict) or not isinstance(spec.get(":template", spec.get("template")), str):
+            raise ConfigError(f"{name}: {label} must be a mapping with a template: file name")
+        file = spec.get(":template", spec.get("template"))
+        if file.endswith(".erb"):
+            raise ConfigError(
+                f"{name}: {label} template {file} is an ERB template; write it as Jinja2 (see README) and name the .j2 file"
+            )
+        full = file if os.path.isabs(file) else os.path.join(template_dir, file)
+        if required and not os.access(full, os.R_OK):
+            raise ConfigError(f"{name}: {label} template {full} is not readable")
+        out[str(type_name)] = InstanceType(str(type_name), full)
+    return out
+
+
+def _server_account(environ) -> tuple[str, str]:
+    path = environ.get("ONE_CIPHER_AUTH", DEFAULT_AUTH_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read().strip()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the server account (ONE_CIPHER_AUTH): {e.strerror}") from None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise ConfigError(f"{path}: must hold user:password of the server_cipher account")
+    return user, password

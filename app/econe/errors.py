@@ -1,0 +1,29 @@
+"""EC2 errors: a code, a message and the HTTP status the client gets."""
+
+from __future__ import annotations
+
+
+class EC2Error(Exception):
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def missing(name: str) -> EC2Error:
+    return EC2Error("MissingParameter", f"The request must contain the parameter {name}")
+
+
+def invalid(name: str, value, reason: str = "") -> EC2Error:
+    text = f"Value ({value}) for parameter {name} is invalid."
+    return EC2Error("InvalidParameterValue", f"{text} {reason}".strip())
+
+
+def auth_failure() -> EC2Error:
+    # one answer for unknown users and wrong signatures: nothing tells which
+    return EC2Error("AuthFailure", "AWS was not able to validate the provided access credentials", 401)
+
+
+def unavailable() -> EC2Error:
+    return EC2Error("Unavailable", "The cloud is not reachable right now; try again shortly.", 503)

@@ -1,0 +1,32 @@
+"""EC2 ids of OpenNebula objects: ``i-%08d``, ``ami-%08d`` (lenient on input: ``ami-7`` and ``7``)."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import EC2Error
+
+_ID = re.compile(r"^(?:(?P<prefix>[a-z]+)-)?(?P<number>[0-9]{1,10})$")
+
+KINDS = {
+    "i": ("InvalidInstanceID", "instance ID"),
+    "ami": ("InvalidAMIID", "image ID"),
+}
+
+
+def parse(text: str, prefix: str) -> int:
+    """The OpenNebula id in *text*; ``InvalidInstanceID.Malformed`` and the like when it is not one."""
+    code, noun = KINDS[prefix]
+    m = _ID.match(text or "")
+    if not m or (m.group("prefix") not in (None, prefix)) or int(m.group("number")) > 2**31 - 1:
+        raise EC2Error(f"{code}.Malformed", f"Invalid id: \"{text}\" (expecting an {noun} like {prefix}-00000001)")
+    return int(m.group("number"))
+
+
+def fmt(prefix: str, oid: int) -> str:
+    return f"{prefix}-{oid:08d}"
+
+
+def not_found(prefix: str, text: str) -> EC2Error:
+    code, noun = KINDS[prefix]
+    return EC2Error(f"{code}.NotFound", f"The {noun} '{text}' does not exist")

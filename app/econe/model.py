@@ -1,0 +1,195 @@
+"""Requests and responses from botocore's EC2 service model, the model boto3 itself uses.
+
+``parse`` turns flat Query parameters (``InstanceId.1``, ``Filter.1.Value.2``) into an operation's
+input shape, checking names, types and required members; ``serialize`` writes an output shape as
+the EC2 XML clients parse. This is the one XML writer for every EC2 answer: values are escaped by
+ElementTree, never pasted into strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+
+import botocore.session
+
+from .errors import EC2Error, invalid
+
+# parameters of the protocol and of signing, not of any operation
+COMMON = {
+    "Action", "Version", "AWSAccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "Timestamp",
+    "Expires", "SecurityToken", "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
+    "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token",
+}  # fmt: skip
+
+
+@functools.cache
+def service():
+    return botocore.session.get_session().get_service_model("ec2")
+
+
+def operation(action: str):
+    try:
+        return service().operation_model(action)
+    except Exception:
+        return None
+
+
+def _query_name(name: str, shape) -> str:
+    s = shape.serialization
+    if "queryName" in s:
+        return s["queryName"]
+    if "name" in s:
+        return s["name"][0].upper() + s["name"][1:]
+    return name
+
+
+def _tree(params: list[tuple[str, str]]) -> dict:
+    """``{"Filter": {"1": {"Name": "x", "Value": {"1": "a"}}}}`` from dotted keys."""
+    root: dict = {}
+    for key, value in params:
+        if key in COMMON:
+            continue
+        node = root
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if i == len(parts) - 1:
+                if isinstance(node.get(part), dict):
+                    raise EC2Error("InvalidParameter", f"The parameter {key} conflicts with other parameters.")
+                node[part] = value
+            else:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise EC2Error("InvalidParameter", f"The parameter {key} conflicts with other parameters.")
+                node = child
+    return root
+
+
+def parse(op, params: list[tuple[str, str]], optional=frozenset()) -> dict:
+    """The input of operation *op* from Query parameters; raises EC2Error for any mistake.
+    Members in *optional* are not required even where the model requires them."""
+    return _structure(op.input_shape, _tree(params), "", optional) if op.input_shape is not None else {}
+
+
+def _structure(shape, node, prefix: str, optional=frozenset()) -> dict:
+    if not isinstance(node, dict):
+        raise EC2Error("InvalidParameterValue", f"The parameter {prefix} must have members, like {prefix}.Name.")
+    out = {}
+    names = {}
+    for member, mshape in shape.members.items():
+        names[_query_name(member, mshape)] = (member, mshape)
+    for key, value in node.items():
+        if key not in names:
+            raise EC2Error("UnknownParameter", f"The parameter {prefix}{key} is not recognized")
+        member, mshape = names[key]
+        out[member] = _value(mshape, value, f"{prefix}{key}")
+    for member in shape.required_members:
+        if member not in out and member not in optional:
+            raise EC2Error("MissingParameter", f"The request must contain the parameter {prefix}{member}")
+    return out
+
+
+def _value(shape, node, name: str):
+    kind = shape.type_name
+    if kind == "structure":
+        return _structure(shape, node, name + ".")
+    if kind == "list":
+        if not isinstance(node, dict) or not all(k.isdigit() and int(k) > 0 for k in node):
+            raise EC2Error("InvalidParameterValue", f"The parameter {name} must be given as {name}.1, {name}.2, ...")
+        return [_value(shape.member, node[k], f"{name}.{k}") for k in sorted(node, key=int)]
+    if isinstance(node, dict):
+        raise EC2Error("UnknownParameter", f"The parameter {name}.{next(iter(node))} is not recognized")
+    if kind in ("integer", "long"):
+        try:
+            number = int(node)
+        except ValueError:
+            raise invalid(name, node, "It must be an integer.") from None
+        low = shape.metadata.get("min")
+        if low is not None and number < low:
+            raise invalid(name, node, f"It must be at least {low}.")
+        return number
+    if kind == "boolean":
+        if node.lower() not in ("true", "false"):
+            raise invalid(name, node, "It must be true or false.")
+        return node.lower() == "true"
+    if kind in ("double", "float"):
+        try:
+            return float(node)
+        except ValueError:
+            raise invalid(name, node, "It must be a number.") from None
+    if kind == "timestamp":
+        try:
+            return datetime.fromisoformat(node.replace("Z", "+00:00"))
+        except ValueError:
+            raise invalid(name, node, "It must be an ISO 8601 date.") from None
+    if kind == "blob":
+        try:
+            return base64.b64decode(node, validate=True)
+        except ValueError:
+            raise invalid(name, node, "It must be base64.") from None
+    enum = shape.enum
+    if enum and node not in enum:
+        raise invalid(name, node, f"It must be one of: {', '.join(enum[:12])}{'...' if len(enum) > 12 else ''}.")
+    return node
+
+
+# ---------------------------------------------------------------- responses
+
+
+def namespace(version: str) -> str:
+    return f"http://ec2.amazonaws.com/doc/{version or service().api_version}/"
+
+
+def serialize(op, result: dict, version: str, request_id: str) -> bytes:
+    root = ET.Element(f"{op.name}Response", xmlns=namespace(version))
+    ET.SubElement(root, "requestId").text = request_id
+    if op.output_shape is not None:
+        _members(root, op.output_shape, result)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def response(tag: str, children: dict, version: str, request_id: str) -> bytes:
+    """An answer for an action outside botocore's model (UploadImage): plain child elements."""
+    root = ET.Element(tag, xmlns=namespace(version))
+    ET.SubElement(root, "requestId").text = request_id
+    for name, value in children.items():
+        ET.SubElement(root, name).text = _text(value)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def _members(parent, shape, value: dict):
+    for member, mshape in shape.members.items():
+        if member in value and value[member] is not None:
+            _element(parent, mshape.serialization.get("name", member), mshape, value[member])
+
+
+def _element(parent, tag: str, shape, value):
+    el = ET.SubElement(parent, tag)
+    kind = shape.type_name
+    if kind == "structure":
+        _members(el, shape, value)
+    elif kind == "list":
+        item = shape.member.serialization.get("name", "item")
+        for v in value:
+            _element(el, item, shape.member, v)
+    else:
+        el.text = _text(value)
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return str(value)
+
+
+def error(code: str, message: str, request_id: str) -> bytes:
+    root = ET.Element("Response")
+    err = ET.SubElement(ET.SubElement(root, "Errors"), "Error")
+    ET.SubElement(err, "Code").text = code
+    ET.SubElement(err, "Message").text = message
+    ET.SubElement(root, "RequestID").text = request_id
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,186 @@
+"""``econe-server [-c FILE] start|stop|restart|status|run``: the EC2 Query service on Cheroot.
+
+``run`` stays in the foreground (systemd, tests); ``start`` runs it in the background with a pid
+file and waits until it answers; ``stop`` sends SIGTERM and waits; ``status`` exits 0 when it runs,
+3 when it does not (LSB). Configuration mistakes are reported with file, key and reason, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from . import __version__
+from .config import DEFAULT_PATH, Config, ConfigError, load
+
+LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
+FORMAT = "%(asctime)s [%(levelname)s] [%(request_id)s] %(message)s"
+
+
+class _DefaultRequestId(logging.Filter):
+    def filter(self, record):
+        if not hasattr(record, "request_id"):
+            record.request_id = "-"
+        return True
+
+
+def setup_logging(cfg: Config, to_stderr: bool) -> None:
+    handler: logging.Handler
+    if to_stderr or cfg.log_file == "-":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        os.makedirs(os.path.dirname(cfg.log_file) or ".", exist_ok=True)
+        handler = logging.handlers.WatchedFileHandler(cfg.log_file)  # logrotate-friendly
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(_DefaultRequestId())
+    root = logging.getLogger("econe")
+    root.handlers[:] = [handler]
+    root.setLevel(LEVELS[cfg.debug_level])
+    root.propagate = False
+
+
+def serve(cfg: Config) -> int:
+    from cheroot import wsgi
+
+    from .web import make_app
+
+    log = logging.getLogger("econe")
+    server = wsgi.Server((cfg.host, cfg.port), make_app(cfg), numthreads=cfg.threads, server_name="econe")
+
+    def stop(*_):
+        log.info("SIGTERM: finishing requests in flight and stopping")
+        server.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("econe %s listening on http://%s:%d/ (oned %s)", __version__, cfg.host, cfg.port, cfg.one_xmlrpc)
+    try:
+        server.prepare()
+    except OSError as e:
+        log.error("cannot listen on %s:%d: %s", cfg.host, cfg.port, e)
+        print(f"econe-server: cannot listen on {cfg.host}:{cfg.port}: {e}", file=sys.stderr)
+        return 1
+    server.serve()
+    log.info("stopped")
+    return 0
+
+
+def _read_pid(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host if host not in ("0.0.0.0", "::") else "127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def start(cfg: Config, config_path: str) -> int:
+    pid = _read_pid(cfg.pid_file)
+    if pid:
+        print(f"econe-server is already running (pid {pid})")
+        return 0
+    os.makedirs(os.path.dirname(cfg.pid_file) or ".", exist_ok=True)
+    cmd = [sys.executable, "-m", "econe.server", "-c", config_path, "--pid-file", cfg.pid_file,
+           "--log-file", cfg.log_file, "run"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace").strip()
+            print(f"econe-server failed to start: {err or 'see ' + cfg.log_file}", file=sys.stderr)
+            return 1
+        if _answers(cfg.host, cfg.port):
+            with open(cfg.pid_file, "w") as f:
+                f.write(f"{proc.pid}\n")
+            print(f"econe-server started (pid {proc.pid}), listening on {cfg.host}:{cfg.port}")
+            return 0
+        time.sleep(0.1)
+    proc.terminate()
+    print("econe-server did not start listening within 30 s", file=sys.stderr)
+    return 1
+
+
+def stop(cfg: Config) -> int:
+    pid = _read_pid(cfg.pid_file)
+    if not pid:
+        print("econe-server is not running")
+        if os.path.exists(cfg.pid_file):
+            os.unlink(cfg.pid_file)
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(150):
+        if _read_pid(cfg.pid_file) is None:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    if os.path.exists(cfg.pid_file):
+        os.unlink(cfg.pid_file)
+    print(f"econe-server stopped (pid {pid})")
+    return 0
+
+
+def status(cfg: Config) -> int:
+    pid = _read_pid(cfg.pid_file)
+    if pid:
+        print(f"econe-server is running (pid {pid}) on {cfg.host}:{cfg.port}")
+        return 0
+    print("econe-server is not running")
+    return 3
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="econe-server",
+        description="Amazon EC2 Query API for OpenNebula. Reads econe.conf (YAML, the original's keys) and the "
+        "server account from the file named by ONE_CIPHER_AUTH (default /var/lib/one/.one/ec2_auth).",
+    )
+    parser.add_argument("-c", "--config", default=os.environ.get("ECONE_CONF", DEFAULT_PATH),
+                        help=f"configuration file (default {DEFAULT_PATH}, or $ECONE_CONF)")  # fmt: skip
+    parser.add_argument("--pid-file", help="pid file (default: econe.conf pid_file, /var/run/one/econe-server.pid)")
+    parser.add_argument("--log-file", help="log file (default: econe.conf log_file; '-' for standard error)")
+    parser.add_argument("--version", action="version", version=f"econe-server {__version__}")
+    parser.add_argument("command", choices=["start", "stop", "restart", "status", "run"],
+                        help="run: stay in the foreground; start/stop/restart/status: manage a background server")  # fmt: skip
+    args = parser.parse_args(argv)
+    try:
+        cfg = load(args.config)
+    except ConfigError as e:
+        print(f"econe-server: {e}", file=sys.stderr)
+        return 2
+    if args.pid_file:
+        cfg.pid_file = args.pid_file
+    if args.log_file:
+        cfg.log_file = args.log_file
+    if args.command == "run":
+        setup_logging(cfg, to_stderr=False)
+        return serve(cfg)
+    if args.command == "start":
+        return start(cfg, args.config)
+    if args.command == "stop":
+        return stop(cfg)
+    if args.command == "status":
+        return status(cfg)
+    stop(cfg)
+    return start(cfg, args.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

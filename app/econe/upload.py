@@ -1,0 +1,136 @@
+"""``econe-upload IMAGE``: upload a disk image to an econe endpoint and print its new AMI id.
+
+The original econe-upload wire protocol: a multipart POST of the field ``file`` plus SigV2-signed
+``Action=UploadImage`` fields (the file itself is not signed). The file is streamed, never read
+into memory, with a progress bar on standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import os
+import sys
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from urllib.parse import urlparse
+
+from .auth import v2_signature, v2_string_to_sign
+
+CHUNK = 1024 * 1024
+VERSION = "2016-11-15"
+
+
+def credentials(args) -> tuple[str, str]:
+    """Options, then EC2_ACCESS_KEY/EC2_SECRET_KEY, then ONE_AUTH (user:password)."""
+    key = args.access_key or os.environ.get("EC2_ACCESS_KEY")
+    secret = args.secret_key or os.environ.get("EC2_SECRET_KEY")
+    if key and secret:
+        return key, secret
+    auth_file = os.environ.get("ONE_AUTH", os.path.expanduser("~/.one/one_auth"))
+    try:
+        user, _, password = open(auth_file).read().strip().partition(":")
+    except OSError:
+        raise SystemExit("econe-upload: no credentials: use -K/-S, EC2_ACCESS_KEY/EC2_SECRET_KEY or ONE_AUTH") from None
+    return key or user, secret or hashlib.sha256(password.encode()).hexdigest()
+
+
+def signed_fields(url: str, key: str, secret: str) -> list[tuple[str, str]]:
+    parts = urlparse(url)
+    fields = [("Action", "UploadImage"), ("Version", VERSION), ("AWSAccessKeyId", key), ("SignatureVersion", "2"),
+              ("SignatureMethod", "HmacSHA256"), ("Timestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))]  # fmt: skip
+    host = parts.netloc
+    text = v2_string_to_sign("POST", host, parts.path or "/", fields)
+    return fields + [("Signature", v2_signature(secret, text))]
+
+
+class Progress:
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.done, self.stream, self.started = total, 0, stream, time.time()
+        self.tty = stream.isatty()
+
+    def update(self, n: int):
+        self.done += n
+        if self.tty:
+            pct = self.done * 100 // max(self.total, 1)
+            bar = "#" * (pct // 4)
+            rate = self.done / max(time.time() - self.started, 1e-6) / 1048576
+            self.stream.write(f"\r[{bar:<25}] {pct:3d}% {self.done / 1048576:8.1f} MiB  {rate:6.1f} MiB/s")
+            self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\n")
+
+
+def upload(url: str, path: str, key: str, secret: str, progress: Progress | None = None) -> tuple[int, bytes]:
+    parts = urlparse(url)
+    boundary = uuid.uuid4().hex
+    head = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in signed_fields(url, key, secret)
+    )
+    file_head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{os.path.basename(path)}"\r\n'
+                 "Content-Type: application/octet-stream\r\n\r\n").encode()  # fmt: skip
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    size = os.path.getsize(path)
+    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    kwargs = {}
+    if parts.scheme == "https":
+        import ssl
+
+        kwargs["context"] = ssl._create_unverified_context() if os.environ.get("EC2_NO_VERIFY") else None
+    conn = conn_cls(parts.hostname, parts.port, timeout=600, **kwargs)
+    conn.putrequest("POST", parts.path or "/")
+    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+    conn.putheader("Content-Length", str(len(head) + len(file_head) + size + len(tail)))
+    conn.endheaders()
+    conn.send(head + file_head)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            conn.send(chunk)
+            if progress:
+                progress.update(len(chunk))
+    conn.send(tail)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="econe-upload", description="Upload a disk image to an econe endpoint "
+                                     "and register it; prints the new AMI id.")  # fmt: skip
+    parser.add_argument("image", help="the disk image file to upload")
+    parser.add_argument("-K", "--access-key", help="access key (OpenNebula user name); default $EC2_ACCESS_KEY")
+    parser.add_argument("-S", "--secret-key", help="secret key; default $EC2_SECRET_KEY")
+    parser.add_argument("-U", "--url", default=os.environ.get("EC2_URL", "http://localhost:4567/"),
+                        help="endpoint URL; default $EC2_URL or http://localhost:4567/")  # fmt: skip
+    args = parser.parse_args(argv)
+    if not os.path.isfile(args.image):
+        print(f"econe-upload: {args.image}: no such file", file=sys.stderr)
+        return 1
+    key, secret = credentials(args)
+    progress = Progress(os.path.getsize(args.image))
+    try:
+        status, body = upload(args.url, args.image, key, secret, progress)
+    except OSError as e:
+        progress.close()
+        print(f"econe-upload: cannot reach {args.url}: {e}", file=sys.stderr)
+        return 1
+    progress.close()
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        print(f"econe-upload: HTTP {status}: {body[:200]!r}", file=sys.stderr)
+        return 1
+    if status != 200:
+        code = root.findtext(".//Code") or f"HTTP {status}"
+        print(f"econe-upload: {code}: {root.findtext('.//Message') or ''}", file=sys.stderr)
+        return 1
+    print(next((el.text for el in root.iter() if el.tag.endswith("imageId")), ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The HTTP edge: ``GET /`` and ``POST /`` (form-encoded, or multipart for UploadImage) in, EC2 XML out.
+
+No business logic here: a request id, body limits, parameters, signature check, dispatch on
+``Action``, and every failure rendered as an EC2 error document with its HTTP status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlparse
+
+import bottle
+
+from . import auth, model, multipart
+from .actions import ACTIONS, Context, check_supported, register_all
+from .actions.images import upload_image
+from .config import Config
+from .errors import EC2Error
+from .gateway import Gateway
+
+MAX_FORM = 1024 * 1024  # bytes of a form-encoded request
+log = logging.getLogger("econe")
+
+
+class RequestLog(logging.LoggerAdapter):
+    def process(self, msg, kwargs):
+        kwargs.setdefault("extra", {})["request_id"] = self.extra["request_id"]
+        return msg, kwargs
+
+
+def make_app(config: Config, gateway: Gateway | None = None) -> bottle.Bottle:
+    register_all()
+    gateway = gateway or Gateway(config.one_xmlrpc, config.server_user, config.server_password)
+    app = bottle.Bottle(catchall=False)
+
+    @app.route("/", method=["GET", "POST"])
+    @app.route("/<path:path>", method=["GET", "POST"])
+    def endpoint(path: str = ""):
+        return handle(bottle.request, bottle.response, config, gateway)
+
+    return app
+
+
+def handle(request, response, config: Config, gateway: Gateway) -> bytes:
+    request_id = str(uuid.uuid4())
+    rlog = RequestLog(log, {"request_id": request_id})
+    started = time.perf_counter()
+    action, user, status = "-", "-", 200
+    version = ""
+    staged = None
+    try:
+        query = parse_qsl(request.query_string, keep_blank_values=True)
+        form, staged, body_hash = _read_body(request, config)
+        params = query + form
+        version = _param(params, "Version") or ""
+        action = _param(params, "Action") or "-"
+        if action == "-":
+            raise EC2Error("MissingParameter", "The request must contain the parameter Action")
+        if action != "UploadImage" and action not in ACTIONS:
+            raise EC2Error("InvalidAction", f"The action {action} is not valid for this web service.")
+        signed = auth.Request(
+            method=request.method, hosts=_hosts(request, config), paths=_paths(request, config), query=query,
+            form=form, headers={k.lower(): v for k, v in request.headers.items()}, body_sha256=body_hash,
+        )  # fmt: skip
+        user = auth.verify(signed, gateway.secret_of, datetime.now(UTC))
+        ctx = Context(user, gateway.as_user(user), config, request_id, rlog)
+        if action == "UploadImage":
+            if staged is None:
+                raise EC2Error("MissingParameter", "The request must contain the file to upload (multipart field file)")
+            image_id, staged = upload_image(ctx, staged), None
+            body = model.response("UploadImageResponse", {"imageId": image_id}, version, request_id)
+        else:
+            op = model.operation(action)
+            act = ACTIONS[action]
+            inputs = model.parse(op, params, optional=act.optional)
+            check_supported(action, act, inputs)
+            body = model.serialize(op, act.func(ctx, inputs), version, request_id)
+        response.content_type = "text/xml; charset=UTF-8"
+        return body
+    except EC2Error as e:
+        status = e.status
+        if status >= 500:
+            rlog.warning("%s: %s", e.code, e.message)
+        response.status = status
+        response.content_type = "text/xml; charset=UTF-8"
+        return model.error(e.code, e.message, request_id)
+    except Exception:
+        status = 500
+        rlog.exception("internal error in %s", action)
+        response.status = 500
+        response.content_type = "text/xml; charset=UTF-8"
+        return model.error("InternalError", f"An internal error occurred (request {request_id}).", request_id)
+    finally:
+        if staged:  # an upload that did not reach oned leaves nothing behind
+            import os
+
+            if os.path.exists(staged):
+                os.unlink(staged)
+        rlog.info("%s %s user=%s action=%s status=%s ms=%.1f", request.method, request.path, user, action, status,
+                  (time.perf_counter() - started) * 1000)  # fmt: skip
+
+
+def _param(params, name: str) -> str | None:
+    for k, v in params:
+        if k == name:
+            return v
+    return None
+
+
+def _read_body(request, config: Config) -> tuple[list, str | None, str]:
+    if request.method != "POST":
+        return [], None, hashlib.sha256(b"").hexdigest()
+    ctype = request.content_type or ""
+    try:
+        length = int(request.environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise EC2Error("InvalidParameterValue", "Content-Length is not a number") from None
+    stream = request.environ["wsgi.input"]
+    if ctype.startswith("multipart/form-data"):
+        if length > config.max_upload_size + MAX_FORM:
+            raise multipart.TooLarge(config.max_upload_size)
+        fields, staged = multipart.read(stream, ctype, length, config.tmpdir, config.max_upload_size)
+        return fields, staged, hashlib.sha256(b"").hexdigest()
+    if length > MAX_FORM:
+        raise EC2Error("RequestEntityTooLarge", f"The request body is larger than {MAX_FORM} bytes.", 413)
+    raw = stream.read(length) if length else b""
+    if len(raw) < length:
+        raise EC2Error("IncompleteRequest", "The client closed the connection before the request was complete.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EC2Error("InvalidParameterValue", "The request body is not UTF-8.") from None
+    return parse_qsl(text, keep_blank_values=True), None, hashlib.sha256(raw).hexdigest()
+
+
+def _hosts(request, config: Config) -> list[str]:
+    """Host names the client may have signed for: its Host header, and the public proxy URL's."""
+    hosts = []
+    header = request.get_header("Host")
+    if header:
+        hosts += [header, header.rsplit(":", 1)[0]] if ":" in header and not header.endswith("]") else [header]
+    if config.ssl_server:
+        url = urlparse(config.ssl_server)
+        default = 443 if url.scheme == "https" else 80
+        hosts += [url.netloc, url.hostname or ""] if url.port in (None, default) else [url.netloc]
+    return list(dict.fromkeys(h for h in hosts if h))
+
+
+def _paths(request, config: Config) -> list[str]:
+    paths = [request.environ.get("PATH_INFO") or "/"]
+    if config.ssl_server and urlparse(config.ssl_server).path not in ("", "/"):
+        paths.append(urlparse(config.ssl_server).path)
+    return list(dict.fromkeys(paths))
