@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -53,8 +54,19 @@ class Onelite:
 
 def start_onelite(data: Path, port: int | None = None, interval: float = 0.2, log: Path | None = None) -> Onelite:
     port = port or free_port()
-    cmd = [sys.executable, "-m", "onelite.cli", "serve", "--listen", f"127.0.0.1:{port}", "--data", str(data),
-           "--sched-interval", str(interval), "-v"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "onelite.cli",
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--data",
+        str(data),
+        "--sched-interval",
+        str(interval),
+        "-v",
+    ]
     with open(log or (data.parent / f"onelite-{port}.log"), "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/RPC2"
@@ -85,3 +97,70 @@ def admin(onelite):
     import pyone
 
     return pyone.OneServer(onelite.url, session=onelite.admin_session)
+
+
+# ---------------------------------------------------------------- econe-server
+
+
+@dataclass
+class Econe:
+    url: str
+    port: int
+    proc: subprocess.Popen
+    conf: Path
+    log: Path
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def write_conf(path: Path, settings: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({f":{k}": v for k, v in settings.items()}))
+    return path
+
+
+def start_econe(workdir: Path, one_url: str, auth_file: Path, **settings) -> Econe:
+    port = free_port()
+    (workdir / "tmp").mkdir(parents=True, exist_ok=True)
+    conf = write_conf(
+        workdir / f"econe-{port}.conf",
+        {
+            "one_xmlrpc": one_url,
+            "host": "127.0.0.1",
+            "port": port,
+            "tmpdir": str(workdir / "tmp"),
+            "log_file": str(workdir / f"econe-{port}.log"),
+            "debug_level": 3,
+            **settings,
+        },
+    )
+    env = {**os.environ, "ONE_CIPHER_AUTH": str(auth_file)}
+    with open(workdir / f"econe-{port}.out", "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "econe.server", "-c", str(conf), "run"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"econe-server exited with {proc.returncode}: {(workdir / f'econe-{port}.out').read_text()}"
+            )
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return Econe(f"http://127.0.0.1:{port}", port, proc, conf, workdir / f"econe-{port}.log")
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("econe-server did not start")

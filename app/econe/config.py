@@ -74,21 +74,26 @@ KEYS = {
     "tmpdir": (lambda v: isinstance(v, str) and v.startswith("/"), "must be an absolute directory path"),
     "describe_with_terminated_instances": (lambda v: isinstance(v, bool), "must be true or false"),
     "use_file_templates": (lambda v: isinstance(v, bool), "must be true or false"),
-    "instance_types": (lambda v: v is None or isinstance(v, dict), "must be a mapping of type name to {template: file}"),
+    "instance_types": (
+        lambda v: v is None or isinstance(v, dict),
+        "must be a mapping of type name to {template: file}",
+    ),
     "template_dir": (lambda v: isinstance(v, str) and v.startswith("/"), "must be an absolute directory path"),
     "log_file": (lambda v: isinstance(v, str) and v != "", "must be a file path"),
     "pid_file": (lambda v: isinstance(v, str) and v != "", "must be a file path"),
     "debug_level": (_int_range(0, 3), "must be an integer 0 (errors) to 3 (debug)"),
     "max_upload_size": (lambda v: _size(v) is not None, "must be a size in bytes, like 10737418240 or 10G"),
-    "trusted_proxies": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-                        "must be a list of proxy addresses"),
+    "trusted_proxies": (
+        lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "must be a list of proxy addresses",
+    ),
     "threads": (_int_range(1, 512), "must be an integer 1-512"),
     # accepted for compatibility with the original's files; not used by this version
     "elasticips_vnet_id": (lambda v: v is None or isinstance(v, int), "must be a vnet id"),
     "associate_script": (lambda v: v is None or isinstance(v, (str, bool)), "must be a path or false"),
     "disassociate_script": (lambda v: v is None or isinstance(v, (str, bool)), "must be a path or false"),
     "ebs_fstype": (lambda v: v is None or isinstance(v, str), "must be a filesystem name"),
-}  # fmt: skip
+}
 ALIASES = {"server": "host"}
 
 
@@ -157,7 +162,7 @@ def _instance_types(name: str, types: dict, template_dir: str, required: bool) -
         file = spec.get(":template", spec.get("template"))
         if file.endswith(".erb"):
             raise ConfigError(
-                f"{name}: {label} template {file} is an ERB template; write it as Jinja2 (see README) and name the .j2 file"
+                f"{name}: {label} template {file} is an ERB template; rewrite it as a Jinja2 .j2 file (see README)"
             )
         full = file if os.path.isabs(file) else os.path.join(template_dir, file)
         if required and not os.access(full, os.R_OK):

@@ -29,6 +29,7 @@ from .errors import EC2Error, unavailable
 TOKEN_LIFETIME = 1800  # seconds a server_cipher token is valid
 TOKEN_RENEW = 300  # renew this long before it expires
 SECRET_TTL = 60  # seconds user secrets are cached
+MISS_REFRESH = 1  # seconds before an unknown name may re-read the user pool
 TIMEOUT = 30
 
 
@@ -135,9 +136,16 @@ def parse_vm_pool(xml: str) -> list[VM]:
 def _image(img) -> Image:
     tmpl = img.TEMPLATE if isinstance(img.TEMPLATE, dict) else {}
     return Image(
-        id=img.ID, name=img.NAME, uid=img.UID, state=img.STATE, type=img.TYPE, persistent=bool(img.PERSISTENT),
-        size=img.SIZE, regtime=img.REGTIME, template={k: v for k, v in tmpl.items() if isinstance(v, str)},
-    )  # fmt: skip
+        id=img.ID,
+        name=img.NAME,
+        uid=img.UID,
+        state=img.STATE,
+        type=img.TYPE,
+        persistent=bool(img.PERSISTENT),
+        size=img.SIZE,
+        regtime=img.REGTIME,
+        template={k: v for k, v in tmpl.items() if isinstance(v, str)},
+    )
 
 
 # ---------------------------------------------------------------- errors
@@ -186,10 +194,11 @@ class Gateway:
         return f"{self.server_user}:{user}:{token}"
 
     def secret_of(self, user: str) -> str | None:
-        """The PASSWORD oned stores for *user* (core or public drivers only), or None."""
+        """The PASSWORD oned stores for *user* (core or public drivers only), or None.
+        A name not in the cache re-reads the pool, at most once a second (new users work at once)."""
         with self._lock:
-            fresh = time.time() - self._secrets_at < SECRET_TTL
-            if fresh:
+            age = time.time() - self._secrets_at
+            if age < SECRET_TTL and (user in self._secrets or age < MISS_REFRESH):
                 return self._secrets.get(user)
         secrets = self._read_secrets()
         with self._lock:
@@ -237,8 +246,12 @@ class UserSession:
             raise _map(e) from None
         if not ok:
             code = rest[0] if rest else 0
-            exc = {256: pyone.OneAuthenticationException, 512: pyone.OneAuthorizationException,
-                   1024: pyone.OneNoExistsException, 2048: pyone.OneActionException}.get(code, pyone.OneException)  # fmt: skip
+            exc = {
+                256: pyone.OneAuthenticationException,
+                512: pyone.OneAuthorizationException,
+                1024: pyone.OneNoExistsException,
+                2048: pyone.OneActionException,
+            }.get(code, pyone.OneException)
             raise _map(exc(value), "InvalidInstanceID.NotFound" if method == "one.vm.info" else "")
         return value
 
@@ -276,8 +289,15 @@ class UserSession:
         xml = self._raw_call("one.templatepool.info", -2, -1, -1)
         out = []
         for el in ET.fromstring(xml).findall("VMTEMPLATE"):
-            out.append(Template(int(_text(el, "ID")), _text(el, "NAME"), int(_text(el, "UID")),
-                                int(_text(el, "GID")), _template_pairs(el.find("TEMPLATE"), tpl)))  # fmt: skip
+            out.append(
+                Template(
+                    int(_text(el, "ID")),
+                    _text(el, "NAME"),
+                    int(_text(el, "UID")),
+                    int(_text(el, "GID")),
+                    _template_pairs(el.find("TEMPLATE"), tpl),
+                )
+            )
         return out
 
     def instantiate(self, template_id: int, name: str, extra: str, hold: bool = False) -> int:

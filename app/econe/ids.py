@@ -19,7 +19,7 @@ def parse(text: str, prefix: str) -> int:
     code, noun = KINDS[prefix]
     m = _ID.match(text or "")
     if not m or (m.group("prefix") not in (None, prefix)) or int(m.group("number")) > 2**31 - 1:
-        raise EC2Error(f"{code}.Malformed", f"Invalid id: \"{text}\" (expecting an {noun} like {prefix}-00000001)")
+        raise EC2Error(f"{code}.Malformed", f'Invalid id: "{text}" (expecting an {noun} like {prefix}-00000001)')
     return int(m.group("number"))
 
 

@@ -20,7 +20,9 @@ _NAME = re.compile(rb'\bname="([^"]*)"', re.I)
 
 class TooLarge(EC2Error):
     def __init__(self, limit: int):
-        super().__init__("RequestEntityTooLarge", f"The upload is larger than this server accepts ({limit} bytes).", 413)
+        super().__init__(
+            "RequestEntityTooLarge", f"The upload is larger than this server accepts ({limit} bytes).", 413
+        )
 
 
 def boundary_of(content_type: str) -> bytes:
@@ -57,8 +59,8 @@ def read(stream, content_type: str, length: int, tmpdir: str, max_file: int):
             chunk = more()
             if not chunk:
                 raise EC2Error("InvalidParameterValue", "malformed multipart body: no boundary")
-            buf = buf[-len(delimiter):] + chunk
-        buf = buf[i + len(delimiter):]
+            buf = buf[-len(delimiter) :] + chunk
+        buf = buf[i + len(delimiter) :]
         while True:
             while len(buf) < 2:
                 chunk = more()
@@ -75,7 +77,7 @@ def read(stream, content_type: str, length: int, tmpdir: str, max_file: int):
                 if not chunk:
                     raise EC2Error("InvalidParameterValue", "malformed multipart body: truncated headers")
                 buf += chunk
-            headers, buf = buf[:h], buf[h + 4:]
+            headers, buf = buf[:h], buf[h + 4 :]
             m = _NAME.search(headers)
             name = m.group(1).decode("utf-8", "replace") if m else ""
             is_file = name == "file"
@@ -90,7 +92,10 @@ def read(stream, content_type: str, length: int, tmpdir: str, max_file: int):
                 i = buf.find(delimiter)
                 data = buf if i < 0 else buf[:i]
                 if i < 0:  # keep what could be the start of a delimiter
-                    data, buf = buf[: max(0, len(buf) - len(delimiter) + 1)], buf[max(0, len(buf) - len(delimiter) + 1):]
+                    data, buf = (
+                        buf[: max(0, len(buf) - len(delimiter) + 1)],
+                        buf[max(0, len(buf) - len(delimiter) + 1) :],
+                    )
                 if is_file:
                     written += len(data)
                     if written > max_file:
@@ -102,7 +107,7 @@ def read(stream, content_type: str, length: int, tmpdir: str, max_file: int):
                         raise EC2Error("InvalidParameterValue", "The form fields of the upload are too large.")
                     value += data
                 if i >= 0:
-                    buf = buf[i + len(delimiter):]
+                    buf = buf[i + len(delimiter) :]
                     break
                 chunk = more()
                 if not chunk:

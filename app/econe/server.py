@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from . import __version__
@@ -52,11 +53,14 @@ def serve(cfg: Config) -> int:
     from .web import make_app
 
     log = logging.getLogger("econe")
-    server = wsgi.Server((cfg.host, cfg.port), make_app(cfg), numthreads=cfg.threads, server_name="econe")
+    server = wsgi.Server(
+        (cfg.host, cfg.port), make_app(cfg), numthreads=cfg.threads, server_name="econe", shutdown_timeout=10
+    )
 
     def stop(*_):
+        # stop() joins the worker threads: never from the signal handler's own (serving) thread
         log.info("SIGTERM: finishing requests in flight and stopping")
-        server.stop()
+        threading.Thread(target=server.stop, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -96,10 +100,21 @@ def start(cfg: Config, config_path: str) -> int:
         print(f"econe-server is already running (pid {pid})")
         return 0
     os.makedirs(os.path.dirname(cfg.pid_file) or ".", exist_ok=True)
-    cmd = [sys.executable, "-m", "econe.server", "-c", config_path, "--pid-file", cfg.pid_file,
-           "--log-file", cfg.log_file, "run"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "econe.server",
+        "-c",
+        config_path,
+        "--pid-file",
+        cfg.pid_file,
+        "--log-file",
+        cfg.log_file,
+        "run",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.time() + 30
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -152,13 +167,20 @@ def main(argv=None) -> int:
         description="Amazon EC2 Query API for OpenNebula. Reads econe.conf (YAML, the original's keys) and the "
         "server account from the file named by ONE_CIPHER_AUTH (default /var/lib/one/.one/ec2_auth).",
     )
-    parser.add_argument("-c", "--config", default=os.environ.get("ECONE_CONF", DEFAULT_PATH),
-                        help=f"configuration file (default {DEFAULT_PATH}, or $ECONE_CONF)")  # fmt: skip
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=os.environ.get("ECONE_CONF", DEFAULT_PATH),
+        help=f"configuration file (default {DEFAULT_PATH}, or $ECONE_CONF)",
+    )
     parser.add_argument("--pid-file", help="pid file (default: econe.conf pid_file, /var/run/one/econe-server.pid)")
     parser.add_argument("--log-file", help="log file (default: econe.conf log_file; '-' for standard error)")
     parser.add_argument("--version", action="version", version=f"econe-server {__version__}")
-    parser.add_argument("command", choices=["start", "stop", "restart", "status", "run"],
-                        help="run: stay in the foreground; start/stop/restart/status: manage a background server")  # fmt: skip
+    parser.add_argument(
+        "command",
+        choices=["start", "stop", "restart", "status", "run"],
+        help="run: stay in the foreground; start/stop/restart/status: manage a background server",
+    )
     args = parser.parse_args(argv)
     try:
         cfg = load(args.config)

@@ -31,7 +31,8 @@ def credentials(args) -> tuple[str, str]:
         return key, secret
     auth_file = os.environ.get("ONE_AUTH", os.path.expanduser("~/.one/one_auth"))
     try:
-        user, _, password = open(auth_file).read().strip().partition(":")
+        with open(auth_file) as f:
+            user, _, password = f.read().strip().partition(":")
     except OSError:
         raise SystemExit("econe-upload: no credentials: use -K/-S, EC2_ACCESS_KEY/EC2_SECRET_KEY or ONE_AUTH") from None
     return key or user, secret or hashlib.sha256(password.encode()).hexdigest()
@@ -39,8 +40,14 @@ def credentials(args) -> tuple[str, str]:
 
 def signed_fields(url: str, key: str, secret: str) -> list[tuple[str, str]]:
     parts = urlparse(url)
-    fields = [("Action", "UploadImage"), ("Version", VERSION), ("AWSAccessKeyId", key), ("SignatureVersion", "2"),
-              ("SignatureMethod", "HmacSHA256"), ("Timestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))]  # fmt: skip
+    fields = [
+        ("Action", "UploadImage"),
+        ("Version", VERSION),
+        ("AWSAccessKeyId", key),
+        ("SignatureVersion", "2"),
+        ("SignatureMethod", "HmacSHA256"),
+        ("Timestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+    ]
     host = parts.netloc
     text = v2_string_to_sign("POST", host, parts.path or "/", fields)
     return fields + [("Signature", v2_signature(secret, text))]
@@ -72,8 +79,10 @@ def upload(url: str, path: str, key: str, secret: str, progress: Progress | None
         f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
         for k, v in signed_fields(url, key, secret)
     )
-    file_head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{os.path.basename(path)}"\r\n'
-                 "Content-Type: application/octet-stream\r\n\r\n").encode()  # fmt: skip
+    file_head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{os.path.basename(path)}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
     size = os.path.getsize(path)
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -99,13 +108,19 @@ def upload(url: str, path: str, key: str, secret: str, progress: Progress | None
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="econe-upload", description="Upload a disk image to an econe endpoint "
-                                     "and register it; prints the new AMI id.")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="econe-upload",
+        description="Upload a disk image to an econe endpoint and register it; prints the new AMI id.",
+    )
     parser.add_argument("image", help="the disk image file to upload")
     parser.add_argument("-K", "--access-key", help="access key (OpenNebula user name); default $EC2_ACCESS_KEY")
     parser.add_argument("-S", "--secret-key", help="secret key; default $EC2_SECRET_KEY")
-    parser.add_argument("-U", "--url", default=os.environ.get("EC2_URL", "http://localhost:4567/"),
-                        help="endpoint URL; default $EC2_URL or http://localhost:4567/")  # fmt: skip
+    parser.add_argument(
+        "-U",
+        "--url",
+        default=os.environ.get("EC2_URL", "http://localhost:4567/"),
+        help="endpoint URL; default $EC2_URL or http://localhost:4567/",
+    )
     args = parser.parse_args(argv)
     if not os.path.isfile(args.image):
         print(f"econe-upload: {args.image}: no such file", file=sys.stderr)

@@ -63,9 +63,14 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
         if action != "UploadImage" and action not in ACTIONS:
             raise EC2Error("InvalidAction", f"The action {action} is not valid for this web service.")
         signed = auth.Request(
-            method=request.method, hosts=_hosts(request, config), paths=_paths(request, config), query=query,
-            form=form, headers={k.lower(): v for k, v in request.headers.items()}, body_sha256=body_hash,
-        )  # fmt: skip
+            method=request.method,
+            hosts=_hosts(request, config),
+            paths=_paths(request, config),
+            query=query,
+            form=form,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body_sha256=body_hash,
+        )
         user = auth.verify(signed, gateway.secret_of, datetime.now(UTC))
         ctx = Context(user, gateway.as_user(user), config, request_id, rlog)
         if action == "UploadImage":
@@ -100,8 +105,15 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
 
             if os.path.exists(staged):
                 os.unlink(staged)
-        rlog.info("%s %s user=%s action=%s status=%s ms=%.1f", request.method, request.path, user, action, status,
-                  (time.perf_counter() - started) * 1000)  # fmt: skip
+        rlog.info(
+            "%s %s user=%s action=%s status=%s ms=%.1f",
+            request.method,
+            request.path,
+            user,
+            action,
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
 
 
 def _param(params, name: str) -> str | None:

@@ -42,8 +42,14 @@ def describe(image: Image, owner: str) -> dict | None:
 def _filters(filters: list[dict]):
     import fnmatch
 
-    fields = {"image-id": "ImageId", "name": "Name", "state": "State", "owner-id": "OwnerId",
-              "architecture": "Architecture", "image-type": "ImageType"}  # fmt: skip
+    fields = {
+        "image-id": "ImageId",
+        "name": "Name",
+        "state": "State",
+        "owner-id": "OwnerId",
+        "architecture": "Architecture",
+        "image-type": "ImageType",
+    }
     for f in filters:
         if f.get("Name") not in fields:
             raise EC2Error("InvalidParameterValue", f"The filter '{f.get('Name')}' is invalid")
@@ -56,8 +62,11 @@ def _filters(filters: list[dict]):
     return keep
 
 
-@action("DescribeImages", supported=("ImageIds", "Owners", "Filters", "ExecutableUsers"),
-        ignored=("DryRun", "IncludeDeprecated", "IncludeDisabled"))  # fmt: skip
+@action(
+    "DescribeImages",
+    supported=("ImageIds", "Owners", "Filters", "ExecutableUsers"),
+    ignored=("DryRun", "IncludeDeprecated", "IncludeDisabled"),
+)
 def describe_images(ctx: Context, p: dict) -> dict:
     keep = _filters(p.get("Filters", []))
     owners = p.get("Owners", [])
@@ -70,8 +79,11 @@ def describe_images(ctx: Context, p: dict) -> dict:
         images = [i for i in ctx.session.images() if i.template.get("EC2_AMI", "").upper() == "YES"]
     uid = ctx.session.whoami().ID
     if owners:
-        images = [i for i in images if any(o in ("self", ctx.user, str(i.uid)) and (o != "self" or i.uid == uid)
-                                           for o in owners)]  # fmt: skip
+        images = [
+            i
+            for i in images
+            if any(o in ("self", ctx.user, str(i.uid)) and (o != "self" or i.uid == uid) for o in owners)
+        ]
     items = [d for i in sorted(images, key=lambda i: i.id) if (d := describe(i, str(i.uid))) and keep(d)]
     return {"Images": items}
 
@@ -86,8 +98,12 @@ def _get_image(ctx: Context, text: str) -> Image:
         raise
 
 
-@action("RegisterImage", supported=("ImageLocation", "Name", "Description"),
-        ignored=("DryRun", "Architecture", "RootDeviceName", "VirtualizationType"), optional=("Name",))  # fmt: skip
+@action(
+    "RegisterImage",
+    supported=("ImageLocation", "Name", "Description"),
+    ignored=("DryRun", "Architecture", "RootDeviceName", "VirtualizationType"),
+    optional=("Name",),
+)
 def register_image(ctx: Context, p: dict) -> dict:
     location = p.get("ImageLocation")
     if not location:

@@ -42,8 +42,9 @@ def _environment(directory: str) -> jinja2.Environment:
     )
 
 
-def render_file_template(config: Config, itype: str, image_id: int, user_data: str, public_key: str = "",
-                         key_name: str = "") -> str:  # fmt: skip
+def render_file_template(
+    config: Config, itype: str, image_id: int, user_data: str, public_key: str = "", key_name: str = ""
+) -> str:
     spec = config.instance_types.get(itype)
     if spec is None:
         raise _unknown(itype)
@@ -52,8 +53,12 @@ def render_file_template(config: Config, itype: str, image_id: int, user_data: s
     env = _environment(os.path.dirname(spec.template))
     try:
         return env.get_template(os.path.basename(spec.template)).render(
-            img_id=str(image_id), ec2_img_id=ids.fmt("ami", image_id), instance_type=itype, user_data=user_data,
-            public_key=public_key, key_name=key_name,
-        )  # fmt: skip
+            img_id=str(image_id),
+            ec2_img_id=ids.fmt("ami", image_id),
+            instance_type=itype,
+            user_data=user_data,
+            public_key=public_key,
+            key_name=key_name,
+        )
     except (jinja2.TemplateError, OSError) as e:
         raise EC2Error("InternalError", f"Instance type {itype}: template {spec.template} failed: {e}", 500) from None

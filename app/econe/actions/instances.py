@@ -211,8 +211,16 @@ def _instance_tags(p: dict) -> dict[str, str]:
     return tags
 
 
-RUN_SUPPORTED = ("ImageId", "InstanceType", "MinCount", "MaxCount", "UserData", "ClientToken", "TagSpecifications",
-                 "Placement")  # fmt: skip
+RUN_SUPPORTED = (
+    "ImageId",
+    "InstanceType",
+    "MinCount",
+    "MaxCount",
+    "UserData",
+    "ClientToken",
+    "TagSpecifications",
+    "Placement",
+)
 RUN_IGNORED = ("DryRun", "Monitoring", "DisableApiTermination", "InstanceInitiatedShutdownBehavior", "EbsOptimized")
 
 
@@ -253,8 +261,12 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
     made: list[int] = []
     try:
         for index in range(high):
-            user_attrs = [("EC2_IMAGE_ID", ids.fmt("ami", image_id)), ("EC2_INSTANCE_TYPE", p["InstanceType"]),
-                          ("EC2_RESERVATION_ID", reservation), ("EC2_LAUNCH_INDEX", str(index))]  # fmt: skip
+            user_attrs = [
+                ("EC2_IMAGE_ID", ids.fmt("ami", image_id)),
+                ("EC2_INSTANCE_TYPE", p["InstanceType"]),
+                ("EC2_RESERVATION_ID", reservation),
+                ("EC2_LAUNCH_INDEX", str(index)),
+            ]
             if token:
                 user_attrs.append(("EC2_CLIENT_TOKEN", token))
             if tags:
@@ -275,8 +287,12 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
 
 def _run_answer(ctx: Context, vms: list[VM]) -> dict:
     reservation = _reservations(vms, _owner(ctx))[0]
-    return {"ReservationId": reservation["ReservationId"], "OwnerId": reservation["OwnerId"], "Groups": [],
-            "Instances": [i for r in _reservations(vms, _owner(ctx)) for i in r["Instances"]]}  # fmt: skip
+    return {
+        "ReservationId": reservation["ReservationId"],
+        "OwnerId": reservation["OwnerId"],
+        "Groups": [],
+        "Instances": [i for r in _reservations(vms, _owner(ctx)) for i in r["Instances"]],
+    }
 
 
 def _instantiate(ctx: Context, itype: str, image_id: int, user_data: str, user_attrs: list, name: str) -> int:
@@ -306,22 +322,27 @@ def _change(ctx: Context, p: dict, choose) -> list[dict]:
         raise missing("InstanceId.1")
     vms = [_get_vm(ctx, text) for text in wanted]  # every id is checked before anything is done
     out = []
-    for text, vm in zip(wanted, vms):
+    for vm in vms:
         before = states.instance_state(vm.state, vm.lcm_state)
         op = choose(vm)
         if op:
             ctx.session.vm_action(op, vm.id)
         after = ctx.session.vm(vm.id)
-        out.append({"InstanceId": ids.fmt("i", vm.id), "PreviousState": before,
-                    "CurrentState": _after_state(op, after)})  # fmt: skip
+        out.append(
+            {"InstanceId": ids.fmt("i", vm.id), "PreviousState": before, "CurrentState": _after_state(op, after)}
+        )
     return out
 
 
 def _after_state(op: str | None, vm: VM) -> dict:
     """oned answers before it acts: report where the action is taking the instance."""
     now = states.instance_state(vm.state, vm.lcm_state)
-    target = {"terminate": "shutting-down", "terminate-hard": "shutting-down", "poweroff": "stopping",
-              "resume": "pending"}.get(op or "")  # fmt: skip
+    target = {
+        "terminate": "shutting-down",
+        "terminate-hard": "shutting-down",
+        "poweroff": "stopping",
+        "resume": "pending",
+    }.get(op or "")
     if target and now["Name"] not in (target, "terminated", "stopped", "running"):
         return {"Code": states.EC2_CODES[target], "Name": target}
     return now
@@ -343,7 +364,10 @@ def _stop_op(vm: VM) -> str | None:
         return "poweroff"
     if vm.state in (8, 4, 5, 9):
         return None
-    raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is not in a state from which it can be stopped.")
+    raise EC2Error(
+        "IncorrectInstanceState",
+        f"The instance '{ids.fmt('i', vm.id)}' is not in a state from which it can be stopped.",
+    )
 
 
 def _start_op(vm: VM) -> str | None:
@@ -351,7 +375,10 @@ def _start_op(vm: VM) -> str | None:
         return "resume"
     if (vm.state, vm.lcm_state) == (3, 3):
         return None
-    raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is not in a state from which it can be started.")
+    raise EC2Error(
+        "IncorrectInstanceState",
+        f"The instance '{ids.fmt('i', vm.id)}' is not in a state from which it can be started.",
+    )
 
 
 @action("StopInstances", supported=("InstanceIds",), ignored=("DryRun", "Force", "Hibernate"))

@@ -21,6 +21,23 @@ def describe_availability_zones(ctx: Context, p: dict) -> dict:
     for name in p.get("ZoneNames", []):
         if name != ZONE:
             raise EC2Error("InvalidParameterValue", f"Invalid availability zone: [{name}]")
-    zone = {"ZoneName": ZONE, "State": "available", "RegionName": REGION, "ZoneId": f"{ZONE}-1", "ZoneType": "availability-zone",
-            "Messages": []}  # fmt: skip
+    zone = {
+        "ZoneName": ZONE,
+        "State": "available",
+        "RegionName": REGION,
+        "ZoneId": f"{ZONE}-1",
+        "ZoneType": "availability-zone",
+        "Messages": [],
+    }
     return {"AvailabilityZones": [zone]}
+
+
+@action("DescribeAddresses", supported=("PublicIps", "AllocationIds", "Filters"), ignored=("DryRun",))
+def describe_addresses(ctx: Context, p: dict) -> dict:
+    """Elastic IPs are not offered by this version (no elasticips_vnet_id): a user holds none.
+    Clients such as libcloud's list_nodes ask anyway; naming one is an error, as on EC2."""
+    for ip in p.get("PublicIps", []):
+        raise EC2Error("InvalidAddress.NotFound", f"Address '{ip}' not found.")
+    for allocation in p.get("AllocationIds", []):
+        raise EC2Error("InvalidAllocationID.NotFound", f"The allocation ID '{allocation}' does not exist")
+    return {"Addresses": []}

@@ -1,0 +1,114 @@
+"""Provision a cloud for EC2 users, as the opennebula_ec2 role does: an ``ec2`` group with its CREATE
+rule, a user, a host the group may use, a vnet shared with the group, an ``m1.small`` instance
+type and a small image registered as an AMI. Used by ``make run`` and the end-to-end tests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import xmlrpc.client
+from dataclasses import dataclass
+
+from onelite import acl
+from onelite import template as tpl
+
+
+@dataclass
+class Demo:
+    user: str
+    password: str
+    gid: int
+    uid: int
+    host: int
+    vnet: int
+    image: int
+    template: int
+
+    @property
+    def secret(self) -> str:
+        """The EC2 secret key: the SHA-256 hex oned stores for a core user."""
+        return hashlib.sha256(self.password.encode()).hexdigest()
+
+
+class _One:
+    def __init__(self, url: str, session: str):
+        self.proxy = xmlrpc.client.ServerProxy(url, allow_none=False)
+        self.session = session
+
+    def __call__(self, method: str, *args):
+        ok, value, *rest = getattr(self.proxy, method)(self.session, *args)
+        if not ok:
+            raise RuntimeError(f"{method}: {value}")
+        return value
+
+
+def add_rule(one: _One, user: int, resource: int, rights: int) -> int:
+    return one("one.acl.addrule", f"{user:x}", f"{resource:x}", f"{rights:x}")
+
+
+def provision(
+    url: str,
+    admin_session: str,
+    workdir: str,
+    user: str = "ec2user",
+    password: str = "ec2pass",
+    group: str = "ec2",
+    image_mb: int = 2,
+) -> Demo:
+    one = _One(url, admin_session)
+    gid = one("one.group.allocate", group)
+    add_rule(
+        one,
+        acl.GROUP | gid,
+        sum(acl.TYPES[t] for t in ("VM", "NET", "IMAGE", "TEMPLATE")) | acl.ALL,
+        acl.RIGHTS["CREATE"],
+    )
+    uid = one("one.user.allocate", user, password, "core", [gid])
+    host = one("one.host.allocate", "host0", "dummy", "dummy", -1)
+    add_rule(one, acl.GROUP | gid, acl.TYPES["HOST"] | acl.INDIVIDUAL | host, acl.RIGHTS["USE"])
+    vnet = one(
+        "one.vn.allocate",
+        tpl.serialize(
+            [
+                ("NAME", "ec2net"),
+                ("BRIDGE", "br0"),
+                ("VN_MAD", "dummy"),
+                ("AR", [("TYPE", "IP4"), ("IP", "10.0.0.10"), ("SIZE", "100")]),
+            ]
+        ),
+        -1,
+    )
+    one("one.vn.chown", vnet, -1, gid)
+    one("one.vn.chmod", vnet, 1, 1, 0, 1, 0, 0, 1, 0, 0)
+    path = os.path.join(workdir, "demo-image.img")
+    with open(path, "wb") as f:
+        f.write(os.urandom(image_mb * 1024 * 1024))
+    image = one(
+        "one.image.allocate",
+        tpl.serialize([("NAME", "demo"), ("TYPE", "OS"), ("PATH", path), ("EC2_AMI", "YES")]),
+        1,
+        False,
+    )
+    os.unlink(path)
+    one("one.image.chown", image, -1, gid)
+    one("one.image.chmod", image, 1, 1, 0, 1, 0, 0, 0, 0, 0)
+    template = one(
+        "one.template.allocate",
+        tpl.serialize(
+            [
+                ("NAME", "m1.small"),
+                ("CPU", "0.5"),
+                ("VCPU", "1"),
+                ("MEMORY", "128"),
+                ("EC2_INSTANCE_TYPE", "m1.small"),
+                ("NIC", [("NETWORK_ID", str(vnet))]),
+            ]
+        ),
+    )
+    one("one.template.chown", template, -1, gid)
+    one("one.template.chmod", template, 1, 1, 0, 1, 0, 0, 0, 0, 0)  # 640: the group may use it
+    return Demo(user, password, gid, uid, host, vnet, image, template)
+
+
+def add_user(url: str, admin_session: str, name: str, password: str, gid: int) -> int:
+    return _One(url, admin_session)("one.user.allocate", name, password, "core", [gid])

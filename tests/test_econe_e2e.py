@@ -1,0 +1,536 @@
+"""econe-server and onelite as real processes, driven by real EC2 clients: boto3 (SigV4), the AWS
+CLI, libcloud's Eucalyptus driver (SigV2), econe-upload, and hand-made requests for the errors."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+import boto3
+import botocore.exceptions
+import pytest
+
+from econe import demo
+from econe.auth import v2_signature, v2_string_to_sign
+
+from .conftest import Econe, Onelite, start_econe, start_onelite
+
+
+@dataclass
+class Stack:
+    one: Onelite
+    econe: Econe
+    demo: demo.Demo
+    workdir: Path
+
+    def client(self, user: str | None = None, secret: str | None = None):
+        return boto3.client(
+            "ec2",
+            endpoint_url=self.econe.url,
+            region_name="opennebula",
+            aws_access_key_id=user or self.demo.user,
+            aws_secret_access_key=secret or self.demo.secret,
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    work = tmp_path_factory.mktemp("stack")
+    one = start_onelite(work / "one", interval=0.1)
+    d = demo.provision(one.url, one.admin_session, str(work))
+    demo.add_user(one.url, one.admin_session, "bob", "bobpw", d.gid)  # a second user of the same group
+    econe = start_econe(work, one.url, one.data / "ec2_auth", max_upload_size=8 * 1024 * 1024)
+    yield Stack(one, econe, d, work)
+    econe.stop()
+    one.stop()
+
+
+def fast(waiter_name: str, client):
+    return client.get_waiter(waiter_name), {"Delay": 0.2, "MaxAttempts": 150}
+
+
+def wait_for(client, name: str, ids: list[str]):
+    waiter, config = fast(name, client)
+    waiter.wait(InstanceIds=ids, WaiterConfig=config)
+
+
+def signed_v2(
+    stack: Stack, params: dict, secret: str | None = None, when: float | None = None, method: str = "GET"
+) -> tuple[int, ET.Element]:
+    """A SigV2 request built by hand, for the cases real clients cannot be made to send."""
+    params = {
+        "Version": "2016-11-15",
+        "AWSAccessKeyId": stack.demo.user,
+        "SignatureVersion": "2",
+        "SignatureMethod": "HmacSHA256",
+        "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when or time.time())),
+        **params,
+    }
+    host = f"127.0.0.1:{stack.econe.port}"
+    params["Signature"] = v2_signature(
+        secret or stack.demo.secret, v2_string_to_sign(method, host, "/", list(params.items()))
+    )
+    query = urlencode(params)
+    req = urllib.request.Request(
+        f"{stack.econe.url}/?{query}" if method == "GET" else f"{stack.econe.url}/",
+        data=None if method == "GET" else query.encode(),
+        method=method,
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, ET.fromstring(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, ET.fromstring(e.read())
+
+
+def error_code(root: ET.Element) -> str:
+    return root.findtext("Errors/Error/Code")
+
+
+# ---------------------------------------------------------------- boto3 (SigV4)
+
+
+def test_boto3_lifecycle_of_two_instances(stack):
+    ec2 = stack.client()
+    run = ec2.run_instances(
+        ImageId=f"ami-{stack.demo.image:08d}",
+        InstanceType="m1.small",
+        MinCount=2,
+        MaxCount=2,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "web"}, {"Key": "tier", "Value": "a"}]}
+        ],
+    )
+    ids = [i["InstanceId"] for i in run["Instances"]]
+    assert len(ids) == 2 and all(i.startswith("i-") and len(i) == 10 for i in ids)
+    assert {i["State"]["Name"] for i in run["Instances"]} == {"pending"}
+    wait_for(ec2, "instance_running", ids)
+    found = ec2.describe_instances(InstanceIds=ids)["Reservations"]
+    instances = [i for r in found for i in r["Instances"]]
+    assert len(found) == 1 and sorted(i["InstanceId"] for i in instances) == sorted(ids)
+    for i in instances:
+        assert i["State"] == {"Code": 16, "Name": "running"}
+        assert i["PrivateIpAddress"].startswith("10.0.0.")
+        assert i["InstanceType"] == "m1.small" and i["ImageId"] == f"ami-{stack.demo.image:08d}"
+        assert {t["Key"]: t["Value"] for t in i["Tags"]} == {"Name": "web", "tier": "a"}
+        assert i["Placement"]["AvailabilityZone"] == "opennebula"
+    assert sorted(i["AmiLaunchIndex"] for i in instances) == [0, 1]
+    tagged = ec2.describe_instances(
+        Filters=[{"Name": "tag:tier", "Values": ["a"]}, {"Name": "instance-state-name", "Values": ["running"]}]
+    )
+    assert sorted(i["InstanceId"] for r in tagged["Reservations"] for i in r["Instances"]) == sorted(ids)
+    gone = ec2.terminate_instances(InstanceIds=ids)["TerminatingInstances"]
+    assert {g["PreviousState"]["Name"] for g in gone} == {"running"}
+    assert {g["CurrentState"]["Name"] for g in gone} <= {"shutting-down", "terminated"}
+    wait_for(ec2, "instance_terminated", ids)
+
+
+def test_client_token_makes_runinstances_idempotent_even_when_racing(stack):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(_):
+        return stack.client().run_instances(
+            ImageId=f"ami-{stack.demo.image:08d}",
+            InstanceType="m1.small",
+            MinCount=1,
+            MaxCount=1,
+            ClientToken="tok-123",
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(run, range(4)))
+    assert len({a["Instances"][0]["InstanceId"] for a in answers}) == 1
+    ec2 = stack.client()
+    ec2.terminate_instances(InstanceIds=[answers[0]["Instances"][0]["InstanceId"]])
+
+
+def test_describe_images_register_and_pagination(stack):
+    ec2 = stack.client()
+    images = ec2.describe_images()["Images"]
+    assert [i["ImageId"] for i in images] == [f"ami-{stack.demo.image:08d}"]
+    assert images[0]["State"] == "available"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.describe_images(ImageIds=["ami-00009999"])
+    assert e.value.response["Error"]["Code"] == "InvalidAMIID.NotFound"
+    run = ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType="m1.small", MinCount=7, MaxCount=7)
+    ids = [i["InstanceId"] for i in run["Instances"]]
+    pages = list(ec2.get_paginator("describe_instances").paginate(PaginationConfig={"PageSize": 5}))
+    seen = [i["InstanceId"] for p in pages for r in p["Reservations"] for i in r["Instances"]]
+    assert len(pages) >= 2 and set(ids) <= set(seen) and len(seen) == len(set(seen))
+    ec2.terminate_instances(InstanceIds=ids)
+
+
+# ---------------------------------------------------------------- the other clients
+
+
+def test_aws_cli(stack):
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": stack.demo.user,
+        "AWS_SECRET_ACCESS_KEY": stack.demo.secret,
+        "AWS_DEFAULT_REGION": "opennebula",
+        "AWS_CONFIG_FILE": "/dev/null",
+    }
+    aws = [str(Path(sys.executable).with_name("aws")), "--endpoint-url", stack.econe.url, "--output", "json", "ec2"]
+    images = json.loads(
+        subprocess.run([*aws, "describe-images"], env=env, capture_output=True, text=True, check=True).stdout
+    )
+    assert images["Images"][0]["ImageId"] == f"ami-{stack.demo.image:08d}"
+    run = json.loads(
+        subprocess.run(
+            [
+                *aws,
+                "run-instances",
+                "--image-id",
+                f"ami-{stack.demo.image:08d}",
+                "--instance-type",
+                "m1.small",
+                "--count",
+                "1",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    vm = run["Instances"][0]["InstanceId"]
+    described = json.loads(
+        subprocess.run(
+            [*aws, "describe-instances", "--instance-ids", vm], env=env, capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert described["Reservations"][0]["Instances"][0]["InstanceId"] == vm
+    failed = subprocess.run(
+        [*aws, "describe-instances", "--instance-ids", "i-0000zzzz"], env=env, capture_output=True, text=True
+    )
+    assert failed.returncode != 0 and "InvalidInstanceID.Malformed" in failed.stderr
+    subprocess.run([*aws, "terminate-instances", "--instance-ids", vm], env=env, capture_output=True, check=True)
+
+
+def test_libcloud_eucalyptus_driver_sigv2(stack):
+    from libcloud.compute.base import NodeSize
+    from libcloud.compute.drivers.ec2 import EucNodeDriver
+
+    driver = EucNodeDriver(
+        stack.demo.user, stack.demo.secret, secure=False, host="127.0.0.1", port=stack.econe.port, path="/"
+    )
+    images = driver.list_images()
+    assert [i.id for i in images] == [f"ami-{stack.demo.image:08d}"]
+    size = NodeSize("m1.small", "m1.small", 128, 1, None, None, driver)
+    node = driver.create_node(name="lc-node", image=images[0], size=size)
+    assert node.name == "lc-node" and node.private_ips
+    assert node.id in [n.id for n in driver.list_nodes()]
+    assert driver.destroy_node(node) is True
+
+
+def test_econe_upload_registers_an_image_and_leaves_no_file(stack, tmp_path):
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("econe-upload")),
+            str(disk),
+            "-K",
+            stack.demo.user,
+            "-S",
+            stack.demo.secret,
+            "-U",
+            stack.econe.url + "/",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    ami = done.stdout.strip()
+    assert ami.startswith("ami-")
+    image = stack.client().describe_images(ImageIds=[ami])["Images"][0]
+    assert image["State"] == "available"
+    assert list((stack.workdir / "tmp").iterdir()) == []
+    wrong = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("econe-upload")),
+            str(disk),
+            "-K",
+            stack.demo.user,
+            "-S",
+            "wrong",
+            "-U",
+            stack.econe.url + "/",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert wrong.returncode != 0 and "AuthFailure" in wrong.stderr
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_bad_and_stale_signatures(stack):
+    status, root = signed_v2(stack, {"Action": "DescribeInstances"}, secret="not-the-secret")
+    assert (status, error_code(root)) == (401, "AuthFailure")
+    status, root = signed_v2(stack, {"Action": "DescribeInstances", "AWSAccessKeyId": "nobody"})
+    assert (status, error_code(root)) == (401, "AuthFailure")
+    status, root = signed_v2(stack, {"Action": "DescribeInstances"}, when=time.time() - 3600)
+    assert (status, error_code(root)) == (400, "RequestExpired")
+    status, root = signed_v2(stack, {"Action": "DescribeInstances"})
+    assert status == 200 and root.tag.endswith("DescribeInstancesResponse")
+    assert root.tag == "{http://ec2.amazonaws.com/doc/2016-11-15/}DescribeInstancesResponse"
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        stack.client(secret="0" * 64).describe_instances()
+    assert e.value.response["Error"]["Code"] == "AuthFailure"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 401
+
+
+def test_presigned_sigv4_query(stack):
+    url = stack.client().generate_presigned_url("describe_regions", Params={}, ExpiresIn=60)
+    with urllib.request.urlopen(url, timeout=10) as r:
+        assert b"opennebula" in r.read()
+
+
+@pytest.mark.parametrize(
+    "params, status, code",
+    [
+        ({"Action": "NoSuchThing"}, 400, "InvalidAction"),
+        ({}, 400, "MissingParameter"),
+        ({"Action": "DescribeInstances", "InstanceId.1": "i-12x"}, 400, "InvalidInstanceID.Malformed"),
+        ({"Action": "DescribeInstances", "InstanceId.1": "i-00999999"}, 400, "InvalidInstanceID.NotFound"),
+        ({"Action": "TerminateInstances", "InstanceId.1": "i-00999999"}, 400, "InvalidInstanceID.NotFound"),
+        ({"Action": "DescribeImages", "ImageId.1": "ami-x"}, 400, "InvalidAMIID.Malformed"),
+        ({"Action": "DescribeInstances", "Bogus": "1"}, 400, "UnknownParameter"),
+        ({"Action": "DescribeInstances", "MaxResults": "ten"}, 400, "InvalidParameterValue"),
+        (
+            {"Action": "DescribeInstances", "Filter.1.Name": "nope", "Filter.1.Value.1": "x"},
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {"Action": "RunInstances", "ImageId": "ami-00000000", "InstanceType": "m1.small", "MinCount": "1"},
+            400,
+            "MissingParameter",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "x9.huge",
+                "MinCount": "1",
+                "MaxCount": "1",
+            },
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "3",
+                "MaxCount": "2",
+            },
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00009999",
+                "InstanceType": "m1.small",
+                "MinCount": "1",
+                "MaxCount": "1",
+            },
+            400,
+            "InvalidAMIID.NotFound",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "UserData": 'not"base64\nMEMORY=1',
+            },
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "KernelId": "aki-1",
+            },
+            400,
+            "InvalidParameter",
+        ),
+    ],
+)
+def test_client_mistakes_get_ec2_errors(stack, params, status, code):
+    got, root = signed_v2(stack, params)
+    assert (got, error_code(root)) == (status, code), ET.tostring(root)
+    assert root.findtext("RequestID")
+
+
+def test_a_second_user_can_neither_see_nor_touch_the_first_ones_instances(stack):
+    alice, bob = stack.client(), stack.client("bob", hashlib.sha256(b"bobpw").hexdigest())
+    vm = alice.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType="m1.small", MinCount=1, MaxCount=1)[
+        "Instances"
+    ][0]["InstanceId"]
+    listed = [i["InstanceId"] for r in bob.describe_instances()["Reservations"] for i in r["Instances"]]
+    assert vm not in listed
+    for call in (lambda: bob.describe_instances(InstanceIds=[vm]), lambda: bob.terminate_instances(InstanceIds=[vm])):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            call()
+        assert e.value.response["Error"]["Code"] == "InvalidInstanceID.NotFound"
+    state = alice.describe_instances(InstanceIds=[vm])["Reservations"][0]["Instances"][0]["State"]["Name"]
+    assert state in ("pending", "running")
+    alice.terminate_instances(InstanceIds=[vm])
+
+
+def test_hostile_values_cannot_add_template_attributes(stack):
+    import pyone
+
+    ec2 = stack.client()
+    hostile = 'x"\nMEMORY="999999"\nCONTEXT=[ A="b" ]\n#'
+    raw_user_data = '"]\nMEMORY=1\n'
+    run = ec2.run_instances(
+        ImageId=f"ami-{stack.demo.image:08d}",
+        InstanceType="m1.small",
+        MinCount=1,
+        MaxCount=1,
+        UserData=raw_user_data,
+        ClientToken=hostile,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": hostile, "Value": hostile}]}],
+    )
+    vmid = int(run["Instances"][0]["InstanceId"][2:])
+    vm = pyone.OneServer(stack.one.url, session=stack.one.admin_session).vm.info(vmid)
+    assert vm.TEMPLATE["MEMORY"] == "128"
+    assert vm.USER_TEMPLATE["EC2_CLIENT_TOKEN"] == hostile
+    assert json.loads(vm.USER_TEMPLATE["EC2_TAGS"]) == {hostile: hostile}
+    assert vm.TEMPLATE["CONTEXT"]["EC2_USER_DATA"] == base64.b64encode(raw_user_data.encode()).decode()
+    ec2.terminate_instances(InstanceIds=[run["Instances"][0]["InstanceId"]])
+
+
+def _multipart_head(stack, boundary: str) -> bytes:
+    params = {
+        "Action": "UploadImage",
+        "Version": "2016-11-15",
+        "AWSAccessKeyId": stack.demo.user,
+        "SignatureVersion": "2",
+        "SignatureMethod": "HmacSHA256",
+        "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    host = f"127.0.0.1:{stack.econe.port}"
+    params["Signature"] = v2_signature(stack.demo.secret, v2_string_to_sign("POST", host, "/", list(params.items())))
+    fields = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in params.items()
+    )
+    return fields + f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'.encode()
+
+
+def _raw_post(port: int, headers: bytes, body: bytes = b"") -> tuple[int, ET.Element]:
+    """Send a request on a plain socket and read the answer even if the server stops reading early."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(headers)
+        with contextlib.suppress(OSError):  # the server may refuse before reading it all
+            sock.sendall(body)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, payload = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), ET.fromstring(payload)
+
+
+def _length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 0
+
+
+def test_oversized_upload_is_refused_and_leaves_nothing(stack):
+    boundary = "b0undary"
+    head, tail = _multipart_head(stack, boundary), f"\r\n--{boundary}--\r\n".encode()
+
+    def request(length: int) -> bytes:
+        return (
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: multipart/form-data; boundary=%s\r\n"
+            b"Content-Length: %d\r\n\r\n" % (stack.econe.port, boundary.encode(), length)
+        )
+
+    # announced too large: refused before a byte of the body is read
+    status, root = _raw_post(stack.econe.port, request(64 * 1024 * 1024))
+    assert (status, error_code(root)) == (413, "RequestEntityTooLarge")
+    # a file part larger than max_upload_size inside an acceptable body: refused while streaming
+    body = head + b"\0" * (8 * 1024 * 1024 + 100) + tail
+    status, root = _raw_post(stack.econe.port, request(len(body)), body)
+    assert (status, error_code(root)) == (413, "RequestEntityTooLarge")
+    assert list((stack.workdir / "tmp").iterdir()) == []
+
+
+def test_client_disconnect_during_upload_leaves_no_file(stack):
+    boundary = "b0undary"
+    head = _multipart_head(stack, boundary)
+    sock = socket.create_connection(("127.0.0.1", stack.econe.port))
+    sock.sendall(
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: multipart/form-data; boundary=%s\r\n"
+        b"Content-Length: %d\r\n\r\n" % (stack.econe.port, boundary.encode(), len(head) + 5 * 1024 * 1024)
+    )
+    sock.sendall(head + b"\1" * (2 * 1024 * 1024))
+    time.sleep(0.3)
+    staged = list((stack.workdir / "tmp").iterdir())
+    assert len(staged) == 1  # the upload is streamed to disk as it arrives
+    sock.close()
+    deadline = time.time() + 10
+    while list((stack.workdir / "tmp").iterdir()) and time.time() < deadline:
+        time.sleep(0.1)
+    assert list((stack.workdir / "tmp").iterdir()) == []
+    assert stack.client().describe_regions()["Regions"][0]["RegionName"] == "opennebula"
+
+
+def test_oned_going_away_is_unavailable_and_the_service_carries_on(tmp_path):
+    one = start_onelite(tmp_path / "one", interval=0.1)
+    d = demo.provision(one.url, one.admin_session, str(tmp_path))
+    econe = start_econe(tmp_path, one.url, one.data / "ec2_auth")
+    try:
+        ec2 = boto3.client(
+            "ec2",
+            endpoint_url=econe.url,
+            region_name="opennebula",
+            aws_access_key_id=d.user,
+            aws_secret_access_key=d.secret,
+            config=botocore.config.Config(retries={"max_attempts": 1}),
+        )
+        assert ec2.describe_instances()["Reservations"] == []
+        one.stop()
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ec2.describe_instances()
+        assert e.value.response["Error"]["Code"] == "Unavailable"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        one = start_onelite(tmp_path / "one", port=one.port, interval=0.1)
+        assert ec2.describe_instances()["Reservations"] == []
+        assert econe.proc.poll() is None
+    finally:
+        assert econe.stop() == 0
+        one.stop()
+    assert "Traceback" not in econe.log.read_text()
