@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test lint bench clean
+.PHONY: install run test lint bench clean
 
 $(BIN)/onelite: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,9 @@ $(BIN)/onelite: pyproject.toml
 	@touch $@
 
 install: $(BIN)/onelite
+
+run: install
+	$(BIN)/python -m econe.devrun
 
 test: install
 	$(BIN)/pytest -q
@@ -24,4 +27,4 @@ bench: install
 	$(BIN)/python -m bench.onelite_bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .run
