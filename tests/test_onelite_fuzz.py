@@ -45,10 +45,10 @@ def calls(draw):
     m = METHODS[name]
     count = draw(st.integers(m.required, len(m.types)))
     args = [draw(by_type[t]) for t in m.types[:count]]
-    if name in CREDENTIALS and args:  # keep the sessions this test calls with usable
-        args[0] = draw(st.integers(3, 9))
     if draw(st.integers(0, 9)) == 0 and args:
         args[draw(st.integers(0, len(args) - 1))] = draw(anything)
+    if name in CREDENTIALS and args:  # keep the sessions this test calls with usable
+        args[0] = draw(st.integers(3, 9))
     return name, args
 
 
