@@ -534,3 +534,116 @@ def test_oned_going_away_is_unavailable_and_the_service_carries_on(tmp_path):
         assert econe.stop() == 0
         one.stop()
     assert "Traceback" not in econe.log.read_text()
+
+
+def _small_network_type(stack) -> str:
+    """An instance type whose vnet has two addresses: the third VM cannot get a lease."""
+    from econe.demo import _One
+    from onelite import template as tpl
+
+    one = _One(stack.one.url, stack.one.admin_session)
+    vnet = one(
+        "one.vn.allocate",
+        tpl.serialize(
+            [
+                ("NAME", "tiny"),
+                ("BRIDGE", "br1"),
+                ("VN_MAD", "dummy"),
+                ("AR", [("TYPE", "IP4"), ("IP", "10.9.0.1"), ("SIZE", "2")]),
+            ]
+        ),
+        -1,
+    )
+    one("one.vn.chown", vnet, -1, stack.demo.gid)
+    one("one.vn.chmod", vnet, 1, 1, 0, 1, 0, 0, 0, 0, 0)
+    template = one(
+        "one.template.allocate",
+        tpl.serialize(
+            [
+                ("NAME", "t2.pair"),
+                ("CPU", "0.1"),
+                ("MEMORY", "32"),
+                ("EC2_INSTANCE_TYPE", "t2.pair"),
+                ("NIC", [("NETWORK_ID", str(vnet))]),
+            ]
+        ),
+    )
+    one("one.template.chown", template, -1, stack.demo.gid)
+    one("one.template.chmod", template, 1, 1, 0, 1, 0, 0, 0, 0, 0)
+    return "t2.pair"
+
+
+def test_min_count_not_met_removes_what_was_made(stack):
+    itype = _small_network_type(stack)
+    ec2 = stack.client()
+    before = {i["InstanceId"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType=itype, MinCount=3, MaxCount=3)
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    after = [
+        i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"] if i["InstanceId"] not in before
+    ]
+    assert all(i["State"]["Name"] in ("shutting-down", "terminated") for i in after)
+    deadline = time.time() + 10  # the leases come back once the removed VMs are DONE
+    while time.time() < deadline:
+        try:
+            made = ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType=itype, MinCount=1, MaxCount=3)[
+                "Instances"
+            ]
+            break
+        except botocore.exceptions.ClientError:
+            time.sleep(0.2)
+    assert len(made) == 2  # as many as MinCount allows, not more than the vnet holds
+    ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in made])
+
+
+def test_file_template_instance_types(stack, tmp_path):
+    (tmp_path / "m1.file.j2").write_text(
+        'NAME = {{ instance_type }}\nCPU = "0.2"\nMEMORY = "96"\nDISK = [ IMAGE_ID = {{ img_id }} ]\n'
+        'NIC = [ NETWORK_ID = "VNET" ]\nCONTEXT = [ EC2_USER_DATA = {{ user_data }} ]\n'.replace(
+            "VNET", str(stack.demo.vnet)
+        )
+    )
+    econe = start_econe(
+        tmp_path,
+        stack.one.url,
+        stack.one.data / "ec2_auth",
+        use_file_templates=True,
+        template_dir=str(tmp_path),
+        instance_types={"m1.file": {"template": "m1.file.j2"}},
+    )
+    try:
+        ec2 = boto3.client(
+            "ec2",
+            endpoint_url=econe.url,
+            region_name="opennebula",
+            aws_access_key_id=stack.demo.user,
+            aws_secret_access_key=stack.demo.secret,
+        )
+        run = ec2.run_instances(
+            ImageId=f"ami-{stack.demo.image:08d}", InstanceType="m1.file", MinCount=1, MaxCount=1, UserData="hello"
+        )
+        vm = run["Instances"][0]
+        assert vm["InstanceType"] == "m1.file"
+        wait_for(ec2, "instance_running", [vm["InstanceId"]])
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType="m1.small", MinCount=1, MaxCount=1)
+        assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+        ec2.terminate_instances(InstanceIds=[vm["InstanceId"]])
+    finally:
+        econe.stop()
+
+
+def test_config_mistake_stops_the_server_with_file_key_and_reason(tmp_path):
+    conf = tmp_path / "econe.conf"
+    conf.write_text(":port: abc\n")
+    auth = tmp_path / "ec2_auth"
+    auth.write_text("serveradmin:x\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "econe.server", "-c", str(conf), "run"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ONE_CIPHER_AUTH": str(auth)},
+    )
+    assert done.returncode == 2
+    assert "econe.conf: :port: must be an integer 1-65535, got 'abc'" in done.stderr

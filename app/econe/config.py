@@ -147,6 +147,12 @@ def load(path: str, environ=os.environ) -> Config:
             continue
         if hasattr(cfg, key):
             setattr(cfg, key, value)
+    for key in ("auth", "core_auth"):
+        if getattr(cfg, key) == "x509":
+            raise ConfigError(
+                f"{name}: {seen.get(key, key + ':')} x509 is not implemented by this version; use "
+                f"{'ec2' if key == 'auth' else 'cipher'}"
+            )
     types = data.get(":instance_types") or data.get("instance_types") or {}
     cfg.instance_types = _instance_types(name, types, cfg.template_dir, cfg.use_file_templates)
     cfg.server_user, cfg.server_password = _server_account(environ)
