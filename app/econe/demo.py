@@ -54,6 +54,7 @@ def provision(
     password: str = "ec2pass",
     group: str = "ec2",
     image_mb: int = 2,
+    addresses: int = 100,
 ) -> Demo:
     one = _One(url, admin_session)
     gid = one("one.group.allocate", group)
@@ -73,7 +74,7 @@ def provision(
                 ("NAME", "ec2net"),
                 ("BRIDGE", "br0"),
                 ("VN_MAD", "dummy"),
-                ("AR", [("TYPE", "IP4"), ("IP", "10.0.0.10"), ("SIZE", "100")]),
+                ("AR", [("TYPE", "IP4"), ("IP", "10.0.0.10"), ("SIZE", str(addresses))]),
             ]
         ),
         -1,

@@ -2,15 +2,14 @@
 
 ``parse`` turns flat Query parameters (``InstanceId.1``, ``Filter.1.Value.2``) into an operation's
 input shape, checking names, types and required members; ``serialize`` writes an output shape as
-the EC2 XML clients parse. This is the one XML writer for every EC2 answer: values are escaped by
-ElementTree, never pasted into strings.
+the EC2 XML clients parse. This is the one XML writer for every EC2 answer: element names come
+from the model, and every value goes through one escaper.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 import botocore.session
@@ -153,40 +152,64 @@ def namespace(version: str) -> str:
     return f"http://ec2.amazonaws.com/doc/{version or service().api_version}/"
 
 
+# characters XML 1.0 cannot carry, replaced so that every answer parses
+_INVALID = {c: "\ufffd" for c in range(32) if c not in (9, 10, 13)}
+
+
+def _esc(text: str) -> str:
+    text = text.translate(_INVALID)
+    if "&" in text or "<" in text or ">" in text:
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text
+
+
+def _doc(tag: str, xmlns: str | None, inner: list[str]) -> bytes:
+    attr = f' xmlns="{xmlns}"' if xmlns else ""
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<{tag}{attr}>' + "".join(inner) + f"</{tag}>").encode()
+
+
 def serialize(op, result: dict, version: str, request_id: str) -> bytes:
-    root = ET.Element(f"{op.name}Response", xmlns=namespace(version))
-    ET.SubElement(root, "requestId").text = request_id
+    out = [f"<requestId>{_esc(request_id)}</requestId>"]
     if op.output_shape is not None:
-        _members(root, op.output_shape, result)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+        _members(out, op.output_shape, result)
+    return _doc(f"{op.name}Response", namespace(version), out)
 
 
 def response(tag: str, children: dict, version: str, request_id: str) -> bytes:
     """An answer for an action outside botocore's model (UploadImage): plain child elements."""
-    root = ET.Element(tag, xmlns=namespace(version))
-    ET.SubElement(root, "requestId").text = request_id
-    for name, value in children.items():
-        ET.SubElement(root, name).text = _text(value)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    out = [f"<requestId>{_esc(request_id)}</requestId>"]
+    out += [f"<{name}>{_esc(_text(value))}</{name}>" for name, value in children.items()]
+    return _doc(tag, namespace(version), out)
 
 
-def _members(parent, shape, value: dict):
-    for member, mshape in shape.members.items():
-        if member in value and value[member] is not None:
-            _element(parent, mshape.serialization.get("name", member), mshape, value[member])
+@functools.cache
+def _layout(shape) -> dict:
+    """member name -> (element name, shape), computed once per shape."""
+    return {m: (s.serialization.get("name", m), s) for m, s in shape.members.items()}
 
 
-def _element(parent, tag: str, shape, value):
-    el = ET.SubElement(parent, tag)
+def _members(out: list, shape, value: dict):
+    # in the model's order: some clients (libcloud) read the first matching element
+    for member, (tag, mshape) in _layout(shape).items():
+        v = value.get(member)
+        if v is not None:
+            _element(out, tag, mshape, v)
+
+
+def _element(out: list, tag: str, shape, value):
     kind = shape.type_name
     if kind == "structure":
-        _members(el, shape, value)
+        out.append(f"<{tag}>")
+        _members(out, shape, value)
+        out.append(f"</{tag}>")
     elif kind == "list":
         item = shape.member.serialization.get("name", "item")
+        out.append(f"<{tag}>")
         for v in value:
-            _element(el, item, shape.member, v)
+            _element(out, item, shape.member, v)
+        out.append(f"</{tag}>")
     else:
-        el.text = _text(value)
+        out.append(f"<{tag}>{_esc(_text(value))}</{tag}>")
 
 
 def _text(value) -> str:
@@ -198,9 +221,8 @@ def _text(value) -> str:
 
 
 def error(code: str, message: str, request_id: str) -> bytes:
-    root = ET.Element("Response")
-    err = ET.SubElement(ET.SubElement(root, "Errors"), "Error")
-    ET.SubElement(err, "Code").text = code
-    ET.SubElement(err, "Message").text = message
-    ET.SubElement(root, "RequestID").text = request_id
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    inner = [
+        f"<Errors><Error><Code>{_esc(code)}</Code><Message>{_esc(message)}</Message></Error></Errors>",
+        f"<RequestID>{_esc(request_id)}</RequestID>",
+    ]
+    return _doc("Response", None, inner)

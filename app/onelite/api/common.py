@@ -33,10 +33,13 @@ def visible(call: Call, kind: str, uid: int, gid: int, perms: str | list, oid: i
 
 
 def pool_filter(call: Call, kind: str, flag: int, start: int, end: int):
-    """A predicate on (oid, uid, gid, perms) for oned's pool filter flag and id range."""
+    """A predicate on (oid, uid, gid, perms) for oned's pool filter flag and id range.
+    With ``end < -1`` the pair is a page instead (offset, -size): see :func:`page`."""
     if flag < -4:
         raise OneError(XML_RPC_API, "Incorrect filter_flag.")
     me, primary, groups = call.uid, call.user["GID"], call.gids
+    if end < -1:
+        start = end = -1
 
     def keep(oid: int, uid: int, gid: int, perms) -> bool:
         if start >= 0 and oid < start:
@@ -56,13 +59,18 @@ def pool_filter(call: Call, kind: str, flag: int, start: int, end: int):
     return keep
 
 
+def page(items: list, start: int, end: int) -> list:
+    """oned's pagination: with end < -1, ``-end`` items from offset ``start`` (in listing order)."""
+    if end < -1:
+        offset = max(start, 0)
+        return items[offset : offset - end]
+    return items
+
+
 def owned_pool(call: Call, kind: str, flag: int, start: int, end: int, render) -> str:
     keep = pool_filter(call, kind, flag, start, end)
-    out = []
-    for obj in call.db.all(kind):
-        if keep(obj["ID"], obj["UID"], obj["GID"], obj["PERMS"]):
-            out.append(render(obj))
-    return "".join(out)
+    objs = [o for o in call.db.all(kind) if keep(o["ID"], o["UID"], o["GID"], o["PERMS"])]
+    return "".join(render(o) for o in page(objs, start, end))
 
 
 def names(call: Call, obj: dict) -> tuple[str, str]:

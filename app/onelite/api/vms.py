@@ -627,7 +627,8 @@ def _pool_rows(call: Call, flag: int, start: int, end: int, state: int, query: s
         where, args = "state != ?", (DONE,)
     else:
         where, args = "state = ?", (state,)
-    return [r for r in call.db.rows("vm", where, args) if keep(r[0], r[1], r[2], r[3])]
+    rows = [r for r in call.db.rows("vm", where, args) if keep(r[0], r[1], r[2], r[3])]
+    return common.page(rows, start, end)
 
 
 @method("one.vmpool.info", int, int, int, int, str, required=4)
