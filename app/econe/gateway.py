@@ -19,6 +19,7 @@ import time
 import xml.etree.ElementTree as ET
 import xmlrpc.client
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 import pyone
 
@@ -30,6 +31,9 @@ TOKEN_LIFETIME = 1800  # seconds a server_cipher token is valid
 TOKEN_RENEW = 300  # renew this long before it expires
 SECRET_TTL = 60  # seconds user secrets are cached
 MISS_REFRESH = 1  # seconds before an unknown name may re-read the user pool
+EC2_ATTRS_TTL = 300  # seconds the EC2 attributes of a VM are trusted without re-reading them
+EC2_CACHE_SIZE = 200_000
+EXTENDED_AFTER = 20  # more VMs than this missing from the cache: one extended pool call instead
 TIMEOUT = 30
 
 
@@ -133,18 +137,17 @@ def parse_vm_pool(xml: str) -> list[VM]:
     return out
 
 
-def _image(img) -> Image:
-    tmpl = img.TEMPLATE if isinstance(img.TEMPLATE, dict) else {}
+def parse_image(el) -> Image:
     return Image(
-        id=img.ID,
-        name=img.NAME,
-        uid=img.UID,
-        state=img.STATE,
-        type=img.TYPE,
-        persistent=bool(img.PERSISTENT),
-        size=img.SIZE,
-        regtime=img.REGTIME,
-        template={k: v for k, v in tmpl.items() if isinstance(v, str)},
+        id=int(_text(el, "ID")),
+        name=_text(el, "NAME"),
+        uid=int(_text(el, "UID")),
+        state=int(_text(el, "STATE")),
+        type=int(_text(el, "TYPE")),
+        persistent=_text(el, "PERSISTENT") == "1",
+        size=int(_text(el, "SIZE", "0")),
+        regtime=int(_text(el, "REGTIME", "0")),
+        template=_flat(el.find("TEMPLATE")),
     )
 
 
@@ -170,6 +173,45 @@ def _map(e: Exception, not_found: str = "") -> EC2Error:
     raise e
 
 
+class RawXMLRPC:
+    """XML-RPC over one kept-alive connection, with the answer read by ElementTree's C parser.
+
+    xmlrpc.client unmarshals a string through a Python callback per text fragment: for a pool
+    answer (one large entity-escaped string) that is most of the time spent."""
+
+    _TYPES = {"i4": int, "int": int, "i8": int, "boolean": lambda t: t == "1", "string": str, "double": float}
+
+    def __init__(self, url: str):
+        parts = urlparse(url)
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        self.conn = cls(parts.hostname, parts.port, timeout=TIMEOUT)
+        self.path = parts.path or "/RPC2"
+
+    def call(self, method: str, *params):
+        body = xmlrpc.client.dumps(params, method).encode()
+        for attempt in (0, 1):  # a kept-alive connection oned closed meanwhile is reopened once
+            try:
+                self.conn.request("POST", self.path, body, {"Content-Type": "text/xml"})
+                resp = self.conn.getresponse()
+                data = resp.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.conn.close()
+                if attempt:
+                    raise
+        if resp.status != 200:
+            raise xmlrpc.client.ProtocolError(self.path, resp.status, resp.reason, {})
+        root = ET.fromstring(data)
+        fault = root.find("fault")
+        if fault is not None:
+            raise xmlrpc.client.Fault(-1, ET.tostring(fault, encoding="unicode"))
+        out = []
+        for v in root.iterfind("params/param/value/array/data/value"):
+            typed = v[0] if len(v) else None
+            out.append(self._TYPES.get(typed.tag, str)(typed.text or "") if typed is not None else (v.text or ""))
+        return out
+
+
 class Gateway:
     """One per server: the server account, the secret cache, and sessions for users."""
 
@@ -181,6 +223,7 @@ class Gateway:
         self._secrets: dict[str, str] = {}
         self._secrets_at = 0.0
         self._lock = threading.Lock()
+        self._ec2: dict[int, tuple[float, dict]] = {}
 
     def session_string(self, user: str) -> str:
         """``server:user:token``, renewed TOKEN_RENEW seconds before it expires."""
@@ -213,6 +256,18 @@ class Gateway:
             raise _map(e) from None
         return {u.NAME: u.PASSWORD for u in pool.USER if u.AUTH_DRIVER in ("core", "public") and u.ENABLED}
 
+    def remember(self, vmid: int, user_template: dict) -> None:
+        attrs = {k: v for k, v in user_template.items() if k.startswith("EC2_")}
+        with self._lock:
+            self._ec2[vmid] = (time.time(), attrs)
+            if len(self._ec2) > EC2_CACHE_SIZE:  # drop the oldest entries
+                for key in sorted(self._ec2, key=lambda k: self._ec2[k][0])[: EC2_CACHE_SIZE // 10]:
+                    del self._ec2[key]
+
+    def ec2_attrs(self, vmid: int) -> dict | None:
+        entry = self._ec2.get(vmid)
+        return entry[1] if entry and time.time() - entry[0] < EC2_ATTRS_TTL else None
+
     def forget_secrets(self):
         with self._lock:
             self._secrets_at = 0.0
@@ -239,9 +294,9 @@ class UserSession:
 
     def _raw_call(self, method: str, *args) -> str:
         if self._raw is None:
-            self._raw = xmlrpc.client.ServerProxy(self.gateway.url, use_builtin_types=True)
+            self._raw = RawXMLRPC(self.gateway.url)
         try:
-            ok, value, *rest = getattr(self._raw, method)(self._session, *args)
+            ok, value, *rest = self._raw.call(method, self._session, *args)
         except Exception as e:
             raise _map(e) from None
         if not ok:
@@ -252,7 +307,8 @@ class UserSession:
                 1024: pyone.OneNoExistsException,
                 2048: pyone.OneActionException,
             }.get(code, pyone.OneException)
-            raise _map(exc(value), "InvalidInstanceID.NotFound" if method == "one.vm.info" else "")
+            not_found = {"one.vm.info": "InvalidInstanceID.NotFound", "one.image.info": "InvalidAMIID.NotFound"}
+            raise _map(exc(value), not_found.get(method, ""))
         return value
 
     # -- users ------------------------------------------------------------
@@ -260,12 +316,39 @@ class UserSession:
         return self._call(self.one.user.info, -1)
 
     # -- VMs --------------------------------------------------------------
-    def vms(self, with_done: bool) -> list[VM]:
-        xml = self._raw_call("one.vmpool.infoextended", -3, -1, -1, -2 if with_done else -1)
-        return parse_vm_pool(xml)
+    def vms(self, with_done: bool, offset: int = 0, limit: int = 0) -> list[VM]:
+        """The user's VMs, newest first; a page of *limit* from *offset* when limit > 0."""
+        start, end = (offset, -limit) if limit else (-1, -1)
+        return self._pool(start, end, -2 if with_done else -1)
+
+    def vms_by_id(self, ids: list[int]) -> list[VM]:
+        """These VMs of the user, in one pool call over their id range, in the order given."""
+        if not ids:
+            return []
+        order = {vmid: i for i, vmid in enumerate(ids)}
+        vms = [vm for vm in self._pool(min(ids), max(ids), -2) if vm.id in order]
+        return sorted(vms, key=lambda vm: order[vm.id])
+
+    def _pool(self, start: int, end: int, state: int) -> list[VM]:
+        """The short pool answer carries everything but the EC2 attributes of the user template,
+        which never change once a VM exists: those come from a cache, filled from the extended
+        answer (or one vm.info per VM when few are missing)."""
+        vms = parse_vm_pool(self._raw_call("one.vmpool.info", -3, start, end, state))
+        missing = [vm.id for vm in vms if self.gateway.ec2_attrs(vm.id) is None]
+        if len(missing) > EXTENDED_AFTER:
+            for full in parse_vm_pool(self._raw_call("one.vmpool.infoextended", -3, start, end, state)):
+                self.gateway.remember(full.id, full.user_template)
+        else:
+            for vmid in missing:
+                self.vm(vmid)
+        for vm in vms:
+            vm.user_template.update(self.gateway.ec2_attrs(vm.id) or {})
+        return vms
 
     def vm(self, vmid: int) -> VM:
-        return parse_vm(ET.fromstring(self._raw_call("one.vm.info", vmid, False)))
+        vm = parse_vm(ET.fromstring(self._raw_call("one.vm.info", vmid, False)))
+        self.gateway.remember(vm.id, vm.user_template)
+        return vm
 
     def vm_action(self, action: str, vmid: int):
         return self._call(self.one.vm.action, action, vmid, not_found="InvalidInstanceID.NotFound")
@@ -301,15 +384,15 @@ class UserSession:
         return out
 
     def instantiate(self, template_id: int, name: str, extra: str, hold: bool = False) -> int:
-        return self._call(self.one.template.instantiate, template_id, name, hold, extra, False)
+        # raw: RunInstances makes many of these in a row, and pyone's casting costs more than the call
+        return self._raw_call("one.template.instantiate", template_id, name, hold, extra, False)
 
     # -- images -----------------------------------------------------------
     def image(self, image_id: int) -> Image:
-        return _image(self._call(self.one.image.info, image_id, not_found="InvalidAMIID.NotFound"))
+        return parse_image(ET.fromstring(self._raw_call("one.image.info", image_id, False)))
 
     def images(self) -> list[Image]:
-        pool = self._call(self.one.imagepool.info, -2, -1, -1)
-        return [_image(i) for i in getattr(pool, "IMAGE", [])]
+        return [parse_image(el) for el in ET.fromstring(self._raw_call("one.imagepool.info", -2, -1, -1))]
 
     def image_allocate(self, template: str, datastore_id: int) -> int:
         return self._call(self.one.image.allocate, template, datastore_id, False)

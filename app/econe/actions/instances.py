@@ -143,30 +143,37 @@ def describe_instances(ctx: Context, p: dict) -> dict:
     limit = p.get("MaxResults")
     if limit is not None and not 5 <= limit <= 1000:
         raise invalid("MaxResults", limit, "It must be between 5 and 1000.")
-    after = _next_token(p.get("NextToken"))
+    offset = _next_token(p.get("NextToken"))
     now = time.time()
     with_done = ctx.config.describe_with_terminated_instances
+    more = False
     if wanted:
-        vms = [_get_vm(ctx, text) for text in wanted]
+        items = [_get_vm(ctx, text) for text in wanted]
+    elif limit and not filters:  # one page of oned's work, not the whole pool
+        page = ctx.session.vms(with_done, offset, limit + 1)
+        more = len(page) > limit
+        items = [vm for vm in page[:limit] if _visible(vm, now, with_done)]
     else:
         vms = [vm for vm in ctx.session.vms(with_done) if _visible(vm, now, with_done)]
-        vms.sort(key=lambda vm: vm.id)
-        vms = [vm for vm in vms if vm.id > after]
-    items = [vm for vm in vms if _matches(describe(vm), filters)] if filters else vms
-    token = None
-    if limit is not None and len(items) > limit:
-        items = items[:limit]
-        token = base64.urlsafe_b64encode(f"i:{items[-1].id}".encode()).decode()
+        items = [vm for vm in vms if _matches(describe(vm), filters)] if filters else vms
+        if limit:
+            more = len(items) > offset + limit
+            items = items[offset : offset + limit]
+    token = _token(offset + limit) if more else None
     return {"Reservations": _reservations(items, _owner(ctx)), "NextToken": token}
+
+
+def _token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
 
 
 def _next_token(token: str | None) -> int:
     if not token:
-        return -1
+        return 0
     try:
-        kind, _, last = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if kind == "i":
-            return int(last)
+        kind, _, offset = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if kind == "o" and int(offset) >= 0:
+            return int(offset)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         pass
     raise EC2Error("InvalidPaginationToken", f"The pagination token {token} is invalid.")
@@ -259,6 +266,7 @@ def run_instances(ctx: Context, p: dict) -> dict:
 def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low: int, high: int) -> dict:
     reservation = "r-" + secrets.token_hex(9)[:17]
     made: list[int] = []
+    make = _maker(ctx, p["InstanceType"], image_id, user_data)
     try:
         for index in range(high):
             user_attrs = [
@@ -271,7 +279,9 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
                 user_attrs.append(("EC2_CLIENT_TOKEN", token))
             if tags:
                 user_attrs.append(("EC2_TAGS", json.dumps(tags, sort_keys=True)))
-            made.append(_instantiate(ctx, p["InstanceType"], image_id, user_data, user_attrs, tags.get("Name", "")))
+            vmid = make(user_attrs, tags.get("Name", ""))
+            made.append(vmid)
+            ctx.session.gateway.remember(vmid, dict(user_attrs))  # what the VM was made with
     except EC2Error as e:
         if len(made) >= low:
             ctx.log.warning("RunInstances made %d of %d: %s", len(made), high, e.message)
@@ -282,7 +292,7 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
                 except EC2Error as cleanup:
                     ctx.log.error("could not remove VM %d after a failed RunInstances: %s", vmid, cleanup.message)
             raise
-    return _run_answer(ctx, [ctx.session.vm(vmid) for vmid in made])
+    return _run_answer(ctx, ctx.session.vms_by_id(made))
 
 
 def _run_answer(ctx: Context, vms: list[VM]) -> dict:
@@ -295,22 +305,28 @@ def _run_answer(ctx: Context, vms: list[VM]) -> dict:
     }
 
 
-def _instantiate(ctx: Context, itype: str, image_id: int, user_data: str, user_attrs: list, name: str) -> int:
+def _maker(ctx: Context, itype: str, image_id: int, user_data: str):
+    """What makes one VM of *itype*, resolved once per request: ``make(user_attrs, name) -> VM id``."""
     context_values = [("EC2_USER_DATA", user_data)] if user_data else []
     if ctx.config.use_file_templates:
-        text = render_file_template(ctx.config, itype, image_id, user_data)
-        body = tpl.parse(text) + user_attrs
-        if name:
-            body = tpl.replace(body, "NAME", name)
-        return ctx.session.vm_allocate(tpl.serialize(body))
+        body = tpl.parse(render_file_template(ctx.config, itype, image_id, user_data))
+
+        def make(user_attrs, name):
+            vm = body + user_attrs
+            return ctx.session.vm_allocate(tpl.serialize(tpl.replace(vm, "NAME", name) if name else vm))
+
+        return make
     template = template_for(ctx, itype)
     # the extra template replaces DISK and CONTEXT entirely: send the type's own ones along
     disks = [("DISK", [("IMAGE_ID", str(image_id))])] + [(k, v) for k, v in template.body if k == "DISK"]
     context = tpl.get(template.body, "CONTEXT")
-    extra = disks + user_attrs
     if context_values or isinstance(context, list):
-        extra.append(("CONTEXT", tpl.merge(context if isinstance(context, list) else [], context_values)))
-    return ctx.session.instantiate(template.id, name, tpl.serialize(extra))
+        disks.append(("CONTEXT", tpl.merge(context if isinstance(context, list) else [], context_values)))
+
+    def make(user_attrs, name):
+        return ctx.session.instantiate(template.id, name, tpl.serialize(disks + user_attrs))
+
+    return make
 
 
 # ---------------------------------------------------------------- Terminate/Start/Stop/Reboot

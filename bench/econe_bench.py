@@ -1,0 +1,319 @@
+"""econe against its floor (the raw oned call) and its peer (moto server), measured in the same run.
+
+Prints one table of figures and ratios and appends it to bench/RESULTS.md. Needs nothing running:
+it starts onelite, econe-server and (when installed) moto_server on free loopback ports.
+Usage: python -m bench.econe_bench [--sizes 100,1000,5000] [--upload-mib 1024] [--no-record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import http.server
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xmlrpc.client
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode, urlparse
+
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+
+from econe import demo
+from econe.upload import upload as econe_upload
+from tests.conftest import free_port, start_econe, start_onelite
+
+VM_TEMPLATE = 'NAME="bench"\nCPU="0.1"\nMEMORY="64"\nDISK=[IMAGE_ID="{img}"]\nNIC=[NETWORK_ID="{net}"]\n'
+
+
+def median_ms(fn, runs: int = 7) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+class Signed:
+    """A SigV4-signed EC2 request, reusable within the 15 minutes its timestamp allows."""
+
+    def __init__(self, url: str, key: str, secret: str, params: dict, region: str = "opennebula"):
+        body = urlencode({"Version": "2016-11-15", **params})
+        req = botocore.awsrequest.AWSRequest(
+            "POST", url + "/", data=body, headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+        )
+        botocore.auth.SigV4Auth(botocore.credentials.Credentials(key, secret), "ec2", region).add_auth(req)
+        self.parts = urlparse(url)
+        self.body = body.encode()
+        self.headers = dict(req.headers.items())
+
+    def send(self, conn: http.client.HTTPConnection | None = None) -> bytes:
+        conn = conn or http.client.HTTPConnection(self.parts.hostname, self.parts.port, timeout=300)
+        conn.request("POST", "/", body=self.body, headers=self.headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        assert resp.status == 200, data[:300]
+        return data
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def throughput(make_request, seconds: float = 10.0, clients: int = 4) -> float:
+    stop = time.time() + seconds
+    counts = [0] * clients
+
+    def worker(i):
+        conn, send = make_request()
+        while time.time() < stop:
+            send(conn)
+            counts[i] += 1
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(worker, range(clients)))
+    return sum(counts) / seconds
+
+
+def start_moto() -> tuple[subprocess.Popen, str] | None:
+    exe = Path(sys.executable).with_name("moto_server")
+    if not exe.exists():
+        return None
+    port = free_port()
+    proc = subprocess.Popen([str(exe), "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    return None
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    """The floor for uploads: a receiver that stores the body in a file and removes it."""
+
+    directory = "/var/tmp"
+
+    def do_POST(self):  # noqa: N802
+        left = int(self.headers["Content-Length"])
+        with tempfile.NamedTemporaryFile(dir=self.directory) as f:
+            while left:
+                chunk = self.rfile.read(min(left, 1 << 20))
+                f.write(chunk)
+                left -= len(chunk)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def run(sizes: list[int], upload_mib: int) -> list[tuple]:
+    import boto3
+
+    rows: list[tuple] = []
+    work = Path(tempfile.mkdtemp(prefix="econe-bench-", dir="/var/tmp"))
+    one = start_onelite(work / "one", interval=3600)
+    d = demo.provision(one.url, one.admin_session, str(work), addresses=max(sizes) + 300)
+    econe = start_econe(work, one.url, one.data / "ec2_auth", max_upload_size=(upload_mib + 64) * 1024 * 1024)
+    moto = start_moto()
+    raw = xmlrpc.client.ServerProxy(one.url).one
+    user_session = f"{d.user}:{d.password}"
+    ec2 = boto3.client(
+        "ec2",
+        endpoint_url=econe.url,
+        region_name="opennebula",
+        aws_access_key_id=d.user,
+        aws_secret_access_key=d.secret,
+    )
+    mec2 = (
+        boto3.client(
+            "ec2", endpoint_url=moto[1], region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
+        )
+        if moto
+        else None
+    )
+    describe_all = Signed(econe.url, d.user, d.secret, {"Action": "DescribeInstances"})
+    try:
+        made = 0
+        moto_made = 0
+        moto_image = mec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"] if mec2 else None
+        for size in sorted(sizes):
+            while made < size:
+                ok, vmid, *_ = raw.vm.allocate(user_session, VM_TEMPLATE.format(img=d.image, net=d.vnet), False)
+                assert ok, vmid
+                made += 1
+            admin_pool = median_ms(lambda: raw.vmpool.info(one.admin_session, -2, -1, -1, -1))
+            conn = http.client.HTTPConnection("127.0.0.1", econe.port, timeout=300)
+            econe_ms = median_ms(lambda c=conn: describe_all.send(c))
+            rows.append(
+                (
+                    f"DescribeInstances, {size:,} VMs: econe (raw HTTP) / raw one.vmpool.info",
+                    econe_ms,
+                    admin_pool,
+                    "<= 2.0" if size >= 1000 else "context",
+                )
+            )
+            boto_ms = median_ms(lambda: ec2.describe_instances(), runs=3)
+            if mec2:
+                while moto_made < size:
+                    batch = min(500, size - moto_made)
+                    mec2.run_instances(ImageId=moto_image, InstanceType="t2.micro", MinCount=batch, MaxCount=batch)
+                    moto_made += batch
+                moto_ms = median_ms(lambda: mec2.describe_instances(), runs=3)
+                rows.append(
+                    (
+                        f"DescribeInstances, {size:,} VMs: moto / econe, end to end with boto3",
+                        moto_ms,
+                        boto_ms,
+                        ">= 5.0",
+                    )
+                )
+            else:
+                rows.append((f"DescribeInstances, {size:,} VMs: econe with boto3 (ms)", boto_ms, None, "context"))
+        page = Signed(econe.url, d.user, d.secret, {"Action": "DescribeInstances", "MaxResults": "100"})
+        conn = http.client.HTTPConnection("127.0.0.1", econe.port, timeout=300)
+        page_ms = median_ms(lambda: page.send(conn))
+        raw_page = median_ms(lambda: raw.vmpool.infoextended(user_session, -3, 0, -100, -1))
+        rows.append(
+            (f"DescribeInstances MaxResults=100 at {made:,} VMs / raw 100-VM page", page_ms, raw_page, "about 1 page")
+        )
+        one_id = Signed(econe.url, d.user, d.secret, {"Action": "DescribeInstances", "InstanceId.1": "i-00000005"})
+        single = median_ms(lambda: one_id.send(conn), runs=51)
+        rows.append(("DescribeInstances by id (ms; moto 12 ms)", single, None, "<= 5 ms"))
+
+        def econe_client():
+            return http.client.HTTPConnection("127.0.0.1", econe.port, timeout=60), one_id.send
+
+        cpu0 = cpu_seconds(econe.proc.pid)
+        rate = throughput(econe_client)
+        cpu_per_req = (cpu_seconds(econe.proc.pid) - cpu0) / max(rate * 10, 1) * 1000
+        if mec2:
+            mid = mec2.describe_instances(MaxResults=5)["Reservations"][0]["Instances"][0]["InstanceId"]
+            m_one = Signed(moto[1], "x", "y", {"Action": "DescribeInstances", "InstanceId.1": mid}, "us-east-1")
+            port = urlparse(moto[1]).port
+            moto_rate = throughput(lambda: (http.client.HTTPConnection("127.0.0.1", port, timeout=60), m_one.send))
+            rows.append(("small calls/s, 4 clients, 10 s: econe / moto", rate, moto_rate, ">= 2.0"))
+        else:
+            rows.append(("small calls/s, 4 clients, 10 s (econe)", rate, None, "context"))
+        rows.append(("econe CPU per small call (ms)", cpu_per_req, None, "context"))
+
+        itype_template = d.template
+        run100 = Signed(
+            econe.url,
+            d.user,
+            d.secret,
+            {
+                "Action": "RunInstances",
+                "ImageId": f"ami-{d.image:08d}",
+                "InstanceType": "m1.small",
+                "MinCount": "100",
+                "MaxCount": "100",
+            },
+        )
+        t = time.perf_counter()
+        answer = run100.send()  # raw HTTP, as for DescribeInstances: client-side parsing is not counted
+        run_ms = (time.perf_counter() - t) * 1000
+        assert answer.count(b"<instanceId>") == 100
+        extra = f'DISK=[IMAGE_ID="{d.image}"]\nEC2_IMAGE_ID="ami-{d.image:08d}"\nEC2_INSTANCE_TYPE="m1.small"\n'
+        t = time.perf_counter()
+        for _ in range(100):  # the same work for oned: the image disk and the EC2 attributes
+            ok, vmid, *_ = raw.template.instantiate(user_session, itype_template, "", False, extra, False)
+            assert ok, vmid
+        inst_ms = (time.perf_counter() - t) * 1000
+        rows.append(("RunInstances MaxCount=100 / 100 raw one.template.instantiate", run_ms, inst_ms, "<= 1.2"))
+
+        if upload_mib:
+            image = work / "upload.img"
+            with open(image, "wb") as f:
+                block = os.urandom(1 << 20)
+                for _ in range(upload_mib):
+                    f.write(block)
+            _Sink.directory = str(work / "tmp")
+            sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+            threading.Thread(target=sink.serve_forever, daemon=True).start()
+            t = time.perf_counter()
+            econe_upload(f"http://127.0.0.1:{sink.server_address[1]}/", str(image), "k", "s")
+            plain_s = time.perf_counter() - t
+            sink.shutdown()
+            rss_before = rss_mib(econe.proc.pid, "VmRSS")
+            t = time.perf_counter()
+            status, body = econe_upload(econe.url + "/", str(image), d.user, d.secret)
+            econe_s = time.perf_counter() - t
+            assert status == 200, body
+            peak = rss_mib(econe.proc.pid, "VmHWM")
+            rows.append(
+                (
+                    f"upload {upload_mib} MiB: econe MiB/s / loopback upload to a file, MiB/s",
+                    upload_mib / econe_s,
+                    upload_mib / plain_s,
+                    ">= 0.5",
+                )
+            )
+            rows.append(
+                ("econe RSS growth during the upload (MiB; peak minus before)", peak - rss_before, None, "<= 64")
+            )
+            image.unlink()
+    finally:
+        econe.stop()
+        one.stop()
+        if moto:
+            moto[0].terminate()
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def table(rows) -> str:
+    lines = ["| figure | econe (or numerator) | baseline | ratio | target |", "|---|---|---|---|---|"]
+    for name, value, base, target in rows:
+        ratio = f"{value / base:.2f}" if base else "—"
+        lines.append(
+            f"| {name} | {value:.2f} | {base:.2f} | {ratio} | {target} |"
+            if base
+            else f"| {name} | {value:.2f} | — | — | {target} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,5000")
+    parser.add_argument("--upload-mib", type=int, default=1024)
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args(argv)
+    rows = run([int(s) for s in args.sizes.split(",")], args.upload_mib)
+    out = table(rows)
+    print(out)
+    if not args.no_record:
+        machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        with open(Path(__file__).with_name("RESULTS.md"), "a") as f:
+            f.write(f"\n## econe — {stamp}\n\nMachine: {machine}. Times in ms unless named.\n\n{out}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
