@@ -11,7 +11,6 @@ import argparse
 import http.client
 import http.server
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -22,7 +21,6 @@ import threading
 import time
 import xmlrpc.client
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
@@ -30,6 +28,7 @@ import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
 
+from bench.onelite_bench import record, table
 from econe import demo
 from econe.upload import upload as econe_upload
 from tests.conftest import free_port, start_econe, start_onelite
@@ -286,32 +285,16 @@ def run(sizes: list[int], upload_mib: int) -> list[tuple]:
     return rows
 
 
-def table(rows) -> str:
-    lines = ["| figure | econe (or numerator) | baseline | ratio | target |", "|---|---|---|---|---|"]
-    for name, value, base, target in rows:
-        ratio = f"{value / base:.2f}" if base else "—"
-        lines.append(
-            f"| {name} | {value:.2f} | {base:.2f} | {ratio} | {target} |"
-            if base
-            else f"| {name} | {value:.2f} | — | — | {target} |"
-        )
-    return "\n".join(lines)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,5000")
     parser.add_argument("--upload-mib", type=int, default=1024)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
-    rows = run([int(s) for s in args.sizes.split(",")], args.upload_mib)
-    out = table(rows)
+    out = table(run([int(s) for s in args.sizes.split(",")], args.upload_mib))
     print(out)
     if not args.no_record:
-        machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        with open(Path(__file__).with_name("RESULTS.md"), "a") as f:
-            f.write(f"\n## econe — {stamp}\n\nMachine: {machine}. Times in ms unless named.\n\n{out}\n")
+        record("econe", out)
     return 0
 
 

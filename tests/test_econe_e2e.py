@@ -497,9 +497,10 @@ def test_client_disconnect_during_upload_leaves_no_file(stack):
         b"Content-Length: %d\r\n\r\n" % (stack.econe.port, boundary.encode(), len(head) + 5 * 1024 * 1024)
     )
     sock.sendall(head + b"\1" * (2 * 1024 * 1024))
-    time.sleep(0.3)
-    staged = list((stack.workdir / "tmp").iterdir())
-    assert len(staged) == 1  # the upload is streamed to disk as it arrives
+    deadline = time.time() + 10
+    while not list((stack.workdir / "tmp").iterdir()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(list((stack.workdir / "tmp").iterdir())) == 1  # the upload is streamed to disk as it arrives
     sock.close()
     deadline = time.time() + 10
     while list((stack.workdir / "tmp").iterdir()) and time.time() < deadline:

@@ -16,12 +16,12 @@ import http.client
 import socket
 import threading
 import time
-import xml.etree.ElementTree as ET
 import xmlrpc.client
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 import pyone
+from lxml import etree
 
 from onelite import cipher
 
@@ -35,6 +35,13 @@ EC2_ATTRS_TTL = 300  # seconds the EC2 attributes of a VM are trusted without re
 EC2_CACHE_SIZE = 200_000
 EXTENDED_AFTER = 20  # more VMs than this missing from the cache: one extended pool call instead
 TIMEOUT = 30
+# oned's answers: large pools are one big string, and entities are never wanted
+_PARSER = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
+
+
+def xml(text: str | bytes):
+    """An answer of oned parsed by libxml2 (lxml): about ten times faster than ElementTree here."""
+    return etree.fromstring(text.encode() if isinstance(text, str) else text, _PARSER)
 
 
 # ---------------------------------------------------------------- plain objects
@@ -101,40 +108,53 @@ def _flat(el) -> dict[str, str]:
 
 
 def parse_vm(el) -> VM:
-    t = el.find("TEMPLATE")
-    nics = [
-        Nic(_text(n, "IP"), _text(n, "MAC"), _text(n, "NETWORK"), _text(n, "NETWORK_ID"))
-        for n in (t.findall("NIC") if t is not None else [])
-    ]
-    images = [int(_text(d, "IMAGE_ID")) for d in (t.findall("DISK") if t is not None else []) if _text(d, "IMAGE_ID")]
-    history = el.findall("HISTORY_RECORDS/HISTORY")
+    """A VM element of a pool or info answer, read in one pass over its children (the hot path)."""
+    top: dict[str, str] = {}
+    nics: list[Nic] = []
+    images: list[int] = []
+    template: dict[str, str] = {}
+    user_template: dict[str, str] = {}
+    hostname = ""
+    for child in el:
+        tag = child.tag
+        if tag == "TEMPLATE":
+            for item in child:
+                if item.tag == "NIC":
+                    n = {x.tag: x.text or "" for x in item}
+                    nics.append(Nic(n.get("IP", ""), n.get("MAC", ""), n.get("NETWORK", ""), n.get("NETWORK_ID", "")))
+                elif item.tag == "DISK":
+                    image = item.findtext("IMAGE_ID")
+                    if image:
+                        images.append(int(image))
+                elif len(item) == 0:
+                    template[item.tag] = item.text or ""
+        elif tag == "USER_TEMPLATE":
+            user_template = {x.tag: x.text or "" for x in child if len(x) == 0}
+        elif tag == "HISTORY_RECORDS":
+            if len(child):
+                hostname = child[-1].findtext("HOSTNAME") or ""
+        else:
+            top[tag] = child.text or ""
     return VM(
-        id=int(_text(el, "ID")),
-        name=_text(el, "NAME"),
-        uid=int(_text(el, "UID")),
-        uname=_text(el, "UNAME"),
-        state=int(_text(el, "STATE")),
-        lcm_state=int(_text(el, "LCM_STATE")),
-        stime=int(_text(el, "STIME", "0")),
-        etime=int(_text(el, "ETIME", "0")),
+        id=int(top["ID"]),
+        name=top.get("NAME", ""),
+        uid=int(top["UID"]),
+        uname=top.get("UNAME", ""),
+        state=int(top["STATE"]),
+        lcm_state=int(top["LCM_STATE"]),
+        stime=int(top.get("STIME") or 0),
+        etime=int(top.get("ETIME") or 0),
         nics=nics,
         image_ids=images,
-        user_template=_flat(el.find("USER_TEMPLATE")),
-        template=_flat(t),
-        hostname=_text(history[-1], "HOSTNAME") if history else "",
+        user_template=user_template,
+        template=template,
+        hostname=hostname,
     )
 
 
-def parse_vm_pool(xml: str) -> list[VM]:
-    """VMs of a VM_POOL answer, read element by element."""
-    import io
-
-    out = []
-    for _event, el in ET.iterparse(io.StringIO(xml), events=("end",)):
-        if el.tag == "VM":
-            out.append(parse_vm(el))
-            el.clear()
-    return out
+def parse_vm_pool(text: str) -> list[VM]:
+    """VMs of a VM_POOL answer (the tree is built in one C call: much faster than iterparse)."""
+    return [parse_vm(el) for el in xml(text).iterfind("VM")]
 
 
 def parse_image(el) -> Image:
@@ -201,10 +221,10 @@ class RawXMLRPC:
                     raise
         if resp.status != 200:
             raise xmlrpc.client.ProtocolError(self.path, resp.status, resp.reason, {})
-        root = ET.fromstring(data)
+        root = xml(data)
         fault = root.find("fault")
         if fault is not None:
-            raise xmlrpc.client.Fault(-1, ET.tostring(fault, encoding="unicode"))
+            raise xmlrpc.client.Fault(-1, etree.tostring(fault, encoding="unicode"))
         out = []
         for v in root.iterfind("params/param/value/array/data/value"):
             typed = v[0] if len(v) else None
@@ -346,7 +366,7 @@ class UserSession:
         return vms
 
     def vm(self, vmid: int) -> VM:
-        vm = parse_vm(ET.fromstring(self._raw_call("one.vm.info", vmid, False)))
+        vm = parse_vm(xml(self._raw_call("one.vm.info", vmid, False)))
         self.gateway.remember(vm.id, vm.user_template)
         return vm
 
@@ -369,9 +389,9 @@ class UserSession:
     def templates(self) -> list[Template]:
         from onelite import template as tpl
 
-        xml = self._raw_call("one.templatepool.info", -2, -1, -1)
+        pool = self._raw_call("one.templatepool.info", -2, -1, -1)
         out = []
-        for el in ET.fromstring(xml).findall("VMTEMPLATE"):
+        for el in xml(pool).findall("VMTEMPLATE"):
             out.append(
                 Template(
                     int(_text(el, "ID")),
@@ -389,10 +409,10 @@ class UserSession:
 
     # -- images -----------------------------------------------------------
     def image(self, image_id: int) -> Image:
-        return parse_image(ET.fromstring(self._raw_call("one.image.info", image_id, False)))
+        return parse_image(xml(self._raw_call("one.image.info", image_id, False)))
 
     def images(self) -> list[Image]:
-        return [parse_image(el) for el in ET.fromstring(self._raw_call("one.imagepool.info", -2, -1, -1))]
+        return [parse_image(el) for el in xml(self._raw_call("one.imagepool.info", -2, -1, -1))]
 
     def image_allocate(self, template: str, datastore_id: int) -> int:
         return self._call(self.one.image.allocate, template, datastore_id, False)

@@ -157,7 +157,8 @@ _INVALID = {c: "\ufffd" for c in range(32) if c not in (9, 10, 13)}
 
 
 def _esc(text: str) -> str:
-    text = text.translate(_INVALID)
+    if not text.isprintable():  # rare: newlines, tabs, control characters
+        text = text.translate(_INVALID)
     if "&" in text or "<" in text or ">" in text:
         text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text
@@ -178,46 +179,63 @@ def serialize(op, result: dict, version: str, request_id: str) -> bytes:
 def response(tag: str, children: dict, version: str, request_id: str) -> bytes:
     """An answer for an action outside botocore's model (UploadImage): plain child elements."""
     out = [f"<requestId>{_esc(request_id)}</requestId>"]
-    out += [f"<{name}>{_esc(_text(value))}</{name}>" for name, value in children.items()]
+    out += [f"<{name}>{_text(value)}</{name}>" for name, value in children.items()]
     return _doc(tag, namespace(version), out)
 
 
+_SCALAR, _STRUCTURE, _LIST = 0, 1, 2
+
+
 @functools.cache
-def _layout(shape) -> dict:
-    """member name -> (element name, shape), computed once per shape."""
-    return {m: (s.serialization.get("name", m), s) for m, s in shape.members.items()}
+def _layout(shape) -> tuple:
+    """(member, element name, kind, shape) in the model's order, computed once per shape."""
+    kinds = {"structure": _STRUCTURE, "list": _LIST}
+    return tuple(
+        (m, s.serialization.get("name", m), kinds.get(s.type_name, _SCALAR), s) for m, s in shape.members.items()
+    )
 
 
 def _members(out: list, shape, value: dict):
     # in the model's order: some clients (libcloud) read the first matching element
-    for member, (tag, mshape) in _layout(shape).items():
+    for member, tag, kind, mshape in _layout(shape):
         v = value.get(member)
-        if v is not None:
-            _element(out, tag, mshape, v)
+        if v is None:
+            continue
+        if kind == _SCALAR:
+            out.append(f"<{tag}>{_text(v)}</{tag}>")
+        else:
+            _element(out, tag, kind, mshape, v)
 
 
-def _element(out: list, tag: str, shape, value):
-    kind = shape.type_name
-    if kind == "structure":
-        out.append(f"<{tag}>")
+def _element(out: list, tag: str, kind: int, shape, value):
+    out.append(f"<{tag}>")
+    if kind == _STRUCTURE:
         _members(out, shape, value)
-        out.append(f"</{tag}>")
-    elif kind == "list":
-        item = shape.member.serialization.get("name", "item")
-        out.append(f"<{tag}>")
-        for v in value:
-            _element(out, item, shape.member, v)
-        out.append(f"</{tag}>")
     else:
-        out.append(f"<{tag}>{_esc(_text(value))}</{tag}>")
+        member = shape.member
+        item = member.serialization.get("name", "item")
+        if member.type_name == "structure":
+            for v in value:
+                out.append(f"<{item}>")
+                _members(out, member, v)
+                out.append(f"</{item}>")
+        elif member.type_name == "list":
+            for v in value:
+                _element(out, item, _LIST, member, v)
+        else:
+            out += [f"<{item}>{_text(v)}</{item}>" for v in value]
+    out.append(f"</{tag}>")
 
 
 def _text(value) -> str:
+    """A scalar as EC2 writes it, escaped."""
+    if isinstance(value, str):
+        return _esc(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    return str(value)
+    return _esc(str(value))
 
 
 def error(code: str, message: str, request_id: str) -> bytes:
