@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS objects (
     PRIMARY KEY (kind, oid)
 );
 CREATE INDEX IF NOT EXISTS objects_name ON objects (kind, name);
+CREATE INDEX IF NOT EXISTS objects_owner ON objects (kind, uid);
 CREATE TABLE IF NOT EXISTS seq (kind TEXT PRIMARY KEY, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS pending (
     kind TEXT NOT NULL, oid INTEGER NOT NULL, due REAL NOT NULL, PRIMARY KEY (kind, oid)

@@ -621,13 +621,24 @@ def _pool_rows(call: Call, flag: int, start: int, end: int, state: int, query: s
     if state < -2 or state > 11:
         raise OneError(XML_RPC_API, "Incorrect filter_flag, state")
     keep = common.pool_filter(call, "vm", flag, start, end)
-    if state == -2:
-        where, args = "", ()
-    elif state == -1:
-        where, args = "state != ?", (DONE,)
-    else:
-        where, args = "state = ?", (state,)
-    rows = [r for r in call.db.rows("vm", where, args) if keep(r[0], r[1], r[2], r[3])]
+    clauses, args = [], []
+    if state == -1:
+        clauses.append("state != ?")
+        args.append(DONE)
+    elif state != -2:
+        clauses.append("state = ?")
+        args.append(state)
+    if end >= -1:  # an id range: let SQLite skip what is outside it
+        if start >= 0:
+            clauses.append("oid >= ?")
+            args.append(start)
+        if end >= 0:
+            clauses.append("oid <= ?")
+            args.append(end)
+    if flag == -3 or flag >= 0:
+        clauses.append("uid = ?")
+        args.append(call.uid if flag == -3 else flag)
+    rows = [r for r in call.db.rows("vm", " AND ".join(clauses), tuple(args)) if keep(r[0], r[1], r[2], r[3])]
     return common.page(rows, start, end)
 
 
