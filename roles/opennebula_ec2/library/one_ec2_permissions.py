@@ -1,0 +1,97 @@
+#!/usr/bin/python
+"""Ansible module: owner, group and permission bits of an OpenNebula vnet, template or image."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: one_ec2_permissions
+short_description: Give an OpenNebula object to a group and set its permission bits
+description:
+  - Sets the group (and optionally the owner) and the nine permission bits of a virtual network, VM template or
+    image, found by name. C(mode) is octal as in C(onevnet chmod), e.g. C(640) or C(644).
+options:
+  kind: {description: Object kind., type: str, choices: [vnet, template, image], required: true}
+  name: {description: Object name., type: str, required: true}
+  group: {description: Name of the group to give it to., type: str}
+  owner: {description: Name of the user to give it to., type: str}
+  mode: {description: Octal permissions (owner, group, other; 4 use, 2 manage, 1 admin)., type: str}
+  api_url: {description: "oned's XML-RPC URL.", type: str}
+  api_username: {description: An oneadmin-group user., type: str}
+  api_password: {description: Its password., type: str}
+requirements: [pyone]
+author: econe
+"""
+
+EXAMPLES = r"""
+- name: The ec2 group may use the instance type, nobody else
+  one_ec2_permissions:
+    kind: template
+    name: m1.small
+    group: ec2
+    mode: "640"
+"""
+
+RETURN = r"""
+id: {description: The object's id., type: int, returned: always}
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.one_ec2 import CONNECTION_ARGS, connect, find_by_name  # noqa: E402
+
+POOLS = {"vnet": ("vnpool", "VNET", "vn"), "template": ("templatepool", "VMTEMPLATE", "template"),
+         "image": ("imagepool", "IMAGE", "image")}  # fmt: skip
+BITS = ("OWNER_U", "OWNER_M", "OWNER_A", "GROUP_U", "GROUP_M", "GROUP_A", "OTHER_U", "OTHER_M", "OTHER_A")
+
+
+def bits_of(mode: str) -> list[int]:
+    digits = [int(c) for c in mode.zfill(3)[-3:]]
+    return [int(bool(d & m)) for d in digits for m in (4, 2, 1)]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            kind=dict(type="str", choices=list(POOLS), required=True),
+            name=dict(type="str", required=True),
+            group=dict(type="str"),
+            owner=dict(type="str"),
+            mode=dict(type="str"),
+            **CONNECTION_ARGS,
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["mode"] and (len(p["mode"]) > 4 or any(c not in "01234567" for c in p["mode"])):
+        module.fail_json(msg=f"mode must be octal like 640, got {p['mode']!r}")
+    one = connect(module)
+    pool_name, element, api = POOLS[p["kind"]]
+    obj = find_by_name(getattr(getattr(one, pool_name).info(-2, -1, -1), element, []), p["name"])
+    if obj is None:
+        module.fail_json(msg=f"{p['kind']} {p['name']} does not exist")
+    calls = getattr(one, api)
+    uid, gid = -1, -1
+    if p["owner"]:
+        user = find_by_name(getattr(one.userpool.info(), "USER", []), p["owner"])
+        if user is None:
+            module.fail_json(msg=f"user {p['owner']} does not exist")
+        uid = user.ID if user.ID != obj.UID else -1
+    if p["group"]:
+        group = find_by_name(getattr(one.grouppool.info(), "GROUP", []), p["group"])
+        if group is None:
+            module.fail_json(msg=f"group {p['group']} does not exist")
+        gid = group.ID if group.ID != obj.GID else -1
+    current = [int(getattr(obj.PERMISSIONS, b)) for b in BITS]
+    wanted = bits_of(p["mode"]) if p["mode"] else current
+    before = {"owner": obj.UNAME, "group": obj.GNAME, "mode": current}
+    after = {"owner": p["owner"] or obj.UNAME, "group": p["group"] or obj.GNAME, "mode": wanted}
+    changed = uid >= 0 or gid >= 0 or wanted != current
+    if changed and not module.check_mode:
+        if uid >= 0 or gid >= 0:
+            calls.chown(obj.ID, uid, gid)
+        if wanted != current:
+            calls.chmod(obj.ID, *wanted)
+    module.exit_json(changed=changed, id=obj.ID, diff={"before": before, "after": after})
+
+
+if __name__ == "__main__":
+    main()

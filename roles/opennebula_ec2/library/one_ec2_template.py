@@ -1,0 +1,116 @@
+#!/usr/bin/python
+"""Ansible module: an OpenNebula VM template or virtual network, from attributes, idempotent and check-mode honest."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: one_ec2_template
+short_description: Manage an OpenNebula VM template or virtual network from attributes
+description:
+  - Creates, updates or deletes a VM template (C(kind=template)) or a virtual network (C(kind=vnet)) by name.
+  - Attributes are given as a mapping; a mapping value is a vector (C(NIC), C(AR)), a list repeats the attribute.
+    Every value is written as a quoted OpenNebula string, so no value can add an attribute.
+  - Only attributes whose value differs are changed, so a second run and C(--check) report no change.
+    A vnet's address ranges (C(AR)) are set when it is created; later changes to them are not applied.
+options:
+  kind: {description: What to manage., type: str, choices: [template, vnet], required: true}
+  name: {description: Its name., type: str, required: true}
+  attributes: {description: Its attributes (without NAME)., type: dict, default: {}}
+  state: {description: Whether it exists., type: str, choices: [present, absent], default: present}
+  api_url: {description: "oned's XML-RPC URL.", type: str}
+  api_username: {description: An oneadmin-group user., type: str}
+  api_password: {description: Its password., type: str}
+requirements: [pyone]
+author: econe
+"""
+
+EXAMPLES = r"""
+- name: The m1.small instance type
+  one_ec2_template:
+    kind: template
+    name: m1.small
+    attributes:
+      CPU: "0.5"
+      MEMORY: 512
+      EC2_INSTANCE_TYPE: m1.small
+      NIC: {NETWORK: ec2net, NETWORK_UNAME: oneadmin}
+"""
+
+RETURN = r"""
+id: {description: Its id (-1 when absent)., type: int, returned: always}
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.one_ec2 import CONNECTION_ARGS, connect, find_by_name  # noqa: E402
+
+KINDS = {"template": ("templatepool", "VMTEMPLATE", "template"), "vnet": ("vnpool", "VNET", "vn")}
+
+
+def quote(value) -> str:
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(attributes: dict) -> str:
+    lines = []
+    for key, value in attributes.items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, dict):
+                inner = ", ".join(f"{k.upper()} = {quote(x)}" for k, x in v.items())
+                lines.append(f"{key.upper()} = [ {inner} ]")
+            else:
+                lines.append(f"{key.upper()} = {quote(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def normal(value):
+    """Attribute values as strings, vectors as dicts, repeated ones as lists: comparable both ways."""
+    if isinstance(value, dict):
+        return {k.upper(): normal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [normal(v) for v in value]
+        return items[0] if len(items) == 1 else items
+    return "" if value is None else str(value)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            kind=dict(type="str", choices=list(KINDS), required=True),
+            name=dict(type="str", required=True),
+            attributes=dict(type="dict", default={}),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            **CONNECTION_ARGS,
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    one = connect(module)
+    pool, element, api = KINDS[p["kind"]]
+    calls = getattr(one, api)
+    obj = find_by_name(getattr(getattr(one, pool).info(-2, -1, -1), element, []), p["name"])
+    if p["state"] == "absent":
+        if obj and not module.check_mode:
+            calls.delete(obj.ID)
+        module.exit_json(
+            changed=bool(obj),
+            id=-1,
+            diff={"before": {"state": "present" if obj else "absent"}, "after": {"state": "absent"}},
+        )
+    desired = {k.upper(): normal(v) for k, v in p["attributes"].items()}
+    if obj is None:
+        oid = -1
+        if not module.check_mode:
+            text = render({"NAME": p["name"], **p["attributes"]})
+            oid = calls.allocate(text, -1) if p["kind"] == "vnet" else calls.allocate(text)
+        module.exit_json(changed=True, id=oid, diff={"before": {}, "after": desired})
+    current = {k.upper(): normal(v) for k, v in (obj.TEMPLATE or {}).items()}
+    changes = {k: v for k, v in desired.items() if current.get(k) != v and not (p["kind"] == "vnet" and k == "AR")}
+    if changes and not module.check_mode:
+        calls.update(obj.ID, render({k: p["attributes"][k] for k in p["attributes"] if k.upper() in changes}), 1)
+    module.exit_json(
+        changed=bool(changes), id=obj.ID, diff={"before": {k: current.get(k) for k in changes}, "after": changes}
+    )
+
+
+if __name__ == "__main__":
+    main()

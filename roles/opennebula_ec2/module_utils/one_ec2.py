@@ -1,0 +1,76 @@
+"""What the opennebula_ec2 modules share: the connection to oned (pyone) and ACL rule strings."""
+
+from __future__ import annotations
+
+import os
+
+try:
+    import pyone
+    import pyone.acl
+
+    HAS_PYONE = True
+except ImportError:  # reported by connect()
+    HAS_PYONE = False
+
+CONNECTION_ARGS = dict(
+    api_url=dict(type="str", aliases=["one_url"]),
+    api_username=dict(type="str"),
+    api_password=dict(type="str", no_log=True),
+)
+
+
+def connect(module):
+    """A pyone client from the module's api_* options, ONE_XMLRPC/ONE_AUTH, or the defaults."""
+    if not HAS_PYONE:
+        module.fail_json(msg="the pyone Python package is required on the host running this module")
+    url = module.params.get("api_url") or os.environ.get("ONE_XMLRPC") or "http://localhost:2633/RPC2"
+    user, password = module.params.get("api_username"), module.params.get("api_password")
+    if not (user and password):
+        path = os.environ.get("ONE_AUTH", os.path.expanduser("~/.one/one_auth"))
+        try:
+            with open(path) as f:
+                user, _, password = f.read().strip().partition(":")
+        except OSError as e:
+            module.fail_json(
+                msg=f"no credentials for oned: give api_username/api_password or a readable ONE_AUTH "
+                f"({path}: {e.strerror})"
+            )
+    one = pyone.OneServer(url, session=f"{user}:{password}", timeout=30)
+    try:
+        one.system.version()
+        one.user.info(-1)
+    except pyone.OneAuthenticationException:
+        module.fail_json(msg=f"oned at {url} refused the credentials of {user}")
+    except Exception as e:  # connection refused, timeouts, TLS
+        module.fail_json(msg=f"cannot reach oned at {url}: {e}")
+    return one
+
+
+def rule_hex(rule: str) -> tuple[str, str, str, str]:
+    """The hex strings oned takes for an ACL rule like ``@100 HOST/#0 USE``."""
+    parts = pyone.acl.OneAcl().parse_rule(rule)
+    if len(parts) == 3:
+        parts = (*parts, "0x100000000")  # zone #0
+    return tuple(p if p.startswith("0x") else "0x" + p for p in parts)
+
+
+def acl_rules(one) -> list[tuple[int, str, str, str, str]]:
+    """(id, user, resource, rights, zone) hex strings as oned lists them, lower-case, without 0x."""
+    pool = one.acl.info()
+    rules = getattr(pool, "ACL", [])
+    return [(a.ID, a.USER.lower(), a.RESOURCE.lower(), a.RIGHTS.lower(), a.ZONE.lower()) for a in rules]
+
+
+def find_rule(one, rule: str):
+    wanted = tuple(p[2:].lstrip("0").lower() or "0" for p in rule_hex(rule))
+    for rid, *values in acl_rules(one):
+        if tuple(v.lstrip("0") or "0" for v in values) == wanted:
+            return rid
+    return None
+
+
+def find_by_name(pool, name: str):
+    for item in pool or []:
+        if item.NAME == name:
+            return item
+    return None
