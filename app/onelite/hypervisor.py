@@ -82,10 +82,14 @@ class Hypervisor:
 
     @staticmethod
     def _vm_steps(call: Call, vm: dict, now: float):
+        """One driver step per wake, so every intermediate state is seen for a while even when the
+        loop runs late (a driver answers one event at a time in oned too)."""
         steps = vm.get("_NEXT") or []
-        while steps and steps[0][2] <= now:
+        if steps and steps[0][2] <= now:
             state, lcm, _due = steps.pop(0)
             vms.apply_step(call, vm, state, lcm)
+            if steps:
+                steps[0][2] = max(steps[0][2], now + vms.STEP / 2)
         vm["_NEXT"] = steps
         vms.save_vm(call, vm)
 

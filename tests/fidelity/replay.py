@@ -136,10 +136,12 @@ def scenario_set1(r: Replayer):
         "error.bad_credentials.one.vm.info",
         "error.unknown_user.one.user.info",
         "error.not_authorized.one.host.delete",
-        "one.vm.allocate",
-        "one.vm.info.pending",
     ):
         r.run(name)
+    call(r.url, "one.host.status", admin, 0, 1)  # the scheduler must not place vm1 before "pending" is taken
+    r.run("one.vm.allocate")
+    r.run("one.vm.info.pending")
+    call(r.url, "one.host.status", admin, 0, 0)
     wait_vm(r.url, user, 0, 3, 2)
     r.run("one.vm.info.boot")
     wait_vm(r.url, user, 0, 3, 3)
@@ -210,6 +212,8 @@ def scenario_set1(r: Replayer):
     r.run("one.user.info.via_login_token")
 
 
+PAUSE, GO = "pause the scheduler", "let the scheduler go"
+
 # Set 2 was captured on a cloud that already held objects: its id sequences start here.
 SET2_SEQUENCES = {"user": 13, "host": 3, "vnet": 3, "image": 3, "vm": 5005}
 
@@ -230,6 +234,8 @@ def scenario_set2(r: Replayer):
         for item in items:
             if isinstance(item, tuple):
                 wait_vm(r.url, u1, *item)
+            elif item in (PAUSE, GO):  # hold the scheduler back while an "immediate" answer is taken
+                do("one.host.status", 3, 1 if item == PAUSE else 0)
             else:
                 r.run(item)
 
@@ -311,19 +317,19 @@ def scenario_set2(r: Replayer):
           "one.template.instantiate.hold", "one.vm.info.instantiated_hold",
           "error.one.template.instantiate.missing_image")
     do("one.host.status", 3, 0)
-    steps("one.vm.action.release", "one.vm.info.after_release.immediate",
+    steps(PAUSE, "one.vm.action.release", "one.vm.info.after_release.immediate", GO,
           (5005, 3, 3), "one.vm.info.after_release.settled", "error.one.vm.action.hold_running",
           "error.one.vm.action.release_running", "one.vm.action.stop", "one.vm.info.after_stop.immediate",
-          (5005, 4, 0), "one.vm.info.after_stop.settled", "one.vm.action.resume_from_stopped",
-          "one.vm.info.after_resume_from_stopped.immediate",
+          (5005, 4, 0), "one.vm.info.after_stop.settled", PAUSE, "one.vm.action.resume_from_stopped",
+          "one.vm.info.after_resume_from_stopped.immediate", GO,
           (5005, 3, 3), "one.vm.info.after_resume_from_stopped.settled", "one.vm.action.suspend",
           "one.vm.info.after_suspend.immediate",
           (5005, 5, 0), "one.vm.info.after_suspend.settled", "one.vm.action.resume_from_suspended",
           "one.vm.info.after_resume_from_suspended.immediate",
           (5005, 3, 3), "one.vm.info.after_resume_from_suspended.settled", "one.vm.action.undeploy",
           "one.vm.info.after_undeploy.immediate",
-          (5005, 9, 0), "one.vm.info.after_undeploy.settled", "one.vm.action.resume_from_undeployed",
-          "one.vm.info.after_resume_from_undeployed.immediate",
+          (5005, 9, 0), "one.vm.info.after_undeploy.settled", PAUSE, "one.vm.action.resume_from_undeployed",
+          "one.vm.info.after_resume_from_undeployed.immediate", GO,
           (5005, 3, 3), "one.vm.info.after_resume_from_undeployed.settled", "one.vm.action.reboot",
           "one.vm.info.after_reboot.immediate", "one.vm.info.after_reboot.settled", "one.vm.action.reboot-hard",
           "one.vm.info.after_reboot-hard.immediate", "one.vm.info.after_reboot-hard.settled",
@@ -332,7 +338,7 @@ def scenario_set2(r: Replayer):
           "one.vm.action.resume_from_poweroff", "one.vm.info.after_resume_from_poweroff.immediate",
           (5005, 3, 3), "one.vm.info.after_resume_from_poweroff.settled")
 
-    steps("one.vm.action.release_vmB", "one.vm.info.after_release_vmB.immediate",
+    steps(PAUSE, "one.vm.action.release_vmB", "one.vm.info.after_release_vmB.immediate", GO,
           (5006, 3, 3), "one.vm.info.after_release_vmB.settled", "one.vm.update.replace",
           "one.vm.info.after_update_replace", "one.vm.update.merge", "one.vm.info.after_update_merge",
           "error.one.vm.update.parse", "error.one.vm.rename.empty", "one.vm.rename", "one.vm.chmod",
