@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# molecule and ansible find their helpers (ansible-config, podman's plugin...) on PATH
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test unit molecule lint bench clean
 
 $(BIN)/onelite: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +18,19 @@ install: $(BIN)/onelite
 run: install
 	$(BIN)/python -m econe.devrun
 
-test: install
+test: unit molecule
+
+unit: install
 	$(BIN)/pytest -q
+
+molecule: install
+	bash molecule/run.sh
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint -q
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
