@@ -288,10 +288,6 @@ class Gateway:
         entry = self._ec2.get(vmid)
         return entry[1] if entry and time.time() - entry[0] < EC2_ATTRS_TTL else None
 
-    def forget_secrets(self):
-        with self._lock:
-            self._secrets_at = 0.0
-
     def as_user(self, user: str) -> UserSession:
         return UserSession(self, user)
 
@@ -379,16 +375,8 @@ class UserSession:
     def vm_update(self, vmid: int, text: str, merge: bool = True):
         return self._call(self.one.vm.update, vmid, text, 1 if merge else 0, not_found="InvalidInstanceID.NotFound")
 
-    def vm_rename(self, vmid: int, name: str):
-        return self._call(self.one.vm.rename, vmid, name, not_found="InvalidInstanceID.NotFound")
-
-    def vm_recover_delete(self, vmid: int):
-        return self._call(self.one.vm.recover, vmid, 3)
-
     # -- templates --------------------------------------------------------
     def templates(self) -> list[Template]:
-        from onelite import template as tpl
-
         pool = self._raw_call("one.templatepool.info", -2, -1, -1)
         out = []
         for el in xml(pool).findall("VMTEMPLATE"):
@@ -398,7 +386,7 @@ class UserSession:
                     _text(el, "NAME"),
                     int(_text(el, "UID")),
                     int(_text(el, "GID")),
-                    _template_pairs(el.find("TEMPLATE"), tpl),
+                    _template_pairs(el.find("TEMPLATE")),
                 )
             )
         return out
@@ -421,7 +409,7 @@ class UserSession:
         return self._call(self.one.image.update, image_id, text, 1, not_found="InvalidAMIID.NotFound")
 
 
-def _template_pairs(el, tpl) -> list:
+def _template_pairs(el) -> list:
     if el is None:
         return []
     out = []

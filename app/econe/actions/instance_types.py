@@ -26,12 +26,6 @@ def template_for(ctx, itype: str) -> Template:
     raise _unknown(itype)
 
 
-def instance_type_names(ctx) -> list[str]:
-    if ctx.config.use_file_templates:
-        return sorted(ctx.config.instance_types)
-    return sorted({v for t in ctx.session.templates() if isinstance(v := tpl.get(t.body, "EC2_INSTANCE_TYPE"), str)})
-
-
 def _environment(directory: str) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(directory),

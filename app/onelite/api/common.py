@@ -6,7 +6,7 @@ from __future__ import annotations
 from .. import records
 from .. import template as tpl
 from ..cloud import KINDS, Call
-from ..errors import ACTION, INTERNAL, XML_RPC_API, OneError, not_authorized, not_found
+from ..errors import ACTION, INTERNAL, XML_RPC_API, OneError, not_authorized
 
 
 def parse_template(text: str, code: int = INTERNAL, prefix: str = "") -> tpl.Template:
@@ -173,9 +173,3 @@ def info(call: Call, kind: str, oid: int) -> str:
     obj = call.get(kind, oid)
     call.authorize(kind, obj, "USE")
     return render(call, kind, obj)
-
-
-def require(obj, what: str, oid: int):
-    if obj is None:
-        raise not_found(what, oid)
-    return obj
