@@ -803,6 +803,14 @@ def apply_step(call: Call, vm: dict, state: int, lcm: int) -> None:
         _leave_host(call, vm, keep_port=state == STOPPED)
 
 
+# actions that take a RUNNING VM through one driver step to a stable state
+_LEAVING_RUNNING = {
+    "poweroff": (SHUTDOWN_POWEROFF, POWEROFF),
+    "stop": (SAVE_STOP, STOPPED),
+    "suspend": (SAVE_SUSPEND, SUSPENDED),
+}
+
+
 def _fail_state(action: str, vm: dict):
     return OneError(
         ACTION, f'Error performing action "{action}": This action is not available for state {lcm_name(vm)}'
@@ -844,27 +852,16 @@ def vm_action(call: Call, action: str, oid: int) -> int:
         if state != HOLD:
             raise _fail_state(action, vm)
         set_state(vm, PENDING, LCM_INIT)
-    elif base == "poweroff":
+    elif base in _LEAVING_RUNNING:
         if not running:
             raise _fail_state(action, vm)
+        transient, final = _LEAVING_RUNNING[base]
         close_history(call, vm, action)
-        set_state(vm, ACTIVE, SHUTDOWN_POWEROFF)
-        queue(call, vm, (POWEROFF, LCM_INIT))
+        set_state(vm, ACTIVE, transient)
+        queue(call, vm, (final, LCM_INIT))
     elif base == "reboot":
         if not running:
             raise _fail_state(action, vm)
-    elif action == "stop":
-        if not running:
-            raise _fail_state(action, vm)
-        close_history(call, vm, action)
-        set_state(vm, ACTIVE, SAVE_STOP)
-        queue(call, vm, (STOPPED, LCM_INIT))
-    elif action == "suspend":
-        if not running:
-            raise _fail_state(action, vm)
-        close_history(call, vm, action)
-        set_state(vm, ACTIVE, SAVE_SUSPEND)
-        queue(call, vm, (SUSPENDED, LCM_INIT))
     elif base == "undeploy":
         if not (running or state == POWEROFF):
             raise _fail_state(action, vm)
