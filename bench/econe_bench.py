@@ -13,7 +13,6 @@ import http.server
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,21 +27,12 @@ import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
 
-from bench.onelite_bench import record, table
+from bench.onelite_bench import median_ms, record, table
 from econe import demo
 from econe.upload import upload as econe_upload
 from tests.conftest import free_port, start_econe, start_onelite
 
 VM_TEMPLATE = 'NAME="bench"\nCPU="0.1"\nMEMORY="64"\nDISK=[IMAGE_ID="{img}"]\nNIC=[NETWORK_ID="{net}"]\n'
-
-
-def median_ms(fn, runs: int = 7) -> float:
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
 
 
 class Signed:
