@@ -210,26 +210,25 @@ def queue(call: Call, vm: dict, *steps: tuple[int, int]) -> None:
 # ---------------------------------------------------------------- building VMs
 
 
+def _referenced(call: Call, kind: str, d: dict, id_key: str, name_key: str, owner_key: str) -> dict | None:
+    """The object a DISK or NIC names: by id, or by name (the caller's own, or OWNER_UNAME's)."""
+    if d.get(id_key) is not None:
+        return call.db.get(kind, int(d[id_key])) if d[id_key].isdigit() else None
+    owner_name = d.get(owner_key)
+    for obj in call.db.by_name(kind, d[name_key]):
+        if (owner_name is None and obj["UID"] == call.uid) or call.uname(obj["UID"]) == owner_name:
+            return obj
+    return None
+
+
 def _disk(call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets: set[str], owner: Call) -> tpl.Vector:
     d = dict(vec)
     ref = d.get("IMAGE_ID")
-    if ref is not None:
-        try:
-            image = call.db.get("image", int(ref))
-        except ValueError:
-            image = None
+    if ref is not None or "IMAGE" in d:
+        image = _referenced(call, "image", d, "IMAGE_ID", "IMAGE", "IMAGE_UNAME")
         if image is None:
-            raise OneError(INTERNAL, f"DISK {disk_id}: Image with ID: {ref} does not exist")
-    elif "IMAGE" in d:
-        owner_name = d.get("IMAGE_UNAME")
-        found = [
-            i
-            for i in call.db.by_name("image", d["IMAGE"])
-            if (owner_name is None and i["UID"] == call.uid) or call.uname(i["UID"]) == owner_name
-        ]
-        if not found:
-            raise OneError(INTERNAL, f"DISK {disk_id}: Image {d['IMAGE']} does not exist")
-        image = found[0]
+            what = f"with ID: {ref}" if ref is not None else d["IMAGE"]
+            raise OneError(INTERNAL, f"DISK {disk_id}: Image {what} does not exist")
     else:  # a volatile disk
         out = dict(d)
         out.update({"DISK_ID": str(disk_id), "DATASTORE_ID": "0", "TYPE": d.get("TYPE", "fs")})
@@ -280,21 +279,9 @@ def _disk(call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets: se
 def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tpl.Vector:
     d = dict(vec)
     ref = d.get("NETWORK_ID")
-    if ref is not None:
-        try:
-            vnet = call.db.get("vnet", int(ref))
-        except ValueError:
-            vnet = None
-    elif "NETWORK" in d:
-        owner_name = d.get("NETWORK_UNAME")
-        found = [
-            v
-            for v in call.db.by_name("vnet", d["NETWORK"])
-            if (owner_name is None and v["UID"] == call.uid) or call.uname(v["UID"]) == owner_name
-        ]
-        vnet = found[0] if found else None
-    else:
+    if ref is None and "NETWORK" not in d:
         raise OneError(INTERNAL, f"NIC {nic_id}: No NETWORK or NETWORK_ID in NIC")
+    vnet = _referenced(call, "vnet", d, "NETWORK_ID", "NETWORK", "NETWORK_UNAME")
     if vnet is None:
         raise OneError(INTERNAL, f"NIC {nic_id}: Virtual network {ref or d.get('NETWORK')} does not exist")
     if not owner.can("vnet", vnet, "USE"):
