@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -100,11 +101,8 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
         response.content_type = "text/xml; charset=UTF-8"
         return model.error("InternalError", f"An internal error occurred (request {request_id}).", request_id)
     finally:
-        if staged:  # an upload that did not reach oned leaves nothing behind
-            import os
-
-            if os.path.exists(staged):
-                os.unlink(staged)
+        if staged and os.path.exists(staged):  # an upload that did not reach oned leaves nothing behind
+            os.unlink(staged)
         rlog.info(
             "%s %s user=%s action=%s status=%s ms=%.1f",
             request.method,

@@ -4,6 +4,8 @@ OpenNebula string by the one escaper (onelite.template.quote), so no value can a
 
 from __future__ import annotations
 
+import os
+
 import jinja2
 
 from onelite import template as tpl
@@ -42,8 +44,6 @@ def render_file_template(
     spec = config.instance_types.get(itype)
     if spec is None:
         raise _unknown(itype)
-    import os
-
     env = _environment(os.path.dirname(spec.template))
     try:
         return env.get_template(os.path.basename(spec.template)).render(

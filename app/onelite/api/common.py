@@ -142,8 +142,6 @@ def rename(call: Call, kind: str, oid: int, name: str, unique_per_owner: bool = 
                     f"{noun} cannot be renamed to {name} because it collides with {noun} {other['ID']}",
                 )
     obj["NAME"] = name
-    if kind in ("template", "vm"):
-        pass  # the NAME lives outside the template for these
     save(call, kind, obj)
     return oid
 
