@@ -221,6 +221,24 @@ def _referenced(call: Call, kind: str, d: dict, id_key: str, name_key: str, owne
     return None
 
 
+def image_disk(call: Call, image: dict, disk_id: int, prefix: str) -> dict:
+    """The attributes oned gives a DISK that uses *image* (in a VM, or an extended template)."""
+    ds = call.db.get("datastore", image["DATASTORE_ID"]) or {"NAME": image["DATASTORE"], "TM_MAD": "dummy"}
+    persistent = bool(image["PERSISTENT"])
+    out = {
+        "ALLOW_ORPHANS": "NO", "CLONE": "NO" if persistent else "YES", "CLONE_TARGET": "SYSTEM",
+        "CLUSTER_ID": "0", "DATASTORE": ds["NAME"], "DATASTORE_ID": str(image["DATASTORE_ID"]),
+        "DEV_PREFIX": prefix, "DISK_ID": str(disk_id), "DISK_SNAPSHOT_TOTAL_SIZE": "0", "DISK_TYPE": "FILE",
+        "DRIVER": image["FORMAT"], "FORMAT": image["FORMAT"], "IMAGE": image["NAME"],
+        "IMAGE_ID": str(image["ID"]), "IMAGE_STATE": str(image["STATE"]), "LN_TARGET": "NONE",
+        "ORIGINAL_SIZE": str(image["SIZE"]), "READONLY": "NO", "SAVE": "YES" if persistent else "NO",
+        "SIZE": str(image["SIZE"]), "SOURCE": image["SOURCE"], "TM_MAD": ds.get("TM_MAD", "dummy"), "TYPE": "FILE",
+    }  # fmt: skip
+    if persistent:
+        out["PERSISTENT"] = "YES"
+    return out
+
+
 def _disk(call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets: set[str], owner: Call) -> tpl.Vector:
     d = dict(vec)
     ref = d.get("IMAGE_ID")
@@ -235,41 +253,13 @@ def _disk(call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets: se
         return sorted(out.items())
     images.check_use(owner, image)
     images.use(call, image, vmid)
-    ds = call.db.get("datastore", image["DATASTORE_ID"]) or {"NAME": image["DATASTORE"], "TM_MAD": "dummy"}
     prefix = d.get("DEV_PREFIX") or tpl.get(image["TEMPLATE"], "DEV_PREFIX") or "sd"
     target = d.get("TARGET") or next(
         f"{prefix}{c}" for c in "abcdefghijklmnopqrstuvwxyz" if f"{prefix}{c}" not in used_targets
     )
     used_targets.add(target)
-    persistent = bool(image["PERSISTENT"])
-    out = {
-        "ALLOW_ORPHANS": "NO",
-        "CLONE": "NO" if persistent else "YES",
-        "CLONE_TARGET": "SYSTEM",
-        "CLUSTER_ID": "0",
-        "DATASTORE": ds["NAME"],
-        "DATASTORE_ID": str(image["DATASTORE_ID"]),
-        "DEV_PREFIX": prefix,
-        "DISK_ID": str(disk_id),
-        "DISK_SNAPSHOT_TOTAL_SIZE": "0",
-        "DISK_TYPE": "FILE",
-        "DRIVER": image["FORMAT"],
-        "FORMAT": image["FORMAT"],
-        "IMAGE": image["NAME"],
-        "IMAGE_ID": str(image["ID"]),
-        "IMAGE_STATE": str(image["STATE"]),
-        "LN_TARGET": "NONE",
-        "ORIGINAL_SIZE": str(image["SIZE"]),
-        "READONLY": "NO",
-        "SAVE": "YES" if persistent else "NO",
-        "SIZE": str(image["SIZE"]),
-        "SOURCE": image["SOURCE"],
-        "TARGET": target,
-        "TM_MAD": ds.get("TM_MAD", "dummy"),
-        "TYPE": "FILE",
-    }
-    if persistent:
-        out["PERSISTENT"] = "YES"
+    out = image_disk(call, image, disk_id, prefix)
+    out["TARGET"] = target
     for k, v in d.items():
         if k not in out:
             out[k] = v
@@ -470,32 +460,9 @@ def _extended(call: Call, t: tpl.Template) -> tpl.Template:
         if k == "DISK" and isinstance(v, list) and tpl.vget(v, "IMAGE_ID") is not None:
             image = call.db.get("image", int(tpl.vget(v, "IMAGE_ID")))
             if image:
-                ds = call.db.get("datastore", image["DATASTORE_ID"]) or {"NAME": "", "TM_MAD": ""}
                 disk_id = sum(1 for kk, _ in t[:i] if kk == "DISK")
-                d = {
-                    "ALLOW_ORPHANS": "NO",
-                    "CLONE": "YES",
-                    "CLONE_TARGET": "SYSTEM",
-                    "CLUSTER_ID": "0",
-                    "DATASTORE": ds["NAME"],
-                    "DATASTORE_ID": str(image["DATASTORE_ID"]),
-                    "DEV_PREFIX": tpl.get(image["TEMPLATE"], "DEV_PREFIX") or "sd",
-                    "DISK_ID": str(disk_id),
-                    "DISK_SNAPSHOT_TOTAL_SIZE": "0",
-                    "DISK_TYPE": "FILE",
-                    "DRIVER": image["FORMAT"],
-                    "FORMAT": image["FORMAT"],
-                    "IMAGE": image["NAME"],
-                    "IMAGE_STATE": str(image["STATE"]),
-                    "LN_TARGET": "NONE",
-                    "ORIGINAL_SIZE": str(image["SIZE"]),
-                    "READONLY": "NO",
-                    "SAVE": "NO",
-                    "SIZE": str(image["SIZE"]),
-                    "SOURCE": image["SOURCE"],
-                    "TM_MAD": ds["TM_MAD"],
-                    "TYPE": "FILE",
-                }
+                prefix = tpl.get(image["TEMPLATE"], "DEV_PREFIX") or "sd"
+                d = image_disk(call, image, disk_id, prefix)
                 d.update(dict(v))
                 v = sorted(d.items())
         out.append((k, v))
