@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT.parent / "shared" / "reference"
-FIXTURES = REFERENCE / "oned-fixtures"
+FIXTURES = ROOT / "tests" / "fixtures" / "oned-6.10.5"  # see its README.md for provenance
 
 
 def free_port() -> int:

@@ -25,14 +25,14 @@ def set1(tmp_path_factory):
     data = tmp_path_factory.mktemp("set1") / "one"
     server = start_onelite(data, interval=0.2)
     try:
-        r = Replayer(server.url, FIXTURES, server.admin_session, server.server_auth[1])
+        r = Replayer(server.url, FIXTURES / "set1", server.admin_session, server.server_auth[1], data.parent / "files")
         scenario_set1(r)
         yield r
     finally:
         server.stop()
 
 
-SET1 = sorted(p.stem for p in FIXTURES.glob("*.xml"))
+SET1 = sorted(p.stem for p in (FIXTURES / "set1").glob("*.xml"))
 
 
 @pytest.mark.parametrize("name", SET1)
@@ -55,7 +55,7 @@ def set2(tmp_path_factory):
     db.close()
     server = start_onelite(data, interval=0.2)
     try:
-        r = Replayer(server.url, FIXTURES / "set2", server.admin_session, server.server_auth[1])
+        r = Replayer(server.url, FIXTURES / "set2", server.admin_session, server.server_auth[1], data.parent / "files")
         scenario_set2(r)
         yield r
     finally:

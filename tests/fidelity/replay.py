@@ -56,9 +56,10 @@ def wait_host(url: str, session: str, hid: int, timeout: float = 20):
 
 
 class Replayer:
-    def __init__(self, url: str, fixtures: Path, admin_session: str, server_pw: str):
+    def __init__(self, url: str, fixtures: Path, admin_session: str, server_pw: str, files: Path):
         self.url = url
         self.fixtures = fixtures
+        self.files = files  # where the image files the capture's PATHs named are made
         self.admin = admin_session
         self.server_pw = server_pw
         self.login_token = None
@@ -86,13 +87,27 @@ class Replayer:
         req = (self.fixtures / "requests" / f"{name}.xml").read_bytes()
         params, method = xmlrpc.client.loads(req)
         if params:
-            params = (self.session(name, params[0]),) + params[1:]
+            params = (self.session(name, params[0]),) + tuple(self.local_paths(p) for p in params[1:])
         raw = post(self.url, xmlrpc.client.dumps(params, method).encode())
         self.answers[name] = raw
         if method == "one.user.login":
             (result,), _ = xmlrpc.client.loads(raw)
             self.login_token = result[1]
         return raw
+
+    def local_paths(self, param):
+        """An image PATH of the capture machine, pointed at a 1 MiB file made here instead."""
+        if not isinstance(param, str):
+            return param
+
+        def local(m):
+            path = self.files / Path(m.group(1)).name
+            if not path.exists():
+                self.files.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(bytes(1 << 20))
+            return f'PATH="{path}"'
+
+        return re.sub(r'PATH="(/var/tmp/[^"]+)"', local, param)
 
     def expected(self, name: str) -> dict:
         return response_shape((self.fixtures / f"{name}.xml").read_bytes())
