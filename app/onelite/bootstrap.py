@@ -11,7 +11,7 @@ from .auth import sha256
 from .store import Store
 
 PERMS_DS = [1, 1, 0, 1, 0, 0, 0, 0, 0]
-PERMS_SG = [1, 1, 0, 1, 0, 0, 0, 0, 0]
+PERMS_SG = [1, 1, 1, 1, 0, 0, 1, 0, 0]  # SecurityGroupPool: set_permissions(1, 1, 1, 1, 0, 0, 1, 0, 0)
 
 
 def _datastore(oid, name, dtype, ds_mad, tm_mad, template) -> dict:

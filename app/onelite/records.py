@@ -1,6 +1,9 @@
 """Every record XML onelite answers with, element for element as oned 6.10 writes it.
 
 Functions here are pure: object dicts (as stored) in, XML strings out.
+
+PREV_STATE (and a VM's PREV_LCM_STATE) equal the current state: oned's pool update copies the state
+into them just before every write (``set_prev_state`` in VirtualMachinePool::update and its twins).
 """
 
 from __future__ import annotations
@@ -139,7 +142,7 @@ _PCI = (
         "C79 [GeForce 9400M]",
         "0",
         "1",
-        "nvidia-908,nvidia-909,nvidia-910",
+        ",".join(f"nvidia-{n}" for n in range(908, 926)),
         "02:00.0",
         "00",
         "10de:0863:0300",
@@ -271,7 +274,7 @@ def host(h: dict, pool: bool = False) -> str:
     return (
         f"<HOST><ID>{h['ID']}</ID>"
         + el("NAME", h["NAME"])
-        + f"<STATE>{h['STATE']}</STATE><PREV_STATE>{h['PREV_STATE']}</PREV_STATE>"
+        + f"<STATE>{h['STATE']}</STATE><PREV_STATE>{h['STATE']}</PREV_STATE>"
         + cd("IM_MAD", h["IM_MAD"])
         + cd("VM_MAD", h["VM_MAD"])
         + f"<CLUSTER_ID>{h['CLUSTER_ID']}</CLUSTER_ID>"
@@ -352,7 +355,7 @@ def vnet(v: dict, uname: str, gname: str, pool: bool = False) -> str:
         + cd("BRIDGE", v["BRIDGE"])
         + cd("BRIDGE_TYPE", v["BRIDGE_TYPE"])
         + cd("STATE", v["STATE"])
-        + cd("PREV_STATE", v["PREV_STATE"])
+        + cd("PREV_STATE", v["STATE"])
         + "<PARENT_NETWORK_ID/>"
         + cd("VN_MAD", v["VN_MAD"])
         + "<PHYDEV/><VLAN_ID/><OUTER_VLAN_ID/><VLAN_ID_AUTOMATIC>0</VLAN_ID_AUTOMATIC>"
@@ -369,6 +372,11 @@ def vnet(v: dict, uname: str, gname: str, pool: bool = False) -> str:
 # ---------------------------------------------------------------- images and templates
 
 
+def _image_prev_state(i: dict) -> int:
+    """A clone still being copied has not been written since its creation: INIT (0), as captured."""
+    return 0 if i["CLONING_ID"] >= 0 else i["STATE"]
+
+
 def image(i: dict, uname: str, gname: str) -> str:
     return (
         "<IMAGE>"
@@ -379,7 +387,7 @@ def image(i: dict, uname: str, gname: str) -> str:
         + (cd("PATH", i["PATH"]) if i["PATH"] else "<PATH/>")
         + cd("FORMAT", i["FORMAT"])
         + "<FS/>"
-        + f"<SIZE>{i['SIZE']}</SIZE><STATE>{i['STATE']}</STATE><PREV_STATE>{i['PREV_STATE']}</PREV_STATE>"
+        + f"<SIZE>{i['SIZE']}</SIZE><STATE>{i['STATE']}</STATE><PREV_STATE>{_image_prev_state(i)}</PREV_STATE>"
         + f"<RUNNING_VMS>{len(i['VMS'])}</RUNNING_VMS><CLONING_OPS>{len(i['CLONES'])}</CLONING_OPS>"
         + f"<CLONING_ID>{i['CLONING_ID']}</CLONING_ID><TARGET_SNAPSHOT>-1</TARGET_SNAPSHOT>"
         + f"<DATASTORE_ID>{i['DATASTORE_ID']}</DATASTORE_ID>"
@@ -495,7 +503,7 @@ def vm(v: dict, uname: str, gname: str, last_history: bool = False) -> str:
         "<VM>"
         + _owner(v, uname, gname)
         + f"<LAST_POLL>0</LAST_POLL><STATE>{v['STATE']}</STATE><LCM_STATE>{v['LCM_STATE']}</LCM_STATE>"
-        + f"<PREV_STATE>{v['PREV_STATE']}</PREV_STATE><PREV_LCM_STATE>{v['PREV_LCM_STATE']}</PREV_LCM_STATE>"
+        + f"<PREV_STATE>{v['STATE']}</PREV_STATE><PREV_LCM_STATE>{v['LCM_STATE']}</PREV_LCM_STATE>"
         + f"<RESCHED>0</RESCHED><STIME>{v['STIME']}</STIME><ETIME>{v['ETIME']}</ETIME>"
         + el("DEPLOY_ID", v["DEPLOY_ID"])
         + "<MONITORING/><SCHED_ACTIONS/>"

@@ -79,7 +79,6 @@ def new_image(
         "FORMAT": fmt,
         "SIZE": size,
         "STATE": state,
-        "PREV_STATE": state,
         "CLONING_ID": -1,
         "DATASTORE_ID": ds["ID"],
         "DATASTORE": ds["NAME"],
@@ -135,7 +134,7 @@ def image_delete(call: Call, oid: int, force: bool = False) -> int:
     call.authorize("image", image, "MANAGE")
     if image["VMS"]:
         raise OneError(ACTION, f"Cannot delete image. There are {len(image['VMS'])} VMs using it.")
-    image["PREV_STATE"], image["STATE"] = image["STATE"], DELETE
+    image["STATE"] = DELETE
     call.db.put("image", image)
     call.cloud.owe(call.db, "image", oid, call.cloud.clock() + STEP)
     return oid
@@ -200,7 +199,7 @@ def image_enable(call: Call, oid: int, enable: bool) -> int:
     if image["STATE"] not in (READY, DISABLED):
         verb = "enable" if enable else "disable"
         raise OneError(INTERNAL, f"Could not {verb} image: Image cannot be in state {STATE_NAMES[image['STATE']]}.")
-    image["PREV_STATE"], image["STATE"] = image["STATE"], READY if enable else DISABLED
+    image["STATE"] = READY if enable else DISABLED
     call.db.put("image", image)
     return oid
 
@@ -266,7 +265,7 @@ def settle(call: Call, image: dict) -> None:
     if "_SOURCE" in image:
         image["SOURCE"] = image.pop("_SOURCE")
     image["CLONING_ID"] = -1
-    image["PREV_STATE"], image["STATE"] = image["STATE"], READY
+    image["STATE"] = READY
     call.db.put("image", image)
 
 
@@ -290,7 +289,7 @@ def use(call: Call, image: dict, vmid: int) -> None:
     if image["STATE"] not in (READY, USED) or (image["PERSISTENT"] and image["VMS"]):
         raise OneError(INTERNAL, f"Image {image['ID']} is not in a usable state ({STATE_NAMES[image['STATE']]}).")
     image["VMS"] = sorted(set(image["VMS"]) | {vmid})
-    image["PREV_STATE"], image["STATE"] = image["STATE"], USED_PERS if image["PERSISTENT"] else USED
+    image["STATE"] = USED_PERS if image["PERSISTENT"] else USED
     call.db.put("image", image)
 
 
@@ -300,7 +299,7 @@ def unuse(call: Call, image_id: int, vmid: int) -> None:
         return
     image["VMS"] = [v for v in image["VMS"] if v != vmid]
     if not image["VMS"] and image["STATE"] in (USED, USED_PERS):
-        image["PREV_STATE"], image["STATE"] = image["STATE"], READY
+        image["STATE"] = READY
     call.db.put("image", image)
 
 

@@ -49,7 +49,6 @@ def host_allocate(call: Call, name: str, im_mad: str, vm_mad: str, cluster_id: i
             "UID": 0,
             "GID": 0,
             "STATE": HOST_INIT,
-            "PREV_STATE": HOST_INIT,
             "IM_MAD": im_mad,
             "VM_MAD": vm_mad,
             "CLUSTER_ID": cid,
@@ -64,10 +63,24 @@ def host_allocate(call: Call, name: str, im_mad: str, vm_mad: str, cluster_id: i
     return hid
 
 
+# the dummy probe's fixed answers (oned's src/im_mad/remotes/dummy-probes.d, as captured)
+KVM_CPU_FEATURES = (
+    "vme,ds,acpi,ss,ht,tm,pbe,dtes64,monitor,ds_cpl,vmx,smx,est,tm2,xtpr,pdcm,osxsave,f16c,rdrand,arat,"
+    "tsc_adjust,clflushopt,clwb,intel-pt,sha-ni,umip,pku,ospke,waitpkg,gfni,vaes,vpclmulqdq,rdpid,movdiri,"
+    "movdir64b,pks,fsrm,md-clear,serialize,arch-lbr,stibp,arch-capabilities,core-capability,ssbd,avx-vnni,"
+    "xsaveopt,xsavec,xgetbv1,xsaves,pdpe1gb,abm,invtsc,rdctl-no,ibrs-all,skip-l1dfl-vmentry,mds-no,pschange-mc-no"
+)
+KVM_CPU_MODELS = (
+    "486 pentium pentium2 pentium3 pentiumpro coreduo n270 core2duo qemu32 kvm32 cpu64-rhel5 cpu64-rhel6 kvm64 "
+    "Conroe Penryn Nehalem Nehalem-IBRS Westmere Westmere-IBRS SandyBridge SandyBridge-IBRS IvyBridge "
+    "IvyBridge-IBRS SapphireRapids SapphireRapids-noTSX Opteron_G1"
+)
+
+
 def monitor(host: dict, now: int) -> dict:
     """What the dummy monitor probe reports: the host becomes MONITORED with its capacity."""
     if host["STATE"] == HOST_INIT:
-        host["PREV_STATE"], host["STATE"] = host["STATE"], HOST_MONITORED
+        host["STATE"] = HOST_MONITORED
     host["LAST_MON_TIME"] = now
     host["TEMPLATE"] = tpl.merge(
         host["TEMPLATE"],
@@ -76,8 +89,8 @@ def monitor(host: dict, now: int) -> dict:
             ("CPUSPEED", "3200"),
             ("HOSTNAME", host["NAME"]),
             ("HYPERVISOR", "dummy"),
-            ("KVM_CPU_FEATURES", "vme,ds,acpi,ss,ht,tm,pbe,vmx,sse4_2,avx2"),
-            ("KVM_CPU_MODELS", "486 pentium qemu32 kvm32 kvm64 Nehalem Westmere SandyBridge"),
+            ("KVM_CPU_FEATURES", KVM_CPU_FEATURES),
+            ("KVM_CPU_MODELS", KVM_CPU_MODELS),
             ("MODELNAME", "Dummy(R) Core @ 3.2GHz"),
         ],
     )
@@ -113,7 +126,7 @@ def host_status(call: Call, oid: int, status: int) -> int:
     call.authorize("host", h, "ADMIN")
     if status not in _STATUS:
         raise OneError(INTERNAL, "Wrong status code")
-    h["PREV_STATE"], h["STATE"] = h["STATE"], _STATUS[status]
+    h["STATE"] = _STATUS[status]
     call.db.put("host", h)
     return oid
 

@@ -197,8 +197,15 @@ def save_vm(call: Call, vm: dict) -> None:
         call.db.pending_clear("vm", vm["ID"])
 
 
+def automatic_requirements(vm: dict) -> None:
+    """oned recomputes the scheduling requirements when a VM goes (back) to the scheduler (release,
+    resume from STOPPED/UNDEPLOYED); once it has been deployed, its system datastore's TM_MAD joins them."""
+    tm_mad = tpl.get(vm["TEMPLATE"], "TM_MAD_SYSTEM")
+    ds_req = CLUSTER_REQ + (f' & (TM_MAD = "{tm_mad}")' if tm_mad else "")
+    vm["TEMPLATE"] = tpl.replace(vm["TEMPLATE"], "AUTOMATIC_DS_REQUIREMENTS", ds_req)
+
+
 def set_state(vm: dict, state: int, lcm: int) -> None:
-    vm["PREV_STATE"], vm["PREV_LCM_STATE"] = vm["STATE"], vm["LCM_STATE"]
     vm["STATE"], vm["LCM_STATE"] = state, lcm
 
 
@@ -392,8 +399,6 @@ def build_vm(call: Call, t: tpl.Template, name: str | None, hold: bool, extra_us
         "PERMS": common.default_perms(call),
         "STATE": state,
         "LCM_STATE": LCM_INIT,
-        "PREV_STATE": state,
-        "PREV_LCM_STATE": LCM_INIT,
         "STIME": call.cloud.now(),
         "ETIME": 0,
         "DEPLOY_ID": "",
@@ -677,15 +682,24 @@ def vnc_port(vm: dict) -> None:
     ]
 
 
+def _requester(call: Call, action: str | None) -> list:
+    """What a history record says of the action that ended it: [ACTION, UID, GID, REQUEST_ID]."""
+    if action is None:
+        return [0, -1, -1, -1]
+    return [ACTIONS.get(action, 0), call.uid, call.user["GID"], call.cloud.request_id]
+
+
+def _mark_action(call: Call, h: dict, action: str | None) -> None:
+    h["ACTION"], h["UID"], h["GID"], h["REQUEST_ID"] = _requester(call, action)
+
+
 def close_history(call: Call, vm: dict, action: str) -> None:
     if not vm["HISTORY"]:
         return
     h = vm["HISTORY"][-1]
     if h["ETIME"]:
         return
-    h["ACTION"] = ACTIONS.get(action, 0)
-    h["UID"], h["GID"] = call.uid, call.user["GID"]
-    h["REQUEST_ID"] = call.cloud.request_id
+    _mark_action(call, h, action)
     if not h["RETIME"] and h["RSTIME"]:
         h["RETIME"] = call.cloud.now()
 
@@ -741,17 +755,23 @@ def apply_step(call: Call, vm: dict, state: int, lcm: int) -> None:
     if state == ACTIVE and lcm == EPILOG and h:
         h["RETIME"] = h["RETIME"] or now
         h["ESTIME"] = now
-    if state == ACTIVE and lcm == RUNNING and h:
-        vm["DEPLOY_ID"] = f"{h['HOSTNAME']}:{vm['NAME']}:dummy"  # the hypervisor has named the domain
+    if state == ACTIVE and lcm == RUNNING and h and vm["LCM_STATE"] not in (HOTPLUG, HOTPLUG_SAVEAS):
+        # the driver's deploy or restore named the domain; a hotplug keeps it (a renamed VM too)
+        vm["DEPLOY_ID"] = f"{h['HOSTNAME']}:{vm['NAME']}:dummy"
     if state == ACTIVE and lcm == RUNNING and h and not h["RSTIME"]:
         h["PETIME"] = h["PETIME"] or now
         h["RSTIME"] = now
-    if state == ACTIVE and vm["STATE"] in (SUSPENDED, POWEROFF):
+    if state == ACTIVE and vm["STATE"] == SUSPENDED:
         _reopen(call, vm)  # back on the host: a new history record
+    if state == ACTIVE and vm["STATE"] == POWEROFF and vm["HISTORY"]:
+        _mark_action(call, vm["HISTORY"][-1], None)  # the boot has begun: the record no longer names it
     if vm["STATE"] == ACTIVE and vm["LCM_STATE"] in (HOTPLUG, HOTPLUG_SAVEAS):
         finish_hotplug(call, vm)
     set_state(vm, state, lcm)
     if state == DONE:
+        if vm.get("_ENDED_BY") and h:
+            h["ACTION"], h["UID"], h["GID"], h["REQUEST_ID"] = vm.pop("_ENDED_BY")
+            h["RETIME"] = h["RETIME"] or now
         finish_done(call, vm)
     elif state in (STOPPED, UNDEPLOYED):
         _leave_host(call, vm, keep_port=state == STOPPED)
@@ -805,6 +825,7 @@ def vm_action(call: Call, action: str, oid: int) -> int:
     elif action == "release":
         if state != HOLD:
             raise _fail_state(action, vm)
+        automatic_requirements(vm)
         set_state(vm, PENDING, LCM_INIT)
     elif base in _LEAVING_RUNNING:
         if not running:
@@ -824,12 +845,15 @@ def vm_action(call: Call, action: str, oid: int) -> int:
         queue(call, vm, (UNDEPLOYED, LCM_INIT))
     elif action == "resume":
         if state == POWEROFF:
+            # oned opens the new history record (naming the resume) at once, and boots later
+            _reopen(call, vm)
+            _mark_action(call, vm["HISTORY"][-1], action)
             queue(call, vm, (ACTIVE, BOOT_POWEROFF), (ACTIVE, RUNNING))
-            vm["_NEXT"][0][2] = call.cloud.clock()  # the boot starts at once; the answer still shows POWEROFF
         elif state == SUSPENDED:
             queue(call, vm, (ACTIVE, RUNNING))
         elif state in (STOPPED, UNDEPLOYED):
             vm["_RESUME"] = "stopped" if state == STOPPED else "undeployed"
+            automatic_requirements(vm)
             set_state(vm, PENDING, LCM_INIT)
         else:
             raise _fail_state(action, vm)
@@ -857,7 +881,8 @@ def vm_recover(call: Call, oid: int, op: int) -> int:
     if op not in (0, 1, 2, 3, 4, 5):
         raise OneError(ACTION, "Wrong recovery operation code")
     if op in (3, 5):
-        close_history(call, vm, "delete")
+        # oned records the delete in the history once the VM is DONE, not when it is asked
+        vm["_ENDED_BY"] = _requester(call, "delete")
         queue(call, vm, (DONE, LCM_INIT))
     elif op == 1 and vm.get("_NEXT"):
         for s, lcm, _due in vm["_NEXT"]:

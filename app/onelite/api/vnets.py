@@ -81,7 +81,6 @@ def vn_allocate(call: Call, text: str, cluster_id: int = -1) -> int:
         "BRIDGE": bridge,
         "BRIDGE_TYPE": "linux",
         "STATE": LOCK_CREATE,
-        "PREV_STATE": LOCK_CREATE,
         "VN_MAD": vn_mad,
         "TEMPLATE": template,
         "ARS": ars,
@@ -95,7 +94,7 @@ def vn_allocate(call: Call, text: str, cluster_id: int = -1) -> int:
 def settle(vnet: dict) -> bool:
     """The vnet driver finished creating it: LOCK_CREATE -> READY. True when it changed."""
     if vnet["STATE"] == LOCK_CREATE:
-        vnet["STATE"] = vnet["PREV_STATE"] = READY
+        vnet["STATE"] = READY
         t = tpl.remove(vnet["TEMPLATE"], "AR")
         vlans = [("OUTER_VLAN_ID", tpl.get(t, "OUTER_VLAN_ID", "")), ("VLAN_ID", tpl.get(t, "VLAN_ID", ""))]
         vnet["TEMPLATE"] = tpl.merge(t, vlans)
