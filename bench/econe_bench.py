@@ -1,7 +1,8 @@
-"""econe against its floor (the raw oned call) and its peer (moto server), measured in the same run.
+"""econe against its floor (the oned calls underneath it) and its peer (moto server), measured in the same run.
 
 Prints one table of figures and ratios and appends it to bench/RESULTS.md. Needs nothing running:
-it starts onelite, econe-server and (when installed) moto_server on free loopback ports.
+it starts onelite, econe-server (one for the warm figures, fresh ones for each cold DescribeInstances)
+and, when installed, moto_server on free loopback ports; without moto, moto's cells say "not measured".
 Usage: python -m bench.econe_bench [--sizes 100,1000,5000] [--upload-mib 1024] [--no-record]
 """
 
@@ -13,6 +14,7 @@ import http.server
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,13 +32,14 @@ import botocore.credentials
 from bench.onelite_bench import median_ms, record, table
 from econe import demo
 from econe.config import load as load_config
-from econe.gateway import Gateway, RawXMLRPC
+from econe.gateway import EXTENDED_AFTER, Gateway, RawXMLRPC
 from econe.upload import upload as econe_upload
 from tests.conftest import free_port, start_econe, start_onelite
 
 VM_TEMPLATE = 'NAME="bench"\nCPU="0.1"\nMEMORY="64"\nDISK=[IMAGE_ID="{img}"]\nNIC=[NETWORK_ID="{net}"]\n'
 NOT_MEASURED = "not measured"  # moto's cell when moto_server is not installed
 PAGE = 100  # MaxResults of the page figure
+COLD_STARTS = 5  # fresh econe-server starts behind each cold figure (their median)
 
 
 class Signed:
@@ -72,6 +75,25 @@ def econe_calls(url: str, session: str, calls: list[tuple]):
             assert ok, value
 
     return make
+
+
+def cold_describe_ms(work: Path, one_url: str, auth_file: Path, user: str, secret: str) -> float:
+    """The first DescribeInstances of a freshly started econe-server (its EC2-attribute cache empty),
+    median over COLD_STARTS starts. A DescribeRegions, which reads no VM, goes first: loading the
+    EC2 model and the user's secret is any first request's cost, not the listing's."""
+    times = []
+    for _ in range(COLD_STARTS):
+        fresh = start_econe(work, one_url, auth_file)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", fresh.port, timeout=300)
+            Signed(fresh.url, user, secret, {"Action": "DescribeRegions"}).send(conn)
+            first = Signed(fresh.url, user, secret, {"Action": "DescribeInstances"})
+            t = time.perf_counter()
+            first.send(conn)
+            times.append((time.perf_counter() - t) * 1000)
+        finally:
+            fresh.stop()
+    return statistics.median(times)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -168,23 +190,38 @@ def run(sizes: list[int], upload_mib: int) -> list[tuple]:
     econe_session = Gateway(cfg.one_xmlrpc, cfg.server_user, cfg.server_password).session_string(d.user)
     listing_state = -2 if cfg.describe_with_terminated_instances else -1  # as UserSession.vms
     try:
-        made = 0
+        vmids: list[int] = []
         moto_made = 0
         moto_image = mec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"] if mec2 else None
         for size in sorted(sizes):
-            while made < size:
+            while len(vmids) < size:
                 ok, vmid, *_ = raw.vm.allocate(user_session, VM_TEMPLATE.format(img=d.image, net=d.vnet), False)
                 assert ok, vmid
-                made += 1
+                vmids.append(vmid)
             admin_pool = median_ms(lambda: raw.vmpool.info(one.admin_session, -2, -1, -1, -1))
             conn = http.client.HTTPConnection("127.0.0.1", econe.port, timeout=300)
             econe_ms = median_ms(lambda c=conn: describe_all.send(c))
             rows.append(
                 (
-                    f"DescribeInstances, {size:,} VMs: econe (raw HTTP) / raw one.vmpool.info",
+                    f"DescribeInstances, {size:,} VMs, warm: econe (raw HTTP) / raw one.vmpool.info",
                     econe_ms,
                     admin_pool,
                     "<= 2.0" if size >= 1000 else "context",
+                )
+            )
+            cold_ms = cold_describe_ms(work, one.url, one.data / "ec2_auth", d.user, d.secret)
+            if size > EXTENDED_AFTER:  # as UserSession._pool reads the EC2 attributes it does not have
+                fill, named = [("one.vmpool.infoextended", -3, -1, -1, listing_state)], "one.vmpool.infoextended"
+            else:
+                fill, named = [("one.vm.info", vmid, False) for vmid in vmids], f"{size} one.vm.info"
+            listing = [("one.vmpool.info", -3, -1, -1, listing_state), *fill]
+            rows.append(
+                (
+                    f"DescribeInstances, {size:,} VMs, cold (first after a fresh start, median of {COLD_STARTS}): "
+                    f"econe (raw HTTP) / its oned calls as econe makes them, one.vmpool.info + {named}",
+                    cold_ms,
+                    median_ms(econe_calls(one.url, econe_session, listing)),
+                    "context",
                 )
             )
             boto_ms = median_ms(lambda: ec2.describe_instances(), runs=3)
@@ -207,7 +244,7 @@ def run(sizes: list[int], upload_mib: int) -> list[tuple]:
         page_floor = median_ms(econe_calls(one.url, econe_session, [page_call]))
         rows.append(
             (
-                f"DescribeInstances MaxResults={PAGE} at {made:,} VMs, warm / its oned call as econe makes it, "
+                f"DescribeInstances MaxResults={PAGE} at {len(vmids):,} VMs, warm / its oned call as econe makes it, "
                 f"one.vmpool.info(-3,0,{-(PAGE + 1)},{listing_state})",
                 page_ms,
                 page_floor,
