@@ -114,13 +114,18 @@ def run(sizes: list[int]) -> list[tuple[str, float, float | None, str]]:
     return [(f"onelite / oned 6.10.5 as quoted: {k}", v, anchor(k), "<= 2.0") for k, v in ours.items()]
 
 
+def _cell(x) -> str:
+    return f"{x:.2f}" if isinstance(x, int | float) else x or "—"
+
+
 def table(rows) -> str:
+    """Rows (figure, measured, baseline, target) as a Markdown table. A figure is a number, None
+    (no baseline) or a string saying why it was not measured; a ratio needs two numbers."""
     lines = ["| figure | measured | baseline | ratio | target |", "|---|---|---|---|---|"]
     for name, value, base, target in rows:
-        if base:
-            lines.append(f"| {name} | {value:.2f} | {base:.2f} | {value / base:.2f} | {target} |")
-        else:
-            lines.append(f"| {name} | {value:.2f} | — | — | {target} |")
+        numbers = isinstance(value, int | float) and isinstance(base, int | float) and base
+        ratio = f"{value / base:.2f}" if numbers else "—"
+        lines.append(f"| {name} | {_cell(value)} | {_cell(base)} | {ratio} | {target} |")
     return "\n".join(lines)
 
 
