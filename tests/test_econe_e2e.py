@@ -686,6 +686,48 @@ def _run_one(ec2, stack, itype: str = "m1.small", **extra) -> dict:
     return run["Instances"][0]
 
 
+# ---------------------------------------------------------------- Stop, Start, Reboot
+
+
+def _history_actions(stack, vmid: int) -> list[int]:
+    """The ACTION oned wrote on each history record of the VM (VMActions: 19 poweroff, 20 poweroff-hard)."""
+    root = ET.fromstring(stack.admin("one.vm.info", vmid))
+    return [int(h.findtext("ACTION")) for h in root.iterfind("HISTORY_RECORDS/HISTORY")]
+
+
+def _running(stack, ec2, vm: str) -> None:
+    """Wait for running, then for oned's RUNNING: the original's state table, which econe keeps, calls
+    BOOT running too, and oned refuses poweroff and reboot until its driver has booted the VM."""
+    wait_for(ec2, "instance_running", [vm])
+    deadline = time.time() + 10
+    while ET.fromstring(stack.admin("one.vm.info", int(vm[2:]))).findtext("LCM_STATE") != "3":
+        assert time.time() < deadline
+        time.sleep(0.02)
+
+
+def test_stop_start_reboot_as_a_client_and_oned_see_them(stack, ec2):
+    vm = _run_one(ec2, stack)["InstanceId"]
+    _running(stack, ec2, vm)
+    stopping = ec2.stop_instances(InstanceIds=[vm], Hibernate=False)["StoppingInstances"][0]
+    assert (stopping["PreviousState"]["Name"], stopping["CurrentState"]["Name"]) == ("running", "stopping")
+    wait_for(ec2, "instance_stopped", [vm])
+    starting = ec2.start_instances(InstanceIds=[vm])["StartingInstances"][0]
+    assert (starting["PreviousState"]["Name"], starting["CurrentState"]["Name"]) == ("stopped", "pending")
+    _running(stack, ec2, vm)
+    ec2.reboot_instances(InstanceIds=[vm])
+    assert _instances(ec2.describe_instances(InstanceIds=[vm]))[0]["State"]["Name"] == "running"
+    forced = ec2.stop_instances(InstanceIds=[vm], Force=True)["StoppingInstances"][0]
+    assert forced["CurrentState"]["Name"] == "stopping"
+    wait_for(ec2, "instance_stopped", [vm])
+    # the plain stop closed the first record with poweroff, Force the second with poweroff-hard, and
+    # the reboot wrote none: as oned did in the captures (set 1 poweroff: 19; set 2 reboot, then poweroff-hard: 20)
+    assert _history_actions(stack, int(vm[2:])) == [19, 20]
+    assert _code(lambda: ec2.stop_instances(InstanceIds=[vm], Hibernate=True)) == "UnsupportedOperation"
+    ec2.terminate_instances(InstanceIds=[vm])
+    wait_for(ec2, "instance_terminated", [vm])
+    assert _code(lambda: ec2.stop_instances(InstanceIds=[vm])) == "IncorrectInstanceState"
+
+
 # ---------------------------------------------------------------- DescribeInstances filters
 
 

@@ -373,16 +373,23 @@ def _change(ctx: Context, p: dict, choose) -> list[dict]:
     return out
 
 
+# the transition an action starts: EC2 answers with it
+_UNDER_WAY = {
+    "terminate": "shutting-down",
+    "terminate-hard": "shutting-down",
+    "poweroff": "stopping",
+    "poweroff-hard": "stopping",
+    "resume": "pending",
+}
+
+
 def _after_state(op: str | None, vm: VM) -> dict:
-    """oned answers before it acts: report where the action is taking the instance."""
+    """Where the action is taking the instance: oned answers before its drivers act, and they may be
+    done within milliseconds (a resumed VM reads POWEROFF, then RUNNING 30 ms later). Only DONE is
+    final at once (oned terminates a VM that is on no host immediately)."""
     now = states.instance_state(vm.state, vm.lcm_state)
-    target = {
-        "terminate": "shutting-down",
-        "terminate-hard": "shutting-down",
-        "poweroff": "stopping",
-        "resume": "pending",
-    }.get(op or "")
-    if target and now["Name"] not in (target, "terminated", "stopped", "running"):
+    target = _UNDER_WAY.get(op or "")
+    if target and now["Name"] != "terminated":
         return {"Code": states.EC2_CODES[target], "Name": target}
     return now
 
@@ -398,15 +405,18 @@ def terminate_instances(ctx: Context, p: dict) -> dict:
     return {"TerminatingInstances": _change(ctx, p, _terminate_op)}
 
 
-def _stop_op(vm: VM) -> str | None:
-    if (vm.state, vm.lcm_state) == (3, 3):
-        return "poweroff"
-    if vm.state in (8, 4, 5, 9):
-        return None
-    raise EC2Error(
-        "IncorrectInstanceState",
-        f"The instance '{ids.fmt('i', vm.id)}' is not in a state from which it can be stopped.",
-    )
+def _stop_op(force: bool):
+    def choose(vm: VM) -> str | None:
+        if (vm.state, vm.lcm_state) == (3, 3):
+            return "poweroff-hard" if force else "poweroff"
+        if vm.state in (8, 4, 5, 9):
+            return None
+        raise EC2Error(
+            "IncorrectInstanceState",
+            f"The instance '{ids.fmt('i', vm.id)}' is not in a state from which it can be stopped.",
+        )
+
+    return choose
 
 
 def _start_op(vm: VM) -> str | None:
@@ -420,9 +430,11 @@ def _start_op(vm: VM) -> str | None:
     )
 
 
-@action("StopInstances", supported=("InstanceIds",), ignored=("DryRun", "Force", "Hibernate"))
+@action("StopInstances", supported=("InstanceIds", "Force", "Hibernate"))
 def stop_instances(ctx: Context, p: dict) -> dict:
-    return {"StoppingInstances": _change(ctx, p, _stop_op)}
+    if p.get("Hibernate"):  # no instance here is launched with hibernation enabled
+        raise EC2Error("UnsupportedOperation", "Hibernation is not supported on this cloud: stop without Hibernate.")
+    return {"StoppingInstances": _change(ctx, p, _stop_op(p.get("Force", False)))}
 
 
 @action("StartInstances", supported=("InstanceIds",), ignored=("DryRun", "AdditionalInfo"))
