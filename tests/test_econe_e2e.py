@@ -839,3 +839,124 @@ def test_architecture_and_public_address_come_from_opennebula(stack, ec2):
         assert i["PublicIpAddress"] == i["PrivateIpAddress"] and i["PublicIpAddress"].startswith("8.8.4.")
         assert i["PrivateDnsName"] == i["PublicDnsName"] == ""
     ec2.terminate_instances(InstanceIds=ids)
+
+
+# ---------------------------------------------------------------- images: RegisterImage, Owner.N, ExecutableUsers
+
+PRIVATE = (1, 1, 0, 0, 0, 0, 0, 0, 0)  # the owner only
+
+
+@pytest.fixture(scope="module")
+def images(stack):
+    """Images made by oneadmin and handed out, by label. bob registers and lists them, so that
+    ec2user's AMI listing, which the tests above count, stays as it was."""
+
+    def image(name: str, owner: int, mode: tuple, *attrs) -> int:
+        body = [("NAME", name), ("TYPE", "DATABLOCK"), ("SIZE", "1"), *attrs]
+        oid = stack.admin("one.image.allocate", tpl.serialize(body), 1, False)
+        stack.admin("one.image.chown", oid, owner, -1)
+        stack.admin("one.image.chmod", oid, *mode)
+        return oid
+
+    return {
+        "bob": image("bob-disk", stack.bob, PRIVATE, ("ARCH", "aarch64")),
+        "bob_ami": image("bob-ami", stack.bob, PRIVATE, ("EC2_AMI", "YES")),
+        "alice": image("alice-disk", stack.demo.uid, PRIVATE),
+        "volume": image("bob-volume", stack.bob, PRIVATE, ("EBS_VOLUME", "YES")),
+        "snapshot": image("bob-snapshot", stack.bob, PRIVATE, ("EBS_SNAPSHOT", "YES")),
+        "public": image("public-disk", 0, (1, 1, 0, 0, 0, 0, 1, 0, 0), ("OS", [("ARCH", "ppc64le")])),
+        "demo": stack.demo.image,  # oneadmin's, usable by the ec2 group
+    }
+
+
+def _ami(oid: int) -> str:
+    return f"ami-{oid:08d}"
+
+
+def _template_of_image(stack, oid: int) -> ET.Element:
+    return ET.fromstring(stack.admin("one.image.info", oid, False)).find("TEMPLATE")
+
+
+def test_register_image_marks_the_image_in_opennebula(stack, bob, images):
+    ami = _ami(images["bob"])
+    assert bob.register_image(ImageLocation=ami, Name="ignored", Description="my disk")["ImageId"] == ami
+    held = _template_of_image(stack, images["bob"])
+    assert (held.findtext("EC2_AMI"), held.findtext("DESCRIPTION")) == ("YES", "my disk")
+    listed = {i["ImageId"]: i for i in bob.describe_images()["Images"]}
+    assert listed[ami]["Description"] == "my disk" and listed[ami]["Name"] == "bob-disk"
+    assert (listed[ami]["Architecture"], listed[ami]["OwnerId"], listed[ami]["Public"]) == (
+        "aarch64",
+        str(stack.bob),
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "location, code",
+    [
+        (None, "MissingParameter"),
+        ("ami-zz", "InvalidAMIID.Malformed"),
+        ("ami-09999999", "InvalidAMIID.NotFound"),
+        ("alice", "InvalidAMIID.NotFound"),  # another user's image is as absent as a missing one
+        ("volume", "InvalidParameterValue"),
+        ("snapshot", "InvalidParameterValue"),
+    ],
+)
+def test_register_image_refusals(stack, bob, images, location, code):
+    params = {"ImageLocation": _ami(images[location]) if location in images else location}
+    assert _code(lambda: bob.register_image(Name="refused", **{k: v for k, v in params.items() if v})) == code
+    if location in images:
+        assert _template_of_image(stack, images[location]).findtext("EC2_AMI") is None
+
+
+@pytest.mark.parametrize(
+    "owners, expected",
+    [
+        (["self"], {"bob_ami"}),
+        (["{bob}"], {"bob_ami"}),
+        (["bob"], {"bob_ami"}),  # a user name, as images carry UNAME
+        (["{alice}"], set()),  # ec2user shares no AMI with bob
+        (["self", "0"], {"bob_ami", "demo"}),
+        (["oneadmin"], {"demo"}),
+        (["amazon"], set()),
+    ],
+)
+def test_describe_images_owners(stack, bob, images, owners, expected):
+    wanted = [o.format(bob=stack.bob, alice=stack.demo.uid) for o in owners]
+    found = {i["ImageId"]: i["OwnerId"] for i in bob.describe_images(Owners=wanted)["Images"]}
+    labels = {label for label, oid in images.items() if _ami(oid) in found}
+    assert labels & {"bob_ami", "demo"} == expected
+    if not expected:
+        assert found == {}
+    owner_ids = {"bob_ami": str(stack.bob), "demo": "0"}
+    assert all(found[_ami(images[label])] == owner_ids[label] for label in expected)
+
+
+def test_image_and_instance_owner_ids_agree(stack, ec2, images, pair):
+    # ec2user: its instances' reservations and its own image
+    image = ec2.describe_images(ImageIds=[_ami(images["alice"])])["Images"][0]
+    reservations = ec2.describe_instances(InstanceIds=[pair["made"]["InstanceId"]])["Reservations"]
+    assert image["OwnerId"] == reservations[0]["OwnerId"] == str(stack.demo.uid)
+
+
+@pytest.mark.parametrize(
+    "users, expected",
+    [
+        (["self"], {"bob_ami", "demo", "public"}),  # all bob may launch: his own, his group's, the public one
+        (["{bob}"], {"bob_ami", "demo", "public"}),
+        (["all"], {"public"}),
+    ],
+)
+def test_describe_images_executable_users(stack, bob, images, users, expected):
+    asked = [_ami(images[label]) for label in ("bob_ami", "demo", "public")]
+    wanted = [u.format(bob=stack.bob) for u in users]
+    found = {i["ImageId"]: i for i in bob.describe_images(ImageIds=asked, ExecutableUsers=wanted)["Images"]}
+    assert {label for label, oid in images.items() if _ami(oid) in found} == expected
+    public = found[_ami(images["public"])]
+    assert public["Public"] is True and public["Architecture"] == "ppc64le"
+
+
+@pytest.mark.parametrize("user", ["{alice}", "123456789012"])
+def test_describe_images_refuses_other_accounts_as_executable_users(stack, bob, user):
+    wanted = [user.format(alice=stack.demo.uid)]
+    assert _code(lambda: bob.describe_images(ExecutableUsers=wanted)) == "InvalidParameterValue"

@@ -78,11 +78,14 @@ class Image:
     id: int
     name: str
     uid: int
+    uname: str
     state: int
     type: int
     persistent: bool
     size: int
     regtime: int
+    public: bool  # PERMISSIONS/OTHER_U: anyone may use it
+    arch: str  # its template's ARCH (or OS/ARCH), "" when it has none
     template: dict[str, str] = field(default_factory=dict)
 
 
@@ -162,16 +165,20 @@ def parse_vm_pool(text: str) -> list[VM]:
 
 
 def parse_image(el) -> Image:
+    template = el.find("TEMPLATE")
     return Image(
         id=int(_text(el, "ID")),
         name=_text(el, "NAME"),
         uid=int(_text(el, "UID")),
+        uname=_text(el, "UNAME"),
         state=int(_text(el, "STATE")),
         type=int(_text(el, "TYPE")),
         persistent=_text(el, "PERSISTENT") == "1",
         size=int(_text(el, "SIZE", "0")),
         regtime=int(_text(el, "REGTIME", "0")),
-        template=_flat(el.find("TEMPLATE")),
+        public=_text(el, "PERMISSIONS/OTHER_U") == "1",
+        arch=(template.findtext("ARCH") or template.findtext("OS/ARCH") or "") if template is not None else "",
+        template=_flat(template),
     )
 
 
