@@ -960,3 +960,14 @@ def test_describe_images_executable_users(stack, bob, images, users, expected):
 def test_describe_images_refuses_other_accounts_as_executable_users(stack, bob, user):
     wanted = [user.format(alice=stack.demo.uid)]
     assert _code(lambda: bob.describe_images(ExecutableUsers=wanted)) == "InvalidParameterValue"
+
+
+# ---------------------------------------------------------------- DescribeAvailabilityZones
+
+
+def test_describe_availability_zones(ec2):
+    zones = ec2.describe_availability_zones()["AvailabilityZones"]
+    assert [(z["ZoneName"], z["State"], z["RegionName"]) for z in zones] == [("opennebula", "available", "opennebula")]
+    named = ec2.describe_availability_zones(ZoneNames=["opennebula"])["AvailabilityZones"]
+    assert [z["ZoneName"] for z in named] == ["opennebula"]
+    assert _code(lambda: ec2.describe_availability_zones(ZoneNames=["us-east-1a"])) == "InvalidParameterValue"
