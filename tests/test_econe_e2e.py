@@ -21,10 +21,13 @@ from urllib.parse import urlencode
 
 import boto3
 import botocore.exceptions
+import pyone
 import pytest
 
 from econe import demo
 from econe.auth import v2_signature, v2_string_to_sign
+from econe.demo import _One
+from onelite import template as tpl
 
 from .conftest import Econe, Onelite, start_econe, start_onelite
 
@@ -35,6 +38,11 @@ class Stack:
     econe: Econe
     demo: demo.Demo
     workdir: Path
+    bob: int  # the second user's id
+
+    @property
+    def admin(self) -> _One:
+        return _One(self.one.url, self.one.admin_session)
 
     def client(self, user: str | None = None, secret: str | None = None):
         return boto3.client(
@@ -51,9 +59,9 @@ def stack(tmp_path_factory):
     work = tmp_path_factory.mktemp("stack")
     one = start_onelite(work / "one", interval=0.1)
     d = demo.provision(one.url, one.admin_session, str(work))
-    demo.add_user(one.url, one.admin_session, "bob", "bobpw", d.gid)  # a second user of the same group
+    bob = demo.add_user(one.url, one.admin_session, "bob", "bobpw", d.gid)  # a second user of the same group
     econe = start_econe(work, one.url, one.data / "ec2_auth", max_upload_size=8 * 1024 * 1024)
-    yield Stack(one, econe, d, work)
+    yield Stack(one, econe, d, work, bob)
     econe.stop()
     one.stop()
 
@@ -405,8 +413,6 @@ def test_a_second_user_can_neither_see_nor_touch_the_first_ones_instances(stack)
 
 
 def test_hostile_values_cannot_add_template_attributes(stack):
-    import pyone
-
     ec2 = stack.client()
     hostile = 'x"\nMEMORY="999999"\nCONTEXT=[ A="b" ]\n#'
     raw_user_data = '"]\nMEMORY=1\n'
@@ -537,20 +543,17 @@ def test_oned_going_away_is_unavailable_and_the_service_carries_on(tmp_path):
     assert "Traceback" not in econe.log.read_text()
 
 
-def _small_network_type(stack) -> str:
-    """An instance type whose vnet has two addresses: the third VM cannot get a lease."""
-    from econe.demo import _One
-    from onelite import template as tpl
-
-    one = _One(stack.one.url, stack.one.admin_session)
+def _instance_type(stack, name: str, first_ip: str, size: int, *attrs) -> int:
+    """A VM template for the ec2 group named *name*, on a vnet of its own of *size* addresses; its id."""
+    one = stack.admin
     vnet = one(
         "one.vn.allocate",
         tpl.serialize(
             [
-                ("NAME", "tiny"),
+                ("NAME", f"{name}-net"),
                 ("BRIDGE", "br1"),
                 ("VN_MAD", "dummy"),
-                ("AR", [("TYPE", "IP4"), ("IP", "10.9.0.1"), ("SIZE", "2")]),
+                ("AR", [("TYPE", "IP4"), ("IP", first_ip), ("SIZE", str(size))]),
             ]
         ),
         -1,
@@ -561,21 +564,23 @@ def _small_network_type(stack) -> str:
         "one.template.allocate",
         tpl.serialize(
             [
-                ("NAME", "t2.pair"),
+                ("NAME", name),
                 ("CPU", "0.1"),
                 ("MEMORY", "32"),
-                ("EC2_INSTANCE_TYPE", "t2.pair"),
+                ("EC2_INSTANCE_TYPE", name),
                 ("NIC", [("NETWORK_ID", str(vnet))]),
+                *attrs,
             ]
         ),
     )
     one("one.template.chown", template, -1, stack.demo.gid)
     one("one.template.chmod", template, 1, 1, 0, 1, 0, 0, 0, 0, 0)
-    return "t2.pair"
+    return template
 
 
 def test_min_count_not_met_removes_what_was_made(stack):
-    itype = _small_network_type(stack)
+    itype = "t2.pair"
+    _instance_type(stack, itype, "10.9.0.1", 2)  # the third VM cannot get a lease
     ec2 = stack.client()
     before = {i["InstanceId"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
     with pytest.raises(botocore.exceptions.ClientError) as e:
@@ -601,9 +606,8 @@ def test_min_count_not_met_removes_what_was_made(stack):
 def test_file_template_instance_types(stack, tmp_path):
     (tmp_path / "m1.file.j2").write_text(
         'NAME = {{ instance_type }}\nCPU = "0.2"\nMEMORY = "96"\nDISK = [ IMAGE_ID = {{ img_id }} ]\n'
-        'NIC = [ NETWORK_ID = "VNET" ]\nCONTEXT = [ EC2_USER_DATA = {{ user_data }} ]\n'.replace(
-            "VNET", str(stack.demo.vnet)
-        )
+        'NIC = [ NETWORK_ID = "VNET" ]\nCONTEXT = [ EC2_USER_DATA = {{ user_data }} ]\n'
+        'OS = [ ARCH = "aarch64" ]\n'.replace("VNET", str(stack.demo.vnet))
     )
     econe = start_econe(
         tmp_path,
@@ -625,7 +629,10 @@ def test_file_template_instance_types(stack, tmp_path):
             ImageId=f"ami-{stack.demo.image:08d}", InstanceType="m1.file", MinCount=1, MaxCount=1, UserData="hello"
         )
         vm = run["Instances"][0]
-        assert vm["InstanceType"] == "m1.file"
+        assert (vm["InstanceType"], vm["Architecture"]) == ("m1.file", "aarch64")
+        rendered = pyone.OneServer(stack.one.url, session=stack.one.admin_session).vm.info(int(vm["InstanceId"][2:]))
+        assert (rendered.TEMPLATE["CPU"], rendered.TEMPLATE["MEMORY"]) == ("0.2", "96")
+        assert rendered.TEMPLATE["CONTEXT"]["EC2_USER_DATA"] == base64.b64encode(b"hello").decode()  # boto3 encodes
         wait_for(ec2, "instance_running", [vm["InstanceId"]])
         with pytest.raises(botocore.exceptions.ClientError) as e:
             ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType="m1.small", MinCount=1, MaxCount=1)
@@ -648,3 +655,319 @@ def test_config_mistake_stops_the_server_with_file_key_and_reason(tmp_path):
     )
     assert done.returncode == 2
     assert "econe.conf: :port: must be an integer 1-65535, got 'abc'" in done.stderr
+
+
+# ---------------------------------------------------------------- helpers for the sections below
+
+
+@pytest.fixture(scope="module")
+def ec2(stack):
+    """ec2user's client, shared by the cases below (a client costs tens of milliseconds to make)."""
+    return stack.client()
+
+
+@pytest.fixture(scope="module")
+def bob(stack):
+    return stack.client("bob", hashlib.sha256(b"bobpw").hexdigest())
+
+
+def _code(call) -> str:
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        call()
+    return e.value.response["Error"]["Code"]
+
+
+def _instances(answer: dict) -> list[dict]:
+    return [i for r in answer["Reservations"] for i in r["Instances"]]
+
+
+def _run_one(ec2, stack, itype: str = "m1.small", **extra) -> dict:
+    run = ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType=itype, MinCount=1, MaxCount=1, **extra)
+    return run["Instances"][0]
+
+
+# ---------------------------------------------------------------- Stop, Start, Reboot
+
+
+def _history_actions(stack, vmid: int) -> list[int]:
+    """The ACTION oned wrote on each history record of the VM (VMActions: 19 poweroff, 20 poweroff-hard)."""
+    root = ET.fromstring(stack.admin("one.vm.info", vmid))
+    return [int(h.findtext("ACTION")) for h in root.iterfind("HISTORY_RECORDS/HISTORY")]
+
+
+def _running(stack, ec2, vm: str) -> None:
+    """Wait for running, then for oned's RUNNING: the original's state table, which econe keeps, calls
+    BOOT running too, and oned refuses poweroff and reboot until its driver has booted the VM."""
+    wait_for(ec2, "instance_running", [vm])
+    deadline = time.time() + 10
+    while ET.fromstring(stack.admin("one.vm.info", int(vm[2:]))).findtext("LCM_STATE") != "3":
+        assert time.time() < deadline
+        time.sleep(0.02)
+
+
+def test_stop_start_reboot_as_a_client_and_oned_see_them(stack, ec2):
+    vm = _run_one(ec2, stack)["InstanceId"]
+    _running(stack, ec2, vm)
+    stopping = ec2.stop_instances(InstanceIds=[vm], Hibernate=False)["StoppingInstances"][0]
+    assert (stopping["PreviousState"]["Name"], stopping["CurrentState"]["Name"]) == ("running", "stopping")
+    wait_for(ec2, "instance_stopped", [vm])
+    starting = ec2.start_instances(InstanceIds=[vm])["StartingInstances"][0]
+    assert (starting["PreviousState"]["Name"], starting["CurrentState"]["Name"]) == ("stopped", "pending")
+    _running(stack, ec2, vm)
+    ec2.reboot_instances(InstanceIds=[vm])
+    assert _instances(ec2.describe_instances(InstanceIds=[vm]))[0]["State"]["Name"] == "running"
+    forced = ec2.stop_instances(InstanceIds=[vm], Force=True)["StoppingInstances"][0]
+    assert forced["CurrentState"]["Name"] == "stopping"
+    wait_for(ec2, "instance_stopped", [vm])
+    # the plain stop closed the first record with poweroff, Force the second with poweroff-hard, and
+    # the reboot wrote none: as oned did in the captures (set 1 poweroff: 19; set 2 reboot, then poweroff-hard: 20)
+    assert _history_actions(stack, int(vm[2:])) == [19, 20]
+    assert _code(lambda: ec2.stop_instances(InstanceIds=[vm], Hibernate=True)) == "UnsupportedOperation"
+    ec2.terminate_instances(InstanceIds=[vm])
+    wait_for(ec2, "instance_terminated", [vm])
+    assert _code(lambda: ec2.stop_instances(InstanceIds=[vm])) == "IncorrectInstanceState"
+
+
+# ---------------------------------------------------------------- DescribeInstances filters
+
+
+@pytest.fixture(scope="module")
+def pair(stack, ec2):
+    """Two running instances of ec2user: "made" by econe (tag tier=abc, a client token), and
+    "legacy", made by the user through oned with EC2_KEYNAME, as econe 5.12 made them."""
+    made = _run_one(
+        ec2,
+        stack,
+        ClientToken="flt-token",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "tier", "Value": "abc"}]}],
+    )["InstanceId"]
+    user = _One(stack.one.url, f"{stack.demo.user}:{stack.demo.password}")
+    legacy = user(
+        "one.vm.allocate",
+        tpl.serialize(
+            [
+                ("NAME", "legacy"),
+                ("CPU", "0.1"),
+                ("MEMORY", "32"),
+                ("DISK", [("IMAGE_ID", str(stack.demo.image))]),
+                ("NIC", [("NETWORK_ID", str(stack.demo.vnet))]),
+                ("EC2_KEYNAME", "oldkey"),
+            ]
+        ),
+        False,
+    )
+    ids = {"made": made, "legacy": f"i-{legacy:08d}"}
+    wait_for(ec2, "instance_running", list(ids.values()))
+    found = {i["InstanceId"]: i for i in _instances(ec2.describe_instances(InstanceIds=list(ids.values())))}
+    yield {name: found[vm] for name, vm in ids.items()}
+    ec2.terminate_instances(InstanceIds=list(ids.values()))
+
+
+BOTH = {"made", "legacy"}
+FILTER_CASES = [
+    # (filter, its values given the pair, which of the pair match)
+    ("instance-id", lambda p: [p["made"]["InstanceId"]], {"made"}),
+    ("instance-id", lambda p: ["i-0999999?"], set()),
+    ("image-id", lambda p: [p["made"]["ImageId"]], BOTH),  # legacy's is read from its DISK
+    ("image-id", lambda p: ["ami-09999999"], set()),
+    ("instance-type", lambda p: ["m1.*"], {"made"}),
+    ("instance-type", lambda p: ["m1.large"], set()),
+    ("instance-state-name", lambda p: ["running"], BOTH),
+    ("instance-state-name", lambda p: ["pending", "stopped"], set()),
+    ("instance-state-code", lambda p: ["16"], BOTH),
+    ("instance-state-code", lambda p: ["80"], set()),
+    ("private-ip-address", lambda p: [p["legacy"]["PrivateIpAddress"]], {"legacy"}),
+    ("private-ip-address", lambda p: ["10.0.0.*"], BOTH),
+    ("private-ip-address", lambda p: ["192.168.?.*"], set()),
+    ("client-token", lambda p: ["flt-token"], {"made"}),
+    ("client-token", lambda p: ["*"], {"made"}),  # no token matches no pattern
+    ("client-token", lambda p: ["other"], set()),
+    ("key-name", lambda p: ["old*"], {"legacy"}),
+    ("key-name", lambda p: ["newkey"], set()),
+    ("availability-zone", lambda p: ["opennebula"], BOTH),
+    ("availability-zone", lambda p: ["us-east-1a"], set()),
+    ("tag-key", lambda p: ["tier"], {"made"}),
+    ("tag-key", lambda p: ["Tier"], set()),
+    ("tag:tier", lambda p: ["a?c"], {"made"}),
+    ("tag:tier", lambda p: ["ab"], set()),
+]
+
+
+@pytest.mark.parametrize(
+    "name, values, expected", FILTER_CASES, ids=[f"{c[0]}-{'match' if c[2] else 'none'}" for c in FILTER_CASES]
+)
+def test_describe_instances_filters(ec2, pair, name, values, expected):
+    found = _instances(ec2.describe_instances(Filters=[{"Name": name, "Values": values(pair)}]))
+    ids = {i["InstanceId"] for i in found}
+    assert {which for which, i in pair.items() if i["InstanceId"] in ids} == expected
+
+
+def test_a_private_instance_answers_opennebulas_values(stack, ec2, pair):
+    made, legacy = pair["made"], pair["legacy"]
+    assert made["PrivateIpAddress"].startswith("10.0.0.") and "PublicIpAddress" not in made  # not routable
+    assert made["PrivateDnsName"] == made["PublicDnsName"] == ""
+    assert made["Architecture"] == "x86_64"  # m1.small has no OS/ARCH: the documented constant
+    assert (legacy["KeyName"], legacy["ImageId"]) == ("oldkey", f"ami-{stack.demo.image:08d}")
+    owners = {r["OwnerId"] for r in ec2.describe_instances()["Reservations"]}
+    assert owners == {str(stack.demo.uid)}
+
+
+def test_a_terminated_instance_keeps_no_private_address(stack, ec2):
+    vm = _run_one(ec2, stack)
+    ec2.terminate_instances(InstanceIds=[vm["InstanceId"]])
+    wait_for(ec2, "instance_terminated", [vm["InstanceId"]])
+    gone = _instances(ec2.describe_instances(InstanceIds=[vm["InstanceId"]]))[0]
+    assert "PrivateIpAddress" not in gone and "PublicIpAddress" not in gone
+    matching = ec2.describe_instances(Filters=[{"Name": "private-ip-address", "Values": [vm["PrivateIpAddress"]]}])
+    assert vm["InstanceId"] not in {i["InstanceId"] for i in _instances(matching)}
+
+
+def test_architecture_and_public_address_come_from_opennebula(stack, ec2):
+    # 8.8.4.0/24 is globally routable (ipaddress' is_global); private and documentation
+    # blocks such as 10/8 or 192.0.2.0/24 are not, and never give a PublicIpAddress
+    template = _instance_type(stack, "a1.public", "8.8.4.10", 4, ("OS", [("ARCH", "aarch64")]))
+    made = _run_one(ec2, stack, "a1.public")
+    user = _One(stack.one.url, f"{stack.demo.user}:{stack.demo.password}")
+    outside = f"i-{user('one.template.instantiate', template, '', False, '', False):08d}"  # as Sunstone would
+    ids = [made["InstanceId"], outside]
+    wait_for(ec2, "instance_running", ids)
+    by_id = _instances(ec2.describe_instances(InstanceIds=ids))  # one.vm.info
+    listed = [i for i in _instances(ec2.describe_instances()) if i["InstanceId"] in ids]  # the short pool answer
+    assert len(by_id) == len(listed) == 2
+    for i in (made, *by_id, *listed):
+        assert i["Architecture"] == "aarch64"
+        assert i["PublicIpAddress"] == i["PrivateIpAddress"] and i["PublicIpAddress"].startswith("8.8.4.")
+        assert i["PrivateDnsName"] == i["PublicDnsName"] == ""
+    ec2.terminate_instances(InstanceIds=ids)
+
+
+# ---------------------------------------------------------------- images: RegisterImage, Owner.N, ExecutableUsers
+
+PRIVATE = (1, 1, 0, 0, 0, 0, 0, 0, 0)  # the owner only
+
+
+@pytest.fixture(scope="module")
+def images(stack):
+    """Images made by oneadmin and handed out, by label. bob registers and lists them, so that
+    ec2user's AMI listing, which the tests above count, stays as it was."""
+
+    def image(name: str, owner: int, mode: tuple, *attrs) -> int:
+        body = [("NAME", name), ("TYPE", "DATABLOCK"), ("SIZE", "1"), *attrs]
+        oid = stack.admin("one.image.allocate", tpl.serialize(body), 1, False)
+        stack.admin("one.image.chown", oid, owner, -1)
+        stack.admin("one.image.chmod", oid, *mode)
+        return oid
+
+    return {
+        "bob": image("bob-disk", stack.bob, PRIVATE, ("ARCH", "aarch64")),
+        "bob_ami": image("bob-ami", stack.bob, PRIVATE, ("EC2_AMI", "YES")),
+        "alice": image("alice-disk", stack.demo.uid, PRIVATE),
+        "volume": image("bob-volume", stack.bob, PRIVATE, ("EBS_VOLUME", "YES")),
+        "snapshot": image("bob-snapshot", stack.bob, PRIVATE, ("EBS_SNAPSHOT", "YES")),
+        "public": image("public-disk", 0, (1, 1, 0, 0, 0, 0, 1, 0, 0), ("OS", [("ARCH", "ppc64le")])),
+        "demo": stack.demo.image,  # oneadmin's, usable by the ec2 group
+    }
+
+
+def _ami(oid: int) -> str:
+    return f"ami-{oid:08d}"
+
+
+def _template_of_image(stack, oid: int) -> ET.Element:
+    return ET.fromstring(stack.admin("one.image.info", oid, False)).find("TEMPLATE")
+
+
+def test_register_image_marks_the_image_in_opennebula(stack, bob, images):
+    ami = _ami(images["bob"])
+    assert bob.register_image(ImageLocation=ami, Name="ignored", Description="my disk")["ImageId"] == ami
+    held = _template_of_image(stack, images["bob"])
+    assert (held.findtext("EC2_AMI"), held.findtext("DESCRIPTION")) == ("YES", "my disk")
+    listed = {i["ImageId"]: i for i in bob.describe_images()["Images"]}
+    assert listed[ami]["Description"] == "my disk" and listed[ami]["Name"] == "bob-disk"
+    assert (listed[ami]["Architecture"], listed[ami]["OwnerId"], listed[ami]["Public"]) == (
+        "aarch64",
+        str(stack.bob),
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "location, code",
+    [
+        (None, "MissingParameter"),
+        ("ami-zz", "InvalidAMIID.Malformed"),
+        ("ami-09999999", "InvalidAMIID.NotFound"),
+        ("alice", "InvalidAMIID.NotFound"),  # another user's image is as absent as a missing one
+        ("volume", "InvalidParameterValue"),
+        ("snapshot", "InvalidParameterValue"),
+    ],
+)
+def test_register_image_refusals(stack, bob, images, location, code):
+    params = {"ImageLocation": _ami(images[location]) if location in images else location}
+    assert _code(lambda: bob.register_image(Name="refused", **{k: v for k, v in params.items() if v})) == code
+    if location in images:
+        assert _template_of_image(stack, images[location]).findtext("EC2_AMI") is None
+
+
+@pytest.mark.parametrize(
+    "owners, expected",
+    [
+        (["self"], {"bob_ami"}),
+        (["{bob}"], {"bob_ami"}),
+        (["bob"], {"bob_ami"}),  # a user name, as images carry UNAME
+        (["{alice}"], set()),  # ec2user shares no AMI with bob
+        (["self", "0"], {"bob_ami", "demo"}),
+        (["oneadmin"], {"demo"}),
+        (["amazon"], set()),
+    ],
+)
+def test_describe_images_owners(stack, bob, images, owners, expected):
+    wanted = [o.format(bob=stack.bob, alice=stack.demo.uid) for o in owners]
+    found = {i["ImageId"]: i["OwnerId"] for i in bob.describe_images(Owners=wanted)["Images"]}
+    labels = {label for label, oid in images.items() if _ami(oid) in found}
+    assert labels & {"bob_ami", "demo"} == expected
+    if not expected:
+        assert found == {}
+    owner_ids = {"bob_ami": str(stack.bob), "demo": "0"}
+    assert all(found[_ami(images[label])] == owner_ids[label] for label in expected)
+
+
+def test_image_and_instance_owner_ids_agree(stack, ec2, images, pair):
+    # ec2user: its instances' reservations and its own image
+    image = ec2.describe_images(ImageIds=[_ami(images["alice"])])["Images"][0]
+    reservations = ec2.describe_instances(InstanceIds=[pair["made"]["InstanceId"]])["Reservations"]
+    assert image["OwnerId"] == reservations[0]["OwnerId"] == str(stack.demo.uid)
+
+
+@pytest.mark.parametrize(
+    "users, expected",
+    [
+        (["self"], {"bob_ami", "demo", "public"}),  # all bob may launch: his own, his group's, the public one
+        (["{bob}"], {"bob_ami", "demo", "public"}),
+        (["all"], {"public"}),
+    ],
+)
+def test_describe_images_executable_users(stack, bob, images, users, expected):
+    asked = [_ami(images[label]) for label in ("bob_ami", "demo", "public")]
+    wanted = [u.format(bob=stack.bob) for u in users]
+    found = {i["ImageId"]: i for i in bob.describe_images(ImageIds=asked, ExecutableUsers=wanted)["Images"]}
+    assert {label for label, oid in images.items() if _ami(oid) in found} == expected
+    public = found[_ami(images["public"])]
+    assert public["Public"] is True and public["Architecture"] == "ppc64le"
+
+
+@pytest.mark.parametrize("user", ["{alice}", "123456789012"])
+def test_describe_images_refuses_other_accounts_as_executable_users(stack, bob, user):
+    wanted = [user.format(alice=stack.demo.uid)]
+    assert _code(lambda: bob.describe_images(ExecutableUsers=wanted)) == "InvalidParameterValue"
+
+
+# ---------------------------------------------------------------- DescribeAvailabilityZones
+
+
+def test_describe_availability_zones(ec2):
+    zones = ec2.describe_availability_zones()["AvailabilityZones"]
+    assert [(z["ZoneName"], z["State"], z["RegionName"]) for z in zones] == [("opennebula", "available", "opennebula")]
+    named = ec2.describe_availability_zones(ZoneNames=["opennebula"])["AvailabilityZones"]
+    assert [z["ZoneName"] for z in named] == ["opennebula"]
+    assert _code(lambda: ec2.describe_availability_zones(ZoneNames=["us-east-1a"])) == "InvalidParameterValue"

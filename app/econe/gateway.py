@@ -70,6 +70,7 @@ class VM:
     user_template: dict[str, str] = field(default_factory=dict)
     template: dict[str, str] = field(default_factory=dict)
     hostname: str = ""
+    arch: str = ""  # TEMPLATE/OS/ARCH; the short pool answer has no OS, the cache carries it
 
 
 @dataclass
@@ -77,11 +78,14 @@ class Image:
     id: int
     name: str
     uid: int
+    uname: str
     state: int
     type: int
     persistent: bool
     size: int
     regtime: int
+    public: bool  # PERMISSIONS/OTHER_U: anyone may use it
+    arch: str  # its template's ARCH (or OS/ARCH), "" when it has none
     template: dict[str, str] = field(default_factory=dict)
 
 
@@ -114,7 +118,7 @@ def parse_vm(el) -> VM:
     images: list[int] = []
     template: dict[str, str] = {}
     user_template: dict[str, str] = {}
-    hostname = ""
+    hostname = arch = ""
     for child in el:
         tag = child.tag
         if tag == "TEMPLATE":
@@ -128,6 +132,8 @@ def parse_vm(el) -> VM:
                         images.append(int(image))
                 elif len(item) == 0:
                     template[item.tag] = item.text or ""
+                elif item.tag == "OS":
+                    arch = item.findtext("ARCH") or ""
         elif tag == "USER_TEMPLATE":
             user_template = {x.tag: x.text or "" for x in child if len(x) == 0}
         elif tag == "HISTORY_RECORDS":
@@ -149,6 +155,7 @@ def parse_vm(el) -> VM:
         user_template=user_template,
         template=template,
         hostname=hostname,
+        arch=arch,
     )
 
 
@@ -158,16 +165,20 @@ def parse_vm_pool(text: str) -> list[VM]:
 
 
 def parse_image(el) -> Image:
+    template = el.find("TEMPLATE")
     return Image(
         id=int(_text(el, "ID")),
         name=_text(el, "NAME"),
         uid=int(_text(el, "UID")),
+        uname=_text(el, "UNAME"),
         state=int(_text(el, "STATE")),
         type=int(_text(el, "TYPE")),
         persistent=_text(el, "PERSISTENT") == "1",
         size=int(_text(el, "SIZE", "0")),
         regtime=int(_text(el, "REGTIME", "0")),
-        template=_flat(el.find("TEMPLATE")),
+        public=_text(el, "PERMISSIONS/OTHER_U") == "1",
+        arch=(template.findtext("ARCH") or template.findtext("OS/ARCH") or "") if template is not None else "",
+        template=_flat(template),
     )
 
 
@@ -243,7 +254,7 @@ class Gateway:
         self._secrets: dict[str, str] = {}
         self._secrets_at = 0.0
         self._lock = threading.Lock()
-        self._ec2: dict[int, tuple[float, dict]] = {}
+        self._made: dict[int, tuple[float, dict, str]] = {}
 
     def session_string(self, user: str) -> str:
         """``server:user:token``, renewed TOKEN_RENEW seconds before it expires."""
@@ -276,17 +287,19 @@ class Gateway:
             raise _map(e) from None
         return {u.NAME: u.PASSWORD for u in pool.USER if u.AUTH_DRIVER in ("core", "public") and u.ENABLED}
 
-    def remember(self, vmid: int, user_template: dict) -> None:
+    def remember(self, vmid: int, user_template: dict, arch: str) -> None:
+        """What a VM was made with and the short pool answer lacks: its EC2 attributes and OS/ARCH."""
         attrs = {k: v for k, v in user_template.items() if k.startswith("EC2_")}
         with self._lock:
-            self._ec2[vmid] = (time.time(), attrs)
-            if len(self._ec2) > EC2_CACHE_SIZE:  # drop the oldest entries
-                for key in sorted(self._ec2, key=lambda k: self._ec2[k][0])[: EC2_CACHE_SIZE // 10]:
-                    del self._ec2[key]
+            self._made[vmid] = (time.time(), attrs, arch)
+            if len(self._made) > EC2_CACHE_SIZE:  # drop the oldest entries
+                for key in sorted(self._made, key=lambda k: self._made[k][0])[: EC2_CACHE_SIZE // 10]:
+                    del self._made[key]
 
-    def ec2_attrs(self, vmid: int) -> dict | None:
-        entry = self._ec2.get(vmid)
-        return entry[1] if entry and time.time() - entry[0] < EC2_ATTRS_TTL else None
+    def made_with(self, vmid: int) -> tuple[dict, str] | None:
+        """(EC2 attributes, arch) remembered for *vmid*, or None when unknown or too old."""
+        entry = self._made.get(vmid)
+        return entry[1:] if entry and time.time() - entry[0] < EC2_ATTRS_TTL else None
 
     def as_user(self, user: str) -> UserSession:
         return UserSession(self, user)
@@ -346,24 +359,25 @@ class UserSession:
         return sorted(vms, key=lambda vm: order[vm.id])
 
     def _pool(self, start: int, end: int, state: int) -> list[VM]:
-        """The short pool answer carries everything but the EC2 attributes of the user template,
-        which never change once a VM exists: those come from a cache, filled from the extended
-        answer (or one vm.info per VM when few are missing)."""
+        """The short pool answer carries everything but the EC2 attributes of the user template and
+        the OS/ARCH of the template, which never change once a VM exists: those come from a cache,
+        filled from the extended answer (or one vm.info per VM when few are missing)."""
         vms = parse_vm_pool(self._raw_call("one.vmpool.info", -3, start, end, state))
-        missing = [vm.id for vm in vms if self.gateway.ec2_attrs(vm.id) is None]
+        missing = [vm.id for vm in vms if self.gateway.made_with(vm.id) is None]
         if len(missing) > EXTENDED_AFTER:
             for full in parse_vm_pool(self._raw_call("one.vmpool.infoextended", -3, start, end, state)):
-                self.gateway.remember(full.id, full.user_template)
+                self.gateway.remember(full.id, full.user_template, full.arch)
         else:
             for vmid in missing:
                 self.vm(vmid)
         for vm in vms:
-            vm.user_template.update(self.gateway.ec2_attrs(vm.id) or {})
+            attrs, vm.arch = self.gateway.made_with(vm.id) or ({}, "")
+            vm.user_template.update(attrs)
         return vms
 
     def vm(self, vmid: int) -> VM:
         vm = parse_vm(xml(self._raw_call("one.vm.info", vmid, False)))
-        self.gateway.remember(vm.id, vm.user_template)
+        self.gateway.remember(vm.id, vm.user_template, vm.arch)
         return vm
 
     def vm_action(self, action: str, vmid: int):

@@ -16,9 +16,10 @@ from . import Context, action
 
 LOCKED = 4
 READY_WAIT = 600  # seconds an upload waits for oned to finish copying the staged file
+ARCHITECTURE = "x86_64"  # when the image's template names none
 
 
-def describe(image: Image, owner: str) -> dict | None:
+def describe(image: Image) -> dict | None:
     state = states.image_state(image.state)
     if state is None:
         return None
@@ -26,10 +27,10 @@ def describe(image: Image, owner: str) -> dict | None:
         "ImageId": ids.fmt("ami", image.id),
         "ImageLocation": image.name,
         "State": state,
-        "OwnerId": owner,
+        "OwnerId": str(image.uid),
         "CreationDate": datetime.fromtimestamp(image.regtime, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-        "Public": False,
-        "Architecture": "x86_64",
+        "Public": image.public,
+        "Architecture": image.arch or ARCHITECTURE,
         "ImageType": "machine",
         "Name": image.name,
         "Description": image.template.get("DESCRIPTION") or None,
@@ -69,23 +70,39 @@ def _filters(filters: list[dict]):
 )
 def describe_images(ctx: Context, p: dict) -> dict:
     keep = _filters(p.get("Filters", []))
-    owners = p.get("Owners", [])
+    owners, users = p.get("Owners", []), p.get("ExecutableUsers", [])
+    uid = ctx.session.whoami().ID if owners or users else None
+    executable = _executable_by(users, uid)
     if p.get("ImageIds"):
-        images = []
-        for text in p["ImageIds"]:
-            image = _get_image(ctx, text)
-            images.append(image)
+        images = [_get_image(ctx, text) for text in p["ImageIds"]]
     else:
         images = [i for i in ctx.session.images() if i.template.get("EC2_AMI", "").upper() == "YES"]
-    uid = ctx.session.whoami().ID
     if owners:
-        images = [
-            i
-            for i in images
-            if any(o in ("self", ctx.user, str(i.uid)) and (o != "self" or i.uid == uid) for o in owners)
-        ]
-    items = [d for i in sorted(images, key=lambda i: i.id) if (d := describe(i, str(i.uid))) and keep(d)]
+        images = [i for i in images if any(_owned_by(i, o, uid) for o in owners)]
+    if users:
+        images = [i for i in images if executable(i)]
+    items = [d for i in sorted(images, key=lambda i: i.id) if (d := describe(i)) and keep(d)]
     return {"Images": items}
+
+
+def _owned_by(image: Image, owner: str, uid: int) -> bool:
+    """Owner.N: ``self``, a numeric user id or a user name; anything else matches nothing, as on EC2."""
+    return (owner == "self" and image.uid == uid) or owner in (str(image.uid), image.uname)
+
+
+def _executable_by(users: list[str], uid: int | None):
+    """ExecutableUsers.N: every image a user is shown is one it may launch (oned lists what it may USE),
+    so ``self`` and the caller's own id keep them all and ``all`` keeps the public ones. Launch rights
+    of other accounts are OpenNebula permissions this service cannot read: refused."""
+    for user in users:
+        if user not in ("self", "all", str(uid)):
+            raise EC2Error(
+                "InvalidParameterValue",
+                f"ExecutableBy '{user}' is not supported on this cloud: use self, all or your own account id ({uid}).",
+            )
+    if "self" in users or str(uid) in users:
+        return lambda image: True
+    return lambda image: image.public
 
 
 def _get_image(ctx: Context, text: str) -> Image:
@@ -100,8 +117,8 @@ def _get_image(ctx: Context, text: str) -> Image:
 
 @action(
     "RegisterImage",
-    supported=("ImageLocation", "Name", "Description"),
-    ignored=("DryRun", "Architecture", "RootDeviceName", "VirtualizationType"),
+    supported=("ImageLocation", "Description"),
+    ignored=("DryRun", "Name", "Architecture", "RootDeviceName", "VirtualizationType"),  # the image keeps its own
     optional=("Name",),
 )
 def register_image(ctx: Context, p: dict) -> dict:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import ipaddress
 import json
 import secrets
 import threading
@@ -22,6 +24,7 @@ REGION = "opennebula"
 ZONE = "opennebula"
 TERMINATED_VISIBLE = 900  # seconds a DONE VM stays listed
 DONE = 6
+ARCHITECTURE = "x86_64"  # when the VM's template has no OS/ARCH
 
 # the same ClientToken from the same user gets the same instances, also when two requests race
 _token_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -41,24 +44,34 @@ def _tags(vm: VM) -> list[dict]:
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
+@functools.lru_cache(maxsize=65536)
+def _is_global(ip: str) -> bool:
+    """A globally routable address: the only kind EC2 would call public."""
+    try:
+        return ipaddress.ip_address(ip).is_global
+    except ValueError:
+        return False
+
+
 def describe(vm: VM) -> dict:
     """The EC2 Instance of an OpenNebula VM."""
     u = vm.user_template
-    ip = next((n.ip for n in vm.nics if n.ip), "")
+    # a DONE VM's NICs still name the addresses it had, but their leases are back in the vnet
+    ips = [n.ip for n in vm.nics if n.ip] if vm.state != DONE else []
     out = {
         "InstanceId": ids.fmt("i", vm.id),
         "ImageId": u.get("EC2_IMAGE_ID") or (ids.fmt("ami", vm.image_ids[0]) if vm.image_ids else ""),
         "State": states.instance_state(vm.state, vm.lcm_state),
-        "PrivateDnsName": ip,
-        "PublicDnsName": ip,
-        "PrivateIpAddress": ip or None,
-        "PublicIpAddress": ip or None,
+        "PrivateDnsName": "",  # no DNS here; EC2 clients take an empty name for none
+        "PublicDnsName": "",
+        "PrivateIpAddress": ips[0] if ips else None,
+        "PublicIpAddress": next((ip for ip in ips if _is_global(ip)), None),
         "InstanceType": u.get("EC2_INSTANCE_TYPE") or vm.template.get("EC2_INSTANCE_TYPE") or "",
         "LaunchTime": datetime.fromtimestamp(vm.stime, UTC),
         "Placement": {"AvailabilityZone": ZONE, "Tenancy": "default"},
         "AmiLaunchIndex": int(u.get("EC2_LAUNCH_INDEX", "0") or 0),
         "Monitoring": {"State": "disabled"},
-        "Architecture": "x86_64",
+        "Architecture": vm.arch or ARCHITECTURE,
         "RootDeviceType": "instance-store",
         "VirtualizationType": "hvm",
         "Hypervisor": "xen",
@@ -71,15 +84,23 @@ def describe(vm: VM) -> dict:
     return out
 
 
-def _reservations(vms: list[VM], owner: str) -> list[dict]:
-    groups: dict[str, list[dict]] = {}
+def _reservations(vms: list[VM]) -> list[dict]:
+    """Instances grouped by reservation; OwnerId is the owner's numeric OpenNebula id, as for images."""
+    groups: dict[str, dict] = {}
     for vm in vms:
         rid = vm.user_template.get("EC2_RESERVATION_ID") or f"r-{vm.id:08d}"
-        groups.setdefault(rid, []).append(describe(vm))
-    return [{"ReservationId": rid, "OwnerId": owner, "Groups": [], "Instances": items} for rid, items in groups.items()]
+        group = groups.setdefault(rid, {"ReservationId": rid, "OwnerId": str(vm.uid), "Groups": [], "Instances": []})
+        group["Instances"].append(describe(vm))
+    return list(groups.values())
 
 
 # ---------------------------------------------------------------- filters
+
+
+def _present(value: str | None) -> list[str]:
+    """An absent value matches no pattern, not even ``*``."""
+    return [value] if value else []
+
 
 _FILTERS = {
     "instance-id": lambda d: [d["InstanceId"]],
@@ -87,9 +108,9 @@ _FILTERS = {
     "instance-type": lambda d: [d["InstanceType"]],
     "instance-state-name": lambda d: [d["State"]["Name"]],
     "instance-state-code": lambda d: [str(d["State"]["Code"])],
-    "private-ip-address": lambda d: [d["PrivateIpAddress"] or ""],
-    "client-token": lambda d: [d["ClientToken"] or ""],
-    "key-name": lambda d: [d["KeyName"] or ""],
+    "private-ip-address": lambda d: _present(d["PrivateIpAddress"]),
+    "client-token": lambda d: _present(d["ClientToken"]),
+    "key-name": lambda d: _present(d["KeyName"]),
     "availability-zone": lambda d: [ZONE],
     "tag-key": lambda d: [t["Key"] for t in d["Tags"] or []],
 }
@@ -129,10 +150,6 @@ def _visible(vm: VM, now: float, with_terminated: bool) -> bool:
     return with_terminated and now - vm.etime <= TERMINATED_VISIBLE
 
 
-def _owner(ctx: Context) -> str:
-    return ctx.user
-
-
 @action("DescribeInstances", supported=("InstanceIds", "Filters", "MaxResults", "NextToken"))
 def describe_instances(ctx: Context, p: dict) -> dict:
     filters = p.get("Filters", [])
@@ -160,7 +177,7 @@ def describe_instances(ctx: Context, p: dict) -> dict:
             more = len(items) > offset + limit
             items = items[offset : offset + limit]
     token = _token(offset + limit) if more else None
-    return {"Reservations": _reservations(items, _owner(ctx)), "NextToken": token}
+    return {"Reservations": _reservations(items), "NextToken": token}
 
 
 def _token(offset: int) -> str:
@@ -266,7 +283,7 @@ def run_instances(ctx: Context, p: dict) -> dict:
 def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low: int, high: int) -> dict:
     reservation = "r-" + secrets.token_hex(9)[:17]
     made: list[int] = []
-    make = _maker(ctx, p["InstanceType"], image_id, user_data)
+    make, arch = _maker(ctx, p["InstanceType"], image_id, user_data)
     try:
         for index in range(high):
             user_attrs = [
@@ -281,7 +298,7 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
                 user_attrs.append(("EC2_TAGS", json.dumps(tags, sort_keys=True)))
             vmid = make(user_attrs, tags.get("Name", ""))
             made.append(vmid)
-            ctx.session.gateway.remember(vmid, dict(user_attrs))  # what the VM was made with
+            ctx.session.gateway.remember(vmid, dict(user_attrs), arch)  # what the VM was made with
     except EC2Error as e:
         if len(made) >= low:
             ctx.log.warning("RunInstances made %d of %d: %s", len(made), high, e.message)
@@ -296,17 +313,23 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
 
 
 def _run_answer(ctx: Context, vms: list[VM]) -> dict:
-    reservation = _reservations(vms, _owner(ctx))[0]
+    reservations = _reservations(vms)
     return {
-        "ReservationId": reservation["ReservationId"],
-        "OwnerId": reservation["OwnerId"],
+        "ReservationId": reservations[0]["ReservationId"],
+        "OwnerId": reservations[0]["OwnerId"],
         "Groups": [],
-        "Instances": [i for r in _reservations(vms, _owner(ctx)) for i in r["Instances"]],
+        "Instances": [i for r in reservations for i in r["Instances"]],
     }
 
 
+def _arch(body: list) -> str:
+    """OS/ARCH of a template: the VM made from it has the same."""
+    os_ = tpl.get(body, "OS")
+    return tpl.vget(os_, "ARCH", "") if isinstance(os_, list) else ""
+
+
 def _maker(ctx: Context, itype: str, image_id: int, user_data: str):
-    """What makes one VM of *itype*, resolved once per request: ``make(user_attrs, name) -> VM id``."""
+    """What makes one VM of *itype*, resolved once per request: ``(make(user_attrs, name) -> VM id, OS/ARCH)``."""
     context_values = [("EC2_USER_DATA", user_data)] if user_data else []
     if ctx.config.use_file_templates:
         body = tpl.parse(render_file_template(ctx.config, itype, image_id, user_data))
@@ -315,7 +338,7 @@ def _maker(ctx: Context, itype: str, image_id: int, user_data: str):
             vm = body + user_attrs
             return ctx.session.vm_allocate(tpl.serialize(tpl.replace(vm, "NAME", name) if name else vm))
 
-        return make
+        return make, _arch(body)
     template = template_for(ctx, itype)
     # the extra template replaces DISK and CONTEXT entirely: send the type's own ones along
     disks = [("DISK", [("IMAGE_ID", str(image_id))])] + [(k, v) for k, v in template.body if k == "DISK"]
@@ -326,7 +349,7 @@ def _maker(ctx: Context, itype: str, image_id: int, user_data: str):
     def make(user_attrs, name):
         return ctx.session.instantiate(template.id, name, tpl.serialize(disks + user_attrs))
 
-    return make
+    return make, _arch(template.body)
 
 
 # ---------------------------------------------------------------- Terminate/Start/Stop/Reboot
@@ -350,16 +373,23 @@ def _change(ctx: Context, p: dict, choose) -> list[dict]:
     return out
 
 
+# the transition an action starts: EC2 answers with it
+_UNDER_WAY = {
+    "terminate": "shutting-down",
+    "terminate-hard": "shutting-down",
+    "poweroff": "stopping",
+    "poweroff-hard": "stopping",
+    "resume": "pending",
+}
+
+
 def _after_state(op: str | None, vm: VM) -> dict:
-    """oned answers before it acts: report where the action is taking the instance."""
+    """Where the action is taking the instance: oned answers before its drivers act, and they may be
+    done within milliseconds (a resumed VM reads POWEROFF, then RUNNING 30 ms later). Only DONE is
+    final at once (oned terminates a VM that is on no host immediately)."""
     now = states.instance_state(vm.state, vm.lcm_state)
-    target = {
-        "terminate": "shutting-down",
-        "terminate-hard": "shutting-down",
-        "poweroff": "stopping",
-        "resume": "pending",
-    }.get(op or "")
-    if target and now["Name"] not in (target, "terminated", "stopped", "running"):
+    target = _UNDER_WAY.get(op or "")
+    if target and now["Name"] != "terminated":
         return {"Code": states.EC2_CODES[target], "Name": target}
     return now
 
@@ -375,15 +405,18 @@ def terminate_instances(ctx: Context, p: dict) -> dict:
     return {"TerminatingInstances": _change(ctx, p, _terminate_op)}
 
 
-def _stop_op(vm: VM) -> str | None:
-    if (vm.state, vm.lcm_state) == (3, 3):
-        return "poweroff"
-    if vm.state in (8, 4, 5, 9):
-        return None
-    raise EC2Error(
-        "IncorrectInstanceState",
-        f"The instance '{ids.fmt('i', vm.id)}' is not in a state from which it can be stopped.",
-    )
+def _stop_op(force: bool):
+    def choose(vm: VM) -> str | None:
+        if (vm.state, vm.lcm_state) == (3, 3):
+            return "poweroff-hard" if force else "poweroff"
+        if vm.state in (8, 4, 5, 9):
+            return None
+        raise EC2Error(
+            "IncorrectInstanceState",
+            f"The instance '{ids.fmt('i', vm.id)}' is not in a state from which it can be stopped.",
+        )
+
+    return choose
 
 
 def _start_op(vm: VM) -> str | None:
@@ -397,9 +430,11 @@ def _start_op(vm: VM) -> str | None:
     )
 
 
-@action("StopInstances", supported=("InstanceIds",), ignored=("DryRun", "Force", "Hibernate"))
+@action("StopInstances", supported=("InstanceIds", "Force", "Hibernate"))
 def stop_instances(ctx: Context, p: dict) -> dict:
-    return {"StoppingInstances": _change(ctx, p, _stop_op)}
+    if p.get("Hibernate"):  # no instance here is launched with hibernation enabled
+        raise EC2Error("UnsupportedOperation", "Hibernation is not supported on this cloud: stop without Hibernate.")
+    return {"StoppingInstances": _change(ctx, p, _stop_op(p.get("Force", False)))}
 
 
 @action("StartInstances", supported=("InstanceIds",), ignored=("DryRun", "AdditionalInfo"))
