@@ -76,8 +76,10 @@ LCM_SHORT = {
 
 EC2_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80}
 _EC2 = {
-    **dict.fromkeys(("init", "pend", "hold", "prol", "clon"), "pending"),
-    **dict.fromkeys(("boot", "runn", "migr", "hotp", "snap", "drsz", "back"), "running"),
+    # econe 5.12 said running while booting; oned refuses poweroff and reboot until the driver has
+    # booted the VM, so a client that waited for running could not stop it: pending, as EC2 says
+    **dict.fromkeys(("init", "pend", "hold", "prol", "clon", "boot"), "pending"),
+    **dict.fromkeys(("runn", "migr", "hotp", "snap", "drsz", "back"), "running"),
     # econe 5.12 said shutting-down for the poweroff and undeploy shutdowns; they are stops in EC2 terms
     **dict.fromkeys(("save", "shpo", "shun"), "stopping"),
     **dict.fromkeys(("stop", "susp", "poff", "unde"), "stopped"),

@@ -67,7 +67,7 @@ def test_sizes(tmp_path, auth_file):
 
 @pytest.mark.parametrize(
     "state, lcm, name",
-    [((1, 0), 0, "pending"), ((2, 0), 0, "pending"), ((3, 1), 0, "pending"), ((3, 2), 0, "running"),
+    [((1, 0), 0, "pending"), ((2, 0), 0, "pending"), ((3, 1), 0, "pending"), ((3, 2), 0, "pending"),
      ((3, 3), 0, "running"), ((3, 12), 0, "shutting-down"), ((3, 11), 0, "shutting-down"), ((6, 0), 0, "terminated"),
      ((8, 0), 0, "stopped"), ((3, 18), 0, "stopping"), ((4, 0), 0, "stopped"), ((5, 0), 0, "stopped"),
      ((9, 0), 0, "stopped"), ((3, 5), 0, "stopping"), ((3, 17), 0, "running"), ((7, 0), 0, "terminated")],
