@@ -130,7 +130,11 @@ def test_file_templates_quote_every_value(tmp_path_factory, value):
         "CONTEXT = [ EC2_USER_DATA = {{ user_data }}, EC2_KEYNAME = {{ key_name }} ]\n"
     )
     cfg = config.Config(instance_types={"m1.small": config.InstanceType("m1.small", str(d / "m1.small.j2"))})
-    text = render_file_template(cfg, "m1.small", 3, value, key_name=value)
+    try:
+        text = render_file_template(cfg, "m1.small", 3, value, key_name=value)
+    except tpl.UnstorableValue as e:  # a value oned cannot store exactly is refused, never written changed
+        assert e.value == value
+        return
     parsed = tpl.parse(text)
     assert [k for k, _ in parsed] == ["NAME", "MEMORY", "CPU", "DISK", "CONTEXT"]
     assert dict(tpl.get(parsed, "CONTEXT")) == {"EC2_USER_DATA": value, "EC2_KEYNAME": value}
