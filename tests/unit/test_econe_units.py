@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from econe import config, ids, model, states
+from econe.actions import ACTIONS, check_stored, register_all
 from econe.actions.instance_types import render_file_template
 from econe.errors import EC2Error
 from onelite import template as tpl
@@ -139,3 +140,24 @@ def test_file_templates_quote_every_value(tmp_path_factory, value):
     assert [k for k, _ in parsed] == ["NAME", "MEMORY", "CPU", "DISK", "CONTEXT"]
     assert dict(tpl.get(parsed, "CONTEXT")) == {"EC2_USER_DATA": value, "EC2_KEYNAME": value}
     assert tpl.get(parsed, "MEMORY") == "64"
+
+
+@pytest.mark.parametrize(
+    "key, value, reason",
+    [
+        ("TagSpecification.1.Tag.2.Value", "ends\\", "it ends with a backslash"),
+        ("TagSpecification.1.Tag.1.Key", "a]]>b", "it contains ]]>"),
+        ("ClientToken", "a\rb", "it contains a carriage return"),
+    ],
+)
+def test_values_that_reach_a_template_are_refused_by_parameter_name(key, value, reason):
+    register_all()
+    op, act = model.operation("RunInstances"), ACTIONS["RunInstances"]
+    params = [("ImageId", "ami-00000001"), ("InstanceType", "m1.small"), ("MinCount", "1"), ("MaxCount", "1")]
+    check_stored(
+        op, act, [*params, ("TagSpecification.1.ResourceType", "instance"), ("TagSpecification.1.Tag.1.Value", "a\\b")]
+    )
+    with pytest.raises(EC2Error) as e:
+        check_stored(op, act, [*params, (key, value)])
+    assert e.value.code == "InvalidParameterValue" and e.value.status == 400
+    assert e.value.message == f"Value for {key} cannot be stored in an OpenNebula template: {reason}"

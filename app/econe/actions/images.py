@@ -103,6 +103,7 @@ def _get_image(ctx: Context, text: str) -> Image:
     supported=("ImageLocation", "Name", "Description"),
     ignored=("DryRun", "Architecture", "RootDeviceName", "VirtualizationType"),
     optional=("Name",),
+    stored=("Description",),
 )
 def register_image(ctx: Context, p: dict) -> dict:
     location = p.get("ImageLocation")
