@@ -104,20 +104,55 @@ class _Token(NamedTuple):
     end: int
 
 
-Rule = Callable[[str, int], int | None]  # the end of the rule's longest match at a position
+class _Seek:
+    """Where a pattern next starts at or after a position, remembered: a rule retried at each of a
+    run of characters no rule matches then stays linear, as flex's automaton is."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.found: dict[str, tuple[int, int]] = {}  # pattern -> (searched from, found at or len(text))
+
+    def __call__(self, pattern: str, i: int) -> int:
+        start, at = self.found.get(pattern, (i + 1, i))
+        if not start <= i <= at:
+            m = re.compile(pattern).search(self.text, i)
+            start, at = self.found[pattern] = i, m.start() if m else len(self.text)
+        return at
+
+
+Rule = Callable[[str, int, _Seek], int | None]  # the end of the rule's longest match at a position
 
 
 def _rx(pattern: str) -> Rule:
     match = re.compile(pattern).match
 
-    def end(text: str, i: int) -> int | None:
+    def end(text: str, i: int, seek: _Seek) -> int | None:
         m = match(text, i)
         return m.end() if m else None
 
     return end
 
 
-def _quoted(text: str, i: int) -> int | None:
+def _comment(text: str, i: int, seek: _Seek) -> int | None:
+    """``[[:blank:]]*#.*\\n``: a comment ends with its newline."""
+    j = seek("[^ \t]", i)
+    newline = seek("\n", j)
+    return newline + 1 if text.startswith("#", j) and newline < len(text) else None
+
+
+def _obracket(text: str, i: int, seek: _Seek) -> int | None:
+    """``[[:blank:]]*\\[[[:blank:]\\n]*``"""
+    j = seek("[^ \t]", i)
+    return seek("[^ \t\n]", j + 1) if text.startswith("[", j) else None
+
+
+def _ccdata(text: str, i: int, seek: _Seek) -> int | None:
+    """``.*\\]\\]>.*`` (``.`` is anything but a newline): the rest of a line holding ``]]>``."""
+    end_of_line = seek("\n", i)
+    return end_of_line if seek("]]>", i) + 3 <= end_of_line else None
+
+
+def _quoted(text: str, i: int, seek: _Seek) -> int | None:
     """The longest ``"([^"]|\\")*"`` at *i*: it may close at any ``"`` up to the first one that does
     not follow a backslash, which cannot be inside it."""
     if text[i] != '"':
@@ -134,7 +169,7 @@ def _quoted(text: str, i: int) -> int | None:
 _SKIP = ""  # comments and blank space: matched, but no token
 # flex's rules of each start state, in its order: the longest match wins, the earlier rule on a tie
 _INITIAL: list[tuple[str, Rule]] = [
-    (_SKIP, _rx(r"[ \t]*#[^\n]*\n")),
+    (_SKIP, _comment),
     (_SKIP, _rx(r"[ \t\n]+")),
     ("VARIABLE", _rx(r"[A-Za-z0-9_]+")),  # [[:alnum:]_] in the C locale
     ("EQUAL", _rx(r"[ \t]*=[ \t]*")),
@@ -143,8 +178,8 @@ _INITIAL: list[tuple[str, Rule]] = [
     ("CBRACKET", _rx(r"[ \t\n]*\][ \t\n]*")),
 ]
 _VALUE: list[tuple[str, Rule]] = [
-    ("OBRACKET", _rx(r"[ \t]*\[[ \t\n]*")),
-    ("CCDATA", _rx(r"[^\n]*\]\]>[^\n]*")),
+    ("OBRACKET", _obracket),
+    ("CCDATA", _ccdata),
     ("QUOTED", _quoted),
     ("STRING", _rx(r"[^=# \t\n,\[\]]+")),
 ]
@@ -152,11 +187,11 @@ _VALUE: list[tuple[str, Rule]] = [
 
 def _tokens(text: str) -> Iterator[_Token]:
     """The tokens oned's lexer hands its parser, then ``$end`` for ever."""
-    i, rules = 0, _INITIAL
+    i, rules, seek = 0, _INITIAL, _Seek(text)
     while i < len(text):
         kind, end = _SKIP, None
         for name, rule in rules:
-            e = rule(text, i)
+            e = rule(text, i, seek)
             if e is not None and (end is None or e > end):
                 kind, end = name, e
         if end is None:
