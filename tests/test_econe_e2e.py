@@ -434,6 +434,85 @@ def test_hostile_values_cannot_add_template_attributes(stack):
     ec2.terminate_instances(InstanceIds=[run["Instances"][0]["InstanceId"]])
 
 
+# tag values a real oned 6.10.5 stored changed, or lost, before the escaper was held to it
+HARD_TAGS = {
+    "backslash": "a\\b",
+    "escaped-quote": 'a\\"b',
+    "injection": 'x\\" CPU=\\"64',
+    "backslash-n": "a\\nb",
+    "quote-last": 'q"',
+    "unicode": "ünïcödé ☃ 😀",
+    "multi-line": "first\nsecond\n  third",
+    "json": '{"json": "v\\"x", "list": [1, "]"]}',
+}
+
+
+def _all_vm_ids(stack) -> set[int]:
+    import pyone
+
+    pool = pyone.OneServer(stack.one.url, session=stack.one.admin_session).vmpool.info(-2, -1, -1, -2)
+    return {vm.ID for vm in getattr(pool, "VM", [])}
+
+
+def test_tag_values_come_back_exactly(stack):
+    import pyone
+
+    ec2 = stack.client()
+    tags = [{"Key": k, "Value": v} for k, v in HARD_TAGS.items()]
+    run = ec2.run_instances(
+        ImageId=f"ami-{stack.demo.image:08d}",
+        InstanceType="m1.small",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )
+    iid = run["Instances"][0]["InstanceId"]
+    found = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert {t["Key"]: t["Value"] for t in found["Tags"]} == HARD_TAGS
+    vm = pyone.OneServer(stack.one.url, session=stack.one.admin_session).vm.info(int(iid[2:]))
+    assert json.loads(vm.USER_TEMPLATE["EC2_TAGS"]) == HARD_TAGS
+    assert set(vm.USER_TEMPLATE) == {
+        "EC2_CLIENT_TOKEN",  # boto3 sends one of its own
+        "EC2_IMAGE_ID",
+        "EC2_INSTANCE_TYPE",
+        "EC2_LAUNCH_INDEX",
+        "EC2_RESERVATION_ID",
+        "EC2_TAGS",
+    }  # nothing a value could have added
+    assert vm.TEMPLATE["CPU"] != "64"
+    ec2.terminate_instances(InstanceIds=[iid])
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("ends\\", "it ends with a backslash"),
+        ("a]]>b", "it contains ]]>"),
+        ("a\rb", "it contains a carriage return"),
+    ],
+    ids=["trailing-backslash", "cdata-close", "carriage-return"],
+)
+def test_tag_values_oned_cannot_store_are_refused(stack, value, reason):
+    ec2 = stack.client()
+    before = _all_vm_ids(stack)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.run_instances(
+            ImageId=f"ami-{stack.demo.image:08d}",
+            InstanceType="m1.small",
+            MinCount=1,
+            MaxCount=1,
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": [{"Key": "ok", "Value": "fine"}, {"Key": "bad", "Value": value}]}
+            ],
+        )
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert e.value.response["Error"]["Message"] == (
+        f"Value for TagSpecification.1.Tag.2.Value cannot be stored in an OpenNebula template: {reason}"
+    )
+    assert _all_vm_ids(stack) == before
+
+
 def _multipart_head(stack, boundary: str) -> bytes:
     params = {
         "Action": "UploadImage",

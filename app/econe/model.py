@@ -58,6 +58,11 @@ def _query_name(name: str, shape) -> str:
     return name
 
 
+def query_name(op, member: str) -> str:
+    """The Query parameter an input member is sent as (``TagSpecifications`` -> ``TagSpecification``)."""
+    return _query_name(member, op.input_shape.members[member])
+
+
 def _tree(params: list[tuple[str, str]]) -> dict:
     """``{"Filter": {"1": {"Name": "x", "Value": {"1": "a"}}}}`` from dotted keys."""
     root: dict = {}

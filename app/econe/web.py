@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlparse
 import bottle
 
 from . import auth, model, multipart
-from .actions import ACTIONS, Context, check_supported, register_all
+from .actions import ACTIONS, Context, check_stored, check_supported, register_all
 from .actions.images import upload_image
 from .config import Config
 from .errors import EC2Error
@@ -84,6 +84,7 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
             act = ACTIONS[action]
             inputs = model.parse(op, params, optional=act.optional)
             check_supported(action, act, inputs)
+            check_stored(op, act, params)
             body = model.serialize(op, act.func(ctx, inputs), version, request_id)
         response.content_type = "text/xml; charset=UTF-8"
         return body

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from econe import config, ids, model, states
+from econe.actions import ACTIONS, check_stored, register_all
 from econe.actions.instance_types import render_file_template
 from econe.errors import EC2Error
 from onelite import template as tpl
@@ -130,8 +131,33 @@ def test_file_templates_quote_every_value(tmp_path_factory, value):
         "CONTEXT = [ EC2_USER_DATA = {{ user_data }}, EC2_KEYNAME = {{ key_name }} ]\n"
     )
     cfg = config.Config(instance_types={"m1.small": config.InstanceType("m1.small", str(d / "m1.small.j2"))})
-    text = render_file_template(cfg, "m1.small", 3, value, key_name=value)
+    try:
+        text = render_file_template(cfg, "m1.small", 3, value, key_name=value)
+    except tpl.UnstorableValue as e:  # a value oned cannot store exactly is refused, never written changed
+        assert e.value == value
+        return
     parsed = tpl.parse(text)
     assert [k for k, _ in parsed] == ["NAME", "MEMORY", "CPU", "DISK", "CONTEXT"]
     assert dict(tpl.get(parsed, "CONTEXT")) == {"EC2_USER_DATA": value, "EC2_KEYNAME": value}
     assert tpl.get(parsed, "MEMORY") == "64"
+
+
+@pytest.mark.parametrize(
+    "key, value, reason",
+    [
+        ("TagSpecification.1.Tag.2.Value", "ends\\", "it ends with a backslash"),
+        ("TagSpecification.1.Tag.1.Key", "a]]>b", "it contains ]]>"),
+        ("ClientToken", "a\rb", "it contains a carriage return"),
+    ],
+)
+def test_values_that_reach_a_template_are_refused_by_parameter_name(key, value, reason):
+    register_all()
+    op, act = model.operation("RunInstances"), ACTIONS["RunInstances"]
+    params = [("ImageId", "ami-00000001"), ("InstanceType", "m1.small"), ("MinCount", "1"), ("MaxCount", "1")]
+    check_stored(
+        op, act, [*params, ("TagSpecification.1.ResourceType", "instance"), ("TagSpecification.1.Tag.1.Value", "a\\b")]
+    )
+    with pytest.raises(EC2Error) as e:
+        check_stored(op, act, [*params, (key, value)])
+    assert e.value.code == "InvalidParameterValue" and e.value.status == 400
+    assert e.value.message == f"Value for {key} cannot be stored in an OpenNebula template: {reason}"

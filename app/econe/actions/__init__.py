@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from onelite import template as tpl
+
+from .. import model
 from ..config import Config
 from ..errors import EC2Error
 from ..gateway import UserSession
@@ -26,14 +29,15 @@ class Action:
     supported: frozenset[str]  # input members this server honours
     ignored: frozenset[str]  # accepted and ignored (listed in the README)
     optional: frozenset[str] = frozenset()  # required by the model, optional here (the original's clients omit them)
+    stored: frozenset[str] = frozenset()  # input members whose values end up in an OpenNebula template
 
 
 ACTIONS: dict[str, Action] = {}
 
 
-def action(name: str, supported=(), ignored=("DryRun",), optional=()):
+def action(name: str, supported=(), ignored=("DryRun",), optional=(), stored=()):
     def wrap(func):
-        ACTIONS[name] = Action(func, frozenset(supported), frozenset(ignored), frozenset(optional))
+        ACTIONS[name] = Action(func, frozenset(supported), frozenset(ignored), frozenset(optional), frozenset(stored))
         return func
 
     return wrap
@@ -44,6 +48,23 @@ def check_supported(name: str, act: Action, params: dict) -> None:
     for member in params:
         if member not in act.supported and member not in act.ignored:
             raise EC2Error("InvalidParameter", f"The parameter {member} is not supported by {name} on this cloud.")
+
+
+def check_stored(op, act: Action, params: list[tuple[str, str]]) -> None:
+    """Refuse, by parameter name, a value of a stored member that oned cannot store exactly.
+
+    The template escaper decides, on each Query parameter as the client sent it: a value econe
+    writes (a tag inside the JSON of EC2_TAGS too) comes back exactly or is refused here.
+    """
+    members = {model.query_name(op, m) for m in act.stored}
+    for key, value in params:
+        if key.split(".")[0] in members:
+            try:
+                tpl.quote(value)
+            except tpl.UnstorableValue as e:
+                raise EC2Error(
+                    "InvalidParameterValue", f"Value for {key} cannot be stored in an OpenNebula template: {e.reason}"
+                ) from None
 
 
 def register_all():

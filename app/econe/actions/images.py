@@ -120,6 +120,7 @@ def _get_image(ctx: Context, text: str) -> Image:
     supported=("ImageLocation", "Description"),
     ignored=("DryRun", "Name", "Architecture", "RootDeviceName", "VirtualizationType"),  # the image keeps its own
     optional=("Name",),
+    stored=("Description",),
 )
 def register_image(ctx: Context, p: dict) -> dict:
     location = p.get("ImageLocation")

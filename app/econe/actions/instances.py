@@ -246,9 +246,10 @@ RUN_SUPPORTED = (
     "Placement",
 )
 RUN_IGNORED = ("DryRun", "Monitoring", "DisableApiTermination", "InstanceInitiatedShutdownBehavior", "EbsOptimized")
+RUN_STORED = ("InstanceType", "UserData", "ClientToken", "TagSpecifications")  # tags in EC2_TAGS, the Name tag as NAME
 
 
-@action("RunInstances", supported=RUN_SUPPORTED, ignored=RUN_IGNORED)
+@action("RunInstances", supported=RUN_SUPPORTED, ignored=RUN_IGNORED, stored=RUN_STORED)
 def run_instances(ctx: Context, p: dict) -> dict:
     for name in ("ImageId", "InstanceType"):
         if not p.get(name):
