@@ -8,10 +8,13 @@ escaper is checked against the parser that is itself checked here against oned.
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 import xmlrpc.client
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from onelite import template as tpl
 from onelite.bootstrap import bootstrap
@@ -144,3 +147,29 @@ def test_the_escaped_stored_value_reads_back_in_the_corpus_shape(entry):
     t = tpl.parse(entry["template"].replace(quoted, f"V={literal}"))
     assert _value(t, entry["shape"]) == entry["stored"]
     assert sorted(k for k, _ in t if k != "NAME") == entry["attributes"]
+
+
+def _role_quote():
+    """The copy of the escaper the Ansible role's modules carry (they run on the frontend, apart from econe)."""
+    import importlib.util
+
+    from ..conftest import ROOT
+
+    path = ROOT / "roles" / "opennebula_ec2" / "module_utils" / "one_ec2.py"
+    spec = importlib.util.spec_from_file_location("role_one_ec2", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.quote
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.sampled_from(CLIENT_VALUES), st.text(alphabet=st.sampled_from('ab"\\]>[=,\r\n\t\x01 '))))
+def test_the_role_quotes_as_econe_does(value):
+    quote = _role_quote()
+    try:
+        expected = tpl.quote(value)
+    except tpl.UnstorableValue as e:
+        with pytest.raises(ValueError, match=re.escape(e.reason)):
+            quote(value)
+    else:
+        assert quote(value) == expected

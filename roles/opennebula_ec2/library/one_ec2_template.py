@@ -9,7 +9,9 @@ short_description: Manage an OpenNebula VM template or virtual network from attr
 description:
   - Creates, updates or deletes a VM template (C(kind=template)) or a virtual network (C(kind=vnet)) by name.
   - Attributes are given as a mapping; a mapping value is a vector (C(NIC), C(AR)), a list repeats the attribute.
-    Every value is written as a quoted OpenNebula string, so no value can add an attribute.
+    Every value is written as a quoted OpenNebula string that oned reads back exactly, so no value can
+    add an attribute; a value oned cannot store exactly (ending in a backslash, holding C(]]>) or a
+    carriage return) fails the task before anything is changed.
   - Only attributes whose value differs are changed, so a second run and C(--check) report no change.
     A vnet's address ranges (C(AR)) are set when it is created; later changes to them are not applied.
 options:
@@ -41,13 +43,9 @@ id: {description: Its id (-1 when absent)., type: int, returned: always}
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.one_ec2 import CONNECTION_ARGS, connect, find_by_name  # noqa: E402
+from ansible.module_utils.one_ec2 import CONNECTION_ARGS, connect, find_by_name, quote  # noqa: E402
 
 KINDS = {"template": ("templatepool", "VMTEMPLATE", "template"), "vnet": ("vnpool", "VNET", "vn")}
-
-
-def quote(value) -> str:
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def render(attributes: dict) -> str:
@@ -84,6 +82,10 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    try:
+        render(p["attributes"])
+    except ValueError as e:  # before anything is done: a value oned would store changed, or not at all
+        module.fail_json(msg=f"An attribute of {p['name']} cannot be stored in an OpenNebula template: {e}")
     one = connect(module)
     pool, element, api = KINDS[p["kind"]]
     calls = getattr(one, api)

@@ -1,8 +1,10 @@
-"""What the opennebula_ec2 modules share: the connection to oned (pyone) and ACL rule strings."""
+"""What the opennebula_ec2 modules share: the connection to oned (pyone), ACL rule strings, and
+quoting values into OpenNebula templates."""
 
 from __future__ import annotations
 
 import os
+import re
 
 try:
     import pyone
@@ -11,6 +13,28 @@ try:
     HAS_PYONE = True
 except ImportError:  # reported by connect()
     HAS_PYONE = False
+
+# characters XML 1.0 cannot carry (oned keeps templates as XML)
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def quote(value) -> str:
+    """The quoted literal a real oned reads back as exactly *value*: only ``\\"`` is an escape in
+    oned's template language (a backslash is kept as it is). ValueError for the values oned cannot
+    store exactly. The same rule as econe's writer (app/onelite/template.py, where it is argued and
+    tested against what oned stored); tests/unit/test_template_oned.py holds this copy to it."""
+    text = str(value)
+    if text.endswith("\\"):
+        raise ValueError("it ends with a backslash")
+    if "]]>" in text:
+        raise ValueError("it contains ]]>")
+    if "\r" in text:
+        raise ValueError("it contains a carriage return")
+    bad = _NOT_XML.search(text)
+    if bad:
+        raise ValueError(f"it contains the character U+{ord(bad.group()):04X}")
+    return '"' + text.replace('"', '\\"') + '"'
+
 
 CONNECTION_ARGS = dict(
     api_url=dict(type="str", aliases=["one_url"]),
