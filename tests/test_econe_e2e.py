@@ -288,6 +288,36 @@ def test_econe_upload_registers_an_image_and_leaves_no_file(stack, tmp_path):
 # ---------------------------------------------------------------- errors
 
 
+def test_a_captured_sigv4_request_cannot_carry_another_body(stack):
+    """The attack: a signed DescribeRegions, with the X-Amz-Content-SHA256 header it was signed with,
+    resent with a TerminateInstances body. The body must be the one signed."""
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+
+    vm = _run_one(stack.client(), stack)["InstanceId"]
+    signed_body = "Action=DescribeRegions&Version=2016-11-15"
+    req = botocore.awsrequest.AWSRequest(
+        "POST", f"{stack.econe.url}/", data=signed_body,
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+                 "X-Amz-Content-SHA256": hashlib.sha256(signed_body.encode()).hexdigest()},
+    )  # fmt: skip
+    creds = botocore.credentials.Credentials(stack.demo.user, stack.demo.secret)
+    botocore.auth.SigV4Auth(creds, "ec2", "opennebula").add_auth(req)
+    attack = f"Action=TerminateInstances&Version=2016-11-15&InstanceId.1={vm}".encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in req.headers.items() if k.lower() != "content-length")
+    status, root = _raw_post(
+        stack.econe.port,
+        f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{stack.econe.port}\r\n{head}Content-Length: {len(attack)}\r\n"
+        "Connection: close\r\n\r\n".encode(),
+        attack,
+    )
+    assert 400 <= status < 500 and error_code(root) in ("AuthFailure", "XAmzContentSHA256Mismatch"), status
+    state = _instances(stack.client().describe_instances(InstanceIds=[vm]))[0]["State"]["Name"]
+    assert state in ("pending", "running")
+    stack.client().terminate_instances(InstanceIds=[vm])
+
+
 def test_bad_and_stale_signatures(stack):
     status, root = signed_v2(stack, {"Action": "DescribeInstances"}, secret="not-the-secret")
     assert (status, error_code(root)) == (401, "AuthFailure")

@@ -217,8 +217,13 @@ def verify_v4(req: Request, secret_of, now: datetime) -> str:
         raise _expired()
     if "host" not in signed:
         raise EC2Error("AuthFailure", "The host header must be signed.", 401)
+    declared = req.headers.get("x-amz-content-sha256")
+    if declared is not None and declared != req.body_sha256:
+        # the body received is what must have been signed: a declared hash (or UNSIGNED-PAYLOAD)
+        # that is not the body's would let a captured request carry another body
+        raise EC2Error("XAmzContentSHA256Mismatch", "The x-amz-content-sha256 header does not match the body received.")
     secret = secret_of(access_key)
-    payloads = [req.headers.get("x-amz-content-sha256") or req.body_sha256]
+    payloads = [req.body_sha256]
     if presigned:
         payloads.append("UNSIGNED-PAYLOAD")
     # botocore presigns Query operations as the POST they model, even though the URL is then used with GET

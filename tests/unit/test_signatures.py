@@ -101,13 +101,18 @@ def test_v2_tampered_parameter_is_refused():
 
 
 def v4_request(when: datetime, body: bytes = b"Action=DescribeInstances&Version=2016-11-15", secret="s3cret",
-               region="any-region") -> auth.Request:  # fmt: skip
+               region="any-region", content_sha256: str | None = None) -> auth.Request:  # fmt: skip
+    """A header-signed POST; with *content_sha256*, signed with that X-Amz-Content-SHA256 as botocore does."""
     amz = when.strftime(auth.V4_DATE)
     scope = f"{when:%Y%m%d}/{region}/ec2/aws4_request"
     headers = {"host": "h:4567", "x-amz-date": amz, "content-type": "application/x-www-form-urlencoded"}
     signed = ["content-type", "host", "x-amz-date"]
     body_hash = hashlib.sha256(body).hexdigest()
-    sig = auth.v4_signature(secret, amz, scope, auth.v4_canonical_request("POST", "/", [], headers, signed, body_hash))
+    payload = body_hash
+    if content_sha256:
+        headers["x-amz-content-sha256"] = payload = content_sha256
+        signed.append("x-amz-content-sha256")
+    sig = auth.v4_signature(secret, amz, scope, auth.v4_canonical_request("POST", "/", [], headers, signed, payload))
     headers["authorization"] = (
         f"AWS4-HMAC-SHA256 Credential=alice/{scope}, SignedHeaders={';'.join(signed)}, Signature={sig}"
     )
@@ -127,6 +132,27 @@ def test_v4_body_is_signed():
     with pytest.raises(EC2Error) as e:
         auth.verify(req, SECRETS.get, NOW)
     assert e.value.code == "AuthFailure"
+
+
+SIGNED_BODY = b"Action=DescribeRegions&Version=2016-11-15"
+
+
+@pytest.mark.parametrize(
+    "declared", [hashlib.sha256(SIGNED_BODY).hexdigest(), "UNSIGNED-PAYLOAD"], ids=["replayed", "unsigned"]
+)
+def test_v4_body_must_be_the_one_signed_even_with_a_content_sha256_header(declared):
+    """A captured signed request resent with another body and the X-Amz-Content-SHA256 it was signed with;
+    and a request that signs no body at all, which this service does not accept."""
+    req = v4_request(NOW, SIGNED_BODY, content_sha256=declared)
+    req.body_sha256 = hashlib.sha256(b"Action=TerminateInstances&InstanceId.1=i-00000000").hexdigest()
+    with pytest.raises(EC2Error) as e:
+        auth.verify(req, SECRETS.get, NOW)
+    assert e.value.code in ("AuthFailure", "XAmzContentSHA256Mismatch") and e.value.status < 500
+
+
+def test_v4_content_sha256_header_of_the_body_is_accepted():
+    body_hash = hashlib.sha256(SIGNED_BODY).hexdigest()
+    assert auth.verify(v4_request(NOW, SIGNED_BODY, content_sha256=body_hash), SECRETS.get, NOW) == "alice"
 
 
 def test_v4_expiry():
