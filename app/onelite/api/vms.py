@@ -694,14 +694,9 @@ def _mark_action(call: Call, h: dict, action: str | None) -> None:
 
 
 def close_history(call: Call, vm: dict, action: str) -> None:
-    if not vm["HISTORY"]:
-        return
-    h = vm["HISTORY"][-1]
-    if h["ETIME"]:
-        return
-    _mark_action(call, h, action)
-    if not h["RETIME"] and h["RSTIME"]:
-        h["RETIME"] = call.cloud.now()
+    """The open history record names the action asked for; its times are set as the drivers act."""
+    if vm["HISTORY"] and not vm["HISTORY"][-1]["ETIME"]:
+        _mark_action(call, vm["HISTORY"][-1], action)
 
 
 def _leave_host(call: Call, vm: dict, keep_port: bool = False) -> None:
@@ -746,32 +741,38 @@ def finish_done(call: Call, vm: dict) -> None:
 
 
 def apply_step(call: Call, vm: dict, state: int, lcm: int) -> None:
-    """One driver-made transition, with the bookkeeping oned does on entering that state."""
+    """One driver-made transition, with the bookkeeping oned does on entering that state.
+
+    History times as oned keeps them: PSTIME/PETIME around a prolog (none when the VM comes back
+    to the same host), RSTIME when it runs, RETIME when the running ends (the shutdown or save is
+    done, not when it is asked for), ESTIME/EETIME around an epilog, ETIME when the record ends."""
     now = call.cloud.now()
+    if state == ACTIVE and vm["STATE"] == SUSPENDED:
+        _reopen(call, vm)  # restored on the same host: a new history record
     h = vm["HISTORY"][-1] if vm["HISTORY"] else None
+    open_record = h is not None and not h["ETIME"]
     if state == ACTIVE and lcm == BOOT and h:
         h["PETIME"] = h["PETIME"] or now
         h["RSTIME"] = h["RSTIME"] or now
-    if state == ACTIVE and lcm == EPILOG and h:
-        h["RETIME"] = h["RETIME"] or now
-        h["ESTIME"] = now
     if state == ACTIVE and lcm == RUNNING and h and vm["LCM_STATE"] not in (HOTPLUG, HOTPLUG_SAVEAS):
         # the driver's deploy or restore named the domain; a hotplug keeps it (a renamed VM too)
         vm["DEPLOY_ID"] = f"{h['HOSTNAME']}:{vm['NAME']}:dummy"
     if state == ACTIVE and lcm == RUNNING and h and not h["RSTIME"]:
         h["PETIME"] = h["PETIME"] or now
         h["RSTIME"] = now
-    if state == ACTIVE and vm["STATE"] == SUSPENDED:
-        _reopen(call, vm)  # back on the host: a new history record
+    if open_record and vm["STATE"] == ACTIVE and (state != ACTIVE or lcm == EPILOG):
+        h["RETIME"] = h["RETIME"] or now  # the running is over
+    if open_record and (lcm == EPILOG or (vm["STATE"] == ACTIVE and state in (STOPPED, UNDEPLOYED))):
+        h["ESTIME"] = h["ESTIME"] or now  # the epilog (of a stop or undeploy too) begins
     if state == ACTIVE and vm["STATE"] == POWEROFF and vm["HISTORY"]:
         _mark_action(call, vm["HISTORY"][-1], None)  # the boot has begun: the record no longer names it
     if vm["STATE"] == ACTIVE and vm["LCM_STATE"] in (HOTPLUG, HOTPLUG_SAVEAS):
         finish_hotplug(call, vm)
     set_state(vm, state, lcm)
     if state == DONE:
-        if vm.get("_ENDED_BY") and h:
-            h["ACTION"], h["UID"], h["GID"], h["REQUEST_ID"] = vm.pop("_ENDED_BY")
-            h["RETIME"] = h["RETIME"] or now
+        ended_by = vm.pop("_ENDED_BY", None)
+        if ended_by and h:
+            h["ACTION"], h["UID"], h["GID"], h["REQUEST_ID"] = ended_by
         finish_done(call, vm)
     elif state in (STOPPED, UNDEPLOYED):
         _leave_host(call, vm, keep_port=state == STOPPED)
@@ -809,6 +810,8 @@ def vm_action(call: Call, action: str, oid: int) -> int:
             queue(call, vm, (ACTIVE, EPILOG), (DONE, LCM_INIT))
         elif state in (POWEROFF, SUSPENDED):
             close_history(call, vm, action)
+            if vm["HISTORY"]:
+                vm["HISTORY"][-1]["ESTIME"] = call.cloud.now()
             set_state(vm, ACTIVE, EPILOG)
             queue(call, vm, (DONE, LCM_INIT))
         elif state in (PENDING, HOLD, STOPPED, UNDEPLOYED, INIT):
@@ -872,6 +875,7 @@ def _reopen(call: Call, vm: dict) -> None:
         host = call.db.get("host", last["HID"])
         if host:
             open_history(call, vm, host)
+            vm["HISTORY"][-1].update(PSTIME=0, RSTIME=now)  # no prolog: it runs at once
 
 
 @method("one.vm.recover", int, int)
