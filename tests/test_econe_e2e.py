@@ -340,6 +340,31 @@ def test_presigned_sigv4_query(stack):
         assert b"opennebula" in r.read()
 
 
+@pytest.mark.parametrize("body", ["form", "multipart"])
+def test_a_presigned_url_cannot_carry_a_body(stack, body):
+    """The attack: a presigned TerminateInstances URL for one instance, POSTed with a body naming
+    another one. A presigned URL signs its query only: a body is refused and nothing is done."""
+    ec2 = stack.client()
+    mine, other = (_run_one(ec2, stack)["InstanceId"] for _ in range(2))
+    url = ec2.generate_presigned_url("terminate_instances", Params={"InstanceIds": [mine]}, ExpiresIn=60)
+    path = url.split(str(stack.econe.port), 1)[1]
+    if body == "form":
+        payload, ctype = f"InstanceId.1={other}".encode(), "application/x-www-form-urlencoded"
+    else:
+        payload = (f'--b\r\nContent-Disposition: form-data; name="InstanceId.1"\r\n\r\n{other}\r\n--b--\r\n').encode()
+        ctype = "multipart/form-data; boundary=b"
+    status, root = _raw_post(
+        stack.econe.port,
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{stack.econe.port}\r\nContent-Type: {ctype}\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode(),
+        payload,
+    )
+    assert 400 <= status < 500, (status, error_code(root))
+    listed = _instances(ec2.describe_instances(InstanceIds=[mine, other]))
+    assert {i["State"]["Name"] for i in listed} <= {"pending", "running"}, listed
+    ec2.terminate_instances(InstanceIds=[mine, other])
+
+
 @pytest.mark.parametrize(
     "params, status, code",
     [

@@ -25,6 +25,9 @@ V4_DATE = "%Y%m%dT%H%M%SZ"
 V2_UNSIGNED = ("Signature", "file")
 
 
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
 @dataclass
 class Request:
     method: str
@@ -33,7 +36,7 @@ class Request:
     query: list[tuple[str, str]]  # from the URL, in order
     form: list[tuple[str, str]] = field(default_factory=list)  # from a POST body
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
-    body_sha256: str = hashlib.sha256(b"").hexdigest()
+    body_sha256: str | None = EMPTY_SHA256  # None: a multipart body, which SigV2 signs field by field
 
     def param(self, name: str) -> str | None:
         for k, v in self.query + self.form:
@@ -217,6 +220,11 @@ def verify_v4(req: Request, secret_of, now: datetime) -> str:
         raise _expired()
     if "host" not in signed:
         raise EC2Error("AuthFailure", "The host header must be signed.", 401)
+    if req.body_sha256 is None:
+        raise EC2Error("InvalidRequest", "A multipart body is accepted with Signature Version 2 only (UploadImage).")
+    if presigned and req.body_sha256 != EMPTY_SHA256:
+        # a presigned URL signs its query alone: a body would add parameters nobody signed
+        raise EC2Error("InvalidRequest", "A presigned URL carries its parameters in the query: send no body.")
     declared = req.headers.get("x-amz-content-sha256")
     if declared is not None and declared != req.body_sha256:
         # the body received is what must have been signed: a declared hash (or UNSIGNED-PAYLOAD)

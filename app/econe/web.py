@@ -124,7 +124,7 @@ def _param(params, name: str) -> str | None:
 
 def _read_body(request, config: Config) -> tuple[list, str | None, str]:
     if request.method != "POST":
-        return [], None, hashlib.sha256(b"").hexdigest()
+        return [], None, auth.EMPTY_SHA256
     ctype = request.content_type or ""
     try:
         length = int(request.environ.get("CONTENT_LENGTH") or 0)
@@ -135,7 +135,7 @@ def _read_body(request, config: Config) -> tuple[list, str | None, str]:
         if length > config.max_upload_size + MAX_FORM:
             raise multipart.TooLarge(config.max_upload_size)
         fields, staged = multipart.read(stream, ctype, length, config.tmpdir, config.max_upload_size)
-        return fields, staged, hashlib.sha256(b"").hexdigest()
+        return fields, staged, None  # not hashed: only SigV2, which signs each field, may carry it
     if length > MAX_FORM:
         raise EC2Error("RequestEntityTooLarge", f"The request body is larger than {MAX_FORM} bytes.", 413)
     raw = stream.read(length) if length else b""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlparse
 
+import boto3
 import pytest
 
 from econe import auth
@@ -116,8 +118,6 @@ def v4_request(when: datetime, body: bytes = b"Action=DescribeInstances&Version=
     headers["authorization"] = (
         f"AWS4-HMAC-SHA256 Credential=alice/{scope}, SignedHeaders={';'.join(signed)}, Signature={sig}"
     )
-    from urllib.parse import parse_qsl
-
     return auth.Request("POST", ["h:4567"], ["/"], [], parse_qsl(body.decode()), headers, body_hash)
 
 
@@ -162,13 +162,9 @@ def test_v4_expiry():
 
 
 def test_v4_presigned_expires():
-    import boto3
-
     client = boto3.client("ec2", endpoint_url="http://h:4567", region_name="r", aws_access_key_id="alice",
                           aws_secret_access_key="s3cret")  # fmt: skip
     url = client.generate_presigned_url("describe_regions", Params={}, ExpiresIn=30)
-    from urllib.parse import parse_qsl, urlparse
-
     query = parse_qsl(urlparse(url).query)
     signed_at = datetime.strptime(dict(query)["X-Amz-Date"], auth.V4_DATE).replace(tzinfo=UTC)
     req = auth.Request("GET", ["h:4567"], ["/"], query)
@@ -176,6 +172,28 @@ def test_v4_presigned_expires():
     with pytest.raises(EC2Error) as e:
         auth.verify(req, SECRETS.get, signed_at + timedelta(seconds=31))
     assert e.value.code == "RequestExpired"
+
+
+def test_v4_presigned_url_with_a_body_is_refused():
+    client = boto3.client("ec2", endpoint_url="http://h:4567", region_name="r", aws_access_key_id="alice",
+                          aws_secret_access_key="s3cret")  # fmt: skip
+    query = parse_qsl(urlparse(client.generate_presigned_url("describe_regions", Params={}, ExpiresIn=30)).query)
+    body = b"RegionName.1=elsewhere"
+    req = auth.Request("POST", ["h:4567"], ["/"], query, parse_qsl(body.decode()), {}, hashlib.sha256(body).hexdigest())
+    signed_at = datetime.strptime(dict(query)["X-Amz-Date"], auth.V4_DATE).replace(tzinfo=UTC)
+    with pytest.raises(EC2Error) as e:
+        auth.verify(req, SECRETS.get, signed_at)
+    assert e.value.code == "InvalidRequest"
+    req.form, req.body_sha256 = [], auth.EMPTY_SHA256
+    assert auth.verify(req, SECRETS.get, signed_at) == "alice"  # the same URL without a body
+
+
+def test_v4_multipart_body_is_refused():
+    req = v4_request(NOW)
+    req.body_sha256 = None  # what the web layer passes for a multipart body it did not hash
+    with pytest.raises(EC2Error) as e:
+        auth.verify(req, SECRETS.get, NOW)
+    assert e.value.code == "InvalidRequest"
 
 
 def test_unsigned_request_is_refused():
