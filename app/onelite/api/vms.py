@@ -693,7 +693,7 @@ def _mark_action(call: Call, h: dict, action: str | None) -> None:
     h["ACTION"], h["UID"], h["GID"], h["REQUEST_ID"] = _requester(call, action)
 
 
-def close_history(call: Call, vm: dict, action: str) -> None:
+def name_action(call: Call, vm: dict, action: str) -> None:
     """The open history record names the action asked for; its times are set as the drivers act."""
     if vm["HISTORY"] and not vm["HISTORY"][-1]["ETIME"]:
         _mark_action(call, vm["HISTORY"][-1], action)
@@ -805,17 +805,17 @@ def vm_action(call: Call, action: str, oid: int) -> int:
         if state == DONE:
             return oid
         if running or (state == ACTIVE and action == "terminate-hard"):
-            close_history(call, vm, action)
+            name_action(call, vm, action)
             set_state(vm, ACTIVE, SHUTDOWN)
             queue(call, vm, (ACTIVE, EPILOG), (DONE, LCM_INIT))
         elif state in (POWEROFF, SUSPENDED):
-            close_history(call, vm, action)
+            name_action(call, vm, action)
             if vm["HISTORY"]:
                 vm["HISTORY"][-1]["ESTIME"] = call.cloud.now()
             set_state(vm, ACTIVE, EPILOG)
             queue(call, vm, (DONE, LCM_INIT))
         elif state in (PENDING, HOLD, STOPPED, UNDEPLOYED, INIT):
-            close_history(call, vm, action)
+            name_action(call, vm, action)
             set_state(vm, DONE, LCM_INIT)
             vm["_NEXT"] = []
             finish_done(call, vm)
@@ -834,7 +834,7 @@ def vm_action(call: Call, action: str, oid: int) -> int:
         if not running:
             raise _fail_state(action, vm)
         transient, final = _LEAVING_RUNNING[base]
-        close_history(call, vm, action)
+        name_action(call, vm, action)
         set_state(vm, ACTIVE, transient)
         queue(call, vm, (final, LCM_INIT))
     elif base == "reboot":
@@ -843,14 +843,14 @@ def vm_action(call: Call, action: str, oid: int) -> int:
     elif base == "undeploy":
         if not (running or state == POWEROFF):
             raise _fail_state(action, vm)
-        close_history(call, vm, action)
+        name_action(call, vm, action)
         set_state(vm, ACTIVE, SHUTDOWN_UNDEPLOY)
         queue(call, vm, (UNDEPLOYED, LCM_INIT))
     elif action == "resume":
         if state == POWEROFF:
             # oned opens the new history record (naming the resume) at once, and boots later
             _reopen(call, vm)
-            _mark_action(call, vm["HISTORY"][-1], action)
+            name_action(call, vm, action)
             queue(call, vm, (ACTIVE, BOOT_POWEROFF), (ACTIVE, RUNNING))
         elif state == SUSPENDED:
             queue(call, vm, (ACTIVE, RUNNING))
@@ -903,7 +903,7 @@ def _hotplug(call: Call, vm: dict, lcm: int, action: str | None = None) -> None:
     if not (vm["STATE"] == ACTIVE and vm["LCM_STATE"] == RUNNING) and vm["STATE"] != POWEROFF:
         raise OneError(ACTION, f"Could not perform the action, VM in wrong state {lcm_name(vm)}")
     if action:  # attach and detach end the history record and start a new one
-        close_history(call, vm, action)
+        name_action(call, vm, action)
         _reopen(call, vm)
     if vm["STATE"] == ACTIVE:
         set_state(vm, ACTIVE, lcm)
