@@ -112,7 +112,7 @@ class Replayer:
 
     def seen(self) -> list[tuple[int, int]]:
         """Where the states of the last VM action go."""
-        return self.sequences.setdefault(self._action, []) if self._action else []
+        return self.sequences[self._action] if self._action else []
 
     def local_paths(self, param):
         """An image PATH of the capture machine, pointed at a 1 MiB file made here instead."""
@@ -277,8 +277,9 @@ def scenario_set2(r: Replayer):
     # the groups, ACL rules (ids 6-23, group 101 deleted) and templates earlier captures left in that
     # cloud (the names are the ones the capture's records show)
     create = ("0x2d400000000", "0x8")
-    for gid, name, host in ((100, "earlier-100", 0), (101, "", None), (102, "ec2672543", 1), (103, "ec2-2771002", 2)):
-        do("one.group.allocate", name or f"earlier-{gid}")
+    earlier = ((100, "earlier-100", 0), (101, "earlier-101", None), (102, "ec2672543", 1), (103, "ec2-2771002", 2))
+    for gid, name, host in earlier:
+        do("one.group.allocate", name)
         if host is None:
             do("one.group.delete", gid)
             continue
