@@ -161,3 +161,49 @@ def start_econe(workdir: Path, one_url: str, auth_file: Path, **settings) -> Eco
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("econe-server did not start")
+
+
+# ---------------------------------------------------------------- make conformance
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--conformance",
+        action="store_true",
+        help="run the end-to-end tests against the existing oned named by ONE_XMLRPC, ONE_AUTH and ONE_CIPHER_AUTH",
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "onelite_only(reason): cannot run on an existing oned, for the reason given")
+    if config.getoption("conformance"):
+        # systemd or CI stopping the run: end it as Ctrl-C does, so that the sweep still runs
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("conformance"):
+        return
+    for item in items:
+        if mark := item.get_closest_marker("onelite_only"):
+            item.add_marker(pytest.mark.skip(reason=f"onelite only: {mark.args[0]}"))
+
+
+@pytest.fixture(scope="module")
+def cloud(request, tmp_path_factory):
+    """The OpenNebula of a test module: its own onelite, or the existing oned of make conformance."""
+    from .cloud import open_cloud
+
+    with open_cloud(tmp_path_factory.mktemp("cloud"), request.config.getoption("conformance")) as c:
+        yield c
+
+
+CENSUSES: list[tuple[str, dict]] = []  # (prefix, {"before": counts, "after": counts}) of each existing-oned run
+
+
+def pytest_terminal_summary(terminalreporter):
+    for prefix, census in CENSUSES:
+        before, after = census.get("before", {}), census.get("after", {})
+        terminalreporter.write_line(f"oned objects before/after the run {prefix}*:")
+        for kind in before:
+            terminalreporter.write_line(f"  {kind:16} {before[kind]:6} {after.get(kind, '?'):>6}")

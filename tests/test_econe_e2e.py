@@ -29,20 +29,25 @@ from econe.auth import v2_signature, v2_string_to_sign
 from econe.demo import _One
 from onelite import template as tpl
 
-from .conftest import Econe, Onelite, start_econe, start_onelite
+from .cloud import Cloud
+from .conftest import Econe, start_econe, start_onelite
 
 
 @dataclass
 class Stack:
-    one: Onelite
+    cloud: Cloud
     econe: Econe
     demo: demo.Demo
     workdir: Path
     bob: int  # the second user's id
+    bob_name: str
 
     @property
     def admin(self) -> _One:
-        return _One(self.one.url, self.one.admin_session)
+        return self.cloud.admin()
+
+    def pyone_admin(self) -> pyone.OneServer:
+        return pyone.OneServer(self.cloud.url, session=self.cloud.admin_session)
 
     def client(self, user: str | None = None, secret: str | None = None):
         return boto3.client(
@@ -55,24 +60,28 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(cloud, tmp_path_factory):
     work = tmp_path_factory.mktemp("stack")
-    one = start_onelite(work / "one", interval=0.1)
-    d = demo.provision(one.url, one.admin_session, str(work))
-    bob = demo.add_user(one.url, one.admin_session, "bob", "bobpw", d.gid)  # a second user of the same group
-    econe = start_econe(work, one.url, one.data / "ec2_auth", max_upload_size=8 * 1024 * 1024)
-    yield Stack(one, econe, d, work, bob)
+    d = demo.provision(
+        cloud.url,
+        cloud.admin_session,
+        str(work),
+        user=cloud.name("ec2user"),
+        group=cloud.name("ec2"),
+        prefix=cloud.prefix,
+        host=cloud.host,
+        datastore=cloud.datastore,
+    )
+    bob_name = cloud.name("bob")  # a second user of the same group
+    bob = demo.add_user(cloud.url, cloud.admin_session, bob_name, "bobpw", d.gid)
+    econe = start_econe(work, cloud.url, cloud.server_auth, max_upload_size=8 * 1024 * 1024)
+    yield Stack(cloud, econe, d, work, bob, bob_name)
     econe.stop()
-    one.stop()
-
-
-def fast(waiter_name: str, client):
-    return client.get_waiter(waiter_name), {"Delay": 0.2, "MaxAttempts": 150}
 
 
 def wait_for(client, name: str, ids: list[str]):
-    waiter, config = fast(name, client)
-    waiter.wait(InstanceIds=ids, WaiterConfig=config)
+    config = {"Delay": 0.2, "MaxAttempts": 300}  # a minute: a real oned's scheduler places VMs every few seconds
+    client.get_waiter(name).wait(InstanceIds=ids, WaiterConfig=config)
 
 
 def signed_v2(
@@ -452,7 +461,7 @@ def test_client_mistakes_get_ec2_errors(stack, params, status, code):
 
 
 def test_a_second_user_can_neither_see_nor_touch_the_first_ones_instances(stack):
-    alice, bob = stack.client(), stack.client("bob", hashlib.sha256(b"bobpw").hexdigest())
+    alice, bob = stack.client(), stack.client(stack.bob_name, hashlib.sha256(b"bobpw").hexdigest())
     vm = alice.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType="m1.small", MinCount=1, MaxCount=1)[
         "Instances"
     ][0]["InstanceId"]
@@ -481,7 +490,7 @@ def test_hostile_values_cannot_add_template_attributes(stack):
         TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": hostile, "Value": hostile}]}],
     )
     vmid = int(run["Instances"][0]["InstanceId"][2:])
-    vm = pyone.OneServer(stack.one.url, session=stack.one.admin_session).vm.info(vmid)
+    vm = stack.pyone_admin().vm.info(vmid)
     assert vm.TEMPLATE["MEMORY"] == "128"
     assert vm.USER_TEMPLATE["EC2_CLIENT_TOKEN"] == hostile
     assert json.loads(vm.USER_TEMPLATE["EC2_TAGS"]) == {hostile: hostile}
@@ -503,14 +512,12 @@ HARD_TAGS = {
 
 
 def _all_vm_ids(stack) -> set[int]:
-    import pyone
 
-    pool = pyone.OneServer(stack.one.url, session=stack.one.admin_session).vmpool.info(-2, -1, -1, -2)
+    pool = stack.pyone_admin().vmpool.info(-2, -1, -1, -2)
     return {vm.ID for vm in getattr(pool, "VM", [])}
 
 
 def test_tag_values_come_back_exactly(stack):
-    import pyone
 
     ec2 = stack.client()
     tags = [{"Key": k, "Value": v} for k, v in HARD_TAGS.items()]
@@ -524,7 +531,7 @@ def test_tag_values_come_back_exactly(stack):
     iid = run["Instances"][0]["InstanceId"]
     found = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
     assert {t["Key"]: t["Value"] for t in found["Tags"]} == HARD_TAGS
-    vm = pyone.OneServer(stack.one.url, session=stack.one.admin_session).vm.info(int(iid[2:]))
+    vm = stack.pyone_admin().vm.info(int(iid[2:]))
     assert json.loads(vm.USER_TEMPLATE["EC2_TAGS"]) == HARD_TAGS
     assert set(vm.USER_TEMPLATE) == {
         "EC2_CLIENT_TOKEN",  # boto3 sends one of its own
@@ -649,6 +656,7 @@ def test_client_disconnect_during_upload_leaves_no_file(stack):
     assert stack.client().describe_regions()["Regions"][0]["RegionName"] == "opennebula"
 
 
+@pytest.mark.onelite_only("it stops and restarts oned")
 def test_oned_going_away_is_unavailable_and_the_service_carries_on(tmp_path):
     one = start_onelite(tmp_path / "one", interval=0.1)
     d = demo.provision(one.url, one.admin_session, str(tmp_path))
@@ -684,7 +692,7 @@ def _instance_type(stack, name: str, first_ip: str, size: int, *attrs) -> int:
         "one.vn.allocate",
         tpl.serialize(
             [
-                ("NAME", f"{name}-net"),
+                ("NAME", stack.cloud.name(f"{name}-net")),
                 ("BRIDGE", "br1"),
                 ("VN_MAD", "dummy"),
                 ("AR", [("TYPE", "IP4"), ("IP", first_ip), ("SIZE", str(size))]),
@@ -698,7 +706,7 @@ def _instance_type(stack, name: str, first_ip: str, size: int, *attrs) -> int:
         "one.template.allocate",
         tpl.serialize(
             [
-                ("NAME", name),
+                ("NAME", stack.cloud.name(name)),
                 ("CPU", "0.1"),
                 ("MEMORY", "32"),
                 ("EC2_INSTANCE_TYPE", name),
@@ -723,16 +731,10 @@ def test_min_count_not_met_removes_what_was_made(stack):
     after = [
         i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"] if i["InstanceId"] not in before
     ]
-    assert all(i["State"]["Name"] in ("shutting-down", "terminated") for i in after)
-    deadline = time.time() + 10  # the leases come back once the removed VMs are DONE
-    while time.time() < deadline:
-        try:
-            made = ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType=itype, MinCount=1, MaxCount=3)[
-                "Instances"
-            ]
-            break
-        except botocore.exceptions.ClientError:
-            time.sleep(0.2)
+    assert len(after) == 2 and all(i["State"]["Name"] in ("shutting-down", "terminated") for i in after)
+    wait_for(ec2, "instance_terminated", [i["InstanceId"] for i in after])  # DONE gives the leases back
+    made = ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType=itype, MinCount=1, MaxCount=3)
+    made = made["Instances"]
     assert len(made) == 2  # as many as MinCount allows, not more than the vnet holds
     ec2.terminate_instances(InstanceIds=[i["InstanceId"] for i in made])
 
@@ -745,8 +747,8 @@ def test_file_template_instance_types(stack, tmp_path):
     )
     econe = start_econe(
         tmp_path,
-        stack.one.url,
-        stack.one.data / "ec2_auth",
+        stack.cloud.url,
+        stack.cloud.server_auth,
         use_file_templates=True,
         template_dir=str(tmp_path),
         instance_types={"m1.file": {"template": "m1.file.j2"}},
@@ -764,7 +766,7 @@ def test_file_template_instance_types(stack, tmp_path):
         )
         vm = run["Instances"][0]
         assert (vm["InstanceType"], vm["Architecture"]) == ("m1.file", "aarch64")
-        rendered = pyone.OneServer(stack.one.url, session=stack.one.admin_session).vm.info(int(vm["InstanceId"][2:]))
+        rendered = stack.pyone_admin().vm.info(int(vm["InstanceId"][2:]))
         assert (rendered.TEMPLATE["CPU"], rendered.TEMPLATE["MEMORY"]) == ("0.2", "96")
         assert rendered.TEMPLATE["CONTEXT"]["EC2_USER_DATA"] == base64.b64encode(b"hello").decode()  # boto3 encodes
         wait_for(ec2, "instance_running", [vm["InstanceId"]])
@@ -802,7 +804,7 @@ def ec2(stack):
 
 @pytest.fixture(scope="module")
 def bob(stack):
-    return stack.client("bob", hashlib.sha256(b"bobpw").hexdigest())
+    return stack.client(stack.bob_name, hashlib.sha256(b"bobpw").hexdigest())
 
 
 def _code(call) -> str:
@@ -872,7 +874,7 @@ def pair(stack, ec2):
         ClientToken="flt-token",
         TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "tier", "Value": "abc"}]}],
     )["InstanceId"]
-    user = _One(stack.one.url, f"{stack.demo.user}:{stack.demo.password}")
+    user = _One(stack.cloud.url, f"{stack.demo.user}:{stack.demo.password}")
     legacy = user(
         "one.vm.allocate",
         tpl.serialize(
@@ -958,7 +960,7 @@ def test_architecture_and_public_address_come_from_opennebula(stack, ec2):
     # blocks such as 10/8 or 192.0.2.0/24 are not, and never give a PublicIpAddress
     template = _instance_type(stack, "a1.public", "8.8.4.10", 4, ("OS", [("ARCH", "aarch64")]))
     made = _run_one(ec2, stack, "a1.public")
-    user = _One(stack.one.url, f"{stack.demo.user}:{stack.demo.password}")
+    user = _One(stack.cloud.url, f"{stack.demo.user}:{stack.demo.password}")
     outside = f"i-{user('one.template.instantiate', template, '', False, '', False):08d}"  # as Sunstone would
     ids = [made["InstanceId"], outside]
     wait_for(ec2, "instance_running", ids)
@@ -979,12 +981,12 @@ PRIVATE = (1, 1, 0, 0, 0, 0, 0, 0, 0)  # the owner only
 
 @pytest.fixture(scope="module")
 def images(stack):
-    """Images made by oneadmin and handed out, by label. bob registers and lists them, so that
+    """Images made by the admin and handed out, by label. bob registers and lists them, so that
     ec2user's AMI listing, which the tests above count, stays as it was."""
 
     def image(name: str, owner: int, mode: tuple, *attrs) -> int:
-        body = [("NAME", name), ("TYPE", "DATABLOCK"), ("SIZE", "1"), *attrs]
-        oid = stack.admin("one.image.allocate", tpl.serialize(body), 1, False)
+        body = [("NAME", stack.cloud.name(name)), ("TYPE", "DATABLOCK"), ("SIZE", "1"), *attrs]
+        oid = stack.admin("one.image.allocate", tpl.serialize(body), stack.cloud.datastore, False)
         stack.admin("one.image.chown", oid, owner, -1)
         stack.admin("one.image.chmod", oid, *mode)
         return oid
@@ -995,8 +997,10 @@ def images(stack):
         "alice": image("alice-disk", stack.demo.uid, PRIVATE),
         "volume": image("bob-volume", stack.bob, PRIVATE, ("EBS_VOLUME", "YES")),
         "snapshot": image("bob-snapshot", stack.bob, PRIVATE, ("EBS_SNAPSHOT", "YES")),
-        "public": image("public-disk", 0, (1, 1, 0, 0, 0, 0, 1, 0, 0), ("OS", [("ARCH", "ppc64le")])),
-        "demo": stack.demo.image,  # oneadmin's, usable by the ec2 group
+        "public": image(
+            "public-disk", stack.cloud.admin_id, (1, 1, 0, 0, 0, 0, 1, 0, 0), ("OS", [("ARCH", "ppc64le")])
+        ),
+        "demo": stack.demo.image,  # the admin's, usable by the ec2 group
     }
 
 
@@ -1014,7 +1018,7 @@ def test_register_image_marks_the_image_in_opennebula(stack, bob, images):
     held = _template_of_image(stack, images["bob"])
     assert (held.findtext("EC2_AMI"), held.findtext("DESCRIPTION")) == ("YES", "my disk")
     listed = {i["ImageId"]: i for i in bob.describe_images()["Images"]}
-    assert listed[ami]["Description"] == "my disk" and listed[ami]["Name"] == "bob-disk"
+    assert listed[ami]["Description"] == "my disk" and listed[ami]["Name"] == stack.cloud.name("bob-disk")
     assert (listed[ami]["Architecture"], listed[ami]["OwnerId"], listed[ami]["Public"]) == (
         "aarch64",
         str(stack.bob),
@@ -1045,22 +1049,25 @@ def test_register_image_refusals(stack, bob, images, location, code):
     [
         (["self"], {"bob_ami"}),
         (["{bob}"], {"bob_ami"}),
-        (["bob"], {"bob_ami"}),  # a user name, as images carry UNAME
+        (["{bob_name}"], {"bob_ami"}),  # a user name, as images carry UNAME
         (["{alice}"], set()),  # ec2user shares no AMI with bob
-        (["self", "0"], {"bob_ami", "demo"}),
-        (["oneadmin"], {"demo"}),
+        (["self", "{admin}"], {"bob_ami", "demo"}),
+        (["{admin_name}"], {"demo"}),
         (["amazon"], set()),
     ],
 )
 def test_describe_images_owners(stack, bob, images, owners, expected):
-    wanted = [o.format(bob=stack.bob, alice=stack.demo.uid) for o in owners]
+    names = {"bob": stack.bob, "alice": stack.demo.uid, "admin": stack.cloud.admin_id}
+    names |= {"bob_name": stack.bob_name, "admin_name": stack.cloud.admin_name}
+    wanted = [o.format(**names) for o in owners]
     found = {i["ImageId"]: i["OwnerId"] for i in bob.describe_images(Owners=wanted)["Images"]}
     labels = {label for label, oid in images.items() if _ami(oid) in found}
     assert labels & {"bob_ami", "demo"} == expected
     # nothing else slips in: every image listed belongs to one of the owners asked for
-    ids = {"self": str(stack.bob), "bob": str(stack.bob), "oneadmin": "0", "{bob}": str(stack.bob), "0": "0"}
+    ids = {"self": str(stack.bob), "{bob}": str(stack.bob), "{bob_name}": str(stack.bob)}
+    ids |= {"{admin}": str(stack.cloud.admin_id), "{admin_name}": str(stack.cloud.admin_id)}
     assert set(found.values()) <= {ids[o] for o in owners if o in ids}
-    owner_ids = {"bob_ami": str(stack.bob), "demo": "0"}
+    owner_ids = {"bob_ami": str(stack.bob), "demo": str(stack.cloud.admin_id)}
     assert all(found[_ami(images[label])] == owner_ids[label] for label in expected)
 
 

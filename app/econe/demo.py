@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
+import xml.etree.ElementTree as ET
 import xmlrpc.client
 from dataclasses import dataclass
 
@@ -55,7 +57,12 @@ def provision(
     group: str = "ec2",
     image_mb: int = 2,
     addresses: int = 100,
+    prefix: str = "",
+    host: int | None = None,
+    datastore: int = 1,
 ) -> Demo:
+    """*prefix* starts the names of the vnet, image and template; *host* is an existing host to use
+    (None: a dummy host is made); *datastore* takes the image."""
     one = _One(url, admin_session)
     gid = one("one.group.allocate", group)
     add_rule(
@@ -65,13 +72,14 @@ def provision(
         acl.RIGHTS["CREATE"],
     )
     uid = one("one.user.allocate", user, password, "core", [gid])
-    host = one("one.host.allocate", "host0", "dummy", "dummy", -1)
+    if host is None:
+        host = one("one.host.allocate", "host0", "dummy", "dummy", -1)
     add_rule(one, acl.GROUP | gid, acl.TYPES["HOST"] | acl.INDIVIDUAL | host, acl.RIGHTS["USE"])
     vnet = one(
         "one.vn.allocate",
         tpl.serialize(
             [
-                ("NAME", "ec2net"),
+                ("NAME", f"{prefix}ec2net"),
                 ("BRIDGE", "br0"),
                 ("VN_MAD", "dummy"),
                 ("AR", [("TYPE", "IP4"), ("IP", "10.0.0.10"), ("SIZE", str(addresses))]),
@@ -86,10 +94,11 @@ def provision(
         f.write(os.urandom(image_mb * 1024 * 1024))
     image = one(
         "one.image.allocate",
-        tpl.serialize([("NAME", "demo"), ("TYPE", "OS"), ("PATH", path), ("EC2_AMI", "YES")]),
-        1,
+        tpl.serialize([("NAME", f"{prefix}demo"), ("TYPE", "OS"), ("PATH", path), ("EC2_AMI", "YES")]),
+        datastore,
         False,
     )
+    _wait_ready(one, image)  # a real oned copies the file after answering
     os.unlink(path)
     one("one.image.chown", image, -1, gid)
     one("one.image.chmod", image, 1, 1, 0, 1, 0, 0, 0, 0, 0)
@@ -97,7 +106,7 @@ def provision(
         "one.template.allocate",
         tpl.serialize(
             [
-                ("NAME", "m1.small"),
+                ("NAME", f"{prefix}m1.small"),
                 ("CPU", "0.5"),
                 ("VCPU", "1"),
                 ("MEMORY", "128"),
@@ -109,6 +118,16 @@ def provision(
     one("one.template.chown", template, -1, gid)
     one("one.template.chmod", template, 1, 1, 0, 1, 0, 0, 0, 0, 0)  # 640: the group may use it
     return Demo(user, password, gid, uid, host, vnet, image, template)
+
+
+def _wait_ready(one: _One, image: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while (state := ET.fromstring(one("one.image.info", image, False)).findtext("STATE")) == "4":  # LOCKED
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"image {image} still LOCKED after {timeout} s")
+        time.sleep(0.2)
+    if state != "1":  # READY
+        raise RuntimeError(f"image {image} is in state {state}, not READY")
 
 
 def add_user(url: str, admin_session: str, name: str, password: str, gid: int) -> int:
