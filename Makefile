@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # molecule and ansible find their helpers (ansible-config, podman's plugin...) on PATH
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test unit molecule lint bench clean
+.PHONY: install run test unit molecule lint bench conformance conformance-clean clean
 
 $(BIN)/onelite: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint -q
+
+# the end-to-end suite against an existing oned: ONE_XMLRPC, ONE_AUTH, ONE_CIPHER_AUTH (README: Conformance)
+CONFORMANCE_TESTS ?= tests/test_econe_e2e.py tests/test_ansible_opennebula_ec2.py
+
+conformance: install
+	$(BIN)/pytest -q --conformance $(CONFORMANCE_TESTS)
+
+# removes what interrupted conformance runs left (everything named econe-conformance-*)
+conformance-clean: install
+	$(BIN)/python -m tests.cloud
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

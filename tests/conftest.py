@@ -202,8 +202,9 @@ CENSUSES: list[tuple[str, dict]] = []  # (prefix, {"before": counts, "after": co
 
 
 def pytest_terminal_summary(terminalreporter):
+    if CENSUSES:
+        terminalreporter.write_line("oned's objects before → after each run (VMs: those not DONE):")
     for prefix, census in CENSUSES:
         before, after = census.get("before", {}), census.get("after", {})
-        terminalreporter.write_line(f"oned objects before/after the run {prefix}*:")
-        for kind in before:
-            terminalreporter.write_line(f"  {kind:16} {before[kind]:6} {after.get(kind, '?'):>6}")
+        counts = ", ".join(f"{kind} {n} → {after.get(kind, '?')}" for kind, n in before.items())
+        terminalreporter.write_line(f"  {prefix}*: {counts}")

@@ -1,5 +1,6 @@
-"""The opennebula_ec2 role against a running onelite: it provisions what econe needs, a second run
-changes nothing, check mode reports nothing to do, and the users it makes can use econe."""
+"""The opennebula_ec2 role against a cloud (a fresh onelite, or an existing oned with --conformance):
+it provisions what econe needs, a second run changes nothing, check mode reports nothing to do, and
+the users it makes can use econe."""
 
 from __future__ import annotations
 
@@ -14,19 +15,29 @@ import pyone
 import pytest
 import yaml
 
-from .conftest import ROOT, start_econe, start_onelite
+from econe.demo import wait_ready
+
+from .cloud import Cloud, open_cloud
+from .conftest import ROOT, free_port, start_econe
 
 
-def play(tmp_path, one, extra_args=(), **overrides) -> dict:
+def play(tmp_path, cloud: Cloud, extra_args=(), **overrides) -> dict:
     """Run the role on localhost; the PLAY RECAP counts of the json callback."""
     variables = {
-        "opennebula_ec2_api_url": one.url,
-        "opennebula_ec2_auth_file": str(one.data / "one_auth"),
+        "opennebula_ec2_api_url": cloud.url,
+        "opennebula_ec2_api_username": cloud.admin_name,
+        "opennebula_ec2_auth_file": str(cloud.admin_auth),
         "opennebula_ec2_python": sys.executable,
         "opennebula_ec2_install_pyone": False,
         "ansible_python_interpreter": sys.executable,
-        "opennebula_ec2_hosts": ["host0"],
-        "opennebula_ec2_users": [{"name": "alice", "password": "alicepw"}, {"name": "bob", "password": "bobpw"}],
+        "opennebula_ec2_hosts": [cloud.host],
+        "opennebula_ec2_group": cloud.name("ec2"),
+        "opennebula_ec2_vnet_name": cloud.name("ec2net"),
+        "opennebula_ec2_instance_types": [{"name": cloud.name("m1.small"), "cpu": "0.5", "vcpu": 1, "memory": 512}],
+        "opennebula_ec2_users": [
+            {"name": cloud.name("alice"), "password": "alicepw"},
+            {"name": cloud.name("bob"), "password": "bobpw"},
+        ],
         **overrides,
     }
     book = tmp_path / "play.yml"
@@ -41,63 +52,69 @@ def play(tmp_path, one, extra_args=(), **overrides) -> dict:
 
 
 @pytest.fixture
-def cloud(tmp_path):
-    one = start_onelite(tmp_path / "one", interval=0.1)
-    admin = pyone.OneServer(one.url, session=one.admin_session)
-    admin.host.allocate("host0", "dummy", "dummy", -1)
-    yield one, admin
-    one.stop()
+def cloud(request, tmp_path):
+    """A cloud of the test's own: a fresh onelite with a dummy host, or the existing oned under a new prefix."""
+    with open_cloud(tmp_path, request.config.getoption("conformance")) as cloud:
+        if cloud.host is None:
+            cloud.host = cloud.admin()("one.host.allocate", "host0", "dummy", "dummy", -1)
+        yield cloud
 
 
-def test_role_provisions_idempotently(tmp_path, cloud):
-    one, admin = cloud
-    first = play(tmp_path, one)
+@pytest.fixture
+def admin(cloud):
+    return pyone.OneServer(cloud.url, session=cloud.admin_session)
+
+
+def test_role_provisions_idempotently(tmp_path, cloud, admin):
+    first = play(tmp_path, cloud)
     assert first["changed"] > 0 and first["failures"] == 0
-    second = play(tmp_path, one)
+    second = play(tmp_path, cloud)
     assert second["changed"] == 0, second
-    checked = play(tmp_path, one, ("--check", "--diff"))
+    checked = play(tmp_path, cloud, ("--check", "--diff"))
     assert checked["changed"] == 0, checked
 
-    group = next(g for g in admin.grouppool.info().GROUP if g.NAME == "ec2")
+    group = next(g for g in admin.grouppool.info().GROUP if g.NAME == cloud.name("ec2"))
     rules = [a.STRING for a in admin.acl.info().ACL]
     assert f"@{group.ID} VM+NET+IMAGE+TEMPLATE/* CREATE #0" in rules
-    assert f"@{group.ID} HOST/#0 USE #0" in rules
-    alice = next(u for u in admin.userpool.info().USER if u.NAME == "alice")
+    assert f"@{group.ID} HOST/#{cloud.host} USE #0" in rules
+    alice = next(u for u in admin.userpool.info().USER if u.NAME == cloud.name("alice"))
     assert alice.GID == group.ID and alice.PASSWORD == hashlib.sha256(b"alicepw").hexdigest()
-    vnet = next(v for v in admin.vnpool.info(-2, -1, -1).VNET if v.NAME == "ec2net")
+    vnet = next(v for v in admin.vnpool.info(-2, -1, -1).VNET if v.NAME == cloud.name("ec2net"))
     assert vnet.GID == group.ID and (vnet.PERMISSIONS.GROUP_U, vnet.PERMISSIONS.OTHER_U) == (1, 1)
-    small = next(t for t in admin.templatepool.info(-2, -1, -1).VMTEMPLATE if t.NAME == "m1.small")
-    assert small.GID == group.ID and small.TEMPLATE["EC2_INSTANCE_TYPE"] == "m1.small"
+    small = next(t for t in admin.templatepool.info(-2, -1, -1).VMTEMPLATE if t.NAME == cloud.name("m1.small"))
+    assert small.GID == group.ID and small.TEMPLATE["EC2_INSTANCE_TYPE"] == cloud.name("m1.small")
     assert [small.PERMISSIONS.GROUP_U, small.PERMISSIONS.OTHER_U] == [1, 0]
 
 
-def test_a_changed_password_is_applied_and_check_mode_changes_nothing(tmp_path, cloud):
-    one, admin = cloud
-    play(tmp_path, one)
-    users = [{"name": "alice", "password": "newpw"}, {"name": "bob", "state": "absent"}]
-    checked = play(tmp_path, one, ("--check",), opennebula_ec2_users=users)
+def test_a_changed_password_is_applied_and_check_mode_changes_nothing(tmp_path, cloud, admin):
+    play(tmp_path, cloud)
+    alice, bob = cloud.name("alice"), cloud.name("bob")
+    users = [{"name": alice, "password": "newpw"}, {"name": bob, "state": "absent"}]
+    checked = play(tmp_path, cloud, ("--check",), opennebula_ec2_users=users)
     assert checked["changed"] > 0
-    alice = next(u for u in admin.userpool.info().USER if u.NAME == "alice")
-    assert alice.PASSWORD == hashlib.sha256(b"alicepw").hexdigest()  # check mode left it alone
-    play(tmp_path, one, opennebula_ec2_users=users)
+    found = next(u for u in admin.userpool.info().USER if u.NAME == alice)
+    assert found.PASSWORD == hashlib.sha256(b"alicepw").hexdigest()  # check mode left it alone
+    play(tmp_path, cloud, opennebula_ec2_users=users)
     names = {u.NAME: u for u in admin.userpool.info().USER}
-    assert names["alice"].PASSWORD == hashlib.sha256(b"newpw").hexdigest() and "bob" not in names
+    assert names[alice].PASSWORD == hashlib.sha256(b"newpw").hexdigest() and bob not in names
 
 
-def test_users_it_makes_can_use_econe(tmp_path, cloud):
-    one, admin = cloud
-    play(tmp_path, one)
-    image = admin.image.allocate(f'NAME="img"\nTYPE="OS"\nPATH="{_disk(tmp_path)}"\nEC2_AMI="YES"\n', 1, False)
-    group = next(g for g in admin.grouppool.info().GROUP if g.NAME == "ec2")
+def test_users_it_makes_can_use_econe(tmp_path, cloud, admin):
+    play(tmp_path, cloud)
+    body = f'NAME="{cloud.name("img")}"\nTYPE="OS"\nPATH="{_disk(tmp_path)}"\nEC2_AMI="YES"\n'
+    image = admin.image.allocate(body, cloud.datastore, False)
+    group = next(g for g in admin.grouppool.info().GROUP if g.NAME == cloud.name("ec2"))
     admin.image.chown(image, -1, group.ID)
     admin.image.chmod(image, 1, 1, 0, 1, 0, 0, 0, 0, 0)
-    econe = start_econe(tmp_path, one.url, one.data / "ec2_auth")
+    econe = start_econe(tmp_path, cloud.url, cloud.server_auth)
     try:
-        ec2 = boto3.client("ec2", endpoint_url=econe.url, region_name="opennebula", aws_access_key_id="alice",
+        ec2 = boto3.client("ec2", endpoint_url=econe.url, region_name="opennebula",
+                           aws_access_key_id=cloud.name("alice"),
                            aws_secret_access_key=hashlib.sha256(b"alicepw").hexdigest())  # fmt: skip
-        vm = ec2.run_instances(ImageId=f"ami-{image:08d}", InstanceType="m1.small", MinCount=1, MaxCount=1)
+        wait_ready(cloud.admin(), image)
+        vm = ec2.run_instances(ImageId=f"ami-{image:08d}", InstanceType=cloud.name("m1.small"), MinCount=1, MaxCount=1)
         vmid = vm["Instances"][0]["InstanceId"]
-        ec2.get_waiter("instance_running").wait(InstanceIds=[vmid], WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+        ec2.get_waiter("instance_running").wait(InstanceIds=[vmid], WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
         ec2.terminate_instances(InstanceIds=[vmid])
     finally:
         econe.stop()
@@ -110,9 +127,7 @@ def _disk(tmp_path):
 
 
 def test_unreachable_oned_fails_with_a_clear_message(tmp_path, cloud):
-    one, _ = cloud
     book = tmp_path / "play.yml"
-    one.stop()
     with pytest.raises(AssertionError, match="cannot reach oned"):
-        play(tmp_path, one)
+        play(tmp_path, cloud, opennebula_ec2_api_url=f"http://127.0.0.1:{free_port()}/RPC2")  # nothing listens
     assert book.exists()

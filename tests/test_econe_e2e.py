@@ -455,7 +455,8 @@ def test_a_presigned_url_cannot_carry_a_body(stack, body):
     ],
 )
 def test_client_mistakes_get_ec2_errors(stack, params, status, code):
-    got, root = signed_v2(stack, params)
+    ami = f"ami-{stack.demo.image:08d}"  # the image that exists: only the mistake is wrong
+    got, root = signed_v2(stack, {k: ami if v == "ami-00000000" else v for k, v in params.items()})
     assert (got, error_code(root)) == (status, code), ET.tostring(root)
     assert root.findtext("RequestID")
 

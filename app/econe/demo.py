@@ -98,7 +98,7 @@ def provision(
         datastore,
         False,
     )
-    _wait_ready(one, image)  # a real oned copies the file after answering
+    wait_ready(one, image)  # a real oned copies the file after answering
     os.unlink(path)
     one("one.image.chown", image, -1, gid)
     one("one.image.chmod", image, 1, 1, 0, 1, 0, 0, 0, 0, 0)
@@ -120,7 +120,7 @@ def provision(
     return Demo(user, password, gid, uid, host, vnet, image, template)
 
 
-def _wait_ready(one: _One, image: int, timeout: float = 120) -> None:
+def wait_ready(one: _One, image: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while (state := ET.fromstring(one("one.image.info", image, False)).findtext("STATE")) == "4":  # LOCKED
         if time.monotonic() > deadline:
