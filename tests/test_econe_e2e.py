@@ -23,6 +23,7 @@ import boto3
 import botocore.exceptions
 import pyone
 import pytest
+import yaml
 
 from econe import demo
 from econe.auth import v2_signature, v2_string_to_sign
@@ -252,6 +253,42 @@ def test_libcloud_eucalyptus_driver_sigv2(stack):
     assert node.name == "lc-node" and node.private_ips
     assert node.id in [n.id for n in driver.list_nodes()]
     assert driver.destroy_node(node) is True
+
+
+def test_ansible_amazon_aws_modules(stack, tmp_path):
+    """Ansible's own amazon.aws collection: zones, the AMI, an instance found by id and by tag, and
+    its termination with ec2_instance."""
+    ec2 = stack.client()
+    vm = _run_one(
+        ec2, stack, TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "role", "Value": "ans"}]}]
+    )
+    wait_for(ec2, "instance_running", [vm["InstanceId"]])
+    ami, iid = f"ami-{stack.demo.image:08d}", vm["InstanceId"]
+    tasks = [
+        {"amazon.aws.aws_az_info": {}, "register": "zones"},
+        {"amazon.aws.ec2_ami_info": {"image_ids": [ami]}, "register": "amis"},
+        {"amazon.aws.ec2_instance_info": {"instance_ids": [iid]}, "register": "by_id"},
+        {"amazon.aws.ec2_instance_info": {"filters": {"tag:role": "ans"}}, "register": "by_tag"},
+        {"amazon.aws.ec2_instance": {"instance_ids": [iid], "state": "terminated", "wait": False}, "register": "gone"},
+    ]
+    book = tmp_path / "aws.yml"
+    book.write_text(yaml.safe_dump([{"hosts": "localhost", "connection": "local", "gather_facts": False,
+                                     "module_defaults": {"group/amazon.aws.aws": {"endpoint_url": stack.econe.url}},
+                                     "tasks": tasks}]))  # fmt: skip
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": stack.demo.user, "AWS_SECRET_ACCESS_KEY": stack.demo.secret,
+           "AWS_REGION": "opennebula", "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOCALHOST_WARNING": "false",
+           "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false", "ANSIBLE_PYTHON_INTERPRETER": sys.executable}  # fmt: skip
+    done = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", str(book)],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    results = [t["hosts"]["localhost"] for t in json.loads(done.stdout)["plays"][0]["tasks"]]
+    zones, amis, by_id, by_tag, gone = results
+    assert [z["zone_name"] for z in zones["availability_zones"]] == ["opennebula"]
+    assert [i["image_id"] for i in amis["images"]] == [ami]
+    assert [(i["instance_id"], i["state"]["name"]) for i in by_id["instances"]] == [(iid, "running")]
+    assert [i["instance_id"] for i in by_tag["instances"]] == [iid]
+    assert gone["changed"] and gone["terminate_success"] == [iid]
+    wait_for(ec2, "instance_terminated", [iid])
 
 
 def test_econe_upload_registers_an_image_and_leaves_no_file(stack, tmp_path):
