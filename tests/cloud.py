@@ -33,7 +33,8 @@ class Cloud:
     server_auth: Path  # the server_cipher account file econe is given as ONE_CIPHER_AUTH
     prefix: str = ""  # starts the name of everything the tests make
     host: int | None = None  # an existing host for the EC2 group, or None: onelite makes one
-    datastore: int = 1
+    datastore: int = 1  # for images
+    cluster: int = -1  # for vnets: the host's cluster (-1: oned's default)
     onelite: Onelite | None = None  # None: an existing oned
     admin_id: int = 0
     admin_name: str = "oneadmin"
@@ -97,6 +98,7 @@ def existing_cloud() -> Cloud:
         prefix=f"{PREFIX}{secrets.token_hex(3)}-",
         host=_host(one, os.environ.get("ECONE_CONFORMANCE_HOST")),
         datastore=int(os.environ.get("ECONE_CONFORMANCE_DATASTORE", "1")),
+        cluster=int(os.environ.get("ECONE_CONFORMANCE_CLUSTER", "-1")),
         admin_id=int(me.findtext("ID")),
         admin_name=me.findtext("NAME"),
     )

@@ -198,6 +198,17 @@ def cloud(request, tmp_path_factory):
         yield c
 
 
+@pytest.fixture
+def fresh_cloud(request, tmp_path):
+    """A cloud of the test's own: a fresh onelite with a dummy host, or the existing oned under a new prefix."""
+    from .cloud import open_cloud
+
+    with open_cloud(tmp_path, request.config.getoption("conformance")) as c:
+        if c.host is None:
+            c.host = c.admin()("one.host.allocate", "host0", "dummy", "dummy", -1)
+        yield c
+
+
 CENSUSES: list[tuple[str, dict]] = []  # (prefix, {"before": counts, "after": counts}) of each existing-oned run
 
 

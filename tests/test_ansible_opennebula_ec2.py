@@ -17,7 +17,7 @@ import yaml
 
 from econe.demo import wait_ready
 
-from .cloud import Cloud, open_cloud
+from .cloud import Cloud
 from .conftest import ROOT, free_port, start_econe
 
 
@@ -33,6 +33,7 @@ def play(tmp_path, cloud: Cloud, extra_args=(), **overrides) -> dict:
         "opennebula_ec2_hosts": [cloud.host],
         "opennebula_ec2_group": cloud.name("ec2"),
         "opennebula_ec2_vnet_name": cloud.name("ec2net"),
+        "opennebula_ec2_vnet_cluster": cloud.cluster,
         "opennebula_ec2_instance_types": [{"name": cloud.name("m1.small"), "cpu": "0.5", "vcpu": 1, "memory": 512}],
         "opennebula_ec2_users": [
             {"name": cloud.name("alice"), "password": "alicepw"},
@@ -52,12 +53,8 @@ def play(tmp_path, cloud: Cloud, extra_args=(), **overrides) -> dict:
 
 
 @pytest.fixture
-def cloud(request, tmp_path):
-    """A cloud of the test's own: a fresh onelite with a dummy host, or the existing oned under a new prefix."""
-    with open_cloud(tmp_path, request.config.getoption("conformance")) as cloud:
-        if cloud.host is None:
-            cloud.host = cloud.admin()("one.host.allocate", "host0", "dummy", "dummy", -1)
-        yield cloud
+def cloud(fresh_cloud):
+    return fresh_cloud
 
 
 @pytest.fixture
@@ -106,7 +103,7 @@ def test_users_it_makes_can_use_econe(tmp_path, cloud, admin):
     group = next(g for g in admin.grouppool.info().GROUP if g.NAME == cloud.name("ec2"))
     admin.image.chown(image, -1, group.ID)
     admin.image.chmod(image, 1, 1, 0, 1, 0, 0, 0, 0, 0)
-    econe = start_econe(tmp_path, cloud.url, cloud.server_auth)
+    econe = start_econe(tmp_path, cloud.url, cloud.server_auth, datastore_id=cloud.datastore)
     try:
         ec2 = boto3.client("ec2", endpoint_url=econe.url, region_name="opennebula",
                            aws_access_key_id=cloud.name("alice"),

@@ -72,10 +72,13 @@ def stack(cloud, tmp_path_factory):
         prefix=cloud.prefix,
         host=cloud.host,
         datastore=cloud.datastore,
+        cluster=cloud.cluster,
     )
     bob_name = cloud.name("bob")  # a second user of the same group
     bob = demo.add_user(cloud.url, cloud.admin_session, bob_name, "bobpw", d.gid)
-    econe = start_econe(work, cloud.url, cloud.server_auth, max_upload_size=8 * 1024 * 1024)
+    econe = start_econe(
+        work, cloud.url, cloud.server_auth, max_upload_size=8 * 1024 * 1024, datastore_id=cloud.datastore
+    )
     yield Stack(cloud, econe, d, work, bob, bob_name)
     econe.stop()
 
@@ -736,7 +739,7 @@ def _instance_type(stack, name: str, first_ip: str, size: int, *attrs) -> int:
                 ("AR", [("TYPE", "IP4"), ("IP", first_ip), ("SIZE", str(size))]),
             ]
         ),
-        -1,
+        stack.cloud.cluster,
     )
     one("one.vn.chown", vnet, -1, stack.demo.gid)
     one("one.vn.chmod", vnet, 1, 1, 0, 1, 0, 0, 0, 0, 0)

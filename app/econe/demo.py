@@ -60,9 +60,10 @@ def provision(
     prefix: str = "",
     host: int | None = None,
     datastore: int = 1,
+    cluster: int = -1,
 ) -> Demo:
     """*prefix* starts the names of the vnet, image and template; *host* is an existing host to use
-    (None: a dummy host is made); *datastore* takes the image."""
+    (None: a dummy host is made); *datastore* takes the image and *cluster* the vnet."""
     one = _One(url, admin_session)
     gid = one("one.group.allocate", group)
     add_rule(
@@ -85,7 +86,7 @@ def provision(
                 ("AR", [("TYPE", "IP4"), ("IP", "10.0.0.10"), ("SIZE", str(addresses))]),
             ]
         ),
-        -1,
+        cluster,
     )
     one("one.vn.chown", vnet, -1, gid)
     one("one.vn.chmod", vnet, 1, 1, 0, 1, 0, 0, 1, 0, 0)

@@ -18,6 +18,10 @@ options:
   kind: {description: What to manage., type: str, choices: [template, vnet], required: true}
   name: {description: Its name., type: str, required: true}
   attributes: {description: Its attributes (without NAME)., type: dict, default: {}}
+  cluster:
+    description: The cluster a vnet is created in (-1, oned's default cluster); not changed once it exists.
+    type: int
+    default: -1
   state: {description: Whether it exists., type: str, choices: [present, absent], default: present}
   api_url: {description: "oned's XML-RPC URL.", type: str}
   api_username: {description: An oneadmin-group user., type: str}
@@ -76,6 +80,7 @@ def main():
             kind=dict(type="str", choices=list(KINDS), required=True),
             name=dict(type="str", required=True),
             attributes=dict(type="dict", default={}),
+            cluster=dict(type="int", default=-1),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             **CONNECTION_ARGS,
         ),
@@ -103,7 +108,7 @@ def main():
         oid = -1
         if not module.check_mode:
             text = render({"NAME": p["name"], **p["attributes"]})
-            oid = calls.allocate(text, -1) if p["kind"] == "vnet" else calls.allocate(text)
+            oid = calls.allocate(text, p["cluster"]) if p["kind"] == "vnet" else calls.allocate(text)
         module.exit_json(changed=True, id=oid, diff={"before": {}, "after": desired})
     current = {k.upper(): normal(v) for k, v in (obj.TEMPLATE or {}).items()}
     changes = {k: v for k, v in desired.items() if current.get(k) != v and not (p["kind"] == "vnet" and k == "AR")}
