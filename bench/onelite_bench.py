@@ -24,7 +24,8 @@ from pathlib import Path
 ANCHOR_ALLOCATE_MS = 6.0
 ANCHOR_POOL_MS = {100: 3.0, 1000: 27.0, 5000: 104.0, 10000: 208.0}
 ANCHOR_VM_INFO_MS = 1.0
-TEMPLATE = 'NAME="bench"\nCPU="0.1"\nVCPU="1"\nMEMORY="64"\n'
+# named so that make conformance-clean removes what an interrupted run leaves on a real oned
+TEMPLATE = 'NAME="econe-conformance-bench"\nCPU="0.1"\nVCPU="1"\nMEMORY="64"\n'
 
 
 def median_ms(fn, runs: int = 7) -> float:

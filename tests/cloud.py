@@ -40,10 +40,6 @@ class Cloud:
     admin_name: str = "oneadmin"
     census: dict = field(default_factory=dict)
 
-    @property
-    def existing(self) -> bool:
-        return self.onelite is None
-
     def name(self, base: str) -> str:
         return self.prefix + base
 
