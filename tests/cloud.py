@@ -85,7 +85,10 @@ def existing_cloud() -> Cloud:
     admin_auth = _env_file("ONE_AUTH")
     admin_session = admin_auth.read_text().strip()
     one = _One(url, admin_session)
-    me = ET.fromstring(one("one.user.info", -1, False))
+    try:
+        me = ET.fromstring(one("one.user.info", -1, False))
+    except OSError as e:
+        raise RuntimeError(f"cannot reach oned at ONE_XMLRPC={url}: {e}") from None
     return Cloud(
         url=url,
         admin_session=admin_session,

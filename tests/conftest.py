@@ -177,6 +177,12 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "onelite_only(reason): cannot run on an existing oned, for the reason given")
     if config.getoption("conformance"):
+        from .cloud import existing_cloud
+
+        try:  # once, before any test: a missing variable or an unreachable oned is one message
+            existing_cloud()
+        except RuntimeError as e:
+            raise pytest.UsageError(f"make conformance: {e}") from None
         # systemd or CI stopping the run: end it as Ctrl-C does, so that the sweep still runs
         signal.signal(signal.SIGTERM, signal.default_int_handler)
 
