@@ -38,9 +38,9 @@ CONFORMANCE_TESTS ?= tests/test_econe_e2e.py tests/test_ansible_opennebula_ec2.p
 conformance: install
 	$(BIN)/pytest -q --conformance $(CONFORMANCE_TESTS)
 
-# removes what interrupted conformance runs left (everything named econe-conformance-*)
+# lists what interrupted conformance runs left (everything named econe-conformance-*); YES=1 removes it
 conformance-clean: install
-	$(BIN)/python -m tests.cloud
+	$(BIN)/python -m tests.cloud $(if $(YES),--yes)
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

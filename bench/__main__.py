@@ -1,8 +1,9 @@
 """``make bench``: onelite against oned, and econe against its floor and moto, in one table.
 
-Every ratio compares figures measured in this run (or, for onelite without a real oned at
-ONE_XMLRPC/ONE_AUTH, the oned 6.10.5 figures quoted in the issue). With ONE_CIPHER_AUTH too (the
-variables of make conformance), econe's DescribeInstances is also measured on that oned. The table
+Every ratio compares figures measured in this run (or, for onelite without a real oned, the oned
+6.10.5 figures quoted in the issue). With ECONE_BENCH_ONED=1 and the variables of make conformance
+(ONE_XMLRPC, ONE_AUTH, ONE_CIPHER_AUTH), onelite and econe's DescribeInstances are also measured on
+that oned: a test oned, as it allocates some 11,000 VMs there. The table
 is appended to bench/RESULTS.md with the machine and the date.
 """
 

@@ -196,7 +196,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="module")
-def cloud(request, tmp_path_factory):
+def module_cloud(request, tmp_path_factory):
     """The OpenNebula of a test module: its own onelite, or the existing oned of make conformance."""
     from .cloud import open_cloud
 
@@ -205,13 +205,11 @@ def cloud(request, tmp_path_factory):
 
 
 @pytest.fixture
-def fresh_cloud(request, tmp_path):
-    """A cloud of the test's own: a fresh onelite with a dummy host, or the existing oned under a new prefix."""
+def cloud(request, tmp_path):
+    """A cloud of the test's own: a fresh onelite, or the existing oned under a new prefix."""
     from .cloud import open_cloud
 
     with open_cloud(tmp_path, request.config.getoption("conformance")) as c:
-        if c.host is None:
-            c.host = c.admin()("one.host.allocate", "host0", "dummy", "dummy", -1)
         yield c
 
 

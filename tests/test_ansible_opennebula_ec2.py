@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import boto3
 import pyone
@@ -23,6 +24,7 @@ from .conftest import ROOT, free_port, start_econe
 
 def play(tmp_path, cloud: Cloud, extra_args=(), **overrides) -> dict:
     """Run the role on localhost; the PLAY RECAP counts of the json callback."""
+    pinned = {"SCHED_REQUIREMENTS": f'ID="{cloud.host}"'}  # on a real oned the group may manage every host
     variables = {
         "opennebula_ec2_api_url": cloud.url,
         "opennebula_ec2_api_username": cloud.admin_name,
@@ -30,11 +32,14 @@ def play(tmp_path, cloud: Cloud, extra_args=(), **overrides) -> dict:
         "opennebula_ec2_python": sys.executable,
         "opennebula_ec2_install_pyone": False,
         "ansible_python_interpreter": sys.executable,
-        "opennebula_ec2_hosts": [cloud.host],
+        "opennebula_ec2_hosts": [ET.fromstring(cloud.admin()("one.host.info", cloud.host, False)).findtext("NAME")],
         "opennebula_ec2_group": cloud.name("ec2"),
         "opennebula_ec2_vnet_name": cloud.name("ec2net"),
         "opennebula_ec2_vnet_cluster": cloud.cluster,
-        "opennebula_ec2_instance_types": [{"name": cloud.name("m1.small"), "cpu": "0.5", "vcpu": 1, "memory": 512}],
+        "opennebula_ec2_instance_types": [
+            {"name": cloud.name(name), "cpu": cpu, "vcpu": 1, "memory": memory, "attributes": pinned}
+            for name, cpu, memory in (("m1.small", "0.5", 512), ("m1.medium", "1", 1024))
+        ],
         "opennebula_ec2_users": [
             {"name": cloud.name("alice"), "password": "alicepw"},
             {"name": cloud.name("bob"), "password": "bobpw"},
@@ -50,11 +55,6 @@ def play(tmp_path, cloud: Cloud, extra_args=(), **overrides) -> dict:
                            *extra_args], capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     return json.loads(done.stdout)["stats"]["localhost"]
-
-
-@pytest.fixture
-def cloud(fresh_cloud):
-    return fresh_cloud
 
 
 @pytest.fixture

@@ -61,7 +61,8 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(cloud, tmp_path_factory):
+def stack(module_cloud, tmp_path_factory):
+    cloud = module_cloud
     work = tmp_path_factory.mktemp("stack")
     d = demo.provision(
         cloud.url,
@@ -128,7 +129,7 @@ def test_boto3_lifecycle_of_two_instances(stack):
     ec2 = stack.client()
     run = ec2.run_instances(
         ImageId=f"ami-{stack.demo.image:08d}",
-        InstanceType="m1.small",
+        InstanceType=stack.demo.itype,
         MinCount=2,
         MaxCount=2,
         TagSpecifications=[
@@ -145,7 +146,7 @@ def test_boto3_lifecycle_of_two_instances(stack):
     for i in instances:
         assert i["State"] == {"Code": 16, "Name": "running"}
         assert i["PrivateIpAddress"].startswith("10.0.0.")
-        assert i["InstanceType"] == "m1.small" and i["ImageId"] == f"ami-{stack.demo.image:08d}"
+        assert i["InstanceType"] == stack.demo.itype and i["ImageId"] == f"ami-{stack.demo.image:08d}"
         assert {t["Key"]: t["Value"] for t in i["Tags"]} == {"Name": "web", "tier": "a"}
         assert i["Placement"]["AvailabilityZone"] == "opennebula"
     assert sorted(i["AmiLaunchIndex"] for i in instances) == [0, 1]
@@ -165,7 +166,7 @@ def test_client_token_makes_runinstances_idempotent_even_when_racing(stack):
     def run(_):
         return stack.client().run_instances(
             ImageId=f"ami-{stack.demo.image:08d}",
-            InstanceType="m1.small",
+            InstanceType=stack.demo.itype,
             MinCount=1,
             MaxCount=1,
             ClientToken="tok-123",
@@ -181,12 +182,15 @@ def test_client_token_makes_runinstances_idempotent_even_when_racing(stack):
 def test_describe_images_register_and_pagination(stack):
     ec2 = stack.client()
     images = ec2.describe_images()["Images"]
-    assert [i["ImageId"] for i in images] == [f"ami-{stack.demo.image:08d}"]
-    assert images[0]["State"] == "available"
+    # the demo AMI, and no other that is not public (a real cloud may publish AMIs of its own)
+    assert [i["ImageId"] for i in images if not i["Public"]] == [f"ami-{stack.demo.image:08d}"]
+    assert {i["ImageId"]: i["State"] for i in images}[f"ami-{stack.demo.image:08d}"] == "available"
     with pytest.raises(botocore.exceptions.ClientError) as e:
         ec2.describe_images(ImageIds=["ami-00009999"])
     assert e.value.response["Error"]["Code"] == "InvalidAMIID.NotFound"
-    run = ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType="m1.small", MinCount=7, MaxCount=7)
+    run = ec2.run_instances(
+        ImageId=f"ami-{stack.demo.image:08d}", InstanceType=stack.demo.itype, MinCount=7, MaxCount=7
+    )
     ids = [i["InstanceId"] for i in run["Instances"]]
     pages = list(ec2.get_paginator("describe_instances").paginate(PaginationConfig={"PageSize": 5}))
     seen = [i["InstanceId"] for p in pages for r in p["Reservations"] for i in r["Instances"]]
@@ -209,7 +213,7 @@ def test_aws_cli(stack):
     images = json.loads(
         subprocess.run([*aws, "describe-images"], env=env, capture_output=True, text=True, check=True).stdout
     )
-    assert images["Images"][0]["ImageId"] == f"ami-{stack.demo.image:08d}"
+    assert f"ami-{stack.demo.image:08d}" in [i["ImageId"] for i in images["Images"]]
     run = json.loads(
         subprocess.run(
             [
@@ -218,7 +222,7 @@ def test_aws_cli(stack):
                 "--image-id",
                 f"ami-{stack.demo.image:08d}",
                 "--instance-type",
-                "m1.small",
+                stack.demo.itype,
                 "--count",
                 "1",
             ],
@@ -250,8 +254,9 @@ def test_libcloud_eucalyptus_driver_sigv2(stack):
         stack.demo.user, stack.demo.secret, secure=False, host="127.0.0.1", port=stack.econe.port, path="/"
     )
     images = driver.list_images()
-    assert [i.id for i in images] == [f"ami-{stack.demo.image:08d}"]
-    size = NodeSize("m1.small", "m1.small", 128, 1, None, None, driver)
+    images = [i for i in images if i.id == f"ami-{stack.demo.image:08d}"]
+    assert len(images) == 1
+    size = NodeSize(stack.demo.itype, stack.demo.itype, 128, 1, None, None, driver)
     node = driver.create_node(name="lc-node", image=images[0], size=size)
     assert node.name == "lc-node" and node.private_ips
     assert node.id in [n.id for n in driver.list_nodes()]
@@ -495,17 +500,18 @@ def test_a_presigned_url_cannot_carry_a_body(stack, body):
     ],
 )
 def test_client_mistakes_get_ec2_errors(stack, params, status, code):
-    ami = f"ami-{stack.demo.image:08d}"  # the image that exists: only the mistake is wrong
-    got, root = signed_v2(stack, {k: ami if v == "ami-00000000" else v for k, v in params.items()})
+    ami = f"ami-{stack.demo.image:08d}"  # the image and type that exist: only the mistake is wrong
+    mine = {"ami-00000000": ami, "m1.small": stack.demo.itype}  # the cloud's own names
+    got, root = signed_v2(stack, {k: mine.get(v, v) for k, v in params.items()})
     assert (got, error_code(root)) == (status, code), ET.tostring(root)
     assert root.findtext("RequestID")
 
 
 def test_a_second_user_can_neither_see_nor_touch_the_first_ones_instances(stack):
     alice, bob = stack.client(), stack.client(stack.bob_name, hashlib.sha256(b"bobpw").hexdigest())
-    vm = alice.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType="m1.small", MinCount=1, MaxCount=1)[
-        "Instances"
-    ][0]["InstanceId"]
+    vm = alice.run_instances(
+        ImageId=f"ami-{stack.demo.image:08d}", InstanceType=stack.demo.itype, MinCount=1, MaxCount=1
+    )["Instances"][0]["InstanceId"]
     listed = [i["InstanceId"] for r in bob.describe_instances()["Reservations"] for i in r["Instances"]]
     assert vm not in listed
     for call in (lambda: bob.describe_instances(InstanceIds=[vm]), lambda: bob.terminate_instances(InstanceIds=[vm])):
@@ -523,7 +529,7 @@ def test_hostile_values_cannot_add_template_attributes(stack):
     raw_user_data = '"]\nMEMORY=1\n'
     run = ec2.run_instances(
         ImageId=f"ami-{stack.demo.image:08d}",
-        InstanceType="m1.small",
+        InstanceType=stack.demo.itype,
         MinCount=1,
         MaxCount=1,
         UserData=raw_user_data,
@@ -553,18 +559,17 @@ HARD_TAGS = {
 
 
 def _all_vm_ids(stack) -> set[int]:
-
-    pool = stack.pyone_admin().vmpool.info(-2, -1, -1, -2)
+    """Every VM of the demo user, DONE ones too, as oned lists them."""
+    pool = stack.pyone_admin().vmpool.info(stack.demo.uid, -1, -1, -2)
     return {vm.ID for vm in getattr(pool, "VM", [])}
 
 
 def test_tag_values_come_back_exactly(stack):
-
     ec2 = stack.client()
     tags = [{"Key": k, "Value": v} for k, v in HARD_TAGS.items()]
     run = ec2.run_instances(
         ImageId=f"ami-{stack.demo.image:08d}",
-        InstanceType="m1.small",
+        InstanceType=stack.demo.itype,
         MinCount=1,
         MaxCount=1,
         TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
@@ -581,6 +586,7 @@ def test_tag_values_come_back_exactly(stack):
         "EC2_LAUNCH_INDEX",
         "EC2_RESERVATION_ID",
         "EC2_TAGS",
+        "SCHED_REQUIREMENTS",  # the instance type's placement, which oned keeps in the user template
     }  # nothing a value could have added
     assert vm.TEMPLATE["CPU"] != "64"
     ec2.terminate_instances(InstanceIds=[iid])
@@ -601,7 +607,7 @@ def test_tag_values_oned_cannot_store_are_refused(stack, value, reason):
     with pytest.raises(botocore.exceptions.ClientError) as e:
         ec2.run_instances(
             ImageId=f"ami-{stack.demo.image:08d}",
-            InstanceType="m1.small",
+            InstanceType=stack.demo.itype,
             MinCount=1,
             MaxCount=1,
             TagSpecifications=[
@@ -726,8 +732,14 @@ def test_oned_going_away_is_unavailable_and_the_service_carries_on(tmp_path):
     assert "Traceback" not in econe.log.read_text()
 
 
+def _pinned(stack) -> tuple[str, str]:
+    """Keeps a VM on the demo's host: on a real oned the group may manage every host of its VDC."""
+    return ("SCHED_REQUIREMENTS", f'ID="{stack.demo.host}"')
+
+
 def _instance_type(stack, name: str, first_ip: str, size: int, *attrs) -> int:
-    """A VM template for the ec2 group named *name*, on a vnet of its own of *size* addresses; its id."""
+    """A VM template for the ec2 group, instance type *name* (after the cloud's prefix), on a vnet of
+    its own of *size* addresses; its id."""
     one = stack.admin
     vnet = one(
         "one.vn.allocate",
@@ -750,8 +762,9 @@ def _instance_type(stack, name: str, first_ip: str, size: int, *attrs) -> int:
                 ("NAME", stack.cloud.name(name)),
                 ("CPU", "0.1"),
                 ("MEMORY", "32"),
-                ("EC2_INSTANCE_TYPE", name),
+                ("EC2_INSTANCE_TYPE", stack.cloud.name(name)),
                 ("NIC", [("NETWORK_ID", str(vnet))]),
+                _pinned(stack),
                 *attrs,
             ]
         ),
@@ -762,8 +775,8 @@ def _instance_type(stack, name: str, first_ip: str, size: int, *attrs) -> int:
 
 
 def test_min_count_not_met_removes_what_was_made(stack):
-    itype = "t2.pair"
-    _instance_type(stack, itype, "10.9.0.1", 2)  # the third VM cannot get a lease
+    _instance_type(stack, "t2.pair", "10.9.0.1", 2)  # the third VM cannot get a lease
+    itype = stack.cloud.name("t2.pair")
     ec2 = stack.client()
     before = {i["InstanceId"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
     with pytest.raises(botocore.exceptions.ClientError) as e:
@@ -784,7 +797,9 @@ def test_file_template_instance_types(stack, tmp_path):
     (tmp_path / "m1.file.j2").write_text(
         'NAME = {{ instance_type }}\nCPU = "0.2"\nMEMORY = "96"\nDISK = [ IMAGE_ID = {{ img_id }} ]\n'
         'NIC = [ NETWORK_ID = "VNET" ]\nCONTEXT = [ EC2_USER_DATA = {{ user_data }} ]\n'
-        'OS = [ ARCH = "aarch64" ]\n'.replace("VNET", str(stack.demo.vnet))
+        'OS = [ ARCH = "aarch64" ]\nSCHED_REQUIREMENTS = "ID=\\"HOST\\""\n'.replace(
+            "VNET", str(stack.demo.vnet)
+        ).replace("HOST", str(stack.demo.host))
     )
     econe = start_econe(
         tmp_path,
@@ -812,7 +827,9 @@ def test_file_template_instance_types(stack, tmp_path):
         assert rendered.TEMPLATE["CONTEXT"]["EC2_USER_DATA"] == base64.b64encode(b"hello").decode()  # boto3 encodes
         wait_for(ec2, "instance_running", [vm["InstanceId"]])
         with pytest.raises(botocore.exceptions.ClientError) as e:
-            ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType="m1.small", MinCount=1, MaxCount=1)
+            ec2.run_instances(
+                ImageId=f"ami-{stack.demo.image:08d}", InstanceType=stack.demo.itype, MinCount=1, MaxCount=1
+            )
         assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
         ec2.terminate_instances(InstanceIds=[vm["InstanceId"]])
     finally:
@@ -858,7 +875,8 @@ def _instances(answer: dict) -> list[dict]:
     return [i for r in answer["Reservations"] for i in r["Instances"]]
 
 
-def _run_one(ec2, stack, itype: str = "m1.small", **extra) -> dict:
+def _run_one(ec2, stack, itype: str | None = None, **extra) -> dict:
+    itype = itype or stack.demo.itype
     run = ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType=itype, MinCount=1, MaxCount=1, **extra)
     return run["Instances"][0]
 
@@ -926,6 +944,7 @@ def pair(stack, ec2):
                 ("DISK", [("IMAGE_ID", str(stack.demo.image))]),
                 ("NIC", [("NETWORK_ID", str(stack.demo.vnet))]),
                 ("EC2_KEYNAME", "oldkey"),
+                _pinned(stack),
             ]
         ),
         False,
@@ -944,7 +963,7 @@ FILTER_CASES = [
     ("instance-id", lambda p: ["i-0999999?"], set()),
     ("image-id", lambda p: [p["made"]["ImageId"]], BOTH),  # legacy's is read from its DISK
     ("image-id", lambda p: ["ami-09999999"], set()),
-    ("instance-type", lambda p: ["m1.*"], {"made"}),
+    ("instance-type", lambda p: ["*m1.*"], {"made"}),  # the cloud's prefix, if any, comes first
     ("instance-type", lambda p: ["m1.large"], set()),
     ("instance-state-name", lambda p: ["running"], BOTH),
     ("instance-state-name", lambda p: ["pending", "stopped"], set()),
@@ -1000,7 +1019,7 @@ def test_architecture_and_public_address_come_from_opennebula(stack, ec2):
     # 8.8.4.0/24 is globally routable (ipaddress' is_global); private and documentation
     # blocks such as 10/8 or 192.0.2.0/24 are not, and never give a PublicIpAddress
     template = _instance_type(stack, "a1.public", "8.8.4.10", 4, ("OS", [("ARCH", "aarch64")]))
-    made = _run_one(ec2, stack, "a1.public")
+    made = _run_one(ec2, stack, stack.cloud.name("a1.public"))
     user = _One(stack.cloud.url, f"{stack.demo.user}:{stack.demo.password}")
     outside = f"i-{user('one.template.instantiate', template, '', False, '', False):08d}"  # as Sunstone would
     ids = [made["InstanceId"], outside]

@@ -16,8 +16,8 @@ import pytest
 
 from onelite import cipher
 
-from .cloud import Cloud
-from .conftest import Onelite, start_onelite
+from .cloud import Cloud, onelite_cloud
+from .conftest import start_onelite
 
 
 def wait(fn, what, timeout=15):
@@ -58,22 +58,11 @@ def provision(cloud: Cloud, admin, tmp_path):
     admin.image.chmod(img, 1, 1, 0, 1, 0, 0, 0, 0, 0)
     tpl = admin.template.allocate(
         f'NAME="{cloud.name("m1.small")}"\nCPU="0.1"\nMEMORY="64"\nEC2_INSTANCE_TYPE="m1.small"\n'
-        f'DISK=[IMAGE_ID="{img}"]\nNIC=[NETWORK_ID="{vn}"]\n'
+        f'DISK=[IMAGE_ID="{img}"]\nNIC=[NETWORK_ID="{vn}"]\nSCHED_REQUIREMENTS="ID=\\"{hid}\\""\n'
     )
     admin.template.chown(tpl, -1, gid)
     admin.template.chmod(tpl, 1, 1, 0, 1, 0, 0, 0, 0, 0)  # 640
     return {"gid": gid, "uid": uid, "hid": hid, "vn": vn, "img": img, "tpl": tpl}
-
-
-def cloud_of(server: Onelite) -> Cloud:
-    """An onelite started by the test itself, with a dummy host, as the cloud provision() expects."""
-    host = xmlrpc.client.ServerProxy(server.url).one.host.allocate(server.admin_session, "host0", "dummy", "dummy", -1)
-    return Cloud(server.url, server.admin_session, server.data / "one_auth", server.data / "ec2_auth", host=host[1])
-
-
-@pytest.fixture
-def cloud(fresh_cloud):
-    return fresh_cloud
 
 
 @pytest.fixture
@@ -148,7 +137,7 @@ def test_vm_stays_pending_without_a_usable_host(cloud, cloud_admin, tmp_path):
 def test_state_survives_a_restart_and_sigterm_stops_cleanly(tmp_path):
     server = start_onelite(tmp_path / "one")
     admin = pyone.OneServer(server.url, session=server.admin_session)
-    ids = provision(cloud_of(server), admin, tmp_path)
+    ids = provision(onelite_cloud(server), admin, tmp_path)
     assert server.stop() == 0
     again = start_onelite(tmp_path / "one")
     try:

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from onelite import api  # noqa: F401  (registers the methods)
 from onelite.registry import METHODS
 
+from .cloud import onelite_cloud
 from .conftest import start_onelite
-from .test_onelite import cloud_of, provision
+from .test_onelite import provision
 
 # text XML 1.0 can carry (control characters would only test the XML parser)
 xml_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=30)
@@ -62,7 +63,7 @@ def test_random_calls_never_hurt_it(tmp_path):
     server = start_onelite(tmp_path / "one")
     try:
         admin = pyone.OneServer(server.url, session=server.admin_session)
-        provision(cloud_of(server), admin, tmp_path)
+        provision(onelite_cloud(server), admin, tmp_path)
         sessions = [server.admin_session, "alice:alicepw", "nobody:x"]
 
         @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -25,6 +25,7 @@ class Demo:
     vnet: int
     image: int
     template: int
+    itype: str  # the instance type's name
 
     @property
     def secret(self) -> str:
@@ -62,7 +63,7 @@ def provision(
     datastore: int = 1,
     cluster: int = -1,
 ) -> Demo:
-    """*prefix* starts the names of the vnet, image and template; *host* is an existing host to use
+    """*prefix* starts the names of the vnet, image, template and instance type; *host* is an existing host to use
     (None: a dummy host is made); *datastore* takes the image and *cluster* the vnet."""
     one = _One(url, admin_session)
     gid = one("one.group.allocate", group)
@@ -111,14 +112,15 @@ def provision(
                 ("CPU", "0.5"),
                 ("VCPU", "1"),
                 ("MEMORY", "128"),
-                ("EC2_INSTANCE_TYPE", "m1.small"),
+                ("EC2_INSTANCE_TYPE", f"{prefix}m1.small"),
                 ("NIC", [("NETWORK_ID", str(vnet))]),
+                ("SCHED_REQUIREMENTS", f'ID="{host}"'),  # the group's host, not any its VDC lets it use
             ]
         ),
     )
     one("one.template.chown", template, -1, gid)
     one("one.template.chmod", template, 1, 1, 0, 1, 0, 0, 0, 0, 0)  # 640: the group may use it
-    return Demo(user, password, gid, uid, host, vnet, image, template)
+    return Demo(user, password, gid, uid, host, vnet, image, template, f"{prefix}m1.small")
 
 
 def wait_ready(one: _One, image: int, timeout: float = 120) -> None:
