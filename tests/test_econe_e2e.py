@@ -429,6 +429,12 @@ def test_a_presigned_url_cannot_carry_a_body(stack, body):
         ({"Action": "TerminateInstances", "InstanceId.1": "i-00999999"}, 400, "InvalidInstanceID.NotFound"),
         ({"Action": "DescribeImages", "ImageId.1": "ami-x"}, 400, "InvalidAMIID.Malformed"),
         ({"Action": "DescribeInstances", "Bogus": "1"}, 400, "UnknownParameter"),
+        # hostile shapes: a Version that would inject into the answer's xmlns, a Unicode digit as
+        # index or number (int() takes them), an id with a trailing newline
+        ({"Action": "DescribeRegions", "Version": '2016-11-15"><Injected/>'}, 400, "InvalidParameterValue"),
+        ({"Action": "DescribeInstances", "InstanceId.\u00b2": "i-00000001"}, 400, "InvalidParameterValue"),
+        ({"Action": "DescribeInstances", "MaxResults": "\u0665"}, 400, "InvalidParameterValue"),
+        ({"Action": "DescribeInstances", "InstanceId.1": "i-00000001\n"}, 400, "InvalidInstanceID.Malformed"),
         ({"Action": "DescribeInstances", "MaxResults": "ten"}, 400, "InvalidParameterValue"),
         (
             {"Action": "DescribeInstances", "Filter.1.Name": "nope", "Filter.1.Value.1": "x"},

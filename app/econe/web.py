@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from .errors import EC2Error
 from .gateway import Gateway
 
 MAX_FORM = 1024 * 1024  # bytes of a form-encoded request
+_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 log = logging.getLogger("econe")
 
 
@@ -58,6 +60,9 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
         form, staged, body_hash = _read_body(request, config)
         params = query + form
         version = _param(params, "Version") or ""
+        if version and not _VERSION.fullmatch(version):  # it is written into the answer's xmlns
+            version = ""
+            raise EC2Error("InvalidParameterValue", "Version must be an API version like 2016-11-15.")
         action = _param(params, "Action") or "-"
         if action == "-":
             raise EC2Error("MissingParameter", "The request must contain the parameter Action")

@@ -94,7 +94,10 @@ def test_lenient_ids(text, oid):
     assert ids.parse(text, "i") == oid
 
 
-@pytest.mark.parametrize("text", ["ami-7", "i-", "i-x1", "", "i-99999999999"])
+# a Unicode digit, or a newline the old pattern's "$" let through, is not an id
+@pytest.mark.parametrize(
+    "text", ["ami-7", "i-", "i-x1", "", "i-99999999999", "i-\u00b2", "i-0000000\u0661", "i-00000001\n"]
+)
 def test_malformed_ids(text):
     with pytest.raises(EC2Error) as e:
         ids.parse(text, "i")
