@@ -1176,3 +1176,76 @@ def test_describe_availability_zones(ec2):
     named = ec2.describe_availability_zones(ZoneNames=["opennebula"])["AvailabilityZones"]
     assert [z["ZoneName"] for z in named] == ["opennebula"]
     assert _code(lambda: ec2.describe_availability_zones(ZoneNames=["us-east-1a"])) == "InvalidParameterValue"
+
+
+# ---------------------------------------------------------------- DryRun: decide, change nothing
+
+
+def _dry(call, **params) -> tuple[str, int]:
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        call(DryRun=True, **params)
+    return e.value.response["Error"]["Code"], e.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def _oned_view(stack, vmid: int) -> tuple:
+    """What any action would change in oned: the states and the history records."""
+    root = ET.fromstring(stack.admin("one.vm.info", vmid))
+    return root.findtext("STATE"), root.findtext("LCM_STATE"), len(root.findall("HISTORY_RECORDS/HISTORY"))
+
+
+def test_a_dry_run_decides_and_changes_nothing(stack, ec2):
+    vm = _run_one(ec2, stack)["InstanceId"]
+    _running(stack, ec2, vm)
+    before, vms = _oned_view(stack, int(vm[2:])), _all_vm_ids(stack)
+    allowed = ("DryRunOperation", 412)
+    for call in (ec2.terminate_instances, ec2.stop_instances, ec2.reboot_instances, ec2.start_instances):
+        assert _dry(call, InstanceIds=[vm]) == allowed, call  # start: running already, still allowed
+    run = {"ImageId": f"ami-{stack.demo.image:08d}", "InstanceType": stack.demo.itype, "MinCount": 2, "MaxCount": 2}
+    assert _dry(ec2.run_instances, **run) == allowed
+    assert _dry(ec2.describe_instances) == _dry(ec2.describe_images) == _dry(ec2.describe_regions) == allowed
+    # what the real call would refuse, a dry run refuses the same way, before deciding
+    assert (
+        _code(lambda: ec2.terminate_instances(InstanceIds=["i-09999999"], DryRun=True)) == "InvalidInstanceID.NotFound"
+    )
+    assert (
+        _code(lambda: ec2.run_instances(**{**run, "InstanceType": "x9.none"}, DryRun=True)) == "InvalidParameterValue"
+    )
+    time.sleep(0.5)  # what an action had started would show by now
+    assert (_oned_view(stack, int(vm[2:])), _all_vm_ids(stack)) == (before, vms)
+    ec2.terminate_instances(InstanceIds=[vm])
+
+
+def test_a_dry_run_answers_unauthorized_where_oned_would_refuse(stack, ec2, bob):
+    """bob sees ec2user's VM (its group may use it) but may not manage it: the dry run and the real
+    call both answer UnauthorizedOperation, and the VM lives on."""
+    vm = _run_one(ec2, stack)["InstanceId"]
+    stack.admin("one.vm.chmod", int(vm[2:]), 1, 1, 0, 1, 0, 0, 0, 0, 0)  # 640
+    _running(stack, ec2, vm)
+    assert _dry(bob.terminate_instances, InstanceIds=[vm]) == ("UnauthorizedOperation", 403)
+    assert _code(lambda: bob.terminate_instances(InstanceIds=[vm])) == "UnauthorizedOperation"
+    assert _instances(ec2.describe_instances(InstanceIds=[vm]))[0]["State"]["Name"] == "running"
+    assert _dry(ec2.terminate_instances, InstanceIds=[vm]) == ("DryRunOperation", 412)  # its owner may
+    ec2.terminate_instances(InstanceIds=[vm])
+
+
+def test_a_dry_run_without_the_create_right_is_unauthorized(stack, tmp_path):
+    """carol's group has no CREATE rule; the image and the instance type are public: only the right
+    to create VMs is missing, and the dry run says so as the real call does."""
+    template = _instance_type(stack, "p1.public", "10.7.0.1", 2)
+    stack.admin("one.template.chmod", template, 1, 1, 0, 1, 0, 0, 1, 0, 0)  # 644
+    public = stack.admin(
+        "one.image.allocate", tpl.serialize([("NAME", stack.cloud.name("p1-image")), ("TYPE", "DATABLOCK"),
+                                             ("SIZE", "1")]), stack.cloud.datastore, False,
+    )  # fmt: skip
+    stack.admin("one.image.chmod", public, 1, 1, 0, 0, 0, 0, 1, 0, 0)
+    gid = stack.admin("one.group.allocate", stack.cloud.name("nocreate"))
+    carol = stack.cloud.name("carol")
+    demo.add_user(stack.cloud.url, stack.cloud.admin_session, carol, "carolpw", gid)
+    client = stack.client(carol, hashlib.sha256(b"carolpw").hexdigest())
+    deadline = time.time() + 5  # econe re-reads the users for an unknown name at most once a second
+    while _dry(client.describe_regions)[0] == "AuthFailure" and time.time() < deadline:
+        time.sleep(0.2)
+    run = {"ImageId": f"ami-{public:08d}", "InstanceType": stack.cloud.name("p1.public"), "MinCount": 1, "MaxCount": 1}
+    assert _dry(client.run_instances, **run) == ("UnauthorizedOperation", 403)
+    assert _code(lambda: client.run_instances(**run)) == "UnauthorizedOperation"
+    assert _instances(client.describe_instances()) == []

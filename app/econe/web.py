@@ -21,7 +21,7 @@ from . import auth, model, multipart
 from .actions import ACTIONS, Context, check_stored, check_supported, register_all
 from .actions.images import upload_image
 from .config import Config
-from .errors import EC2Error
+from .errors import EC2Error, dry_run_succeeded
 from .gateway import Gateway
 
 MAX_FORM = 1024 * 1024  # bytes of a form-encoded request
@@ -78,7 +78,8 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
             body_sha256=body_hash,
         )
         user = auth.verify(signed, gateway.secret_of, datetime.now(UTC))
-        ctx = Context(user, gateway.as_user(user), config, request_id, rlog)
+        dry_run = (_param(params, "DryRun") or "").lower() == "true"  # as the model reads a boolean
+        ctx = Context(user, gateway.as_user(user, dry_run), config, request_id, rlog)
         if action == "UploadImage":
             if staged is None:
                 raise EC2Error("MissingParameter", "The request must contain the file to upload (multipart field file)")
@@ -90,7 +91,12 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
             inputs = model.parse(op, params, optional=act.optional)
             check_supported(action, act, inputs)
             check_stored(op, act, params)
-            body = model.serialize(op, act.func(ctx, inputs), version, request_id)
+            if inputs.get("DryRun") and not act.changes:
+                raise dry_run_succeeded()
+            result = act.func(ctx, inputs)
+            if inputs.get("DryRun"):  # a changing action with nothing to change for these arguments
+                raise dry_run_succeeded()
+            body = model.serialize(op, result, version, request_id)
         response.content_type = "text/xml; charset=UTF-8"
         return body
     except EC2Error as e:

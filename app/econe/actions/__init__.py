@@ -22,6 +22,10 @@ class Context:
     request_id: str
     log: logging.LoggerAdapter
 
+    @property
+    def dry_run(self) -> bool:
+        return self.session.is_dry_run
+
 
 @dataclass(frozen=True)
 class Action:
@@ -30,14 +34,18 @@ class Action:
     ignored: frozenset[str]  # accepted and ignored (listed in the README)
     optional: frozenset[str] = frozenset()  # required by the model, optional here (the original's clients omit them)
     stored: frozenset[str] = frozenset()  # input members whose values end up in an OpenNebula template
+    # changes oned: with DryRun it decides through ctx.session.dry_run; the others answer DryRunOperation unrun
+    changes: bool = False
 
 
 ACTIONS: dict[str, Action] = {}
 
 
-def action(name: str, supported=(), ignored=("DryRun",), optional=(), stored=()):
+def action(name: str, supported=(), ignored=(), optional=(), stored=(), changes=False):
     def wrap(func):
-        ACTIONS[name] = Action(func, frozenset(supported), frozenset(ignored), frozenset(optional), frozenset(stored))
+        ACTIONS[name] = Action(
+            func, frozenset(supported), frozenset(ignored), frozenset(optional), frozenset(stored), changes
+        )
         return func
 
     return wrap
@@ -46,7 +54,7 @@ def action(name: str, supported=(), ignored=("DryRun",), optional=(), stored=())
 def check_supported(name: str, act: Action, params: dict) -> None:
     """Refuse, by name, any parameter the model knows but this server does not implement."""
     for member in params:
-        if member not in act.supported and member not in act.ignored:
+        if member not in act.supported and member not in act.ignored and member != "DryRun":
             raise EC2Error("InvalidParameter", f"The parameter {member} is not supported by {name} on this cloud.")
 
 

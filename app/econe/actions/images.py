@@ -66,7 +66,7 @@ def _filters(filters: list[dict]):
 @action(
     "DescribeImages",
     supported=("ImageIds", "Owners", "Filters", "ExecutableUsers"),
-    ignored=("DryRun", "IncludeDeprecated", "IncludeDisabled"),
+    ignored=("IncludeDeprecated", "IncludeDisabled"),
 )
 def describe_images(ctx: Context, p: dict) -> dict:
     keep = _filters(p.get("Filters", []))
@@ -118,9 +118,10 @@ def _get_image(ctx: Context, text: str) -> Image:
 @action(
     "RegisterImage",
     supported=("ImageLocation", "Description"),
-    ignored=("DryRun", "Name", "Architecture", "RootDeviceName", "VirtualizationType"),  # the image keeps its own
+    ignored=("Name", "Architecture", "RootDeviceName", "VirtualizationType"),  # the image keeps its own
     optional=("Name",),
     stored=("Description",),
+    changes=True,
 )
 def register_image(ctx: Context, p: dict) -> dict:
     location = p.get("ImageLocation")
@@ -129,6 +130,8 @@ def register_image(ctx: Context, p: dict) -> dict:
     image = _get_image(ctx, location)
     if image.template.get("EBS_VOLUME") == "YES" or image.template.get("EBS_SNAPSHOT") == "YES":
         raise EC2Error("InvalidParameterValue", f"{location} is a volume or snapshot, not a machine image.")
+    if ctx.dry_run:
+        ctx.session.dry_run([("MANAGE", "IMAGE", image.id)])
     attrs = [("EC2_AMI", "YES")]
     if p.get("Description"):
         attrs.append(("DESCRIPTION", p["Description"]))

@@ -245,11 +245,11 @@ RUN_SUPPORTED = (
     "TagSpecifications",
     "Placement",
 )
-RUN_IGNORED = ("DryRun", "Monitoring", "DisableApiTermination", "InstanceInitiatedShutdownBehavior", "EbsOptimized")
+RUN_IGNORED = ("Monitoring", "DisableApiTermination", "InstanceInitiatedShutdownBehavior", "EbsOptimized")
 RUN_STORED = ("InstanceType", "UserData", "ClientToken", "TagSpecifications")  # tags in EC2_TAGS, the Name tag as NAME
 
 
-@action("RunInstances", supported=RUN_SUPPORTED, ignored=RUN_IGNORED, stored=RUN_STORED)
+@action("RunInstances", supported=RUN_SUPPORTED, ignored=RUN_IGNORED, stored=RUN_STORED, changes=True)
 def run_instances(ctx: Context, p: dict) -> dict:
     for name in ("ImageId", "InstanceType"):
         if not p.get(name):
@@ -271,6 +271,13 @@ def run_instances(ctx: Context, p: dict) -> dict:
         raise
     user_data = _user_data(p)
     tags = _instance_tags(p)
+    if ctx.dry_run:  # the instance type must exist, and the user may use it and the image, and create VMs
+        needs = [("USE", "IMAGE", image_id), ("CREATE", "VM", None)]
+        if ctx.config.use_file_templates:
+            render_file_template(ctx.config, p["InstanceType"], image_id, user_data)
+        else:
+            needs.append(("USE", "TEMPLATE", template_for(ctx, p["InstanceType"]).id))
+        ctx.session.dry_run(needs)
     token = p.get("ClientToken")
     if token:
         with _token_lock(ctx.user, token):
@@ -360,11 +367,13 @@ def _change(ctx: Context, p: dict, choose) -> list[dict]:
     wanted = p.get("InstanceIds") or []
     if not wanted:
         raise missing("InstanceId.1")
-    vms = [_get_vm(ctx, text) for text in wanted]  # every id is checked before anything is done
+    vms = [_get_vm(ctx, text) for text in wanted]  # every id and state is checked before anything is done
+    ops = [choose(vm) for vm in vms]
+    if ctx.dry_run:
+        ctx.session.dry_run([("MANAGE", "VM", vm.id) for vm, op in zip(vms, ops, strict=True) if op])
     out = []
-    for vm in vms:
+    for vm, op in zip(vms, ops, strict=True):
         before = states.instance_state(vm.state, vm.lcm_state)
-        op = choose(vm)
         if op:
             ctx.session.vm_action(op, vm.id)
         after = ctx.session.vm(vm.id)
@@ -401,7 +410,7 @@ def _terminate_op(vm: VM) -> str | None:
     return "terminate" if (vm.state, vm.lcm_state) == (3, 3) else "terminate-hard"
 
 
-@action("TerminateInstances", supported=("InstanceIds",))
+@action("TerminateInstances", supported=("InstanceIds",), changes=True)
 def terminate_instances(ctx: Context, p: dict) -> dict:
     return {"TerminatingInstances": _change(ctx, p, _terminate_op)}
 
@@ -431,23 +440,26 @@ def _start_op(vm: VM) -> str | None:
     )
 
 
-@action("StopInstances", supported=("InstanceIds", "Force", "Hibernate"))
+@action("StopInstances", supported=("InstanceIds", "Force", "Hibernate"), changes=True)
 def stop_instances(ctx: Context, p: dict) -> dict:
     if p.get("Hibernate"):  # no instance here is launched with hibernation enabled
         raise EC2Error("UnsupportedOperation", "Hibernation is not supported on this cloud: stop without Hibernate.")
     return {"StoppingInstances": _change(ctx, p, _stop_op(p.get("Force", False)))}
 
 
-@action("StartInstances", supported=("InstanceIds",), ignored=("DryRun", "AdditionalInfo"))
+@action("StartInstances", supported=("InstanceIds",), ignored=("AdditionalInfo",), changes=True)
 def start_instances(ctx: Context, p: dict) -> dict:
     return {"StartingInstances": _change(ctx, p, _start_op)}
 
 
-@action("RebootInstances", supported=("InstanceIds",))
+@action("RebootInstances", supported=("InstanceIds",), changes=True)
 def reboot_instances(ctx: Context, p: dict) -> dict:
     wanted = p.get("InstanceIds") or []
     if not wanted:
         raise missing("InstanceId.1")
-    for vm in [_get_vm(ctx, text) for text in wanted]:
+    vms = [_get_vm(ctx, text) for text in wanted]
+    if ctx.dry_run:
+        ctx.session.dry_run([("MANAGE", "VM", vm.id) for vm in vms])
+    for vm in vms:
         ctx.session.vm_action("reboot", vm.id)
     return {}
