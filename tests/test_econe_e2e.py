@@ -435,6 +435,40 @@ def test_a_presigned_url_cannot_carry_a_body(stack, body):
         ({"Action": "DescribeInstances", "InstanceId.\u00b2": "i-00000001"}, 400, "InvalidParameterValue"),
         ({"Action": "DescribeInstances", "MaxResults": "\u0665"}, 400, "InvalidParameterValue"),
         ({"Action": "DescribeInstances", "InstanceId.1": "i-00000001\n"}, 400, "InvalidInstanceID.Malformed"),
+        # characters XML 1.0 cannot carry, anywhere: oned would refuse them (a 500), or an answer
+        # would carry them (and no client could parse it)
+        (
+            {"Action": "DescribeInstances", "Filter.1.Name": "tag:x", "Filter.1.Value.1": "\x0b"},
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "ClientToken": "tok\x01",
+            },
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "TagSpecification.1.ResourceType": "instance",
+                "TagSpecification.1.Tag.1.Key": "k",
+                "TagSpecification.1.Tag.1.Value": "\uffff",
+            },
+            400,
+            "InvalidParameterValue",
+        ),
+        ({"Action": "DescribeRegions", "Region\x02Name.1": "x"}, 400, "InvalidParameterValue"),
         ({"Action": "DescribeInstances", "MaxResults": "ten"}, 400, "InvalidParameterValue"),
         (
             {"Action": "DescribeInstances", "Filter.1.Name": "nope", "Filter.1.Value.1": "x"},

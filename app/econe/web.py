@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl, urlparse
 
 import bottle
 
+from onelite import template as tpl
+
 from . import auth, model, multipart
 from .actions import ACTIONS, Context, check_stored, check_supported, register_all
 from .actions.images import upload_image
@@ -59,6 +61,7 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
         query = parse_qsl(request.query_string, keep_blank_values=True)
         form, staged, body_hash = _read_body(request, config)
         params = query + form
+        _check_characters(params)
         version = _param(params, "Version") or ""
         if version and not _VERSION.fullmatch(version):  # it is written into the answer's xmlns
             version = ""
@@ -124,6 +127,16 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
             status,
             (time.perf_counter() - started) * 1000,
         )
+
+
+def _check_characters(params) -> None:
+    """Every value may end up in an answer (an id, a tag, a token): one XML 1.0 cannot carry is refused."""
+    for key, value in params:
+        bad = tpl.NOT_XML.search(key) or tpl.NOT_XML.search(value)
+        if bad:
+            name = key if tpl.NOT_XML.search(key) is None else repr(key)
+            char = f"U+{ord(bad.group()):04X}"
+            raise EC2Error("InvalidParameterValue", f"The parameter {name} contains {char}, which XML cannot carry.")
 
 
 def _param(params, name: str) -> str | None:
