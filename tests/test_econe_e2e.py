@@ -469,6 +469,75 @@ def test_a_presigned_url_cannot_carry_a_body(stack, body):
             "InvalidParameterValue",
         ),
         ({"Action": "DescribeRegions", "Region\x02Name.1": "x"}, 400, "InvalidParameterValue"),
+        # EC2's limits, which bound what one request may cost
+        (
+            {
+                "Action": "DescribeInstances",
+                "Filter.1.Name": "tag:x",
+                **{f"Filter.1.Value.{i}": "v" for i in range(1, 202)},
+            },
+            400,
+            "FilterLimitExceeded",
+        ),
+        (
+            {"Action": "DescribeInstances", "Filter.1.Name": "tag:x", "Filter.1.Value.1": "v" * 256},
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {"Action": "DescribeInstances", **{f"InstanceId.{i}": f"i-{i:08d}" for i in range(1, 1002)}},
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "ClientToken": "t" * 65,
+            },
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "ClientToken": "t\u00f6k",
+            },
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "TagSpecification.1.ResourceType": "instance",
+                "TagSpecification.1.Tag.1.Key": "k" * 129,
+                "TagSpecification.1.Tag.1.Value": "v",
+            },
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "101",
+                "MaxCount": "101",
+            },
+            400,
+            "InstanceLimitExceeded",
+        ),
         ({"Action": "DescribeInstances", "MaxResults": "ten"}, 400, "InvalidParameterValue"),
         (
             {"Action": "DescribeInstances", "Filter.1.Name": "nope", "Filter.1.Value.1": "x"},
@@ -1283,3 +1352,42 @@ def test_a_dry_run_without_the_create_right_is_unauthorized(stack, tmp_path):
     assert _dry(client.run_instances, **run) == ("UnauthorizedOperation", 403)
     assert _code(lambda: client.run_instances(**run)) == "UnauthorizedOperation"
     assert _instances(client.describe_instances()) == []
+
+
+# ---------------------------------------------------------------- what a request may cost
+
+
+def test_max_count_is_capped_at_the_configured_limit(stack, tmp_path):
+    """As EC2 does: MaxCount beyond the limit makes as many as the limit allows, MinCount beyond it nothing."""
+    capped = start_econe(tmp_path, stack.cloud.url, stack.cloud.server_auth, max_count=2)
+    try:
+        ec2 = boto3.client("ec2", endpoint_url=capped.url, region_name="opennebula",
+                           aws_access_key_id=stack.demo.user, aws_secret_access_key=stack.demo.secret)  # fmt: skip
+        before = _all_vm_ids(stack)
+        run = {"ImageId": f"ami-{stack.demo.image:08d}", "InstanceType": stack.demo.itype}
+        assert _code(lambda: ec2.run_instances(**run, MinCount=3, MaxCount=5)) == "InstanceLimitExceeded"
+        assert _all_vm_ids(stack) == before
+        made = [i["InstanceId"] for i in ec2.run_instances(**run, MinCount=1, MaxCount=5)["Instances"]]
+        assert len(made) == 2
+        ec2.terminate_instances(InstanceIds=made)
+    finally:
+        capped.stop()
+
+
+def _rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def test_hostile_filters_do_not_grow_the_server(stack, ec2):
+    """500 requests, each with 50 distinct filter patterns of EC2's longest: econe's memory stays
+    bounded (patterns are compiled per request, not cached for the life of the server)."""
+    vm = _run_one(ec2, stack)["InstanceId"]  # an instance whose id every pattern is matched against
+    ec2.describe_instances()  # the first listing's own allocations are not the attack's
+    before = _rss_mib(stack.econe.proc.pid)
+    for n in range(500):
+        values = [f"{n:03d}{i:02d}*" + "x" * 248 + "?" for i in range(50)]
+        assert _instances(ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": values}])) == []
+    grown = _rss_mib(stack.econe.proc.pid) - before
+    ec2.terminate_instances(InstanceIds=[vm])
+    assert grown < 50, f"RSS grew by {grown:.0f} MiB"

@@ -20,7 +20,7 @@ import bottle
 from onelite import template as tpl
 
 from . import auth, model, multipart
-from .actions import ACTIONS, Context, check_stored, check_supported, register_all
+from .actions import ACTIONS, Context, check_limits, check_stored, check_supported, register_all
 from .actions.images import upload_image
 from .config import Config
 from .errors import EC2Error, dry_run_succeeded
@@ -93,6 +93,7 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
             act = ACTIONS[action]
             inputs = model.parse(op, params, optional=act.optional)
             check_supported(action, act, inputs)
+            check_limits(inputs)
             check_stored(op, act, params)
             if inputs.get("DryRun") and not act.changes:
                 raise dry_run_succeeded()

@@ -164,3 +164,15 @@ def test_values_that_reach_a_template_are_refused_by_parameter_name(key, value, 
         check_stored(op, act, [*params, (key, value)])
     assert e.value.code == "InvalidParameterValue" and e.value.status == 400
     assert e.value.message == f"Value for {key} cannot be stored in an OpenNebula template: {reason}"
+
+
+def test_client_token_locks_live_only_while_used():
+    """The table of ClientToken locks keeps no entry once no request holds or waits for it (the
+    waiting itself is the end-to-end race test's)."""
+    from econe.actions import instances
+
+    with instances._token_lock("alice", "t1"):
+        with instances._token_lock("alice", "t2"):
+            assert set(instances._token_locks) == {("alice", "t1"), ("alice", "t2")}
+        assert set(instances._token_locks) == {("alice", "t1")}
+    assert instances._token_locks == {}

@@ -12,7 +12,7 @@ from onelite import template as tpl
 from .. import ids, states
 from ..errors import EC2Error
 from ..gateway import Image
-from . import Context, action
+from . import Context, action, wildcards
 
 LOCKED = 4
 READY_WAIT = 600  # seconds an upload waits for oned to finish copying the staged file
@@ -41,8 +41,6 @@ def describe(image: Image) -> dict | None:
 
 
 def _filters(filters: list[dict]):
-    import fnmatch
-
     fields = {
         "image-id": "ImageId",
         "name": "Name",
@@ -55,10 +53,10 @@ def _filters(filters: list[dict]):
         if f.get("Name") not in fields:
             raise EC2Error("InvalidParameterValue", f"The filter '{f.get('Name')}' is invalid")
 
+    tests = [(fields[f["Name"]], wildcards(f.get("Values", []))) for f in filters]
+
     def keep(item: dict) -> bool:
-        return all(
-            any(fnmatch.fnmatchcase(str(item[fields[f["Name"]]]), v) for v in f.get("Values", [])) for f in filters
-        )
+        return all(test(str(item[field])) for field, test in tests)
 
     return keep
 
