@@ -429,6 +429,115 @@ def test_a_presigned_url_cannot_carry_a_body(stack, body):
         ({"Action": "TerminateInstances", "InstanceId.1": "i-00999999"}, 400, "InvalidInstanceID.NotFound"),
         ({"Action": "DescribeImages", "ImageId.1": "ami-x"}, 400, "InvalidAMIID.Malformed"),
         ({"Action": "DescribeInstances", "Bogus": "1"}, 400, "UnknownParameter"),
+        # hostile shapes: a Version that would inject into the answer's xmlns, a Unicode digit as
+        # index or number (int() takes them), an id with a trailing newline
+        ({"Action": "DescribeRegions", "Version": '2016-11-15"><Injected/>'}, 400, "InvalidParameterValue"),
+        ({"Action": "DescribeInstances", "InstanceId.\u00b2": "i-00000001"}, 400, "InvalidParameterValue"),
+        ({"Action": "DescribeInstances", "MaxResults": "\u0665"}, 400, "InvalidParameterValue"),
+        ({"Action": "DescribeInstances", "InstanceId.1": "i-00000001\n"}, 400, "InvalidInstanceID.Malformed"),
+        # characters XML 1.0 cannot carry, anywhere: oned would refuse them (a 500), or an answer
+        # would carry them (and no client could parse it)
+        (
+            {"Action": "DescribeInstances", "Filter.1.Name": "tag:x", "Filter.1.Value.1": "\x0b"},
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "ClientToken": "tok\x01",
+            },
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "TagSpecification.1.ResourceType": "instance",
+                "TagSpecification.1.Tag.1.Key": "k",
+                "TagSpecification.1.Tag.1.Value": "\uffff",
+            },
+            400,
+            "InvalidParameterValue",
+        ),
+        ({"Action": "DescribeRegions", "Region\x02Name.1": "x"}, 400, "InvalidParameterValue"),
+        # EC2's limits, which bound what one request may cost
+        (
+            {
+                "Action": "DescribeInstances",
+                "Filter.1.Name": "tag:x",
+                **{f"Filter.1.Value.{i}": "v" for i in range(1, 202)},
+            },
+            400,
+            "FilterLimitExceeded",
+        ),
+        (
+            {"Action": "DescribeInstances", "Filter.1.Name": "tag:x", "Filter.1.Value.1": "v" * 256},
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {"Action": "DescribeInstances", **{f"InstanceId.{i}": f"i-{i:08d}" for i in range(1, 1002)}},
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "ClientToken": "t" * 65,
+            },
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "ClientToken": "t\u00f6k",
+            },
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "1",
+                "MaxCount": "1",
+                "TagSpecification.1.ResourceType": "instance",
+                "TagSpecification.1.Tag.1.Key": "k" * 129,
+                "TagSpecification.1.Tag.1.Value": "v",
+            },
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            {
+                "Action": "RunInstances",
+                "ImageId": "ami-00000000",
+                "InstanceType": "m1.small",
+                "MinCount": "101",
+                "MaxCount": "101",
+            },
+            400,
+            "InstanceLimitExceeded",
+        ),
         ({"Action": "DescribeInstances", "MaxResults": "ten"}, 400, "InvalidParameterValue"),
         (
             {"Action": "DescribeInstances", "Filter.1.Name": "nope", "Filter.1.Value.1": "x"},
@@ -1170,3 +1279,115 @@ def test_describe_availability_zones(ec2):
     named = ec2.describe_availability_zones(ZoneNames=["opennebula"])["AvailabilityZones"]
     assert [z["ZoneName"] for z in named] == ["opennebula"]
     assert _code(lambda: ec2.describe_availability_zones(ZoneNames=["us-east-1a"])) == "InvalidParameterValue"
+
+
+# ---------------------------------------------------------------- DryRun: decide, change nothing
+
+
+def _dry(call, **params) -> tuple[str, int]:
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        call(DryRun=True, **params)
+    return e.value.response["Error"]["Code"], e.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def _oned_view(stack, vmid: int) -> tuple:
+    """What any action would change in oned: the states and the history records."""
+    root = ET.fromstring(stack.admin("one.vm.info", vmid))
+    return root.findtext("STATE"), root.findtext("LCM_STATE"), len(root.findall("HISTORY_RECORDS/HISTORY"))
+
+
+def test_a_dry_run_decides_and_changes_nothing(stack, ec2):
+    vm = _run_one(ec2, stack)["InstanceId"]
+    _running(stack, ec2, vm)
+    before, vms = _oned_view(stack, int(vm[2:])), _all_vm_ids(stack)
+    allowed = ("DryRunOperation", 412)
+    for call in (ec2.terminate_instances, ec2.stop_instances, ec2.reboot_instances, ec2.start_instances):
+        assert _dry(call, InstanceIds=[vm]) == allowed, call  # start: running already, still allowed
+    run = {"ImageId": f"ami-{stack.demo.image:08d}", "InstanceType": stack.demo.itype, "MinCount": 2, "MaxCount": 2}
+    assert _dry(ec2.run_instances, **run) == allowed
+    assert _dry(ec2.describe_instances) == _dry(ec2.describe_images) == _dry(ec2.describe_regions) == allowed
+    # what the real call would refuse, a dry run refuses the same way, before deciding
+    assert (
+        _code(lambda: ec2.terminate_instances(InstanceIds=["i-09999999"], DryRun=True)) == "InvalidInstanceID.NotFound"
+    )
+    assert (
+        _code(lambda: ec2.run_instances(**{**run, "InstanceType": "x9.none"}, DryRun=True)) == "InvalidParameterValue"
+    )
+    time.sleep(0.5)  # what an action had started would show by now
+    assert (_oned_view(stack, int(vm[2:])), _all_vm_ids(stack)) == (before, vms)
+    ec2.terminate_instances(InstanceIds=[vm])
+
+
+def test_a_dry_run_answers_unauthorized_where_oned_would_refuse(stack, ec2, bob):
+    """bob sees ec2user's VM (its group may use it) but may not manage it: the dry run and the real
+    call both answer UnauthorizedOperation, and the VM lives on."""
+    vm = _run_one(ec2, stack)["InstanceId"]
+    stack.admin("one.vm.chmod", int(vm[2:]), 1, 1, 0, 1, 0, 0, 0, 0, 0)  # 640
+    _running(stack, ec2, vm)
+    assert _dry(bob.terminate_instances, InstanceIds=[vm]) == ("UnauthorizedOperation", 403)
+    assert _code(lambda: bob.terminate_instances(InstanceIds=[vm])) == "UnauthorizedOperation"
+    assert _instances(ec2.describe_instances(InstanceIds=[vm]))[0]["State"]["Name"] == "running"
+    assert _dry(ec2.terminate_instances, InstanceIds=[vm]) == ("DryRunOperation", 412)  # its owner may
+    ec2.terminate_instances(InstanceIds=[vm])
+
+
+def test_a_dry_run_without_the_create_right_is_unauthorized(stack, tmp_path):
+    """carol's group has no CREATE rule; the image and the instance type are public: only the right
+    to create VMs is missing, and the dry run says so as the real call does."""
+    template = _instance_type(stack, "p1.public", "10.7.0.1", 2)
+    stack.admin("one.template.chmod", template, 1, 1, 0, 1, 0, 0, 1, 0, 0)  # 644
+    public = stack.admin(
+        "one.image.allocate", tpl.serialize([("NAME", stack.cloud.name("p1-image")), ("TYPE", "DATABLOCK"),
+                                             ("SIZE", "1")]), stack.cloud.datastore, False,
+    )  # fmt: skip
+    stack.admin("one.image.chmod", public, 1, 1, 0, 0, 0, 0, 1, 0, 0)
+    gid = stack.admin("one.group.allocate", stack.cloud.name("nocreate"))
+    carol = stack.cloud.name("carol")
+    demo.add_user(stack.cloud.url, stack.cloud.admin_session, carol, "carolpw", gid)
+    client = stack.client(carol, hashlib.sha256(b"carolpw").hexdigest())
+    deadline = time.time() + 5  # econe re-reads the users for an unknown name at most once a second
+    while _dry(client.describe_regions)[0] == "AuthFailure" and time.time() < deadline:
+        time.sleep(0.2)
+    run = {"ImageId": f"ami-{public:08d}", "InstanceType": stack.cloud.name("p1.public"), "MinCount": 1, "MaxCount": 1}
+    assert _dry(client.run_instances, **run) == ("UnauthorizedOperation", 403)
+    assert _code(lambda: client.run_instances(**run)) == "UnauthorizedOperation"
+    assert _instances(client.describe_instances()) == []
+
+
+# ---------------------------------------------------------------- what a request may cost
+
+
+def test_max_count_is_capped_at_the_configured_limit(stack, tmp_path):
+    """As EC2 does: MaxCount beyond the limit makes as many as the limit allows, MinCount beyond it nothing."""
+    capped = start_econe(tmp_path, stack.cloud.url, stack.cloud.server_auth, max_count=2)
+    try:
+        ec2 = boto3.client("ec2", endpoint_url=capped.url, region_name="opennebula",
+                           aws_access_key_id=stack.demo.user, aws_secret_access_key=stack.demo.secret)  # fmt: skip
+        before = _all_vm_ids(stack)
+        run = {"ImageId": f"ami-{stack.demo.image:08d}", "InstanceType": stack.demo.itype}
+        assert _code(lambda: ec2.run_instances(**run, MinCount=3, MaxCount=5)) == "InstanceLimitExceeded"
+        assert _all_vm_ids(stack) == before
+        made = [i["InstanceId"] for i in ec2.run_instances(**run, MinCount=1, MaxCount=5)["Instances"]]
+        assert len(made) == 2
+        ec2.terminate_instances(InstanceIds=made)
+    finally:
+        capped.stop()
+
+
+def _rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def test_hostile_filters_do_not_grow_the_server(stack, ec2):
+    """500 requests, each with 50 distinct filter patterns of EC2's longest: econe's memory stays
+    bounded (patterns are compiled per request, not cached for the life of the server)."""
+    vm = _run_one(ec2, stack)["InstanceId"]  # an instance whose id every pattern is matched against
+    ec2.describe_instances()  # the first listing's own allocations are not the attack's
+    before = _rss_mib(stack.econe.proc.pid)
+    for n in range(500):
+        values = [f"{n:03d}{i:02d}*" + "x" * 248 + "?" for i in range(50)]
+        assert _instances(ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": values}])) == []
+    grown = _rss_mib(stack.econe.proc.pid) - before
+    ec2.terminate_instances(InstanceIds=[vm])
+    assert grown < 50, f"RSS grew by {grown:.0f} MiB"

@@ -19,6 +19,7 @@ from urllib.parse import quote
 from .errors import EC2Error, auth_failure
 
 MAX_SKEW = timedelta(minutes=15)
+MAX_LIFETIME = timedelta(days=7)  # of a presigned request: SigV4's X-Amz-Expires limit, for SigV2's Expires too
 V4_ALGORITHM = "AWS4-HMAC-SHA256"
 V4_DATE = "%Y%m%dT%H%M%SZ"
 # parameters that are not part of a SigV2 signature: the signature itself, and the upload's file
@@ -145,6 +146,8 @@ def _check_v2_time(req: Request, now: datetime) -> None:
         raise _expired()
     if expires is not None and now > when:
         raise _expired()
+    if expires is not None and when - now > MAX_LIFETIME:
+        raise EC2Error("InvalidParameterValue", f"Value ({expires}) for Expires is more than 7 days ahead.")
 
 
 # ------------------------------------------------------------------ Signature Version 4
@@ -214,7 +217,8 @@ def verify_v4(req: Request, secret_of, now: datetime) -> str:
             lifetime = int(req.param("X-Amz-Expires") or "")
         except ValueError:
             raise EC2Error("AuthFailure", "X-Amz-Expires must be a number of seconds.", 401) from None
-        if not 1 <= lifetime <= 604800 or now > when + timedelta(seconds=lifetime) or when - now > MAX_SKEW:
+        too_long = not 1 <= lifetime <= MAX_LIFETIME.total_seconds()
+        if too_long or now > when + timedelta(seconds=lifetime) or when - now > MAX_SKEW:
             raise _expired()
     elif abs(now - when) > MAX_SKEW:
         raise _expired()

@@ -46,13 +46,14 @@ class Config:
     max_upload_size: int = 10 * 1024**3
     trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
     threads: int = 16
+    max_count: int = 100  # instances one RunInstances may make
     # server account for acting as users (file named by ONE_CIPHER_AUTH)
     server_user: str = ""
     server_password: str = ""
     source: str = ""
 
 
-# key -> (checker, description); the original keys, plus pid_file, trusted_proxies and threads
+# key -> (checker, description); the original keys, plus pid_file, trusted_proxies, threads and max_count
 def _url(v):
     return isinstance(v, str) and urlparse(v).scheme in ("http", "https") and bool(urlparse(v).netloc)
 
@@ -88,6 +89,7 @@ KEYS = {
         "must be a list of proxy addresses",
     ),
     "threads": (_int_range(1, 512), "must be an integer 1-512"),
+    "max_count": (_int_range(1, 10000), "must be an integer 1-10000"),
     # accepted for compatibility with the original's files; not used by this version
     "elasticips_vnet_id": (lambda v: v is None or isinstance(v, int), "must be a vnet id"),
     "associate_script": (lambda v: v is None or isinstance(v, (str, bool)), "must be a path or false"),

@@ -25,5 +25,13 @@ def auth_failure() -> EC2Error:
     return EC2Error("AuthFailure", "AWS was not able to validate the provided access credentials", 401)
 
 
+def dry_run_succeeded() -> EC2Error:
+    return EC2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
+
+
+def unauthorized(what: str) -> EC2Error:
+    return EC2Error("UnauthorizedOperation", f"You are not authorized to perform this operation: {what}.", 403)
+
+
 def unavailable() -> EC2Error:
     return EC2Error("Unavailable", "The cloud is not reachable right now; try again shortly.", 503)

@@ -23,9 +23,9 @@ from urllib.parse import urlparse
 import pyone
 from lxml import etree
 
-from onelite import cipher
+from onelite import acl, cipher
 
-from .errors import EC2Error, unavailable
+from .errors import EC2Error, dry_run_succeeded, unauthorized, unavailable
 
 TOKEN_LIFETIME = 1800  # seconds a server_cipher token is valid
 TOKEN_RENEW = 300  # renew this long before it expires
@@ -185,16 +185,17 @@ def parse_image(el) -> Image:
 # ---------------------------------------------------------------- errors
 
 
-def _map(e: Exception, not_found: str = "") -> EC2Error:
+def _map(e: Exception, not_found: str = "", visible: bool = False) -> EC2Error:
+    """*visible*: the user has just read the object, so a refusal is about the right, not its existence."""
     msg = str(e)
     if isinstance(e, (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError, socket.timeout)):
         return unavailable()
     if isinstance(e, pyone.OneNoExistsException) and not_found:
         return EC2Error(not_found, msg)
     if isinstance(e, pyone.OneAuthorizationException):
-        if not_found:  # another user's object is as absent as a missing one
+        if not_found and not visible:  # another user's object is as absent as a missing one
             return EC2Error(not_found, msg)
-        return EC2Error("UnauthorizedOperation", f"You are not authorized to perform this operation. {msg}", 403)
+        return unauthorized(msg)
     if isinstance(e, pyone.OneActionException):
         return EC2Error("IncorrectInstanceState", msg)
     if isinstance(e, pyone.OneAuthenticationException):
@@ -253,6 +254,7 @@ class Gateway:
         self._tokens: dict[str, tuple[str, float]] = {}
         self._secrets: dict[str, str] = {}
         self._secrets_at = 0.0
+        self._rules: tuple[float, list] = (0.0, [])
         self._lock = threading.Lock()
         self._made: dict[int, tuple[float, dict, str]] = {}
 
@@ -287,6 +289,27 @@ class Gateway:
             raise _map(e) from None
         return {u.NAME: u.PASSWORD for u in pool.USER if u.AUTH_DRIVER in ("core", "public") and u.ENABLED}
 
+    def acl_rules(self) -> list[tuple[int, int, int]]:
+        """oned's ACL rules ``(user, resource, rights)``, read with the server account (users may not),
+        cached like the secrets. Only DryRun uses them: every real call is oned's own decision."""
+        with self._lock:
+            at, rules = self._rules
+            if time.time() - at < SECRET_TTL:
+                return rules
+        try:
+            ok, value, *_ = RawXMLRPC(self.url).call("one.acl.info", self.session_string(self.server_user))
+        except Exception as e:
+            raise _map(e) from None
+        if not ok:
+            raise EC2Error("InternalError", "The service account may not read the ACL rules; see the server log.", 500)
+        rules = [
+            tuple(acl.parse_hex(rule.findtext(part)) for part in ("USER", "RESOURCE", "RIGHTS"))
+            for rule in xml(value).iterfind("ACL")
+        ]
+        with self._lock:
+            self._rules = (time.time(), rules)
+        return rules
+
     def remember(self, vmid: int, user_template: dict, arch: str) -> None:
         """What a VM was made with and the short pool answer lacks: its EC2 attributes and OS/ARCH."""
         attrs = {k: v for k, v in user_template.items() if k.startswith("EC2_")}
@@ -301,25 +324,36 @@ class Gateway:
         entry = self._made.get(vmid)
         return entry[1:] if entry and time.time() - entry[0] < EC2_ATTRS_TTL else None
 
-    def as_user(self, user: str) -> UserSession:
-        return UserSession(self, user)
+    def as_user(self, user: str, dry_run: bool = False) -> UserSession:
+        return UserSession(self, user, dry_run)
+
+
+# what DryRun reads to decide, per kind of object: its info call
+_INFO = {
+    "VM": ("one.vm.info", False),
+    "IMAGE": ("one.image.info", False),
+    "TEMPLATE": ("one.template.info", False, False),
+}
 
 
 class UserSession:
-    """Calls made as one user; create one per request (the XML-RPC connection is not shared)."""
+    """Calls made as one user; create one per request (the XML-RPC connection is not shared).
 
-    def __init__(self, gateway: Gateway, user: str):
+    In a dry run, nothing that changes oned is called: `dry_run` decides instead."""
+
+    def __init__(self, gateway: Gateway, user: str, dry_run: bool = False):
         self.gateway = gateway
         self.user = user
+        self.is_dry_run = dry_run
         self._session = gateway.session_string(user)
         self.one = pyone.OneServer(gateway.url, session=self._session, timeout=TIMEOUT)
         self._raw = None
 
-    def _call(self, fn, *args, not_found: str = ""):
+    def _call(self, fn, *args, not_found: str = "", visible: bool = False):
         try:
             return fn(*args)
         except Exception as e:
-            raise _map(e, not_found) from None
+            raise _map(e, not_found, visible) from None
 
     def _raw_call(self, method: str, *args) -> str:
         if self._raw is None:
@@ -339,6 +373,28 @@ class UserSession:
             not_found = {"one.vm.info": "InvalidInstanceID.NotFound", "one.image.info": "InvalidAMIID.NotFound"}
             raise _map(exc(value), not_found.get(method, ""))
         return value
+
+    def _changes(self) -> None:
+        """Every call that changes oned passes here: a dry run that reaches one is a bug."""
+        if self.is_dry_run:
+            raise RuntimeError("a dry run reached a call that changes oned")
+
+    def dry_run(self, needs: list[tuple[str, str, int | None]]) -> None:
+        """End a dry run: DryRunOperation when oned would allow each ``(right, kind, id)`` (id None:
+        CREATE), as oned decides it (oneadmin group, permission bits, ACL rules); else UnauthorizedOperation."""
+        me = xml(self._raw_call("one.user.info", -1, False))
+        uid, gids = int(me.findtext("ID")), {int(g.text) for g in me.iterfind("GROUPS/ID")}
+        rules = self.gateway.acl_rules()
+        for right, kind, oid in needs:
+            obj = None
+            if oid is not None:
+                method, *flags = _INFO[kind]
+                el = xml(self._raw_call(method, oid, *flags))
+                perms = tuple(int(p.text) for p in el.find("PERMISSIONS"))
+                obj = (oid, int(el.findtext("UID")), int(el.findtext("GID")), perms, ())
+            if not acl.permits(uid, gids, right, kind, rules, obj):
+                raise unauthorized(f"{right} on {kind.lower()} {oid}" if oid is not None else f"{right} {kind}")
+        raise dry_run_succeeded()
 
     # -- users ------------------------------------------------------------
     def whoami(self):
@@ -381,12 +437,15 @@ class UserSession:
         return vm
 
     def vm_action(self, action: str, vmid: int):
-        return self._call(self.one.vm.action, action, vmid, not_found="InvalidInstanceID.NotFound")
+        self._changes()
+        return self._call(self.one.vm.action, action, vmid, not_found="InvalidInstanceID.NotFound", visible=True)
 
     def vm_allocate(self, template: str, hold: bool = False) -> int:
+        self._changes()
         return self._call(self.one.vm.allocate, template, hold)
 
     def vm_update(self, vmid: int, text: str, merge: bool = True):
+        self._changes()
         return self._call(self.one.vm.update, vmid, text, 1 if merge else 0, not_found="InvalidInstanceID.NotFound")
 
     # -- templates --------------------------------------------------------
@@ -407,6 +466,7 @@ class UserSession:
 
     def instantiate(self, template_id: int, name: str, extra: str, hold: bool = False) -> int:
         # raw: RunInstances makes many of these in a row, and pyone's casting costs more than the call
+        self._changes()
         return self._raw_call("one.template.instantiate", template_id, name, hold, extra, False)
 
     # -- images -----------------------------------------------------------
@@ -417,10 +477,12 @@ class UserSession:
         return [parse_image(el) for el in xml(self._raw_call("one.imagepool.info", -2, -1, -1))]
 
     def image_allocate(self, template: str, datastore_id: int) -> int:
+        self._changes()
         return self._call(self.one.image.allocate, template, datastore_id, False)
 
     def image_update(self, image_id: int, text: str):
-        return self._call(self.one.image.update, image_id, text, 1, not_found="InvalidAMIID.NotFound")
+        self._changes()
+        return self._call(self.one.image.update, image_id, text, 1, not_found="InvalidAMIID.NotFound", visible=True)
 
 
 def _template_pairs(el) -> list:

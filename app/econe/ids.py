@@ -6,7 +6,7 @@ import re
 
 from .errors import EC2Error
 
-_ID = re.compile(r"^(?:(?P<prefix>[a-z]+)-)?(?P<number>[0-9]{1,10})$")
+_ID = re.compile(r"(?:(?P<prefix>[a-z]+)-)?(?P<number>[0-9]{1,10})")
 
 KINDS = {
     "i": ("InvalidInstanceID", "instance ID"),
@@ -17,7 +17,7 @@ KINDS = {
 def parse(text: str, prefix: str) -> int:
     """The OpenNebula id in *text*; ``InvalidInstanceID.Malformed`` and the like when it is not one."""
     code, noun = KINDS[prefix]
-    m = _ID.match(text or "")
+    m = _ID.fullmatch(text or "")
     if not m or (m.group("prefix") not in (None, prefix)) or int(m.group("number")) > 2**31 - 1:
         raise EC2Error(f"{code}.Malformed", f'Invalid id: "{text}" (expecting an {noun} like {prefix}-00000001)')
     return int(m.group("number"))

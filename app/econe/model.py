@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 from datetime import UTC, datetime
 
 import botocore.session
@@ -108,21 +109,25 @@ def _structure(shape, node, prefix: str, optional=frozenset()) -> dict:
     return out
 
 
+# ASCII digits only: str.isdigit() and int() also take "²" or "٣", and "$" in a pattern lets "\n" through
+_INDEX = re.compile(r"[0-9]+")
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def _value(shape, node, name: str):
     kind = shape.type_name
     if kind == "structure":
         return _structure(shape, node, name + ".")
     if kind == "list":
-        if not isinstance(node, dict) or not all(k.isdigit() and int(k) > 0 for k in node):
+        if not isinstance(node, dict) or not all(_INDEX.fullmatch(k) and int(k) > 0 for k in node):
             raise EC2Error("InvalidParameterValue", f"The parameter {name} must be given as {name}.1, {name}.2, ...")
         return [_value(shape.member, node[k], f"{name}.{k}") for k in sorted(node, key=int)]
     if isinstance(node, dict):
         raise EC2Error("UnknownParameter", f"The parameter {name}.{next(iter(node))} is not recognized")
     if kind in ("integer", "long"):
-        try:
-            number = int(node)
-        except ValueError:
-            raise invalid(name, node, "It must be an integer.") from None
+        if not _INTEGER.fullmatch(node):
+            raise invalid(name, node, "It must be an integer.")
+        number = int(node)
         low = shape.metadata.get("min")
         if low is not None and number < low:
             raise invalid(name, node, f"It must be at least {low}.")

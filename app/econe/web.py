@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -16,14 +17,17 @@ from urllib.parse import parse_qsl, urlparse
 
 import bottle
 
+from onelite import template as tpl
+
 from . import auth, model, multipart
-from .actions import ACTIONS, Context, check_stored, check_supported, register_all
+from .actions import ACTIONS, Context, check_limits, check_stored, check_supported, register_all
 from .actions.images import upload_image
 from .config import Config
-from .errors import EC2Error
+from .errors import EC2Error, dry_run_succeeded
 from .gateway import Gateway
 
 MAX_FORM = 1024 * 1024  # bytes of a form-encoded request
+_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 log = logging.getLogger("econe")
 
 
@@ -57,7 +61,11 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
         query = parse_qsl(request.query_string, keep_blank_values=True)
         form, staged, body_hash = _read_body(request, config)
         params = query + form
+        _check_characters(params)
         version = _param(params, "Version") or ""
+        if version and not _VERSION.fullmatch(version):  # it is written into the answer's xmlns
+            version = ""
+            raise EC2Error("InvalidParameterValue", "Version must be an API version like 2016-11-15.")
         action = _param(params, "Action") or "-"
         if action == "-":
             raise EC2Error("MissingParameter", "The request must contain the parameter Action")
@@ -73,7 +81,8 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
             body_sha256=body_hash,
         )
         user = auth.verify(signed, gateway.secret_of, datetime.now(UTC))
-        ctx = Context(user, gateway.as_user(user), config, request_id, rlog)
+        dry_run = (_param(params, "DryRun") or "").lower() == "true"  # as the model reads a boolean
+        ctx = Context(user, gateway.as_user(user, dry_run), config, request_id, rlog)
         if action == "UploadImage":
             if staged is None:
                 raise EC2Error("MissingParameter", "The request must contain the file to upload (multipart field file)")
@@ -84,8 +93,14 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
             act = ACTIONS[action]
             inputs = model.parse(op, params, optional=act.optional)
             check_supported(action, act, inputs)
+            check_limits(inputs)
             check_stored(op, act, params)
-            body = model.serialize(op, act.func(ctx, inputs), version, request_id)
+            if inputs.get("DryRun") and not act.changes:
+                raise dry_run_succeeded()
+            result = act.func(ctx, inputs)
+            if inputs.get("DryRun"):  # a changing action with nothing to change for these arguments
+                raise dry_run_succeeded()
+            body = model.serialize(op, result, version, request_id)
         response.content_type = "text/xml; charset=UTF-8"
         return body
     except EC2Error as e:
@@ -113,6 +128,16 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
             status,
             (time.perf_counter() - started) * 1000,
         )
+
+
+def _check_characters(params) -> None:
+    """Every value may end up in an answer (an id, a tag, a token): one XML 1.0 cannot carry is refused."""
+    for key, value in params:
+        bad = tpl.NOT_XML.search(key) or tpl.NOT_XML.search(value)
+        if bad:
+            name = key if tpl.NOT_XML.search(key) is None else repr(key)
+            char = f"U+{ord(bad.group()):04X}"
+            raise EC2Error("InvalidParameterValue", f"The parameter {name} contains {char}, which XML cannot carry.")
 
 
 def _param(params, name: str) -> str | None:

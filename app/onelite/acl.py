@@ -109,3 +109,27 @@ def resource_matches(rule_res: int, type_bit: int, oid: int, ogid: int, clusters
     if rule_res & CLUSTER:
         return rule_res & ID_MASK in clusters
     return False
+
+
+ONEADMIN = 0  # the oneadmin user and group, for which oned checks nothing
+PERMISSION_BITS = {"USE": 0, "MANAGE": 1, "ADMIN": 2}  # offsets in OWNER_*, GROUP_*, OTHER_*
+
+
+def permits(uid: int, gids, right: str, type_name: str, rules, obj=None) -> bool:
+    """oned's decision: the oneadmin group may do anything; then the object's permission bits (owner,
+    group, others); then the ACL rules ``(user, resource, rights)``. *obj* is ``(oid, owner uid, owner
+    gid, nine permission bits or None, cluster ids)``; None asks for CREATE."""
+    if uid == ONEADMIN or ONEADMIN in gids:
+        return True
+    oid, ouid, ogid, perms, clusters = obj if obj is not None else (-1, -1, -1, None, ())
+    bit = PERMISSION_BITS.get(right)
+    by_bits = perms is not None and bit is not None
+    if by_bits and ((ouid == uid and perms[bit]) or (ogid in gids and perms[3 + bit]) or perms[6 + bit]):
+        return True
+    type_bit, right_bit = TYPES[type_name], RIGHTS[right]
+    return any(
+        rights & right_bit
+        and user_matches(user, uid, gids)
+        and resource_matches(resource, type_bit, oid, ogid, clusters)
+        for user, resource, rights in rules
+    )

@@ -24,10 +24,6 @@ KINDS = {
     "secgroup": ("SECGROUP", "security group"),
     "cluster": ("CLUSTER", "cluster"),
 }
-OPS = {"USE": 0, "MANAGE": 1, "ADMIN": 2}
-
-ONEADMIN_UID = 0
-ONEADMIN_GID = 0
 
 
 @dataclass
@@ -73,7 +69,7 @@ class Call:
 
     @property
     def is_admin(self) -> bool:
-        return self.uid == ONEADMIN_UID or ONEADMIN_GID in self.gids
+        return self.uid == acl.ONEADMIN or acl.ONEADMIN in self.gids
 
     # -- lookups -----------------------------------------------------------
     def get(self, kind: str, oid: int) -> dict:
@@ -87,10 +83,7 @@ class Call:
             raise not_authorized(self.uid, op, KINDS[kind][0], obj["ID"])
 
     def can(self, kind: str, obj: dict, op: str) -> bool:
-        """oned's check: oneadmin group, then the object's permission bits, then ACL rules."""
-        if self.is_admin:
-            return True
-        type_name = KINDS[kind][0]
+        """oned's check (acl.permits): oneadmin group, then the object's permission bits, then ACL rules."""
         oid = obj["ID"]
         # users and groups have no permission bits; owner/group come from the object itself
         if kind == "user":
@@ -101,36 +94,22 @@ class Call:
             ouid, ogid, perms = -1, -1, None
         else:
             ouid, ogid, perms = obj["UID"], obj["GID"], obj["PERMS"]
-        if perms is not None:
-            bit = OPS[op]
-            if ouid == self.uid and perms[bit]:
-                return True
-            if ogid in self.gids and perms[3 + bit]:
-                return True
-            if perms[6 + bit]:
-                return True
         clusters = obj.get("CLUSTERS") or ([obj["CLUSTER_ID"]] if "CLUSTER_ID" in obj else [])
-        return self._acl_allows(type_name, oid, ogid, acl.RIGHTS[op], clusters)
+        return acl.permits(
+            self.uid, self.gids, op, KINDS[kind][0], self._rules_now(), (oid, ouid, ogid, perms, clusters)
+        )
 
     def can_create(self, kind: str) -> bool:
-        return self.is_admin or self._acl_allows(KINDS[kind][0], -1, -1, acl.RIGHTS["CREATE"], ())
+        return acl.permits(self.uid, self.gids, "CREATE", KINDS[kind][0], self._rules_now())
 
     def authorize_create(self, kind: str) -> None:
         if not self.can_create(kind):
             raise not_authorized(self.uid, "CREATE", KINDS[kind][0])
 
-    def _acl_allows(self, type_name: str, oid: int, ogid: int, right: int, clusters) -> bool:
-        bit = acl.TYPES[type_name]
+    def _rules_now(self) -> list[tuple[int, int, int]]:
         if self._rules is None:
-            self._rules = self.db.acl_rules()
-        for _rid, user, resource, rights, _zone in self._rules:
-            if (
-                rights & right
-                and acl.user_matches(user, self.uid, self.gids)
-                and acl.resource_matches(resource, bit, oid, ogid, clusters)
-            ):
-                return True
-        return False
+            self._rules = [(user, resource, rights) for _rid, user, resource, rights, _zone in self.db.acl_rules()]
+        return self._rules
 
     def check_name_free(self, kind: str, name: str, owner: int | None, noun: str, code: int = INTERNAL):
         """oned refuses a NAME already taken (per owner for owned objects)."""

@@ -38,7 +38,7 @@ class UnstorableValue(ValueError):
 # ---------------------------------------------------------------- writing
 
 # characters XML 1.0 cannot carry (oned keeps templates as XML); CR is refused on its own below
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _refusal(value: str) -> str | None:
@@ -49,7 +49,7 @@ def _refusal(value: str) -> str | None:
         return "it contains ]]>"
     if "\r" in value:
         return "it contains a carriage return"
-    bad = _NOT_XML.search(value)
+    bad = NOT_XML.search(value)
     if bad:
         return f"it contains the character U+{ord(bad.group()):04X}"
     return None

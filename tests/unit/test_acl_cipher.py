@@ -47,3 +47,34 @@ def test_round_trip_and_wrong_key():
     assert cipher.decrypt(key, token) == "serveradmin:bob:1900000000"
     assert cipher.decrypt(hashlib.sha256(b"b").hexdigest(), token) is None
     assert cipher.decrypt(key, "not base64!") is None
+
+
+# oned's decision, as DryRun takes it too: the rules a fresh cloud and the EC2 group have
+_EC2_CREATE = (acl.GROUP | 100, acl.TYPES["VM"] | acl.TYPES["IMAGE"] | acl.ALL, acl.RIGHTS["CREATE"])
+_ONE_VM = (acl.INDIVIDUAL | 7, acl.TYPES["VM"] | acl.INDIVIDUAL | 42, acl.RIGHTS["MANAGE"])
+_GROUP_VMS = (acl.ALL, acl.TYPES["VM"] | acl.GROUP | 300, acl.RIGHTS["USE"])
+OWNER_ONLY = (1, 1, 0, 0, 0, 0, 0, 0, 0)
+GROUP_USE = (1, 1, 0, 1, 0, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "uid, gids, right, type_name, obj, allowed",
+    [
+        (0, {0}, "MANAGE", "VM", (42, 5, 100, OWNER_ONLY, ()), True),  # oneadmin
+        (9, {0, 100}, "ADMIN", "VM", (42, 5, 100, OWNER_ONLY, ()), True),  # oneadmin group
+        (5, {100}, "MANAGE", "VM", (42, 5, 100, OWNER_ONLY, ()), True),  # owner bits
+        (6, {100}, "USE", "VM", (42, 5, 100, OWNER_ONLY, ()), False),
+        (6, {100}, "USE", "VM", (42, 5, 100, GROUP_USE, ()), True),  # group bits
+        (6, {100}, "MANAGE", "VM", (42, 5, 100, GROUP_USE, ()), False),
+        (6, {200}, "USE", "VM", (42, 5, 100, (1, 1, 0, 0, 0, 0, 1, 0, 0), ()), True),  # others
+        (6, {100}, "CREATE", "VM", None, True),  # @100 VM+IMAGE/* CREATE
+        (6, {200}, "CREATE", "VM", None, False),
+        (6, {100}, "CREATE", "TEMPLATE", None, False),
+        (7, {200}, "MANAGE", "VM", (42, 5, 100, OWNER_ONLY, ()), True),  # #7 VM/#42 MANAGE
+        (7, {200}, "MANAGE", "VM", (43, 5, 100, OWNER_ONLY, ()), False),
+        (8, {200}, "USE", "VM", (44, 5, 300, OWNER_ONLY, ()), True),  # * VM/@300 USE
+        (8, {200}, "MANAGE", "VM", (44, 5, 300, OWNER_ONLY, ()), False),
+    ],
+)
+def test_permits_is_oneds_decision(uid, gids, right, type_name, obj, allowed):
+    assert acl.permits(uid, gids, right, type_name, [_EC2_CREATE, _ONE_VM, _GROUP_VMS], obj) is allowed

@@ -94,7 +94,10 @@ def test_lenient_ids(text, oid):
     assert ids.parse(text, "i") == oid
 
 
-@pytest.mark.parametrize("text", ["ami-7", "i-", "i-x1", "", "i-99999999999"])
+# a Unicode digit, or a newline the old pattern's "$" let through, is not an id
+@pytest.mark.parametrize(
+    "text", ["ami-7", "i-", "i-x1", "", "i-99999999999", "i-\u00b2", "i-0000000\u0661", "i-00000001\n"]
+)
 def test_malformed_ids(text):
     with pytest.raises(EC2Error) as e:
         ids.parse(text, "i")
@@ -161,3 +164,15 @@ def test_values_that_reach_a_template_are_refused_by_parameter_name(key, value, 
         check_stored(op, act, [*params, (key, value)])
     assert e.value.code == "InvalidParameterValue" and e.value.status == 400
     assert e.value.message == f"Value for {key} cannot be stored in an OpenNebula template: {reason}"
+
+
+def test_client_token_locks_live_only_while_used():
+    """The table of ClientToken locks keeps no entry once no request holds or waits for it (the
+    waiting itself is the end-to-end race test's)."""
+    from econe.actions import instances
+
+    with instances._token_lock("alice", "t1"):
+        with instances._token_lock("alice", "t2"):
+            assert set(instances._token_locks) == {("alice", "t1"), ("alice", "t2")}
+        assert set(instances._token_locks) == {("alice", "t1")}
+    assert instances._token_locks == {}

@@ -75,6 +75,9 @@ def test_v2_accepts_fresh_requests_with_both_hmacs():
         (v2_request(NOW - timedelta(minutes=16)), "RequestExpired"),
         (v2_request(NOW + timedelta(minutes=16)), "RequestExpired"),
         (v2_request(NOW, extra=[("Expires", "2026-11-26T11:59:00Z")]), "RequestExpired"),
+        # an Expires further away than a SigV4 presigned URL may live (7 days) is refused
+        (v2_request(NOW, extra=[("Expires", "2099-01-01T00:00:00Z")]), "InvalidParameterValue"),
+        (v2_request(NOW, extra=[("Expires", "2026-12-03T12:00:01Z")]), "InvalidParameterValue"),
         (v2_request(NOW, secret="wrong"), "AuthFailure"),
         (v2_request(NOW, key="mallory", secret="s3cret"), "AuthFailure"),
     ],
@@ -83,6 +86,10 @@ def test_v2_refusals(request_, code):
     with pytest.raises(EC2Error) as e:
         auth.verify(request_, SECRETS.get, NOW)
     assert e.value.code == code
+
+
+def test_v2_expires_up_to_seven_days_ahead_is_accepted():
+    assert auth.verify(v2_request(NOW, extra=[("Expires", "2026-12-03T12:00:00Z")]), SECRETS.get, NOW) == "alice"
 
 
 def test_v2_unknown_user_and_wrong_signature_answer_alike():

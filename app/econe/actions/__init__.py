@@ -3,7 +3,9 @@ operation and a request context, and returns its output shape as plain dicts and
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import re
 from dataclasses import dataclass
 
 from onelite import template as tpl
@@ -22,6 +24,10 @@ class Context:
     request_id: str
     log: logging.LoggerAdapter
 
+    @property
+    def dry_run(self) -> bool:
+        return self.session.is_dry_run
+
 
 @dataclass(frozen=True)
 class Action:
@@ -30,14 +36,18 @@ class Action:
     ignored: frozenset[str]  # accepted and ignored (listed in the README)
     optional: frozenset[str] = frozenset()  # required by the model, optional here (the original's clients omit them)
     stored: frozenset[str] = frozenset()  # input members whose values end up in an OpenNebula template
+    # changes oned: with DryRun it decides through ctx.session.dry_run; the others answer DryRunOperation unrun
+    changes: bool = False
 
 
 ACTIONS: dict[str, Action] = {}
 
 
-def action(name: str, supported=(), ignored=("DryRun",), optional=(), stored=()):
+def action(name: str, supported=(), ignored=(), optional=(), stored=(), changes=False):
     def wrap(func):
-        ACTIONS[name] = Action(func, frozenset(supported), frozenset(ignored), frozenset(optional), frozenset(stored))
+        ACTIONS[name] = Action(
+            func, frozenset(supported), frozenset(ignored), frozenset(optional), frozenset(stored), changes
+        )
         return func
 
     return wrap
@@ -46,7 +56,7 @@ def action(name: str, supported=(), ignored=("DryRun",), optional=(), stored=())
 def check_supported(name: str, act: Action, params: dict) -> None:
     """Refuse, by name, any parameter the model knows but this server does not implement."""
     for member in params:
-        if member not in act.supported and member not in act.ignored:
+        if member not in act.supported and member not in act.ignored and member != "DryRun":
             raise EC2Error("InvalidParameter", f"The parameter {member} is not supported by {name} on this cloud.")
 
 
@@ -65,6 +75,61 @@ def check_stored(op, act: Action, params: list[tuple[str, str]]) -> None:
                 raise EC2Error(
                     "InvalidParameterValue", f"Value for {key} cannot be stored in an OpenNebula template: {e.reason}"
                 ) from None
+
+
+# EC2's own limits, which also bound what one request may cost here
+MAX_IDS = 1000  # ids in one request
+MAX_FILTER_VALUES = 200  # filter values in one request, all filters together
+MAX_FILTER_VALUE = 255  # characters of a filter value
+MAX_CLIENT_TOKEN = 64  # ASCII characters
+MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256  # characters
+
+
+def check_limits(p: dict) -> None:
+    """Refuse, by parameter, what goes beyond EC2's limits (the same for every action)."""
+    for name in ("InstanceIds", "ImageIds"):
+        if len(p.get(name) or []) > MAX_IDS:
+            raise EC2Error("InvalidParameterValue", f"{name} holds more than {MAX_IDS} ids.")
+    values = [v for f in p.get("Filters") or [] for v in f.get("Values") or []]
+    if len(values) > MAX_FILTER_VALUES:
+        raise EC2Error(
+            "FilterLimitExceeded",
+            f"The maximum number of filter values specified on a single call is {MAX_FILTER_VALUES}",
+        )
+    if any(len(v) > MAX_FILTER_VALUE for v in values):
+        raise EC2Error("InvalidParameterValue", f"A filter value is longer than {MAX_FILTER_VALUE} characters.")
+    token = p.get("ClientToken")
+    if token is not None and (len(token) > MAX_CLIENT_TOKEN or not token.isascii()):
+        raise EC2Error("InvalidParameterValue", f"ClientToken must be at most {MAX_CLIENT_TOKEN} ASCII characters.")
+    for spec in p.get("TagSpecifications") or []:
+        for tag in spec.get("Tags") or []:
+            if len(tag.get("Key", "")) > MAX_TAG_KEY or len(tag.get("Value", "")) > MAX_TAG_VALUE:
+                raise EC2Error(
+                    "InvalidParameterValue",
+                    f"A tag key is at most {MAX_TAG_KEY} characters and a value at most {MAX_TAG_VALUE}.",
+                )
+
+
+def _fnmatch_syntax(pattern: str) -> str:
+    """EC2's filter wildcards (``*``, ``?``, a backslash making the next character literal, nothing
+    else special) in fnmatch's syntax, where ``[`` opens a class and a backslash is a character."""
+    out = []
+    for part in re.split(r"(\\.|[*?])", pattern):
+        if part in ("*", "?"):
+            out.append(part)
+        elif len(part) == 2 and part[0] == "\\":
+            out.append(f"[{part[1]}]" if part[1] in "*?[" else part[1])
+        else:
+            out.append(part.replace("[", "[[]"))
+    return "".join(out)
+
+
+def wildcards(patterns: list[str]):
+    """Whether a value matches any of these filter values. Compiled for this request only (fnmatch
+    would cache 32,768 client patterns for the life of the server), with fnmatch's translation,
+    which keeps a run of ``*`` from backtracking exponentially on a long value."""
+    compiled = [re.compile(fnmatch.translate(_fnmatch_syntax(p))).match for p in patterns]
+    return lambda value: any(match(value) is not None for match in compiled)
 
 
 def register_all():

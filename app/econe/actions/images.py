@@ -12,7 +12,7 @@ from onelite import template as tpl
 from .. import ids, states
 from ..errors import EC2Error
 from ..gateway import Image
-from . import Context, action
+from . import Context, action, wildcards
 
 LOCKED = 4
 READY_WAIT = 600  # seconds an upload waits for oned to finish copying the staged file
@@ -41,8 +41,6 @@ def describe(image: Image) -> dict | None:
 
 
 def _filters(filters: list[dict]):
-    import fnmatch
-
     fields = {
         "image-id": "ImageId",
         "name": "Name",
@@ -55,10 +53,10 @@ def _filters(filters: list[dict]):
         if f.get("Name") not in fields:
             raise EC2Error("InvalidParameterValue", f"The filter '{f.get('Name')}' is invalid")
 
+    tests = [(fields[f["Name"]], wildcards(f.get("Values", []))) for f in filters]
+
     def keep(item: dict) -> bool:
-        return all(
-            any(fnmatch.fnmatchcase(str(item[fields[f["Name"]]]), v) for v in f.get("Values", [])) for f in filters
-        )
+        return all(test(str(item[field])) for field, test in tests)
 
     return keep
 
@@ -66,7 +64,7 @@ def _filters(filters: list[dict]):
 @action(
     "DescribeImages",
     supported=("ImageIds", "Owners", "Filters", "ExecutableUsers"),
-    ignored=("DryRun", "IncludeDeprecated", "IncludeDisabled"),
+    ignored=("IncludeDeprecated", "IncludeDisabled"),
 )
 def describe_images(ctx: Context, p: dict) -> dict:
     keep = _filters(p.get("Filters", []))
@@ -118,9 +116,10 @@ def _get_image(ctx: Context, text: str) -> Image:
 @action(
     "RegisterImage",
     supported=("ImageLocation", "Description"),
-    ignored=("DryRun", "Name", "Architecture", "RootDeviceName", "VirtualizationType"),  # the image keeps its own
+    ignored=("Name", "Architecture", "RootDeviceName", "VirtualizationType"),  # the image keeps its own
     optional=("Name",),
     stored=("Description",),
+    changes=True,
 )
 def register_image(ctx: Context, p: dict) -> dict:
     location = p.get("ImageLocation")
@@ -129,6 +128,8 @@ def register_image(ctx: Context, p: dict) -> dict:
     image = _get_image(ctx, location)
     if image.template.get("EBS_VOLUME") == "YES" or image.template.get("EBS_SNAPSHOT") == "YES":
         raise EC2Error("InvalidParameterValue", f"{location} is a volume or snapshot, not a machine image.")
+    if ctx.dry_run:
+        ctx.session.dry_run([("MANAGE", "IMAGE", image.id)])
     attrs = [("EC2_AMI", "YES")]
     if p.get("Description"):
         attrs.append(("DESCRIPTION", p["Description"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import ipaddress
 import json
@@ -17,7 +18,7 @@ from onelite import template as tpl
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
 from ..gateway import VM
-from . import Context, action
+from . import Context, action, wildcards
 from .instance_types import render_file_template, template_for
 
 REGION = "opennebula"
@@ -26,14 +27,26 @@ TERMINATED_VISIBLE = 900  # seconds a DONE VM stays listed
 DONE = 6
 ARCHITECTURE = "x86_64"  # when the VM's template has no OS/ARCH
 
-# the same ClientToken from the same user gets the same instances, also when two requests race
-_token_locks: dict[tuple[str, str], threading.Lock] = {}
+# the same ClientToken from the same user gets the same instances, also when two requests race;
+# a lock lives while requests hold or wait for it, so the table does not grow with every token
+_token_locks: dict[tuple[str, str], list] = {}  # (user, token) -> [lock, requests holding or waiting]
 _token_locks_guard = threading.Lock()
 
 
-def _token_lock(user: str, token: str) -> threading.Lock:
+@contextlib.contextmanager
+def _token_lock(user: str, token: str):
+    key = (user, token)
     with _token_locks_guard:
-        return _token_locks.setdefault((user, token), threading.Lock())
+        entry = _token_locks.setdefault(key, [threading.Lock(), 0])
+        entry[1] += 1
+    try:
+        with entry[0]:
+            yield
+    finally:
+        with _token_locks_guard:
+            entry[1] -= 1
+            if not entry[1]:
+                del _token_locks[key]
 
 
 def _tags(vm: VM) -> list[dict]:
@@ -122,14 +135,10 @@ def _filter_values(name: str, item: dict) -> list[str]:
     return _FILTERS[name](item)
 
 
-def _matches(item: dict, filters: list[dict]) -> bool:
-    import fnmatch
-
-    for f in filters:
-        values = _filter_values(f["Name"], item)
-        if not any(fnmatch.fnmatchcase(v, pattern) for v in values for pattern in f.get("Values", [])):
-            return False
-    return True
+def _matcher(filters: list[dict]):
+    """Whether an instance (as described) matches every filter: any of its values, any pattern."""
+    tests = [(f["Name"], wildcards(f.get("Values", []))) for f in filters]
+    return lambda item: all(any(map(test, _filter_values(name, item))) for name, test in tests)
 
 
 def _check_filters(filters: list[dict]) -> None:
@@ -172,7 +181,8 @@ def describe_instances(ctx: Context, p: dict) -> dict:
         items = [vm for vm in page[:limit] if _visible(vm, now, with_done)]
     else:
         vms = [vm for vm in ctx.session.vms(with_done) if _visible(vm, now, with_done)]
-        items = [vm for vm in vms if _matches(describe(vm), filters)] if filters else vms
+        matches = _matcher(filters)
+        items = [vm for vm in vms if matches(describe(vm))] if filters else vms
         if limit:
             more = len(items) > offset + limit
             items = items[offset : offset + limit]
@@ -245,11 +255,11 @@ RUN_SUPPORTED = (
     "TagSpecifications",
     "Placement",
 )
-RUN_IGNORED = ("DryRun", "Monitoring", "DisableApiTermination", "InstanceInitiatedShutdownBehavior", "EbsOptimized")
+RUN_IGNORED = ("Monitoring", "DisableApiTermination", "InstanceInitiatedShutdownBehavior", "EbsOptimized")
 RUN_STORED = ("InstanceType", "UserData", "ClientToken", "TagSpecifications")  # tags in EC2_TAGS, the Name tag as NAME
 
 
-@action("RunInstances", supported=RUN_SUPPORTED, ignored=RUN_IGNORED, stored=RUN_STORED)
+@action("RunInstances", supported=RUN_SUPPORTED, ignored=RUN_IGNORED, stored=RUN_STORED, changes=True)
 def run_instances(ctx: Context, p: dict) -> dict:
     for name in ("ImageId", "InstanceType"):
         if not p.get(name):
@@ -259,6 +269,13 @@ def run_instances(ctx: Context, p: dict) -> dict:
         raise invalid("MinCount" if low < 1 else "MaxCount", min(low, high), "It must be at least 1.")
     if low > high:
         raise EC2Error("InvalidParameterValue", f"MinCount ({low}) must not be greater than MaxCount ({high}).")
+    ceiling = ctx.config.max_count
+    if low > ceiling:  # as EC2: as many as the limit allows, but not fewer than MinCount
+        raise EC2Error(
+            "InstanceLimitExceeded",
+            f"You have requested more instances ({low}) than your current instance limit of {ceiling} allows.",
+        )
+    high = min(high, ceiling)
     zone = p.get("Placement", {}).get("AvailabilityZone")
     if zone not in (None, "", ZONE):
         raise EC2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
@@ -271,6 +288,13 @@ def run_instances(ctx: Context, p: dict) -> dict:
         raise
     user_data = _user_data(p)
     tags = _instance_tags(p)
+    if ctx.dry_run:  # the instance type must exist, and the user may use it and the image, and create VMs
+        needs = [("USE", "IMAGE", image_id), ("CREATE", "VM", None)]
+        if ctx.config.use_file_templates:
+            render_file_template(ctx.config, p["InstanceType"], image_id, user_data)
+        else:
+            needs.append(("USE", "TEMPLATE", template_for(ctx, p["InstanceType"]).id))
+        ctx.session.dry_run(needs)
     token = p.get("ClientToken")
     if token:
         with _token_lock(ctx.user, token):
@@ -360,11 +384,13 @@ def _change(ctx: Context, p: dict, choose) -> list[dict]:
     wanted = p.get("InstanceIds") or []
     if not wanted:
         raise missing("InstanceId.1")
-    vms = [_get_vm(ctx, text) for text in wanted]  # every id is checked before anything is done
+    vms = [_get_vm(ctx, text) for text in wanted]  # every id and state is checked before anything is done
+    ops = [choose(vm) for vm in vms]
+    if ctx.dry_run:
+        ctx.session.dry_run([("MANAGE", "VM", vm.id) for vm, op in zip(vms, ops, strict=True) if op])
     out = []
-    for vm in vms:
+    for vm, op in zip(vms, ops, strict=True):
         before = states.instance_state(vm.state, vm.lcm_state)
-        op = choose(vm)
         if op:
             ctx.session.vm_action(op, vm.id)
         after = ctx.session.vm(vm.id)
@@ -401,7 +427,7 @@ def _terminate_op(vm: VM) -> str | None:
     return "terminate" if (vm.state, vm.lcm_state) == (3, 3) else "terminate-hard"
 
 
-@action("TerminateInstances", supported=("InstanceIds",))
+@action("TerminateInstances", supported=("InstanceIds",), changes=True)
 def terminate_instances(ctx: Context, p: dict) -> dict:
     return {"TerminatingInstances": _change(ctx, p, _terminate_op)}
 
@@ -431,23 +457,26 @@ def _start_op(vm: VM) -> str | None:
     )
 
 
-@action("StopInstances", supported=("InstanceIds", "Force", "Hibernate"))
+@action("StopInstances", supported=("InstanceIds", "Force", "Hibernate"), changes=True)
 def stop_instances(ctx: Context, p: dict) -> dict:
     if p.get("Hibernate"):  # no instance here is launched with hibernation enabled
         raise EC2Error("UnsupportedOperation", "Hibernation is not supported on this cloud: stop without Hibernate.")
     return {"StoppingInstances": _change(ctx, p, _stop_op(p.get("Force", False)))}
 
 
-@action("StartInstances", supported=("InstanceIds",), ignored=("DryRun", "AdditionalInfo"))
+@action("StartInstances", supported=("InstanceIds",), ignored=("AdditionalInfo",), changes=True)
 def start_instances(ctx: Context, p: dict) -> dict:
     return {"StartingInstances": _change(ctx, p, _start_op)}
 
 
-@action("RebootInstances", supported=("InstanceIds",))
+@action("RebootInstances", supported=("InstanceIds",), changes=True)
 def reboot_instances(ctx: Context, p: dict) -> dict:
     wanted = p.get("InstanceIds") or []
     if not wanted:
         raise missing("InstanceId.1")
-    for vm in [_get_vm(ctx, text) for text in wanted]:
+    vms = [_get_vm(ctx, text) for text in wanted]
+    if ctx.dry_run:
+        ctx.session.dry_run([("MANAGE", "VM", vm.id) for vm in vms])
+    for vm in vms:
         ctx.session.vm_action("reboot", vm.id)
     return {}

@@ -7,7 +7,7 @@ from . import Context, action
 from .instances import REGION, ZONE
 
 
-@action("DescribeRegions", supported=("RegionNames",), ignored=("DryRun", "AllRegions", "Filters"))
+@action("DescribeRegions", supported=("RegionNames",), ignored=("AllRegions", "Filters"))
 def describe_regions(ctx: Context, p: dict) -> dict:
     for name in p.get("RegionNames", []):
         if name != REGION:
@@ -16,7 +16,7 @@ def describe_regions(ctx: Context, p: dict) -> dict:
     return {"Regions": [{"RegionName": REGION, "Endpoint": endpoint, "OptInStatus": "opt-in-not-required"}]}
 
 
-@action("DescribeAvailabilityZones", supported=("ZoneNames",), ignored=("DryRun", "AllAvailabilityZones", "Filters"))
+@action("DescribeAvailabilityZones", supported=("ZoneNames",), ignored=("AllAvailabilityZones", "Filters"))
 def describe_availability_zones(ctx: Context, p: dict) -> dict:
     for name in p.get("ZoneNames", []):
         if name != ZONE:
@@ -32,7 +32,7 @@ def describe_availability_zones(ctx: Context, p: dict) -> dict:
     return {"AvailabilityZones": [zone]}
 
 
-@action("DescribeAddresses", supported=("PublicIps", "AllocationIds", "Filters"), ignored=("DryRun",))
+@action("DescribeAddresses", supported=("PublicIps", "AllocationIds", "Filters"))
 def describe_addresses(ctx: Context, p: dict) -> dict:
     """Elastic IPs are not offered by this version (no elasticips_vnet_id): a user holds none.
     Clients such as libcloud's list_nodes ask anyway; naming one is an error, as on EC2."""
