@@ -380,7 +380,11 @@ def _maker(ctx: Context, itype: str, image_id: int, user_data: str):
 # ---------------------------------------------------------------- Terminate/Start/Stop/Reboot
 
 
-def _change(ctx: Context, p: dict, choose) -> list[dict]:
+def _act(ctx: Context, vm: VM, op: str) -> None:
+    ctx.session.vm_action(op, vm.id)
+
+
+def _change(ctx: Context, p: dict, choose, act=_act) -> list[dict]:
     wanted = p.get("InstanceIds") or []
     if not wanted:
         raise missing("InstanceId.1")
@@ -392,7 +396,7 @@ def _change(ctx: Context, p: dict, choose) -> list[dict]:
     for vm, op in zip(vms, ops, strict=True):
         before = states.instance_state(vm.state, vm.lcm_state)
         if op:
-            ctx.session.vm_action(op, vm.id)
+            act(ctx, vm, op)
         after = ctx.session.vm(vm.id)
         out.append(
             {"InstanceId": ids.fmt("i", vm.id), "PreviousState": before, "CurrentState": _after_state(op, after)}
@@ -421,15 +425,42 @@ def _after_state(op: str | None, vm: VM) -> dict:
     return now
 
 
+ACTIVE = 3
+_ENDING = {11, 12}  # LCM EPILOG, SHUTDOWN: a terminate is under way already
+# LCM states oned terminates an ACTIVE VM from: RUNNING, UNKNOWN, and the drivers' failures
+_TERMINABLE = {3, 16, 36, 37, 38, 39, 40, 41, 42, 44, 46, 47, 48, 49, 50, 60}
+TERMINATE_WAIT = 30  # seconds a terminate waits for an instance oned is still deploying
+
+
 def _terminate_op(vm: VM) -> str | None:
-    if vm.state == DONE:
+    if vm.state == DONE or (vm.state == ACTIVE and vm.lcm_state in _ENDING):
         return None
     return "terminate" if (vm.state, vm.lcm_state) == (3, 3) else "terminate-hard"
 
 
+def _terminate(ctx: Context, vm: VM, op: str) -> None:
+    """oned refuses to terminate a VM its drivers are deploying or moving (PROLOG, BOOT...; the
+    scheduler may start that between our read and the call), which EC2 calls pending and lets a
+    client terminate: wait, a few seconds at most, until oned can."""
+    deadline = time.monotonic() + TERMINATE_WAIT
+    while op:
+        try:
+            ctx.session.vm_action(op, vm.id)
+            return
+        except EC2Error as e:
+            if e.code != "IncorrectInstanceState" or time.monotonic() > deadline:
+                raise
+        while True:  # until the drivers are done with it
+            time.sleep(0.2)
+            vm = ctx.session.vm(vm.id)
+            if vm.state != ACTIVE or vm.lcm_state in _TERMINABLE | _ENDING or time.monotonic() > deadline:
+                break
+        op = _terminate_op(vm)
+
+
 @action("TerminateInstances", supported=("InstanceIds",), changes=True)
 def terminate_instances(ctx: Context, p: dict) -> dict:
-    return {"TerminatingInstances": _change(ctx, p, _terminate_op)}
+    return {"TerminatingInstances": _change(ctx, p, _terminate_op, _terminate)}
 
 
 def _stop_op(force: bool):

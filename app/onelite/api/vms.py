@@ -804,7 +804,9 @@ def vm_action(call: Call, action: str, oid: int) -> int:
     if base == "terminate":
         if state == DONE:
             return oid
-        if running or (state == ACTIVE and action == "terminate-hard"):
+        # oned shuts down only a RUNNING VM (a hard terminate also overrides a SHUTDOWN under way);
+        # while the drivers deploy or move it, it refuses (DispatchManager::terminate)
+        if running or (state == ACTIVE and lcm == SHUTDOWN and action == "terminate-hard"):
             name_action(call, vm, action)
             set_state(vm, ACTIVE, SHUTDOWN)
             queue(call, vm, (ACTIVE, EPILOG), (DONE, LCM_INIT))
@@ -819,6 +821,10 @@ def vm_action(call: Call, action: str, oid: int) -> int:
             set_state(vm, DONE, LCM_INIT)
             vm["_NEXT"] = []
             finish_done(call, vm)
+        elif state == ACTIVE:
+            raise OneError(
+                ACTION, f'Error performing action "{action}": Could not terminate VM {oid}, wrong state {lcm_name(vm)}.'
+            )
         else:
             raise _fail_state(action, vm)
     elif action == "hold":
