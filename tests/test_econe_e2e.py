@@ -90,22 +90,22 @@ def wait_for(client, name: str, ids: list[str]):
 
 
 def signed_v2(
-    stack: Stack, params: dict, secret: str | None = None, when: float | None = None, method: str = "GET"
+    stack: Stack, params: dict | list, secret: str | None = None, when: float | None = None, method: str = "GET"
 ) -> tuple[int, ET.Element]:
-    """A SigV2 request built by hand, for the cases real clients cannot be made to send."""
-    params = {
+    """A SigV2 request built by hand, for the cases real clients cannot be made to send (*params* as
+    pairs may repeat a name)."""
+    pairs = list(params.items()) if isinstance(params, dict) else list(params)
+    base = {
         "Version": "2016-11-15",
         "AWSAccessKeyId": stack.demo.user,
         "SignatureVersion": "2",
         "SignatureMethod": "HmacSHA256",
         "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when or time.time())),
-        **params,
     }
+    pairs = [(k, v) for k, v in base.items() if k not in dict(pairs)] + pairs
     host = f"127.0.0.1:{stack.econe.port}"
-    params["Signature"] = v2_signature(
-        secret or stack.demo.secret, v2_string_to_sign(method, host, "/", list(params.items()))
-    )
-    query = urlencode(params)
+    pairs.append(("Signature", v2_signature(secret or stack.demo.secret, v2_string_to_sign(method, host, "/", pairs))))
+    query = urlencode(pairs)
     req = urllib.request.Request(
         f"{stack.econe.url}/?{query}" if method == "GET" else f"{stack.econe.url}/",
         data=None if method == "GET" else query.encode(),
@@ -538,6 +538,9 @@ def test_a_presigned_url_cannot_carry_a_body(stack, body):
             400,
             "InstanceLimitExceeded",
         ),
+        # numbers int() refuses with an exception (more than 4,300 digits)
+        ({"Action": "DescribeInstances", "MaxResults": "9" * 5000}, 400, "InvalidParameterValue"),
+        ({"Action": "DescribeInstances", f"InstanceId.{'9' * 5000}": "i-00000001"}, 400, "InvalidParameterValue"),
         ({"Action": "DescribeInstances", "MaxResults": "ten"}, 400, "InvalidParameterValue"),
         (
             {"Action": "DescribeInstances", "Filter.1.Name": "nope", "Filter.1.Value.1": "x"},
@@ -731,8 +734,9 @@ def test_tag_values_oned_cannot_store_are_refused(stack, value, reason):
     assert _all_vm_ids(stack) == before
 
 
-def _multipart_head(stack, boundary: str) -> bytes:
+def _multipart_head(stack, boundary: str, **extra) -> bytes:
     params = {
+        **extra,
         "Action": "UploadImage",
         "Version": "2016-11-15",
         "AWSAccessKeyId": stack.demo.user,
@@ -1391,3 +1395,30 @@ def test_hostile_filters_do_not_grow_the_server(stack, ec2):
     grown = _rss_mib(stack.econe.proc.pid) - before
     ec2.terminate_instances(InstanceIds=[vm])
     assert grown < 50, f"RSS grew by {grown:.0f} MiB"
+
+
+def test_a_repeated_dry_run_is_read_once_and_changes_nothing(stack, ec2):
+    """The attack: DryRun=false, then DryRun=true. The flag the session acted on and the one the
+    answer reported were read from different copies: the instance was terminated, and the answer
+    said it was a dry run."""
+    vm = _run_one(ec2, stack)["InstanceId"]
+    _running(stack, ec2, vm)
+    for flags in (("false", "true"), ("true", "true")):
+        pairs = [("Action", "TerminateInstances"), ("InstanceId.1", vm), *(("DryRun", f) for f in flags)]
+        status, root = signed_v2(stack, pairs)
+        assert (status, error_code(root)) == (412, "DryRunOperation")
+        assert _instances(ec2.describe_instances(InstanceIds=[vm]))[0]["State"]["Name"] == "running"
+    ec2.terminate_instances(InstanceIds=[vm])
+
+
+def test_upload_image_refuses_dry_run_and_keeps_nothing(stack):
+    boundary = "b0undary"
+    body = _multipart_head(stack, boundary, DryRun="true") + b"\0" * 1024 + f"\r\n--{boundary}--\r\n".encode()
+    status, root = _raw_post(
+        stack.econe.port,
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: multipart/form-data; boundary=%s\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (stack.econe.port, boundary.encode(), len(body)),
+        body,
+    )
+    assert (status, error_code(root)) == (400, "InvalidParameter")
+    assert list((stack.workdir / "tmp").iterdir()) == []

@@ -213,12 +213,13 @@ def verify_v4(req: Request, secret_of, now: datetime) -> str:
     if when is None or when.strftime("%Y%m%d") != parts[1]:
         raise EC2Error("IncompleteSignature", "X-Amz-Date is missing or does not match the credential's date.")
     if presigned:
-        try:
-            lifetime = int(req.param("X-Amz-Expires") or "")
-        except ValueError:
-            raise EC2Error("AuthFailure", "X-Amz-Expires must be a number of seconds.", 401) from None
+        expires = req.param("X-Amz-Expires") or ""
+        if not re.fullmatch(r"[0-9]{1,7}", expires):
+            raise EC2Error("AuthFailure", "X-Amz-Expires must be a number of seconds.", 401)
+        lifetime = int(expires)
         too_long = not 1 <= lifetime <= MAX_LIFETIME.total_seconds()
-        if too_long or now > when + timedelta(seconds=lifetime) or when - now > MAX_SKEW:
+        # differences, not sums: a date near year 9999 plus the lifetime would overflow
+        if too_long or now - when > timedelta(seconds=lifetime) or when - now > MAX_SKEW:
             raise _expired()
     elif abs(now - when) > MAX_SKEW:
         raise _expired()

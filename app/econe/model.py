@@ -110,8 +110,8 @@ def _structure(shape, node, prefix: str, optional=frozenset()) -> dict:
 
 
 # ASCII digits only: str.isdigit() and int() also take "²" or "٣", and "$" in a pattern lets "\n" through
-_INDEX = re.compile(r"[0-9]+")
-_INTEGER = re.compile(r"-?[0-9]+")
+_INDEX = re.compile(r"[0-9]{1,9}")
+_INTEGER = re.compile(r"-?[0-9]{1,19}")  # int() refuses more than 4,300 digits with an exception
 
 
 def _value(shape, node, name: str):

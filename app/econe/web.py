@@ -81,9 +81,10 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
             body_sha256=body_hash,
         )
         user = auth.verify(signed, gateway.secret_of, datetime.now(UTC))
-        dry_run = (_param(params, "DryRun") or "").lower() == "true"  # as the model reads a boolean
-        ctx = Context(user, gateway.as_user(user, dry_run), config, request_id, rlog)
         if action == "UploadImage":
+            if _param(params, "DryRun") is not None:
+                raise EC2Error("InvalidParameter", "UploadImage does not take DryRun.")
+            ctx = Context(user, gateway.as_user(user), config, request_id, rlog)
             if staged is None:
                 raise EC2Error("MissingParameter", "The request must contain the file to upload (multipart field file)")
             image_id, staged = upload_image(ctx, staged), None
@@ -95,11 +96,13 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
             check_supported(action, act, inputs)
             check_limits(inputs)
             check_stored(op, act, params)
-            if inputs.get("DryRun") and not act.changes:
+            dry_run = inputs.get("DryRun", False)  # as the model read it (the last of repeated ones)
+            if dry_run and not act.changes:
                 raise dry_run_succeeded()
+            ctx = Context(user, gateway.as_user(user, dry_run), config, request_id, rlog)
             result = act.func(ctx, inputs)
-            if inputs.get("DryRun"):  # a changing action with nothing to change for these arguments
-                raise dry_run_succeeded()
+            if dry_run:  # a changing action decides in its session: returning instead is a bug
+                raise RuntimeError(f"{action} returned from a dry run")
             body = model.serialize(op, result, version, request_id)
         response.content_type = "text/xml; charset=UTF-8"
         return body

@@ -176,3 +176,23 @@ def test_client_token_locks_live_only_while_used():
             assert set(instances._token_locks) == {("alice", "t1"), ("alice", "t2")}
         assert set(instances._token_locks) == {("alice", "t1")}
     assert instances._token_locks == {}
+
+
+@pytest.mark.parametrize(
+    "pattern, matching, other",
+    [
+        ("m1.*", ["m1.small", "m1."], ["m2.small", "xm1.small"]),
+        ("a?c", ["abc", "a?c"], ["ac", "abbc"]),
+        ("x[1]", ["x[1]"], ["x1"]),  # [ is not special in EC2's syntax (it opens a class in fnmatch's)
+        ("lit\\*", ["lit*"], ["litx", "lit"]),  # a backslash makes the next character literal
+        ("a\\\\b", ["a\\b"], ["ab"]),
+        ("a\\\nb", ["a\nb"], ["ab", "a\\\nb"]),
+        ("*" * 60 + "b", ["b", "xb"], ["a" * 256]),  # runs of * do not backtrack exponentially
+    ],
+)
+def test_filter_wildcards_as_ec2_has_them(pattern, matching, other):
+    from econe.actions import wildcards
+
+    match = wildcards([pattern])
+    assert [match(v) for v in matching] == [True] * len(matching)
+    assert [match(v) for v in other] == [False] * len(other)

@@ -181,6 +181,18 @@ def test_v4_presigned_expires():
     assert e.value.code == "RequestExpired"
 
 
+def test_v4_presigned_dates_near_the_end_of_time_are_refused_not_overflowed():
+    client = boto3.client("ec2", endpoint_url="http://h:4567", region_name="r", aws_access_key_id="alice",
+                          aws_secret_access_key="s3cret")  # fmt: skip
+    query = dict(parse_qsl(urlparse(client.generate_presigned_url("describe_regions", Params={}, ExpiresIn=30)).query))
+    query["X-Amz-Date"] = "99991231T235959Z"
+    query["X-Amz-Credential"] = "alice/99991231/r/ec2/aws4_request"
+    query["X-Amz-Expires"] = "604800"
+    with pytest.raises(EC2Error) as e:
+        auth.verify(auth.Request("GET", ["h:4567"], ["/"], list(query.items())), SECRETS.get, NOW)
+    assert e.value.code == "RequestExpired"
+
+
 def test_v4_presigned_url_with_a_body_is_refused():
     client = boto3.client("ec2", endpoint_url="http://h:4567", region_name="r", aws_access_key_id="alice",
                           aws_secret_access_key="s3cret")  # fmt: skip

@@ -114,7 +114,7 @@ def _fnmatch_syntax(pattern: str) -> str:
     """EC2's filter wildcards (``*``, ``?``, a backslash making the next character literal, nothing
     else special) in fnmatch's syntax, where ``[`` opens a class and a backslash is a character."""
     out = []
-    for part in re.split(r"(\\.|[*?])", pattern):
+    for part in re.split(r"(\\.|[*?])", pattern, flags=re.DOTALL):
         if part in ("*", "?"):
             out.append(part)
         elif len(part) == 2 and part[0] == "\\":

@@ -328,9 +328,10 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
         if len(made) >= low:
             ctx.log.warning("RunInstances made %d of %d: %s", len(made), high, e.message)
         else:
+            remove = _terminator(time.monotonic() + TERMINATE_WAIT)  # the scheduler may be deploying them
             for vmid in made:  # MinCount not met: remove what was made
                 try:
-                    ctx.session.vm_action("terminate-hard", vmid)
+                    remove(ctx, ctx.session.vm(vmid), "terminate-hard")
                 except EC2Error as cleanup:
                     ctx.log.error("could not remove VM %d after a failed RunInstances: %s", vmid, cleanup.message)
             raise
@@ -426,41 +427,52 @@ def _after_state(op: str | None, vm: VM) -> dict:
 
 
 ACTIVE = 3
-_ENDING = {11, 12}  # LCM EPILOG, SHUTDOWN: a terminate is under way already
-# LCM states oned terminates an ACTIVE VM from: RUNNING, UNKNOWN, and the drivers' failures
-_TERMINABLE = {3, 16, 36, 37, 38, 39, 40, 41, 42, 44, 46, 47, 48, 49, 50, 60}
-TERMINATE_WAIT = 30  # seconds a terminate waits for an instance oned is still deploying
+EPILOG = 11  # the last step of a terminate: nothing to add
+# LCM states the drivers leave within seconds, in which oned refuses a terminate: PROLOG, BOOT,
+# PROLOG_RESUME, BOOT_POWEROFF, BOOT_SUSPENDED, BOOT_STOPPED, PROLOG_UNDEPLOY, BOOT_UNDEPLOY
+_DEPLOYING = {1, 2, 9, 20, 21, 22, 31, 32}
+TERMINATE_WAIT = 10  # seconds one TerminateInstances waits for the drivers, all its instances together
+_waiting = threading.BoundedSemaphore(4)  # requests waiting at once: the rest answer at once
 
 
 def _terminate_op(vm: VM) -> str | None:
-    if vm.state == DONE or (vm.state == ACTIVE and vm.lcm_state in _ENDING):
+    if vm.state == DONE or (vm.state, vm.lcm_state) == (ACTIVE, EPILOG):
         return None
-    return "terminate" if (vm.state, vm.lcm_state) == (3, 3) else "terminate-hard"
+    return "terminate" if (vm.state, vm.lcm_state) == (ACTIVE, 3) else "terminate-hard"
 
 
-def _terminate(ctx: Context, vm: VM, op: str) -> None:
-    """oned refuses to terminate a VM its drivers are deploying or moving (PROLOG, BOOT...; the
-    scheduler may start that between our read and the call), which EC2 calls pending and lets a
-    client terminate: wait, a few seconds at most, until oned can."""
-    deadline = time.monotonic() + TERMINATE_WAIT
-    while op:
-        try:
-            ctx.session.vm_action(op, vm.id)
-            return
-        except EC2Error as e:
-            if e.code != "IncorrectInstanceState" or time.monotonic() > deadline:
-                raise
-        while True:  # until the drivers are done with it
-            time.sleep(0.2)
-            vm = ctx.session.vm(vm.id)
-            if vm.state != ACTIVE or vm.lcm_state in _TERMINABLE | _ENDING or time.monotonic() > deadline:
-                break
-        op = _terminate_op(vm)
+def _terminator(deadline: float):
+    """oned refuses to terminate a VM its drivers are deploying (the scheduler may deploy it between
+    our read and the call), which EC2 calls pending and lets a client terminate: wait for the drivers
+    until *deadline*, in at most a few requests at once; other refusals are the client's answer."""
+
+    def terminate(ctx: Context, vm: VM, op: str) -> None:
+        while op:
+            try:
+                ctx.session.vm_action(op, vm.id)
+                return
+            except EC2Error as e:
+                if e.code != "IncorrectInstanceState" or time.monotonic() > deadline:
+                    raise
+                vm = ctx.session.vm(vm.id)
+                if vm.state != ACTIVE or vm.lcm_state not in _DEPLOYING:
+                    raise
+            if not _waiting.acquire(blocking=False):
+                raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is being deployed.")
+            try:
+                while vm.state == ACTIVE and vm.lcm_state in _DEPLOYING and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    vm = ctx.session.vm(vm.id)
+            finally:
+                _waiting.release()
+            op = _terminate_op(vm)
+
+    return terminate
 
 
 @action("TerminateInstances", supported=("InstanceIds",), changes=True)
 def terminate_instances(ctx: Context, p: dict) -> dict:
-    return {"TerminatingInstances": _change(ctx, p, _terminate_op, _terminate)}
+    return {"TerminatingInstances": _change(ctx, p, _terminate_op, _terminator(time.monotonic() + TERMINATE_WAIT))}
 
 
 def _stop_op(force: bool):
@@ -500,14 +512,13 @@ def start_instances(ctx: Context, p: dict) -> dict:
     return {"StartingInstances": _change(ctx, p, _start_op)}
 
 
+def _reboot_op(vm: VM) -> str:
+    if (vm.state, vm.lcm_state) != (ACTIVE, 3):  # oned reboots a RUNNING VM only
+        raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is not running.")
+    return "reboot"
+
+
 @action("RebootInstances", supported=("InstanceIds",), changes=True)
 def reboot_instances(ctx: Context, p: dict) -> dict:
-    wanted = p.get("InstanceIds") or []
-    if not wanted:
-        raise missing("InstanceId.1")
-    vms = [_get_vm(ctx, text) for text in wanted]
-    if ctx.dry_run:
-        ctx.session.dry_run([("MANAGE", "VM", vm.id) for vm in vms])
-    for vm in vms:
-        ctx.session.vm_action("reboot", vm.id)
+    _change(ctx, p, _reboot_op)
     return {}
