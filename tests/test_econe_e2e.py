@@ -419,6 +419,15 @@ def test_a_presigned_url_cannot_carry_a_body(stack, body):
     ec2.terminate_instances(InstanceIds=[mine, other])
 
 
+RUN = {
+    "Action": "RunInstances",
+    "ImageId": "ami-00000000",
+    "InstanceType": "m1.small",
+    "MinCount": "1",
+    "MaxCount": "1",
+}
+
+
 @pytest.mark.parametrize(
     "params, status, code",
     [
@@ -443,24 +452,13 @@ def test_a_presigned_url_cannot_carry_a_body(stack, body):
             "InvalidParameterValue",
         ),
         (
-            {
-                "Action": "RunInstances",
-                "ImageId": "ami-00000000",
-                "InstanceType": "m1.small",
-                "MinCount": "1",
-                "MaxCount": "1",
-                "ClientToken": "tok\x01",
-            },
+            {**RUN, "ClientToken": "tok\x01"},
             400,
             "InvalidParameterValue",
         ),
         (
             {
-                "Action": "RunInstances",
-                "ImageId": "ami-00000000",
-                "InstanceType": "m1.small",
-                "MinCount": "1",
-                "MaxCount": "1",
+                **RUN,
                 "TagSpecification.1.ResourceType": "instance",
                 "TagSpecification.1.Tag.1.Key": "k",
                 "TagSpecification.1.Tag.1.Value": "\uffff",
@@ -491,35 +489,20 @@ def test_a_presigned_url_cannot_carry_a_body(stack, body):
         ),
         (
             {
-                "Action": "RunInstances",
-                "ImageId": "ami-00000000",
-                "InstanceType": "m1.small",
-                "MinCount": "1",
-                "MaxCount": "1",
+                **RUN,
                 "ClientToken": "t" * 65,
             },
             400,
             "InvalidParameterValue",
         ),
         (
-            {
-                "Action": "RunInstances",
-                "ImageId": "ami-00000000",
-                "InstanceType": "m1.small",
-                "MinCount": "1",
-                "MaxCount": "1",
-                "ClientToken": "t\u00f6k",
-            },
+            {**RUN, "ClientToken": "t\u00f6k"},
             400,
             "InvalidParameterValue",
         ),
         (
             {
-                "Action": "RunInstances",
-                "ImageId": "ami-00000000",
-                "InstanceType": "m1.small",
-                "MinCount": "1",
-                "MaxCount": "1",
+                **RUN,
                 "TagSpecification.1.ResourceType": "instance",
                 "TagSpecification.1.Tag.1.Key": "k" * 129,
                 "TagSpecification.1.Tag.1.Value": "v",
@@ -528,13 +511,7 @@ def test_a_presigned_url_cannot_carry_a_body(stack, body):
             "InvalidParameterValue",
         ),
         (
-            {
-                "Action": "RunInstances",
-                "ImageId": "ami-00000000",
-                "InstanceType": "m1.small",
-                "MinCount": "101",
-                "MaxCount": "101",
-            },
+            {**RUN, "MinCount": "101", "MaxCount": "101"},
             400,
             "InstanceLimitExceeded",
         ),
@@ -548,29 +525,17 @@ def test_a_presigned_url_cannot_carry_a_body(stack, body):
             "InvalidParameterValue",
         ),
         (
-            {"Action": "RunInstances", "ImageId": "ami-00000000", "InstanceType": "m1.small", "MinCount": "1"},
+            {k: v for k, v in RUN.items() if k != "MaxCount"},
             400,
             "MissingParameter",
         ),
         (
-            {
-                "Action": "RunInstances",
-                "ImageId": "ami-00000000",
-                "InstanceType": "x9.huge",
-                "MinCount": "1",
-                "MaxCount": "1",
-            },
+            {**RUN, "InstanceType": "x9.huge"},
             400,
             "InvalidParameterValue",
         ),
         (
-            {
-                "Action": "RunInstances",
-                "ImageId": "ami-00000000",
-                "InstanceType": "m1.small",
-                "MinCount": "3",
-                "MaxCount": "2",
-            },
+            {**RUN, "MinCount": "3", "MaxCount": "2"},
             400,
             "InvalidParameterValue",
         ),
@@ -586,26 +551,12 @@ def test_a_presigned_url_cannot_carry_a_body(stack, body):
             "InvalidAMIID.NotFound",
         ),
         (
-            {
-                "Action": "RunInstances",
-                "ImageId": "ami-00000000",
-                "InstanceType": "m1.small",
-                "MinCount": "1",
-                "MaxCount": "1",
-                "UserData": 'not"base64\nMEMORY=1',
-            },
+            {**RUN, "UserData": 'not"base64\nMEMORY=1'},
             400,
             "InvalidParameterValue",
         ),
         (
-            {
-                "Action": "RunInstances",
-                "ImageId": "ami-00000000",
-                "InstanceType": "m1.small",
-                "MinCount": "1",
-                "MaxCount": "1",
-                "KernelId": "aki-1",
-            },
+            {**RUN, "KernelId": "aki-1"},
             400,
             "InvalidParameter",
         ),
