@@ -339,7 +339,7 @@ _INFO = {
 class UserSession:
     """Calls made as one user; create one per request (the XML-RPC connection is not shared).
 
-    In a dry run, nothing that changes oned is called: `dry_run` decides instead."""
+    In a dry run, nothing that changes oned is called: `decide_dry_run` answers instead."""
 
     def __init__(self, gateway: Gateway, user: str, dry_run: bool = False):
         self.gateway = gateway
@@ -379,7 +379,7 @@ class UserSession:
         if self.is_dry_run:
             raise RuntimeError("a dry run reached a call that changes oned")
 
-    def dry_run(self, needs: list[tuple[str, str, int | None]]) -> None:
+    def decide_dry_run(self, needs: list[tuple[str, str, int | None]]) -> None:
         """End a dry run: DryRunOperation when oned would allow each ``(right, kind, id)`` (id None:
         CREATE), as oned decides it (oneadmin group, permission bits, ACL rules); else UnauthorizedOperation."""
         me = xml(self._raw_call("one.user.info", -1, False))

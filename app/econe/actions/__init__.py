@@ -36,7 +36,7 @@ class Action:
     ignored: frozenset[str]  # accepted and ignored (listed in the README)
     optional: frozenset[str] = frozenset()  # required by the model, optional here (the original's clients omit them)
     stored: frozenset[str] = frozenset()  # input members whose values end up in an OpenNebula template
-    # changes oned: with DryRun it decides through ctx.session.dry_run; the others answer DryRunOperation unrun
+    # changes oned: with DryRun it decides through ctx.session.decide_dry_run; the others answer DryRunOperation unrun
     changes: bool = False
 
 

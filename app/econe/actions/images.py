@@ -129,7 +129,7 @@ def register_image(ctx: Context, p: dict) -> dict:
     if image.template.get("EBS_VOLUME") == "YES" or image.template.get("EBS_SNAPSHOT") == "YES":
         raise EC2Error("InvalidParameterValue", f"{location} is a volume or snapshot, not a machine image.")
     if ctx.dry_run:
-        ctx.session.dry_run([("MANAGE", "IMAGE", image.id)])
+        ctx.session.decide_dry_run([("MANAGE", "IMAGE", image.id)])
     attrs = [("EC2_AMI", "YES")]
     if p.get("Description"):
         attrs.append(("DESCRIPTION", p["Description"]))

@@ -294,7 +294,7 @@ def run_instances(ctx: Context, p: dict) -> dict:
             render_file_template(ctx.config, p["InstanceType"], image_id, user_data)
         else:
             needs.append(("USE", "TEMPLATE", template_for(ctx, p["InstanceType"]).id))
-        ctx.session.dry_run(needs)
+        ctx.session.decide_dry_run(needs)
     token = p.get("ClientToken")
     if token:
         with _token_lock(ctx.user, token):
@@ -392,7 +392,7 @@ def _change(ctx: Context, p: dict, choose, act=_act) -> list[dict]:
     vms = [_get_vm(ctx, text) for text in wanted]  # every id and state is checked before anything is done
     ops = [choose(vm) for vm in vms]
     if ctx.dry_run:
-        ctx.session.dry_run([("MANAGE", "VM", vm.id) for vm, op in zip(vms, ops, strict=True) if op])
+        ctx.session.decide_dry_run([("MANAGE", "VM", vm.id) for vm, op in zip(vms, ops, strict=True) if op])
     out = []
     for vm, op in zip(vms, ops, strict=True):
         before = states.instance_state(vm.state, vm.lcm_state)
