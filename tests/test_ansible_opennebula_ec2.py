@@ -54,6 +54,12 @@ def play(tmp_path, cloud: Cloud, extra_args=(), **overrides) -> dict:
     done = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(book),
                            *extra_args], capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    for user in variables["opennebula_ec2_users"]:  # neither a password nor the EC2 secret it makes
+        if "password" in user:
+            secrets = (user["password"], hashlib.sha256(user["password"].encode()).hexdigest())
+            out = done.stdout + done.stderr
+            found = [out[max(0, out.find(s) - 300) : out.find(s) + 80] for s in secrets if s in out]
+            assert not found, f"{user['name']}'s secret in the output: {found}"
     return json.loads(done.stdout)["stats"]["localhost"]
 
 

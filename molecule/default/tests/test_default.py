@@ -30,6 +30,7 @@ def test_packages(host):
 
 def test_files_and_modes(host):
     expected = {
+        "/etc/one": ("root", "oneadmin", 0o751),  # as OpenNebula's packages make it
         "/etc/one/econe.conf": ("root", "oneadmin", 0o640),
         "/var/lib/one/.one/ec2_auth": ("oneadmin", "oneadmin", 0o600),
         "/etc/lighttpd/ssl/server.pem": ("root", "root", 0o600),

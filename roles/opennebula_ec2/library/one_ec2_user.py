@@ -32,7 +32,6 @@ EXAMPLES = r"""
 
 RETURN = r"""
 id: {description: The user's id (-1 when absent)., type: int, returned: always}
-secret_key: {description: The EC2 secret key (core driver)., type: str, returned: when present}
 """
 
 import hashlib  # noqa: E402
@@ -103,7 +102,6 @@ def main():
     module.exit_json(
         changed=changed,
         id=uid,
-        secret_key=stored(p["auth_driver"], p["password"]),
         diff={"before": before, "after": after},
     )
 
