@@ -215,3 +215,21 @@ def test_terminate_while_the_drivers_deploy_is_refused_as_oned_does(cloud, cloud
             rf"wrong state ({state}|BOOT)\.",
             message,
         ), message
+
+
+@pytest.mark.onelite_only("it starts onelite processes")
+def test_a_second_onelite_on_the_same_data_is_refused(onelite, admin):
+    """Two onelites on one database answered "database is locked" as dropped connections: the second
+    is refused at start, and the first carries on."""
+    import subprocess
+    import sys
+
+    second = subprocess.run(
+        [sys.executable, "-m", "onelite.cli", "serve", "--listen", "127.0.0.1:0", "--data", str(onelite.data)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 1
+    assert f"{onelite.data} is in use by another onelite" in second.stderr
+    assert admin.user.info(-1).NAME == "oneadmin"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -59,6 +60,18 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+def _lock_data(data_dir: str):
+    """One onelite per data directory: a second would share the database and answer its calls with
+    "database is locked"."""
+    handle = open(os.path.join(data_dir, "lock"), "a")  # noqa: SIM115  (kept open: the lock is its life)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise OSError(f"{data_dir} is in use by another onelite") from None
+    return handle
+
+
 class OneliteServer:
     def __init__(
         self,
@@ -70,6 +83,7 @@ class OneliteServer:
     ):
         os.umask(0o077)  # the database holds password hashes and the image files are users' data
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
+        self._lock = _lock_data(data_dir)  # held until the process ends
         self.store = Store(os.path.join(data_dir, "one.db"))
         if bootstrap(self.store, data_dir, safe_dirs):
             log.info("bootstrapped a new cloud in %s", data_dir)
