@@ -819,6 +819,7 @@ def _instance_type(stack, name: str, first_ip: str, size: int, *attrs) -> int:
     )
     one("one.vn.chown", vnet, -1, stack.demo.gid)
     one("one.vn.chmod", vnet, 1, 1, 0, 1, 0, 0, 0, 0, 0)
+    demo.wait_ready(one, vnet, "vnet")  # a real oned's VN driver creates it after oned answers
     template = one(
         "one.template.allocate",
         tpl.serialize(

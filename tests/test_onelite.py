@@ -51,6 +51,7 @@ def provision(cloud: Cloud, admin, tmp_path):
     )
     admin.vn.chown(vn, -1, gid)
     admin.vn.chmod(vn, 1, 1, 0, 1, 0, 0, 1, 0, 0)
+    wait(lambda: admin.vn.info(vn).STATE == 1, "the vnet READY")  # oned's VN driver creates it after
     path = tmp_path / "disk.img"
     path.write_bytes(os.urandom(3 * 1024 * 1024))
     img = admin.image.allocate(f'NAME="{cloud.name("img")}"\nTYPE="OS"\nPATH="{path}"\n', cloud.datastore, False)

@@ -91,6 +91,7 @@ def provision(
     )
     one("one.vn.chown", vnet, -1, gid)
     one("one.vn.chmod", vnet, 1, 1, 0, 1, 0, 0, 1, 0, 0)
+    wait_ready(one, vnet, "vnet")
     path = os.path.join(workdir, "demo-image.img")
     with open(path, "wb") as f:
         f.write(os.urandom(image_mb * 1024 * 1024))
@@ -123,14 +124,21 @@ def provision(
     return Demo(user, password, gid, uid, host, vnet, image, template, f"{prefix}m1.small")
 
 
-def wait_ready(one: _One, image: int, timeout: float = 120) -> None:
+# what a real oned's drivers do after it answers: (info call, the states meanwhile); READY is 1 for both
+_SETTLING = {"image": ("one.image.info", {"4"}), "vnet": ("one.vn.info", {"0", "2"})}  # LOCKED; INIT, LOCK_CREATE
+
+
+def wait_ready(one: _One, oid: int, kind: str = "image", timeout: float = 120) -> None:
+    """Until oned's drivers are done with a new image (the copy) or vnet (the VN driver's create):
+    before that, a VM cannot use it."""
+    method, settling = _SETTLING[kind]
     deadline = time.monotonic() + timeout
-    while (state := ET.fromstring(one("one.image.info", image, False)).findtext("STATE")) == "4":  # LOCKED
+    while (state := ET.fromstring(one(method, oid, False)).findtext("STATE")) in settling:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"image {image} still LOCKED after {timeout} s")
-        time.sleep(0.2)
+            raise RuntimeError(f"{kind} {oid} still in state {state} after {timeout} s")
+        time.sleep(0.1)
     if state != "1":  # READY
-        raise RuntimeError(f"image {image} is in state {state}, not READY")
+        raise RuntimeError(f"{kind} {oid} is in state {state}, not READY")
 
 
 def add_user(url: str, admin_session: str, name: str, password: str, gid: int) -> int:
