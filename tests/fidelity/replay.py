@@ -50,6 +50,18 @@ def wait_vm(url: str, session: str, vmid: int, state: int, lcm: int, timeout: fl
     raise AssertionError(f"VM {vmid} never reached {(state, lcm)}, last {got}")
 
 
+def wait_vnet(url: str, session: str, vnid: int, timeout: float = 20):
+    """Until the VN driver has created the vnet (READY): oned leases nothing before, and the
+    capture's VMs got their leases, so it was done by then."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ok, xml, *_ = call(url, "one.vn.info", session, vnid, False)
+        if "<STATE><![CDATA[1]]></STATE>" in xml or "<STATE>1</STATE>" in xml:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"vnet {vnid} never READY")
+
+
 def wait_host(url: str, session: str, hid: int, timeout: float = 20):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -169,6 +181,7 @@ def scenario_set1(r: Replayer):
         "error.not_authorized.one.host.delete",
     ):
         r.run(name)
+    wait_vnet(r.url, admin, 0)
     call(r.url, "one.host.status", admin, 0, 1)  # the scheduler must not place vm1 before "pending" is taken
     r.run("one.vm.allocate")
     r.run("one.vm.info.pending")
@@ -314,6 +327,7 @@ def scenario_set2(r: Replayer):
     do("one.vn.chown", 3, -1, 104)
     do("one.vn.chmod", 3, 1, 1, 0, 1, 0, 0, 0, 0, 0)
     do("one.vn.allocate", vnet.format("dead-q673362"), -1)
+    wait_vnet(r.url, admin, 3)
 
     steps("one.image.allocate.datablock_size", "one.image.info.locked")
     do("one.image.chown", 3, -1, 104)

@@ -208,7 +208,10 @@ def vn_release(call: Call, oid: int, text: str) -> int:
 
 
 def lease(v: dict, vmid: int, ip: str | None = None) -> tuple[dict, int]:
-    """Take the next free address (or *ip*) of *v* for VM *vmid*; (ar, index)."""
+    """Take the next free address (or *ip*) of *v* for VM *vmid*; (ar, index). While its driver
+    creates it (LOCK_CREATE), oned has no address range to lease from yet."""
+    if v["STATE"] == LOCK_CREATE:
+        raise OneError(INTERNAL, f"Cannot get IP/MAC lease from virtual network {v['ID']}.")
     if ip:
         ar, index = _find(v, ip)
         if ar is None or str(index) in ar["LEASES"]:
