@@ -136,9 +136,10 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
 def _check_characters(params) -> None:
     """Every value may end up in an answer (an id, a tag, a token): one XML 1.0 cannot carry is refused."""
     for key, value in params:
-        bad = tpl.NOT_XML.search(key) or tpl.NOT_XML.search(value)
+        in_key = tpl.NOT_XML.search(key)
+        bad = in_key or tpl.NOT_XML.search(value)
         if bad:
-            name = key if tpl.NOT_XML.search(key) is None else repr(key)
+            name = repr(key) if in_key else key  # a name that cannot be written is shown escaped
             char = f"U+{ord(bad.group()):04X}"
             raise EC2Error("InvalidParameterValue", f"The parameter {name} contains {char}, which XML cannot carry.")
 
