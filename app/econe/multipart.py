@@ -91,11 +91,11 @@ def _parse(stream, boundary: str, length: int, max_form: int, admit, upload: _Up
     fields: list[tuple[str, str]] = []
     name, value = "", bytearray()
     before_file = 0  # bytes read before the file began: unauthenticated, held to a form's limit
-    parser = multipart.PushMultipartParser(
-        boundary, length, max_header_size=MAX_HEADER, max_header_count=MAX_HEADERS, max_segment_count=MAX_PARTS
-    )
     remaining = length
     try:
+        parser = multipart.PushMultipartParser(
+            boundary, length, max_header_size=MAX_HEADER, max_header_count=MAX_HEADERS, max_segment_count=MAX_PARTS
+        )
         while remaining:
             chunk = stream.read(min(CHUNK, remaining))
             if not chunk:
