@@ -131,7 +131,7 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
         response.content_type = "text/xml; charset=UTF-8"
         return model.error("InternalError", f"An internal error occurred (request {request_id}).", request_id)
     finally:
-        if staged and os.path.exists(staged):  # once oned has copied it, or when it never reached oned
+        if staged and os.path.exists(staged):  # an upload that did not reach oned leaves nothing behind
             os.unlink(staged)
         rlog.info(
             "%s %s user=%s action=%s status=%s ms=%.1f",

@@ -138,8 +138,9 @@ def register_image(ctx: Context, p: dict) -> dict:
 
 @action("UploadImage", changes=True, takes_file=True)
 def upload_image(ctx: Context, p: dict) -> dict:
-    """The uploaded file (staged in tmpdir, removed by the web layer after the answer) as a new image of
-    the user. OpenNebula's own action: botocore does not model it, and it takes no other parameter."""
+    """The uploaded file (staged in tmpdir; the web layer removes it once this returns, by when oned
+    has copied it) as a new image of the user. OpenNebula's own action: botocore does not model it,
+    and it takes no other parameter."""
     body = [("NAME", f"ec2-{uuid.uuid4()}"), ("TYPE", "OS"), ("PATH", p["File"]), ("EC2_AMI", "YES")]
     image_id = ctx.session.image_allocate(tpl.serialize(body), ctx.config.datastore_id)
     deadline = time.time() + READY_WAIT
