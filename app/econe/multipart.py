@@ -1,126 +1,134 @@
-"""A streaming multipart/form-data reader for UploadImage: the ``file`` part goes to a file in
-tmpdir chunk by chunk (memory does not grow with the upload), every other field stays in memory.
-On any failure — too large, malformed, the client gone — the partial file is removed."""
+"""The multipart/form-data body of UploadImage, read as it arrives with the ``multipart`` library's
+push parser (linear in the body, a bounded number of parts and headers).
+
+The signed fields come first (econe-upload sends them so, as the original did) and are read like a
+form: at most ``max_form`` bytes. When the ``file`` part begins, *admit(fields)* decides — signature,
+action — before a byte of it is written; then the file goes to tmpdir chunk by chunk, and nothing may
+follow it (nothing after it was admitted). On any failure — refused, too large, malformed, the client
+gone — the partial file is removed.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 import tempfile
+from collections.abc import Callable
+
+import multipart
 
 from .errors import EC2Error
 
-CHUNK = 1024 * 1024
-MAX_HEADER = 16 * 1024
-MAX_FIELDS = 256 * 1024  # all non-file fields together
-
-_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.I)
-_NAME = re.compile(rb'\bname="([^"]*)"', re.I)
+CHUNK = 64 * 1024
+MAX_PARTS = 256  # an upload is about 8 fields and the file
+MAX_HEADERS, MAX_HEADER = 8, 4096  # per part: RFC 7578 needs 3 at most
 
 
 class TooLarge(EC2Error):
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, what: str = "upload"):
         super().__init__(
-            "RequestEntityTooLarge", f"The upload is larger than this server accepts ({limit} bytes).", 413
+            "RequestEntityTooLarge", f"The {what} is larger than this server accepts ({limit} bytes).", 413
         )
 
 
-def boundary_of(content_type: str) -> bytes:
-    m = _BOUNDARY.search(content_type or "")
-    if not m:
-        raise EC2Error("InvalidParameterValue", "multipart/form-data without a boundary")
-    return m.group(1).encode()
+def boundary_of(content_type: str) -> str:
+    """The boundary as sent: case-sensitive (RFC 2046), so from the raw header, not a lower-cased one."""
+    boundary = multipart.parse_options_header(content_type or "")[1].get("boundary")
+    if not boundary:
+        raise EC2Error("InvalidRequest", "multipart/form-data without a boundary")
+    return boundary
 
 
-def read(stream, content_type: str, length: int, tmpdir: str, max_file: int):
+def read(
+    stream,
+    content_type: str,
+    length: int,
+    tmpdir: str,
+    max_file: int,
+    max_form: int,
+    admit: Callable[[list[tuple[str, str]]], None],
+) -> tuple[list[tuple[str, str]], str | None]:
     """([(name, value)], staged file path or None) from a multipart body of *length* bytes."""
-    delimiter = b"\r\n--" + boundary_of(content_type)
-    remaining = length
-    fields: list[tuple[str, str]] = []
-    field_bytes = 0
-    staged = None
-    out = None
-    written = 0
-
-    def more() -> bytes:
-        nonlocal remaining
-        if remaining <= 0:
-            return b""
-        data = stream.read(min(CHUNK, remaining))
-        if not data:
-            raise EC2Error("IncompleteRequest", "The client closed the connection before the upload was complete.")
-        remaining -= len(data)
-        return data
-
-    buf = b"\r\n"  # so that the first boundary looks like every other one
+    upload = _Upload(tmpdir, max_file)
     try:
-        # preamble
-        while (i := buf.find(delimiter)) < 0:
-            chunk = more()
-            if not chunk:
-                raise EC2Error("InvalidParameterValue", "malformed multipart body: no boundary")
-            buf = buf[-len(delimiter) :] + chunk
-        buf = buf[i + len(delimiter) :]
-        while True:
-            while len(buf) < 2:
-                chunk = more()
-                if not chunk:
-                    raise EC2Error("InvalidParameterValue", "malformed multipart body: truncated")
-                buf += chunk
-            if buf.startswith(b"--"):
-                return fields, staged
-            # part headers
-            while (h := buf.find(b"\r\n\r\n")) < 0:
-                if len(buf) > MAX_HEADER:
-                    raise EC2Error("InvalidParameterValue", "malformed multipart body: part headers too long")
-                chunk = more()
-                if not chunk:
-                    raise EC2Error("InvalidParameterValue", "malformed multipart body: truncated headers")
-                buf += chunk
-            headers, buf = buf[:h], buf[h + 4 :]
-            m = _NAME.search(headers)
-            name = m.group(1).decode("utf-8", "replace") if m else ""
-            is_file = name == "file"
-            if is_file:
-                if staged is not None:
-                    raise EC2Error("InvalidParameterCombination", "Only one file may be uploaded per request.")
-                fd, staged = tempfile.mkstemp(prefix="econe-upload-", dir=tmpdir)
-                out = os.fdopen(fd, "wb")
-            value = bytearray()
-            # part body, up to the next delimiter
-            while True:
-                i = buf.find(delimiter)
-                data = buf if i < 0 else buf[:i]
-                if i < 0:  # keep what could be the start of a delimiter
-                    data, buf = (
-                        buf[: max(0, len(buf) - len(delimiter) + 1)],
-                        buf[max(0, len(buf) - len(delimiter) + 1) :],
-                    )
-                if is_file:
-                    written += len(data)
-                    if written > max_file:
-                        raise TooLarge(max_file)
-                    out.write(data)
-                else:
-                    field_bytes += len(data)
-                    if field_bytes > MAX_FIELDS:
-                        raise EC2Error("InvalidParameterValue", "The form fields of the upload are too large.")
-                    value += data
-                if i >= 0:
-                    buf = buf[i + len(delimiter) :]
-                    break
-                chunk = more()
-                if not chunk:
-                    raise EC2Error("InvalidParameterValue", "malformed multipart body: truncated part")
-                buf += chunk
-            if is_file:
-                out.close()
-                out = None
-            else:
-                fields.append((name, value.decode("utf-8", "replace")))
+        fields = _parse(stream, boundary_of(content_type), length, max_form, admit, upload)
+        return fields, upload.path
     except BaseException:
-        if out is not None:
-            out.close()
-        if staged and os.path.exists(staged):
-            os.unlink(staged)
+        upload.discard()
         raise
+
+
+class _Upload:
+    """The file part, staged in tmpdir."""
+
+    def __init__(self, tmpdir: str, max_file: int):
+        self.tmpdir, self.max_file = tmpdir, max_file
+        self.path: str | None = None
+        self.out = None
+        self.written = 0
+
+    def open(self):
+        fd, self.path = tempfile.mkstemp(prefix="econe-upload-", dir=self.tmpdir)
+        self.out = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes):
+        self.written += len(data)
+        if self.written > self.max_file:
+            raise TooLarge(self.max_file)
+        self.out.write(data)
+
+    def close(self):
+        self.out.close()
+        self.out = None
+
+    def discard(self):
+        if self.out is not None:
+            self.out.close()
+        if self.path and os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+def _parse(stream, boundary: str, length: int, max_form: int, admit, upload: _Upload) -> list[tuple[str, str]]:
+    fields: list[tuple[str, str]] = []
+    name, value = "", bytearray()
+    before_file = 0  # bytes read before the file began: unauthenticated, held to a form's limit
+    remaining = length
+    try:
+        parser = multipart.PushMultipartParser(
+            boundary, length, max_header_size=MAX_HEADER, max_header_count=MAX_HEADERS, max_segment_count=MAX_PARTS
+        )
+        while remaining:
+            chunk = stream.read(min(CHUNK, remaining))
+            if not chunk:
+                raise EC2Error("IncompleteRequest", "The client closed the connection before the upload was complete.")
+            remaining -= len(chunk)
+            for event in parser.parse(chunk):
+                if isinstance(event, multipart.MultipartSegment):  # a part begins: its headers are read
+                    if upload.path is not None:
+                        raise EC2Error("InvalidRequest", "The file must be the last part of an upload.")
+                    if event.name == "file":
+                        admit(fields)  # raises if the request may not upload: nothing is written then
+                        upload.open()
+                    name, value = event.name, bytearray()
+                elif event is None:  # the part ends
+                    if upload.out is not None:
+                        upload.close()
+                    else:
+                        fields.append((name, value.decode("utf-8", "replace")))
+                elif upload.out is not None:
+                    upload.write(event)
+                else:
+                    value += event
+            if upload.path is None:
+                before_file += len(chunk)
+                if before_file > max_form:
+                    raise TooLarge(max_form, "multipart body before its file part")
+        parser.close()  # a body that ends before its closing boundary is refused
+    except multipart.ParserLimitReached as e:
+        raise EC2Error(
+            "InvalidRequest",
+            f"The multipart body goes beyond a limit ({e}): at most {MAX_PARTS} parts, "
+            f"each with at most {MAX_HEADERS} headers of {MAX_HEADER} bytes.",
+        ) from None
+    except multipart.MultipartError as e:
+        raise EC2Error("InvalidRequest", f"malformed multipart body: {e}") from None
+    return fields

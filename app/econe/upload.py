@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import http.client
 import os
+import select
 import sys
 import time
 import uuid
@@ -96,15 +97,27 @@ def upload(url: str, path: str, key: str, secret: str, progress: Progress | None
     conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
     conn.putheader("Content-Length", str(len(head) + len(file_head) + size + len(tail)))
     conn.endheaders()
-    conn.send(head + file_head)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            conn.send(chunk)
-            if progress:
-                progress.update(len(chunk))
-    conn.send(tail)
+    try:
+        conn.send(head + file_head)
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                if _answered(conn.sock):
+                    break
+                conn.send(chunk)
+                if progress:
+                    progress.update(len(chunk))
+            else:
+                conn.send(tail)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server refused the upload before its end and closed: its answer is there to read
     resp = conn.getresponse()
     return resp.status, resp.read()
+
+
+def _answered(sock) -> bool:
+    """Whether the server has answered already: it refuses an upload as soon as the file begins
+    (a wrong signature...) and reads no more of it, so there is no point in sending the rest."""
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def main(argv=None) -> int:

@@ -21,7 +21,6 @@ from onelite import template as tpl
 
 from . import auth, model, multipart
 from .actions import ACTIONS, Context, check_limits, check_stored, check_supported, register_all
-from .actions.images import upload_image
 from .config import Config
 from .errors import EC2Error, dry_run_succeeded
 from .gateway import Gateway
@@ -57,52 +56,64 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
     action, user, status = "-", "-", 200
     version = ""
     staged = None
+    call = None  # (botocore operation or None, Action, inputs) once admitted
     try:
         query = parse_qsl(request.query_string, keep_blank_values=True)
-        form, staged, body_hash = _read_body(request, config)
-        params = query + form
-        _check_characters(params)
-        version = _param(params, "Version") or ""
-        if version and not _VERSION.fullmatch(version):  # it is written into the answer's xmlns
-            version = ""
-            raise EC2Error("InvalidParameterValue", "Version must be an API version like 2016-11-15.")
-        action = _param(params, "Action") or "-"
-        if action == "-":
-            raise EC2Error("MissingParameter", "The request must contain the parameter Action")
-        if action != "UploadImage" and action not in ACTIONS:
-            raise EC2Error("InvalidAction", f"The action {action} is not valid for this web service.")
-        signed = auth.Request(
-            method=request.method,
-            hosts=_hosts(request, config),
-            paths=_paths(request, config),
-            query=query,
-            form=form,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body_sha256=body_hash,
-        )
-        user = auth.verify(signed, gateway.secret_of, datetime.now(UTC))
-        if action == "UploadImage":
-            if _param(params, "DryRun") is not None:
-                raise EC2Error("InvalidParameter", "UploadImage does not take DryRun.")
-            ctx = Context(user, gateway.as_user(user), config, request_id, rlog)
-            if staged is None:
+
+        def admit(form: list, body_hash: str | None, with_file: bool) -> None:
+            """Everything decided before any work: parameters, action, signature. An upload is
+            admitted when its file part begins, before a byte of the file is written."""
+            nonlocal action, user, version, call
+            params = query + form
+            _check_characters(params)
+            version = _param(params, "Version") or ""
+            if version and not _VERSION.fullmatch(version):  # it is written into the answer's xmlns
+                version = ""
+                raise EC2Error("InvalidParameterValue", "Version must be an API version like 2016-11-15.")
+            action = _param(params, "Action") or "-"
+            if action == "-":
+                raise EC2Error("MissingParameter", "The request must contain the parameter Action")
+            act = ACTIONS.get(action)
+            if act is None:
+                raise EC2Error("InvalidAction", f"The action {action} is not valid for this web service.")
+            if with_file and not act.takes_file:
+                raise EC2Error("InvalidParameter", f"The parameter file is not supported by {action} on this cloud.")
+            if act.takes_file and not with_file:
                 raise EC2Error("MissingParameter", "The request must contain the file to upload (multipart field file)")
-            image_id, staged = upload_image(ctx, staged), None
-            body = model.response("UploadImageResponse", {"imageId": image_id}, version, request_id)
+            signed = auth.Request(
+                method=request.method,
+                hosts=_hosts(request, config),
+                paths=_paths(request, config),
+                query=query,
+                form=form,
+                headers={k.lower(): v for k, v in request.headers.items()},
+                body_sha256=body_hash,
+            )
+            user = auth.verify(signed, gateway.secret_of, datetime.now(UTC))
+            op, inputs = _inputs(action, act, params)
+            call = op, act, inputs
+
+        try:
+            form, staged, body_hash = _read_body(request, config, lambda fields: admit(fields, None, with_file=True))
+        except Exception:
+            # answered before the whole body was read: the rest is not read, the connection is closed
+            response.set_header("Connection", "close")
+            raise
+        if call is None:
+            admit(form, body_hash, with_file=False)
+        op, act, inputs = call
+        if act.takes_file:
+            inputs["File"] = staged
+        dry_run = inputs.get("DryRun", False)  # as the model read it (the last of repeated ones)
+        if dry_run and not act.changes:
+            raise dry_run_succeeded()
+        ctx = Context(user, gateway.as_user(user, dry_run), config, request_id, rlog)
+        result = act.func(ctx, inputs)
+        if dry_run:  # a changing action decides in its session: returning instead is a bug
+            raise RuntimeError(f"{action} returned from a dry run")
+        if op is None:
+            body = model.response(f"{action}Response", result, version, request_id)
         else:
-            op = model.operation(action)
-            act = ACTIONS[action]
-            inputs = model.parse(op, params, optional=act.optional)
-            check_supported(action, act, inputs)
-            check_limits(inputs)
-            check_stored(op, act, params)
-            dry_run = inputs.get("DryRun", False)  # as the model read it (the last of repeated ones)
-            if dry_run and not act.changes:
-                raise dry_run_succeeded()
-            ctx = Context(user, gateway.as_user(user, dry_run), config, request_id, rlog)
-            result = act.func(ctx, inputs)
-            if dry_run:  # a changing action decides in its session: returning instead is a bug
-                raise RuntimeError(f"{action} returned from a dry run")
             body = model.serialize(op, result, version, request_id)
         response.content_type = "text/xml; charset=UTF-8"
         return body
@@ -133,6 +144,22 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
         )
 
 
+def _inputs(action: str, act, params: list[tuple[str, str]]) -> tuple:
+    """(botocore operation, its parsed input) for *action*; (None, {}) for OpenNebula's own actions
+    (UploadImage), which botocore does not model and which take no parameter but the protocol's."""
+    op = model.operation(action)
+    if op is None:
+        for key, _ in params:
+            if key not in model.COMMON:
+                raise EC2Error("InvalidParameter", f"The parameter {key} is not supported by {action} on this cloud.")
+        return None, {}
+    inputs = model.parse(op, params, optional=act.optional)
+    check_supported(action, act, inputs)
+    check_limits(inputs)
+    check_stored(op, act, params)
+    return op, inputs
+
+
 def _check_characters(params) -> None:
     """Every value may end up in an answer (an id, a tag, a token): one XML 1.0 cannot carry is refused."""
     for key, value in params:
@@ -151,7 +178,7 @@ def _param(params, name: str) -> str | None:
     return None
 
 
-def _read_body(request, config: Config) -> tuple[list, str | None, str]:
+def _read_body(request, config: Config, admit_file) -> tuple[list, str | None, str | None]:
     if request.method != "POST":
         return [], None, auth.EMPTY_SHA256
     ctype = request.content_type or ""
@@ -163,7 +190,10 @@ def _read_body(request, config: Config) -> tuple[list, str | None, str]:
     if ctype.startswith("multipart/form-data"):
         if length > config.max_upload_size + MAX_FORM:
             raise multipart.TooLarge(config.max_upload_size)
-        fields, staged = multipart.read(stream, ctype, length, config.tmpdir, config.max_upload_size)
+        raw_type = request.environ.get("CONTENT_TYPE", "")  # Bottle's content_type is lower-cased: not the boundary
+        fields, staged = multipart.read(
+            stream, raw_type, length, config.tmpdir, config.max_upload_size, MAX_FORM, admit_file
+        )
         return fields, staged, None  # not hashed: only SigV2, which signs each field, may carry it
     if length > MAX_FORM:
         raise EC2Error("RequestEntityTooLarge", f"The request body is larger than {MAX_FORM} bytes.", 413)

@@ -38,15 +38,17 @@ class Action:
     stored: frozenset[str] = frozenset()  # input members whose values end up in an OpenNebula template
     # changes oned: with DryRun it decides through ctx.session.decide_dry_run; the others answer DryRunOperation unrun
     changes: bool = False
+    # carries the multipart ``file`` part, staged in tmpdir, as its input ``File`` (UploadImage); no other may
+    takes_file: bool = False
 
 
 ACTIONS: dict[str, Action] = {}
 
 
-def action(name: str, supported=(), ignored=(), optional=(), stored=(), changes=False):
+def action(name: str, supported=(), ignored=(), optional=(), stored=(), changes=False, takes_file=False):
     def wrap(func):
         ACTIONS[name] = Action(
-            func, frozenset(supported), frozenset(ignored), frozenset(optional), frozenset(stored), changes
+            func, frozenset(supported), frozenset(ignored), frozenset(optional), frozenset(stored), changes, takes_file
         )
         return func
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -137,15 +136,14 @@ def register_image(ctx: Context, p: dict) -> dict:
     return {"ImageId": ids.fmt("ami", image.id)}
 
 
-def upload_image(ctx: Context, staged: str) -> str:
-    """Register the staged file as a new image of the user; the file is removed in every case."""
-    try:
-        body = [("NAME", f"ec2-{uuid.uuid4()}"), ("TYPE", "OS"), ("PATH", staged), ("EC2_AMI", "YES")]
-        image_id = ctx.session.image_allocate(tpl.serialize(body), ctx.config.datastore_id)
-        deadline = time.time() + READY_WAIT
-        while ctx.session.image(image_id).state == LOCKED and time.time() < deadline:
-            time.sleep(0.2)  # a real oned copies the file in the background; keep it until then
-        return ids.fmt("ami", image_id)
-    finally:
-        if os.path.exists(staged):
-            os.unlink(staged)
+@action("UploadImage", changes=True, takes_file=True)
+def upload_image(ctx: Context, p: dict) -> dict:
+    """The uploaded file (staged in tmpdir; the web layer removes it once this returns, by when oned
+    has copied it) as a new image of the user. OpenNebula's own action: botocore does not model it,
+    and it takes no other parameter."""
+    body = [("NAME", f"ec2-{uuid.uuid4()}"), ("TYPE", "OS"), ("PATH", p["File"]), ("EC2_AMI", "YES")]
+    image_id = ctx.session.image_allocate(tpl.serialize(body), ctx.config.datastore_id)
+    deadline = time.time() + READY_WAIT
+    while ctx.session.image(image_id).state == LOCKED and time.time() < deadline:
+        time.sleep(0.2)  # a real oned copies the file in the background: keep it until then
+    return {"imageId": ids.fmt("ami", image_id)}
