@@ -1,9 +1,10 @@
 """Request signatures, verified exactly: Signature Version 2 and Signature Version 4.
 
 Pure functions: a request (method, the hosts and path the client may have signed for, query and
-form parameters, headers, body hash) and a secret lookup in, the access key out, or an EC2Error.
+form parameters, headers, body hash) and an account lookup in, the access key out, or an EC2Error.
 Timestamps are held to 15 minutes, ``Expires`` and presigned expiry are honoured, and signatures
-are compared in constant time. Unknown users and wrong signatures get the same answer.
+are compared in constant time. An unknown access key, a wrong signature and a disabled user cost the
+same work (a signature is computed for each) and get the same answer; only the log tells which.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ V2_UNSIGNED = ("Signature", "file")
 
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+@dataclass(frozen=True)
+class Account:
+    """What the signature check needs of a user: the secret it signs with, and whether it may."""
+
+    secret: str
+    enabled: bool = True
 
 
 @dataclass
@@ -88,13 +97,13 @@ def signature_version(req: Request) -> int | None:
     return None
 
 
-def verify(req: Request, secret_of, now: datetime) -> str:
-    """The access key (user name) that signed *req*; *secret_of(name)* is None for unknown users."""
+def verify(req: Request, account_of, now: datetime) -> str:
+    """The access key (user name) that signed *req*; *account_of(name)* is its Account, None for no user."""
     version = signature_version(req)
     if version == 4:
-        return verify_v4(req, secret_of, now)
+        return verify_v4(req, account_of, now)
     if version == 2:
-        return verify_v2(req, secret_of, now)
+        return verify_v2(req, account_of, now)
     raise EC2Error("AuthFailure", "The request is not signed: no Signature or AWS4-HMAC-SHA256 Authorization.", 401)
 
 
@@ -112,7 +121,18 @@ def v2_signature(secret: str, string_to_sign: str, method: str = "HmacSHA256") -
     return base64.b64encode(hmac.new(secret.encode(), string_to_sign.encode(), digest).digest()).decode()
 
 
-def verify_v2(req: Request, secret_of, now: datetime) -> str:
+def _accepted(access_key: str, account: Account | None, matched: bool) -> str:
+    """The access key, once its signature was computed (also for no account, with an empty secret)."""
+    if account is None:
+        raise auth_failure(f"no user named {access_key!r} (core or public)")
+    if not account.enabled:
+        raise auth_failure(f"user {access_key!r} is disabled")
+    if not matched:
+        raise auth_failure(f"signature does not match for {access_key!r}")
+    return access_key
+
+
+def verify_v2(req: Request, account_of, now: datetime) -> str:
     params = req.query + req.form
     access_key = req.param("AWSAccessKeyId")
     given = req.param("Signature") or ""
@@ -122,15 +142,14 @@ def verify_v2(req: Request, secret_of, now: datetime) -> str:
     if not access_key:
         raise EC2Error("MissingParameter", "The request must contain the parameter AWSAccessKeyId")
     _check_v2_time(req, now)
-    secret = secret_of(access_key)
+    account = account_of(access_key)
+    secret = account.secret if account else ""
     matched = False
     for host in req.hosts:
         for path in req.paths:
-            expected = v2_signature(secret or "", v2_string_to_sign(req.method, host, path, params), method)
+            expected = v2_signature(secret, v2_string_to_sign(req.method, host, path, params), method)
             matched |= _same(expected, given)  # every candidate is compared: no early exit to time
-    if not matched or secret is None:
-        raise auth_failure()
-    return access_key
+    return _accepted(access_key, account, matched)
 
 
 def _check_v2_time(req: Request, now: datetime) -> None:
@@ -190,7 +209,7 @@ def v4_signature(secret: str, amz_date: str, scope: str, canonical_request: str)
     return hmac.new(v4_signing_key(secret, date, region, service), to_sign.encode(), hashlib.sha256).hexdigest()
 
 
-def verify_v4(req: Request, secret_of, now: datetime) -> str:
+def verify_v4(req: Request, account_of, now: datetime) -> str:
     presigned = req.param("X-Amz-Algorithm") == V4_ALGORITHM
     if presigned:
         credential = req.param("X-Amz-Credential") or ""
@@ -235,7 +254,8 @@ def verify_v4(req: Request, secret_of, now: datetime) -> str:
         # the body received is what must have been signed: a declared hash (or UNSIGNED-PAYLOAD)
         # that is not the body's would let a captured request carry another body
         raise EC2Error("XAmzContentSHA256Mismatch", "The x-amz-content-sha256 header does not match the body received.")
-    secret = secret_of(access_key)
+    account = account_of(access_key)
+    secret = account.secret if account else ""
     payloads = [req.body_sha256]
     if presigned:
         payloads.append("UNSIGNED-PAYLOAD")
@@ -248,7 +268,5 @@ def verify_v4(req: Request, secret_of, now: datetime) -> str:
             for payload in payloads:
                 for method in methods:
                     canonical = v4_canonical_request(method, path, query, headers, signed, payload)
-                    matched |= _same(v4_signature(secret or "", amz_date, scope, canonical), given.lower())
-    if not matched or secret is None:
-        raise auth_failure()
-    return access_key
+                    matched |= _same(v4_signature(secret, amz_date, scope, canonical), given.lower())
+    return _accepted(access_key, account, matched)

@@ -1,36 +1,40 @@
-"""The cloud gateway: the only code that talks to oned, and the only module that imports pyone.
+"""The cloud gateway: the only code that talks to oned.
 
 Every call runs as the requesting user through a ``server_cipher`` session, so OpenNebula's own
 permissions, ACLs and quotas decide what a user may do. The server account's own rights are used
-for one thing only: reading user secrets, cached for 60 seconds. Answers come back as plain
-dataclasses; oned's errors come back as EC2 errors; an unreachable oned is ``Unavailable``.
+to read what signatures and DryRun need: the users (their secrets, read again every USERS_TTL
+seconds) and the ACL rules. Answers come back as plain dataclasses; oned's refusals come back as
+EC2 errors through one table (`ONED_ERRORS`); an unreachable oned is ``Unavailable``.
 
-VM listings, the hot path, are fetched over the same XML-RPC session as raw XML and read with a
-streaming parser instead of pyone's generated bindings (which cost ~0.1 ms per VM).
+Calls go over one kept-alive XML-RPC connection per request, and answers are read with lxml rather
+than pyone's generated bindings (which cost ~0.1 ms per VM, and keep no error code beyond 0x2000).
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import socket
 import threading
 import time
 import xmlrpc.client
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-import pyone
 from lxml import etree
 
 from onelite import acl, cipher
 
-from .errors import EC2Error, dry_run_succeeded, unauthorized, unavailable
+from . import ids
+from .auth import Account
+from .errors import EC2Error, auth_failure, dry_run_succeeded, internal_error, unauthorized, unavailable
 
 TOKEN_LIFETIME = 1800  # seconds a server_cipher token is valid
 TOKEN_RENEW = 300  # renew this long before it expires
-SECRET_TTL = 60  # seconds user secrets are cached
-MISS_REFRESH = 1  # seconds before an unknown name may re-read the user pool
+# seconds econe's copy of the users is used before it is read again: a user created, disabled or
+# given a new password in OpenNebula counts for econe after at most this long
+USERS_TTL = 2
+ACL_TTL = 60  # seconds the ACL rules are cached (DryRun only)
 EC2_ATTRS_TTL = 300  # seconds the EC2 attributes of a VM are trusted without re-reading them
 EC2_CACHE_SIZE = 200_000
 EXTENDED_AFTER = 20  # more VMs than this missing from the cache: one extended pool call instead
@@ -182,27 +186,58 @@ def parse_image(el) -> Image:
     )
 
 
-# ---------------------------------------------------------------- errors
+# ---------------------------------------------------------------- oned's errors
+
+# oned's error codes (OpenNebula's Request::ErrorCode, include/Request.h)
+AUTHENTICATION, AUTHORIZATION, NO_EXISTS, ACTION = 0x0100, 0x0200, 0x0400, 0x0800
+XML_RPC_API, INTERNAL, ALLOCATE, LOCKED = 0x1000, 0x2000, 0x4000, 0x8000
+
+_NAME_RULES = (
+    "The Name tag cannot name an instance here: at most 128 characters, none of & | : \\ \" ; / ' # { } $ < >,"
+    " tabs or line breaks."
+)
 
 
-def _map(e: Exception, not_found: str = "", visible: bool = False) -> EC2Error:
-    """*visible*: the user has just read the object, so a refusal is about the right, not its existence."""
-    msg = str(e)
-    if isinstance(e, (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError, socket.timeout)):
-        return unavailable()
-    if isinstance(e, pyone.OneNoExistsException) and not_found:
-        return EC2Error(not_found, msg)
-    if isinstance(e, pyone.OneAuthorizationException):
-        if not_found and not visible:  # another user's object is as absent as a missing one
-            return EC2Error(not_found, msg)
-        return unauthorized(msg)
-    if isinstance(e, pyone.OneActionException):
-        return EC2Error("IncorrectInstanceState", msg)
-    if isinstance(e, pyone.OneAuthenticationException):
-        return EC2Error("AuthFailure", "The cloud refused the service's credentials; see the server log.", 401)
-    if isinstance(e, pyone.OneException):
-        return EC2Error("InvalidParameterValue", msg)
-    raise e
+def _missing_or_refused(not_found: EC2Error | None, visible: bool) -> EC2Error:
+    # another user's object is as absent as a missing one, unless the user has just read it
+    return not_found if not_found and not visible else unauthorized()
+
+
+# The one table from oned's refusals to EC2's errors, in EC2's words (oned's go to the log): the first
+# row whose code (None: any) and phrase of oned's message match decides. Phrases come first: oned sends
+# some under several codes (no free lease is INTERNAL from one.vm.allocate, ALLOCATE from
+# one.template.instantiate). Each answer is made from (the NotFound error of the object the call
+# names, or None; whether the user has just read that object).
+ONED_ERRORS: list[tuple[int | None, str, Callable[[EC2Error | None, bool], EC2Error]]] = [
+    # a vnet with no free address (VirtualNetworkPool::nic_attribute): the cloud is full, not the request wrong
+    (None, "Cannot get IP/MAC lease from virtual network", lambda nf, vis: EC2Error(
+        "InsufficientInstanceCapacity", "We currently do not have sufficient capacity to launch your instances.", 500)),
+    (None, "Not enough space in datastore", lambda nf, vis: EC2Error(
+        "InsufficientCapacity", "There is not enough capacity to fulfill your request.", 500)),
+    # an HA oned without a leader, electing one or catching up (Request::execute): it will be back
+    (None, "Cannot process request", lambda nf, vis: unavailable()),
+    # PoolObjectSQL::name_is_valid: the only name a client gives is a VM's, by its Name tag
+    (None, "Invalid NAME", lambda nf, vis: EC2Error("InvalidParameterValue", _NAME_RULES)),
+    # the user was disabled or removed since econe read the users: the answer of any failed sign-in
+    (AUTHENTICATION, "", lambda nf, vis: auth_failure()),
+    (AUTHORIZATION, "", _missing_or_refused),
+    (NO_EXISTS, "", lambda nf, vis: nf or internal_error("")),  # what econe named itself is gone: econe's trouble
+    (ACTION, "", lambda nf, vis: EC2Error(
+        "IncorrectInstanceState", "The instance is not in a state from which this can be done.")),
+    (LOCKED, "", lambda nf, vis: EC2Error("OperationNotPermitted", "The resource is locked against changes.")),
+    # XML_RPC_API, INTERNAL, ALLOCATE: a call econe built or a template the operator wrote that oned
+    # refused, or oned's own failure. Not the client's doing.
+    (None, "", lambda nf, vis: internal_error("")),
+]  # fmt: skip
+
+
+def ec2_error(
+    code: int, message: str, not_found: EC2Error | None = None, visible: bool = False, user: str = ""
+) -> EC2Error:
+    """The EC2 error for oned's refusal (*code*, *message*) of a call made as *user*; the log gets oned's words."""
+    answer = next(make for row, phrase, make in ONED_ERRORS if row in (None, code) and phrase in message)
+    error = answer(not_found, visible)
+    return EC2Error(error.code, error.message, error.status, f"oned refused a call of {user!r}: {message} ({code})")
 
 
 class RawXMLRPC:
@@ -243,17 +278,32 @@ class RawXMLRPC:
             out.append(self._TYPES.get(typed.tag, str)(typed.text or "") if typed is not None else (v.text or ""))
         return out
 
+    def value(self, session: str, user: str, method: str, *args, not_found=None, visible=False):
+        """What oned answers to *method* for *session* (acting as *user*), or the EC2 error for its refusal."""
+        try:
+            ok, value, *rest = self.call(method, session, *args)
+        except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as e:
+            raise unavailable(f"{method}: {e!r}") from None
+        except xmlrpc.client.Fault as e:  # oned could not take the call econe built
+            raise internal_error(f"{method}: {e.faultString}") from None
+        if not ok:
+            raise ec2_error(rest[0] if rest else 0, value, not_found, visible, user)
+        return value
+
 
 class Gateway:
-    """One per server: the server account, the secret cache, and sessions for users."""
+    """One per server: the server account, econe's copy of the users, and sessions for users."""
 
     def __init__(self, url: str, server_user: str, server_password: str):
         self.url = url
         self.server_user = server_user
         self.key = hashlib.sha256(server_password.encode()).hexdigest()
         self._tokens: dict[str, tuple[str, float]] = {}
-        self._secrets: dict[str, str] = {}
-        self._secrets_at = 0.0
+        self._users: dict[str, Account] = {}
+        self._users_at = -float("inf")  # time.monotonic() when the read they come from began
+        self._users_done = -float("inf")  # when the last read ended
+        self._users_failed: EC2Error | None = None  # how it ended, when it failed
+        self._users_lock = threading.Lock()  # one read at a time; requests that wait for it share it
         self._rules: tuple[float, list] = (0.0, [])
         self._lock = threading.Lock()
         self._made: dict[int, tuple[float, dict, str]] = {}
@@ -269,42 +319,51 @@ class Gateway:
                 self._tokens[user] = (token, expiry)
         return f"{self.server_user}:{user}:{token}"
 
-    def secret_of(self, user: str) -> str | None:
-        """The PASSWORD oned stores for *user* (core or public drivers only), or None.
-        A name not in the cache re-reads the pool, at most once a second (new users work at once)."""
-        with self._lock:
-            age = time.time() - self._secrets_at
-            if age < SECRET_TTL and (user in self._secrets or age < MISS_REFRESH):
-                return self._secrets.get(user)
-        secrets = self._read_secrets()
-        with self._lock:
-            self._secrets, self._secrets_at = secrets, time.time()
-        return secrets.get(user)
-
-    def _read_secrets(self) -> dict[str, str]:
-        one = pyone.OneServer(self.url, session=self.session_string(self.server_user), timeout=TIMEOUT)
+    def _as_server(self, method: str, *args) -> str:
+        """A call with the server account's own rights. Its refusal is the service's trouble, never the client's."""
         try:
-            pool = one.userpool.info()
-        except Exception as e:
-            raise _map(e) from None
-        return {u.NAME: u.PASSWORD for u in pool.USER if u.AUTH_DRIVER in ("core", "public") and u.ENABLED}
+            return RawXMLRPC(self.url).value(self.session_string(self.server_user), self.server_user, method, *args)
+        except EC2Error as e:
+            raise e if e.status >= 500 else internal_error(e.detail) from None
+
+    def account(self, name: str) -> Account | None:
+        """The user *name* as econe's copy of the user pool has it; None when it has no core or public
+        user of that name. The copy is read again once it is USERS_TTL old, by the first request that
+        needs it, whichever key that request names, and requests that come meanwhile wait for that one
+        read: an unknown key costs what a known one does, and a flood of them one read per USERS_TTL."""
+        asked = time.monotonic()
+        if asked - self._users_at >= USERS_TTL:
+            with self._users_lock:
+                if self._users_done < asked:  # no read ended while this request waited: it reads
+                    began = time.monotonic()
+                    try:
+                        self._users, self._users_at, self._users_failed = self._read_users(), began, None
+                    except EC2Error as e:
+                        self._users_failed = e  # the requests that waited for this read get its failure
+                    self._users_done = time.monotonic()
+                failed = self._users_failed
+            if failed:
+                raise EC2Error(failed.code, failed.message, failed.status, failed.detail)
+        return self._users.get(name)
+
+    def _read_users(self) -> dict[str, Account]:
+        pool = xml(self._as_server("one.userpool.info"))
+        return {
+            u.findtext("NAME"): Account(u.findtext("PASSWORD") or "", u.findtext("ENABLED") == "1")
+            for u in pool.iterfind("USER")
+            if u.findtext("AUTH_DRIVER") in ("core", "public")  # the drivers whose PASSWORD is the EC2 secret
+        }
 
     def acl_rules(self) -> list[tuple[int, int, int]]:
         """oned's ACL rules ``(user, resource, rights)``, read with the server account (users may not),
-        cached like the secrets. Only DryRun uses them: every real call is oned's own decision."""
+        cached for ACL_TTL. Only DryRun uses them: every real call is oned's own decision."""
         with self._lock:
             at, rules = self._rules
-            if time.time() - at < SECRET_TTL:
+            if time.time() - at < ACL_TTL:
                 return rules
-        try:
-            ok, value, *_ = RawXMLRPC(self.url).call("one.acl.info", self.session_string(self.server_user))
-        except Exception as e:
-            raise _map(e) from None
-        if not ok:
-            raise EC2Error("InternalError", "The service account may not read the ACL rules; see the server log.", 500)
         rules = [
             tuple(acl.parse_hex(rule.findtext(part)) for part in ("USER", "RESOURCE", "RIGHTS"))
-            for rule in xml(value).iterfind("ACL")
+            for rule in xml(self._as_server("one.acl.info")).iterfind("ACL")
         ]
         with self._lock:
             self._rules = (time.time(), rules)
@@ -336,6 +395,14 @@ _INFO = {
 }
 
 
+def _vm_missing(vmid: int) -> EC2Error:
+    return ids.not_found("i", ids.fmt("i", vmid))
+
+
+def _image_missing(image_id: int) -> EC2Error:
+    return ids.not_found("ami", ids.fmt("ami", image_id))
+
+
 class UserSession:
     """Calls made as one user; create one per request (the XML-RPC connection is not shared).
 
@@ -346,33 +413,10 @@ class UserSession:
         self.user = user
         self.is_dry_run = dry_run
         self._session = gateway.session_string(user)
-        self.one = pyone.OneServer(gateway.url, session=self._session, timeout=TIMEOUT)
-        self._raw = None
+        self._rpc = RawXMLRPC(gateway.url)  # connects at its first call
 
-    def _call(self, fn, *args, not_found: str = "", visible: bool = False):
-        try:
-            return fn(*args)
-        except Exception as e:
-            raise _map(e, not_found, visible) from None
-
-    def _raw_call(self, method: str, *args) -> str:
-        if self._raw is None:
-            self._raw = RawXMLRPC(self.gateway.url)
-        try:
-            ok, value, *rest = self._raw.call(method, self._session, *args)
-        except Exception as e:
-            raise _map(e) from None
-        if not ok:
-            code = rest[0] if rest else 0
-            exc = {
-                256: pyone.OneAuthenticationException,
-                512: pyone.OneAuthorizationException,
-                1024: pyone.OneNoExistsException,
-                2048: pyone.OneActionException,
-            }.get(code, pyone.OneException)
-            not_found = {"one.vm.info": "InvalidInstanceID.NotFound", "one.image.info": "InvalidAMIID.NotFound"}
-            raise _map(exc(value), not_found.get(method, ""))
-        return value
+    def _call(self, method: str, *args, not_found: EC2Error | None = None, visible: bool = False):
+        return self._rpc.value(self._session, self.user, method, *args, not_found=not_found, visible=visible)
 
     def _changes(self) -> None:
         """Every call that changes oned passes here: a dry run that reaches one is a bug."""
@@ -382,14 +426,13 @@ class UserSession:
     def decide_dry_run(self, needs: list[tuple[str, str, int | None]]) -> None:
         """End a dry run: DryRunOperation when oned would allow each ``(right, kind, id)`` (id None:
         CREATE), as oned decides it (oneadmin group, permission bits, ACL rules); else UnauthorizedOperation."""
-        me = xml(self._raw_call("one.user.info", -1, False))
-        uid, gids = int(me.findtext("ID")), {int(g.text) for g in me.iterfind("GROUPS/ID")}
+        uid, gids = self.whoami()
         rules = self.gateway.acl_rules()
         for right, kind, oid in needs:
             obj = None
             if oid is not None:
                 method, *flags = _INFO[kind]
-                el = xml(self._raw_call(method, oid, *flags))
+                el = xml(self._call(method, oid, *flags))
                 perms = tuple(int(p.text) for p in el.find("PERMISSIONS"))
                 obj = (oid, int(el.findtext("UID")), int(el.findtext("GID")), perms, ())
             if not acl.permits(uid, gids, right, kind, rules, obj):
@@ -397,8 +440,10 @@ class UserSession:
         raise dry_run_succeeded()
 
     # -- users ------------------------------------------------------------
-    def whoami(self):
-        return self._call(self.one.user.info, -1)
+    def whoami(self) -> tuple[int, set[int]]:
+        """The user's id and group ids."""
+        me = xml(self._call("one.user.info", -1, False))
+        return int(me.findtext("ID")), {int(g.text) for g in me.iterfind("GROUPS/ID")}
 
     # -- VMs --------------------------------------------------------------
     def vms(self, with_done: bool, offset: int = 0, limit: int = 0) -> list[VM]:
@@ -418,10 +463,10 @@ class UserSession:
         """The short pool answer carries everything but the EC2 attributes of the user template and
         the OS/ARCH of the template, which never change once a VM exists: those come from a cache,
         filled from the extended answer (or one vm.info per VM when few are missing)."""
-        vms = parse_vm_pool(self._raw_call("one.vmpool.info", -3, start, end, state))
+        vms = parse_vm_pool(self._call("one.vmpool.info", -3, start, end, state))
         missing = [vm.id for vm in vms if self.gateway.made_with(vm.id) is None]
         if len(missing) > EXTENDED_AFTER:
-            for full in parse_vm_pool(self._raw_call("one.vmpool.infoextended", -3, start, end, state)):
+            for full in parse_vm_pool(self._call("one.vmpool.infoextended", -3, start, end, state)):
                 self.gateway.remember(full.id, full.user_template, full.arch)
         else:
             for vmid in missing:
@@ -432,25 +477,25 @@ class UserSession:
         return vms
 
     def vm(self, vmid: int) -> VM:
-        vm = parse_vm(xml(self._raw_call("one.vm.info", vmid, False)))
+        vm = parse_vm(xml(self._call("one.vm.info", vmid, False, not_found=_vm_missing(vmid))))
         self.gateway.remember(vm.id, vm.user_template, vm.arch)
         return vm
 
     def vm_action(self, action: str, vmid: int):
         self._changes()
-        return self._call(self.one.vm.action, action, vmid, not_found="InvalidInstanceID.NotFound", visible=True)
+        return self._call("one.vm.action", action, vmid, not_found=_vm_missing(vmid), visible=True)
 
     def vm_allocate(self, template: str, hold: bool = False) -> int:
         self._changes()
-        return self._call(self.one.vm.allocate, template, hold)
+        return self._call("one.vm.allocate", template, hold)
 
     def vm_update(self, vmid: int, text: str, merge: bool = True):
         self._changes()
-        return self._call(self.one.vm.update, vmid, text, 1 if merge else 0, not_found="InvalidInstanceID.NotFound")
+        return self._call("one.vm.update", vmid, text, 1 if merge else 0, not_found=_vm_missing(vmid))
 
     # -- templates --------------------------------------------------------
     def templates(self) -> list[Template]:
-        pool = self._raw_call("one.templatepool.info", -2, -1, -1)
+        pool = self._call("one.templatepool.info", -2, -1, -1)
         out = []
         for el in xml(pool).findall("VMTEMPLATE"):
             out.append(
@@ -465,24 +510,23 @@ class UserSession:
         return out
 
     def instantiate(self, template_id: int, name: str, extra: str, hold: bool = False) -> int:
-        # raw: RunInstances makes many of these in a row, and pyone's casting costs more than the call
         self._changes()
-        return self._raw_call("one.template.instantiate", template_id, name, hold, extra, False)
+        return self._call("one.template.instantiate", template_id, name, hold, extra, False)
 
     # -- images -----------------------------------------------------------
     def image(self, image_id: int) -> Image:
-        return parse_image(xml(self._raw_call("one.image.info", image_id, False)))
+        return parse_image(xml(self._call("one.image.info", image_id, False, not_found=_image_missing(image_id))))
 
     def images(self) -> list[Image]:
-        return [parse_image(el) for el in xml(self._raw_call("one.imagepool.info", -2, -1, -1))]
+        return [parse_image(el) for el in xml(self._call("one.imagepool.info", -2, -1, -1))]
 
     def image_allocate(self, template: str, datastore_id: int) -> int:
         self._changes()
-        return self._call(self.one.image.allocate, template, datastore_id, False)
+        return self._call("one.image.allocate", template, datastore_id, False)
 
     def image_update(self, image_id: int, text: str):
         self._changes()
-        return self._call(self.one.image.update, image_id, text, 1, not_found="InvalidAMIID.NotFound", visible=True)
+        return self._call("one.image.update", image_id, text, 1, not_found=_image_missing(image_id), visible=True)
 
 
 def _template_pairs(el) -> list:

@@ -89,7 +89,7 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
                 headers={k.lower(): v for k, v in request.headers.items()},
                 body_sha256=body_hash,
             )
-            user = auth.verify(signed, gateway.secret_of, datetime.now(UTC))
+            user = auth.verify(signed, gateway.account, datetime.now(UTC))
             op, inputs = _inputs(action, act, params)
             call = op, act, inputs
 
@@ -119,8 +119,8 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
         return body
     except EC2Error as e:
         status = e.status
-        if status >= 500:
-            rlog.warning("%s: %s", e.code, e.message)
+        if status >= 500 or e.detail:  # the client has EC2's words; the log has what happened
+            rlog.warning("%s: %s", e.code, e.detail or e.message)
         response.status = status
         response.content_type = "text/xml; charset=UTF-8"
         return model.error(e.code, e.message, request_id)

@@ -51,7 +51,7 @@ def test_sigv2_published_example():
 
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
-SECRETS = {"alice": "s3cret"}
+SECRETS = {"alice": auth.Account("s3cret")}
 
 
 def v2_request(when: datetime, secret="s3cret", extra=(), key="alice", method="HmacSHA256") -> auth.Request:

@@ -68,7 +68,7 @@ def _filters(filters: list[dict]):
 def describe_images(ctx: Context, p: dict) -> dict:
     keep = _filters(p.get("Filters", []))
     owners, users = p.get("Owners", []), p.get("ExecutableUsers", [])
-    uid = ctx.session.whoami().ID if owners or users else None
+    uid = ctx.session.whoami()[0] if owners or users else None
     executable = _executable_by(users, uid)
     if p.get("ImageIds"):
         images = [_get_image(ctx, text) for text in p["ImageIds"]]

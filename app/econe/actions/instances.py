@@ -326,14 +326,20 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
             ctx.session.gateway.remember(vmid, dict(user_attrs), arch)  # what the VM was made with
     except EC2Error as e:
         if len(made) >= low:
-            ctx.log.warning("RunInstances made %d of %d: %s", len(made), high, e.message)
+            ctx.log.warning("RunInstances made %d of %d: %s", len(made), high, e.detail or e.message)
         else:
             remove = _terminator(time.monotonic() + TERMINATE_WAIT)  # the scheduler may be deploying them
             for vmid in made:  # MinCount not met: remove what was made
                 try:
+                    if token:  # the request failed: its token must not return these when the client retries
+                        ctx.session.vm_update(vmid, tpl.serialize([("EC2_CLIENT_TOKEN", "")]))
                     remove(ctx, ctx.session.vm(vmid), "terminate-hard")
                 except EC2Error as cleanup:
-                    ctx.log.error("could not remove VM %d after a failed RunInstances: %s", vmid, cleanup.message)
+                    ctx.log.error(
+                        "could not remove VM %d after a failed RunInstances: %s",
+                        vmid,
+                        cleanup.detail or cleanup.message,
+                    )
             raise
     return _run_answer(ctx, ctx.session.vms_by_id(made))
 
