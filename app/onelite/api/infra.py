@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 from .. import records
 from .. import template as tpl
 from ..cloud import Call
+from ..conf import oned_conf
 from ..errors import ACTION, INTERNAL, OneError
 from ..registry import method
 from ..xmlgen import template as template_xml
@@ -25,8 +24,7 @@ def system_version(call: Call) -> str:
 
 @method("one.system.config")
 def system_config(call: Call) -> str:
-    text = resources.files("onelite").joinpath("data/oned.conf").read_text()
-    return template_xml("OPENNEBULA_CONFIGURATION", tpl.parse(text))
+    return template_xml("OPENNEBULA_CONFIGURATION", oned_conf())
 
 
 # ---------------------------------------------------------------- hosts
