@@ -71,7 +71,6 @@ class _Handler(BaseHTTPRequestHandler):
     limits: Limits
 
     def setup(self):
-        self.timeout = self.limits.timeout  # StreamRequestHandler puts it on the socket: every read waits that long
         super().setup()
         # headers and body leave in two writes: without this, Nagle and delayed ACKs add 40 ms per call
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -167,7 +166,8 @@ class OneliteServer:
         self.engine = Engine(Cloud(self.store, data_dir))
         self.hypervisor = Hypervisor(self.engine, sched_interval)
         limits = limits or Limits.of_oned_conf()
-        handler = type("Handler", (_Handler,), {"engine": self.engine, "limits": limits})
+        # StreamRequestHandler puts timeout on the socket: each read waits that long at most
+        handler = type("Handler", (_Handler,), {"engine": self.engine, "limits": limits, "timeout": limits.timeout})
         self.http = _Server((host, port), handler, limits)
 
     @property
