@@ -91,6 +91,6 @@ def _server_session(db: Store, server: dict, secret: str, now: int) -> tuple[dic
     if expire <= now:
         raise _fail()
     target = _user_by_name(db, target_name)
-    if target is None or not target["ENABLED"]:
+    if target is None:  # oned checks that the server account is enabled, not the user it acts for
         raise _fail()
     return target, egid

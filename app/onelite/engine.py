@@ -37,7 +37,9 @@ class Engine:
             m = METHODS.get(name)
             if m is None:
                 raise Fault(-506, f"Method '{name}' not defined")
-            if not params or not isinstance(params[0], str):
+            if not params:
+                raise Fault(-501, "Not enough parameters")
+            if not isinstance(params[0], str):
                 raise Fault(-501, "Parameter that is supposed to be string is not")
             args = check_params(m, params[1:])
             session = params[0]
@@ -65,7 +67,7 @@ class Engine:
                 gids = set(user["GROUPS"]) if egid < 0 else {egid}
                 result = func(Call(self.cloud, name, user, gids, egid), *args)
                 db.commit()
-            except OneError:
+            except (OneError, Fault):
                 db.rollback()
                 raise
             except Exception:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import Fault
+from .wire import I8
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,14 @@ def method(name: str, *types, required: int | None = None):
 
 
 def check_params(m: Method, params: tuple) -> list[Any]:
-    """Check XML-RPC parameter types as xmlrpc-c does (fault -501 on mismatch)."""
-    if len(params) < m.required or len(params) > len(m.types):
-        raise Fault(-501, "Parameter count mismatch")
+    """Check XML-RPC parameter types as xmlrpc-c does (fault -501 on mismatch). oned reads the parameters
+    its method has, so more are ignored."""
+    if len(params) < m.required:
+        raise Fault(-501, "Not enough parameters")
     out = []
     for want, got in zip(m.types, params):
-        ok = isinstance(got, want) and not (want is int and isinstance(got, bool))
+        # xmlrpc-c tells <int>, <i8> and <boolean> apart: an int parameter takes only an <int>
+        ok = isinstance(got, want) and not (want is int and isinstance(got, (bool, I8)))
         if want is list and isinstance(got, tuple):
             ok = True
         if not ok:

@@ -7,6 +7,14 @@ from .. import records
 from .. import template as tpl
 from ..cloud import KINDS, Call
 from ..errors import ACTION, INTERNAL, XML_RPC_API, OneError, not_authorized
+from ..names import name_error
+
+
+def check_name(name, code: int = INTERNAL, prefix: str = "") -> None:
+    """oned's refusal of a name (not a single value: empty), with the code and prefix of the call's path."""
+    error = name_error(name if isinstance(name, str) else "")
+    if error:
+        raise OneError(code, prefix + error)
 
 
 def parse_template(text: str, code: int = INTERNAL, prefix: str = "") -> tpl.Template:
@@ -131,8 +139,6 @@ def chmod(call: Call, kind: str, oid: int, bits: list[int]) -> int:
 def rename(call: Call, kind: str, oid: int, name: str, unique_per_owner: bool = True) -> int:
     obj = call.get(kind, oid)
     call.authorize(kind, obj, "MANAGE")
-    if not name.strip():
-        raise OneError(ACTION, "Invalid NAME, it cannot be empty")
     if unique_per_owner:
         for other in call.db.by_name(kind, name):
             if other["ID"] != oid and other.get("UID") == obj.get("UID"):
@@ -141,6 +147,7 @@ def rename(call: Call, kind: str, oid: int, name: str, unique_per_owner: bool = 
                     ACTION,
                     f"{noun} cannot be renamed to {name} because it collides with {noun} {other['ID']}",
                 )
+    check_name(name, ACTION)
     obj["NAME"] = name
     save(call, kind, obj)
     return oid

@@ -92,6 +92,15 @@ def new_image(
     return image
 
 
+def check_new_name(call: Call, name) -> None:
+    """ImagePool::allocate's checks of a new image's name: every way of making one answers them."""
+    prefix = "Error allocating a new image. "
+    common.check_name(name, ALLOCATE, prefix)
+    for other in call.db.by_name("image", name):
+        if other["UID"] == call.uid:
+            raise OneError(ALLOCATE, f"{prefix}NAME is already taken by IMAGE {other['ID']}.")
+
+
 @method("one.image.allocate", str, int, bool, required=2)
 def image_allocate(call: Call, text: str, ds_id: int, check_capacity: bool = True) -> int:
     t = common.parse_template(text)
@@ -99,9 +108,7 @@ def image_allocate(call: Call, text: str, ds_id: int, check_capacity: bool = Tru
     call.authorize_create("image")
     call.authorize("datastore", ds, "USE")
     name = tpl.get(t, "NAME")
-    if not isinstance(name, str) or not name:
-        raise OneError(INTERNAL, "No NAME in template.")
-    call.check_name_free("image", name, call.uid, "IMAGE")
+    check_new_name(call, name)
     type_name = (tpl.get(t, "TYPE") or "OS").upper()
     if type_name not in TYPES:
         raise OneError(INTERNAL, f"Wrong image type: {type_name}")
@@ -225,9 +232,7 @@ def image_clone(call: Call, oid: int, name: str, ds_id: int = -1) -> int:
     call.authorize("image", src, "USE")
     call.authorize_create("image")
     ds = _datastore_for(call, src["DATASTORE_ID"] if ds_id < 0 else ds_id)
-    for other in call.db.by_name("image", name):
-        if other["UID"] == call.uid:
-            raise OneError(ALLOCATE, f"Error allocating a new image. NAME is already taken by IMAGE {other['ID']}.")
+    check_new_name(call, name)
     source = src["SOURCE"]
     if os.path.isfile(source):
         source, _ = _copy_in(call, ds, source)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 from .. import records
 from .. import template as tpl
 from ..cloud import Call
+from ..conf import oned_conf
 from ..errors import ACTION, INTERNAL, OneError
+from ..names import hostname_error
 from ..registry import method
 from ..xmlgen import template as template_xml
 from . import common
@@ -25,8 +25,7 @@ def system_version(call: Call) -> str:
 
 @method("one.system.config")
 def system_config(call: Call) -> str:
-    text = resources.files("onelite").joinpath("data/oned.conf").read_text()
-    return template_xml("OPENNEBULA_CONFIGURATION", tpl.parse(text))
+    return template_xml("OPENNEBULA_CONFIGURATION", oned_conf())
 
 
 # ---------------------------------------------------------------- hosts
@@ -35,8 +34,9 @@ def system_config(call: Call) -> str:
 @method("one.host.allocate", str, str, str, int, required=3)
 def host_allocate(call: Call, name: str, im_mad: str, vm_mad: str, cluster_id: int = -1) -> int:
     call.authorize_create("host")
-    if not name.strip():
-        raise OneError(INTERNAL, "Invalid NAME, it cannot be empty")
+    error = hostname_error(name)
+    if error:
+        raise OneError(INTERNAL, error)
     call.check_name_free("host", name, None, "HOST")
     cid = 0 if cluster_id < 0 else cluster_id
     cluster = call.get("cluster", cid)

@@ -26,8 +26,7 @@ def secgroup_allocate(call: Call, text: str) -> int:
     t = common.parse_template(text)
     call.authorize_create("secgroup")
     name = tpl.get(t, "NAME")
-    if not isinstance(name, str) or not name:
-        raise OneError(INTERNAL, "No NAME in template.")
+    common.check_name(name)
     _check_rules(t)
     call.check_name_free("secgroup", name, call.uid, "SECGROUP")
     oid = call.db.next_id("secgroup", 100)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import secrets
 
-from .. import acl, records
+from .. import acl, names, records
 from ..auth import sha256
 from ..cloud import Call
-from ..errors import ACTION, INTERNAL, OneError, not_authorized
+from ..errors import ACTION, INTERNAL, NO_EXISTS, Fault, OneError, not_authorized
 from ..registry import method
 from . import common
 from .quotas import group_quotas, user_quotas
@@ -63,20 +63,30 @@ def _manage(call: Call, u: dict, op: str = "MANAGE") -> None:
         call.authorize("user", u, op)
 
 
+def _ints(values: list) -> list[int]:
+    """An array's items as oned reads them (xmlrpc_c::value_int): anything but an <int> stops the call."""
+    if any(type(v) is not int for v in values):
+        raise Fault(
+            -500,
+            "Unexpected error executing code for particular method, detected by Xmlrpc-c method registry code.  "
+            "Method did not fail; rather, it did not complete at all.  Not integer type.  See type() method",
+        )
+    return list(values)
+
+
 @method("one.user.allocate", str, str, str, list, required=2)
 def user_allocate(call: Call, name: str, password: str, driver: str = "", groups: list = ()) -> int:
-    call.authorize_create("user")
-    if not name.strip():
-        raise OneError(INTERNAL, "Invalid NAME, it cannot be empty")
-    if ":" in name or " " in name:
-        raise OneError(INTERNAL, "Invalid NAME, it cannot contain ':' or spaces")
-    driver = driver or "core"
-    if driver == "core" and not password:
-        raise OneError(INTERNAL, "Invalid password, it cannot be empty")
-    call.check_name_free("user", name, None, "USER")
-    gids = [int(g) for g in groups] or [USERS_GID]
+    gids = _ints(groups) or [USERS_GID]
     for gid in gids:
         call.get("group", gid)
+    call.authorize_create("user")
+    driver = driver or "core"
+    if driver == "core" and not password:
+        raise OneError(INTERNAL, "Invalid password, it cannot be empty.")
+    error = names.name_error(name, names.USER_FORBIDDEN)
+    if error:
+        raise OneError(INTERNAL, error + ".")  # UserPool ends these with a full stop
+    call.check_name_free("user", name, None, "USER")
     uid = call.db.next_id("user", 2)
     u = new_user(call, uid, name, password, driver, gids)
     _store_user(call, u)
@@ -138,6 +148,24 @@ def user_chauth(call: Call, oid: int, driver: str, password: str) -> int:
         u["PASSWORD"] = _hash(u["AUTH_DRIVER"], password)
     _store_user(call, u)
     return u["ID"]
+
+
+@method("one.user.enable", int, bool)
+def user_enable(call: Call, oid: int, enable: bool) -> int:
+    if oid < 0:  # oned authorizes ADMIN on users in general, then finds no user -1
+        if not call.is_admin:
+            raise not_authorized(call.uid, "ADMIN", "USER")
+        raise OneError(NO_EXISTS, "Error getting user Pool.")
+    u = call.get("user", oid)
+    call.authorize("user", u, "ADMIN")
+    if oid == 0:
+        raise OneError(ACTION, "Cannot enable/disable oneadmin user")
+    if u["ENABLED"] != int(enable):
+        u["ENABLED"] = int(enable)
+        if not enable:
+            u["LOGIN_TOKENS"] = []  # User::disable drops its sessions and login tokens
+        _store_user(call, u)
+    return oid
 
 
 @method("one.user.update", int, str, int, required=2)
@@ -240,8 +268,7 @@ def vdc_rules(gid: int) -> list[tuple[int, int, int, int]]:
 @method("one.group.allocate", str)
 def group_allocate(call: Call, name: str) -> int:
     call.authorize_create("group")
-    if not name.strip():
-        raise OneError(INTERNAL, "Invalid NAME, it cannot be empty")
+    common.check_name(name)
     call.check_name_free("group", name, None, "GROUP")
     gid = call.db.next_id("group", FIRST_GROUP_ID)
     call.db.put("group", {"ID": gid, "NAME": name, "UID": 0, "GID": gid, "TEMPLATE": [], "USERS": [], "ADMINS": []})

@@ -351,6 +351,7 @@ def build_vm(call: Call, t: tpl.Template, name: str | None, hold: bool, extra_us
     vm_name = name or tpl.get(t, "NAME") or f"one-{vmid}"
     if not isinstance(vm_name, str):
         raise OneError(INTERNAL, "NAME attribute must be a single value")
+    common.check_name(vm_name)
     system: tpl.Template = []
     user: tpl.Template = list(extra_user)
     for k, v in t:
@@ -439,8 +440,7 @@ def template_allocate(call: Call, text: str) -> int:
     t = common.parse_template(text)
     call.authorize_create("template")
     name = tpl.get(t, "NAME")
-    if not isinstance(name, str) or not name:
-        raise OneError(INTERNAL, "No NAME in template.")
+    common.check_name(name)
     call.check_name_free("template", name, call.uid, "TEMPLATE")
     oid = call.db.next_id("template", 0)
     call.db.put(
@@ -524,11 +524,11 @@ def template_clone(call: Call, oid: int, name: str, recursive: bool = False) -> 
     t = call.get("template", oid)
     call.authorize("template", t, "USE")
     call.authorize_create("template")
+    prefix = "Error allocating a new virtual machine template. "
+    common.check_name(name, ALLOCATE, prefix)
     for other in call.db.by_name("template", name):
         if other["UID"] == call.uid:
-            raise OneError(
-                ALLOCATE, f"Error allocating a new template. NAME is already taken by TEMPLATE {other['ID']}."
-            )
+            raise OneError(ALLOCATE, f"{prefix}NAME is already taken by TEMPLATE {other['ID']}.")
     new = call.db.next_id("template", 0)
     call.db.put(
         "template",
@@ -1003,7 +1003,7 @@ def vm_disksaveas(call: Call, oid: int, disk_id: int, name: str, itype: str = ""
     src = call.get("image", int(tpl.vget(disk, "IMAGE_ID")))
     call.authorize_create("image")
     ds = call.get("datastore", src["DATASTORE_ID"])
-    call.check_name_free("image", name, call.uid, "IMAGE")
+    images.check_new_name(call, name)
     type_code = images.TYPES.get((itype or "").upper(), src["TYPE"])
     origin = [("SAVED_DISK_ID", str(disk_id)), ("SAVED_IMAGE_ID", str(src["ID"])), ("SAVED_VM_ID", str(oid))]
     saved = images.new_image(

@@ -52,9 +52,11 @@ def vn_allocate(call: Call, text: str, cluster_id: int = -1) -> int:
     call.authorize_create("vnet")
     t = common.parse_template(text)
     name = tpl.get(t, "NAME")
-    if not isinstance(name, str) or not name:
-        raise OneError(INTERNAL, "No NAME in template.")
+    name = name if isinstance(name, str) else ""
     call.check_name_free("vnet", name, call.uid, "NET")
+    if not name:
+        raise OneError(INTERNAL, "No NAME in template for Virtual Network.")
+    common.check_name(name)
     ars = [_parse_ar(v, i) for i, v in enumerate(v for v in tpl.get_all(t, "AR") if not isinstance(v, str))]
     vn_mad = tpl.get(t, "VN_MAD", "")
     if not vn_mad:
