@@ -4,23 +4,25 @@ many clients, and the client address behind a trusted proxy. Raw sockets against
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import os
 import re
 import selectors
 import signal
 import socket
-import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
 import pytest
 
+from bench.slow_clients import Answer, SlowClients, parse_answers
+from bench.slow_clients import signed_query as bench_signed_query
 from econe import demo
-from econe.auth import v2_signature, v2_string_to_sign
+from econe.config import ConfigError, load
+from econe.edge import client_of
 
-from .conftest import Econe, start_econe
+from .conftest import Econe, start_econe, write_conf
 
 TIMEOUT = 2  # econe.conf request_timeout of the econe these tests drive: deadlines show in seconds
 SLOW = 200  # slow connections held open while normal clients are served
@@ -71,21 +73,8 @@ def edge(module_cloud, tmp_path_factory):
 # ---------------------------------------------------------------- helpers
 
 
-def signed_query(edge: Edge, method: str = "GET", **params) -> str:
-    """A SigV2-signed DescribeRegions (or *params*) as a query string or form body."""
-    pairs = {
-        "Action": "DescribeRegions",
-        "Version": "2016-11-15",
-        "AWSAccessKeyId": edge.user,
-        "SignatureVersion": "2",
-        "SignatureMethod": "HmacSHA256",
-        "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **params,
-    }
-    pairs["Signature"] = v2_signature(
-        edge.secret, v2_string_to_sign(method, f"127.0.0.1:{edge.port}", "/", list(pairs.items()))
-    )
-    return urlencode(pairs)
+def signed_query(edge: Edge, method: str = "GET") -> str:
+    return bench_signed_query(edge.port, edge.user, edge.secret, method)
 
 
 def signed_post(edge: Edge, length: bytes | None = None) -> bytes:
@@ -96,31 +85,8 @@ def signed_post(edge: Edge, length: bytes | None = None) -> bytes:
     )
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict
-    body: bytes
-
-    @property
-    def code(self) -> str | None:
-        return ET.fromstring(self.body).findtext("Errors/Error/Code")
-
-
-def parse_answers(data: bytes) -> list[Answer]:
-    """Every HTTP response in *data*, in order (econe's answers carry a Content-Length)."""
-    out = []
-    while data:
-        head, sep, rest = data.partition(b"\r\n\r\n")
-        if not sep:
-            raise AssertionError(f"a truncated answer: {data[:200]!r}")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        status = int(lines[0].split()[1])
-        length = 0 if status < 200 else int(headers.get("content-length", 0))
-        out.append(Answer(status, headers, rest[:length]))
-        data = rest[length:]
-    return out
+def error_code(answer: Answer) -> str | None:
+    return ET.fromstring(answer.body).findtext("Errors/Error/Code")
 
 
 def exchange(port: int, data: bytes, wait: float = 5.0, source: str | None = None) -> tuple[list[Answer], bool]:
@@ -173,69 +139,6 @@ def served_while(edge: Edge, seconds: float) -> list[float]:
     return latencies
 
 
-class SlowClients:
-    """*n* connections that send a request a byte at a time: its head (*kind* "head"), or a complete
-    head and then its body ("body"); one byte per connection every *every* seconds, from one thread.
-    A connection the server ends is opened again, as an attacker would; what it was answered is kept."""
-
-    def __init__(self, port: int, n: int, kind: str, every: float = 0.5, first: bytes = b""):
-        self.port, self.kind, self.every, self.first = port, kind, every, first
-        self.answers: list[Answer] = []
-        self.ended: list[float] = []  # how long each connection the server ended had lived
-        self.sel = selectors.DefaultSelector()
-        self.stop = threading.Event()
-        for _ in range(n):
-            self._open()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _open(self) -> None:
-        sock = socket.create_connection(("127.0.0.1", self.port))
-        if self.kind == "head":
-            start = b"GET /?Action=DescribeRegions HTTP/1.1\r\nHost: x\r\n"
-        else:
-            start = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-            start += b"Content-Length: %d\r\n\r\n%s" % (len(self.first) + 100, self.first)
-        sock.sendall(start)
-        sock.setblocking(False)
-        self.sel.register(sock, selectors.EVENT_READ, {"opened": time.monotonic(), "got": b""})
-
-    def _run(self) -> None:
-        next_byte = time.monotonic()
-        while not self.stop.is_set():
-            for key, _ in self.sel.select(timeout=0.05):
-                try:
-                    chunk = key.fileobj.recv(65536)
-                except OSError:
-                    chunk = b""
-                key.data["got"] += chunk
-                if not chunk:
-                    self._ended(key)
-            if time.monotonic() >= next_byte:
-                next_byte += self.every
-                for key in list(self.sel.get_map().values()):
-                    try:
-                        key.fileobj.send(b"X" if self.kind == "head" else b"a")
-                    except OSError:
-                        self._ended(key)
-
-    def _ended(self, key) -> None:
-        self.sel.unregister(key.fileobj)
-        key.fileobj.close()
-        self.ended.append(time.monotonic() - key.data["opened"])
-        if key.data["got"]:
-            self.answers += parse_answers(key.data["got"])
-        if not self.stop.is_set():
-            self._open()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        for key in list(self.sel.get_map().values()):
-            key.fileobj.close()
-        self.sel.close()
-
-
 def log_line(edge: Edge, request_id: str) -> str:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -262,23 +165,16 @@ def test_expect_100_continue_gets_one_interim_answer(edge):
     body = signed_query(edge, "POST").encode()
     head = (
         b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % (edge.port, len(body))
+        b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % (edge.port, len(body))
     )
     with socket.create_connection(("127.0.0.1", edge.port), timeout=5) as sock:
         sock.sendall(head)
         assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # the client waits for it before its body
         sock.sendall(body)
         data = b""
-        while not (answers := _complete(data)):
-            data += sock.recv(65536)
-    assert [a.status for a in answers] == [200]
-
-
-def _complete(data: bytes) -> list[Answer]:
-    try:
-        return parse_answers(data) if data.endswith(b">") or data.endswith(b"\n") else []
-    except (AssertionError, ValueError, ET.ParseError):
-        return []
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert [a.status for a in parse_answers(data)] == [200]
 
 
 def _post(edge: Edge, framing: bytes, body: bytes = b"Action=DescribeRegions") -> bytes:
@@ -306,7 +202,7 @@ BAD_FRAMING = [
 def test_a_body_of_unknown_length_is_refused_at_once_and_the_connection_closed(edge, framing, status, code):
     t = time.monotonic()
     answers, closed = exchange(edge.port, _post(edge, framing), wait=3)
-    assert [(a.status, a.code) for a in answers] == [(status, code)]
+    assert [(a.status, error_code(a)) for a in answers] == [(status, code)]
     assert closed and time.monotonic() - t < 2  # at once: not after a timeout, nor at our end of the stream
 
 
@@ -314,14 +210,14 @@ def test_a_chunked_body_is_never_read_as_a_second_request(edge):
     inner = b"GET /?" + signed_query(edge).encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % edge.port
     smuggling = b"POST / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nTransfer-Encoding: chunked\r\n\r\n%s" % (edge.port, inner)
     answers, closed = exchange(edge.port, smuggling, wait=3)
-    assert [(a.status, a.code) for a in answers] == [(411, "MissingContentLength")]
+    assert [(a.status, error_code(a)) for a in answers] == [(411, "MissingContentLength")]
     assert closed
 
 
 def test_a_head_larger_than_the_limit_is_refused(edge):
     big = b"GET /?Action=DescribeRegions HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (80 * 1024) + b"\r\n\r\n"
     answers, closed = exchange(edge.port, big, wait=3)
-    assert [(a.status, a.code) for a in answers] == [(431, "RequestHeaderSectionTooLarge")]
+    assert [(a.status, error_code(a)) for a in answers] == [(431, "RequestHeaderSectionTooLarge")]
     assert closed
 
 
@@ -382,7 +278,7 @@ def test_a_trickling_request_ends_with_408_within_the_request_timeout(edge, kind
     finally:
         slow.close()
     assert len(slow.ended) >= 5 and max(slow.ended) < TIMEOUT + 1.5, slow.ended
-    assert [(a.status, a.code) for a in slow.answers] == [(408, "RequestTimeout")] * len(slow.answers)
+    assert [(a.status, error_code(a)) for a in slow.answers] == [(408, "RequestTimeout")] * len(slow.answers)
     assert len(slow.answers) >= 5
     log = edge.log()
     assert "status=408" in log and "Traceback" not in log
@@ -399,9 +295,24 @@ def test_a_large_body_that_stalls_ends_with_408(edge):
     finally:
         slow.close()
     assert slow.ended and slow.ended[0] < 2 * TIMEOUT + 1.5, slow.ended
-    assert [(a.status, a.code) for a in slow.answers] == [(408, "RequestTimeout")]
+    assert [(a.status, error_code(a)) for a in slow.answers] == [(408, "RequestTimeout")]
     log = edge.log()
     assert "Traceback" not in log
+
+
+def test_at_most_half_the_workers_wait_for_large_bodies(edge):
+    """Such a body holds its worker while it arrives: 8 of the 16 workers may be doing that; the next
+    large request is told to come back later, and every other request is still served."""
+    pad = b"a" * (300 * 1024)
+    slow = SlowClients(edge.port, 8, "body", first=b"Action=DescribeRegions&Pad=" + pad)
+    try:
+        time.sleep(0.5)
+        ninth = _post(edge, b"Content-Length: %d\r\n" % (len(pad) + 10), b"Pad=" + pad[: 70 * 1024])
+        answers, closed = exchange(edge.port, ninth, wait=2)
+        assert [(a.status, error_code(a)) for a in answers] == [(503, "Unavailable")] and closed
+        assert max(served_while(edge, 0.5)) < 1.0
+    finally:
+        slow.close()
 
 
 # ---------------------------------------------------------------- the client address (item 19)
@@ -423,3 +334,47 @@ def test_the_log_names_the_client_a_trusted_proxy_forwards_and_the_peer_otherwis
     status, request_id = describe_regions(edge, source=source, headers=headers)
     assert status == 200
     assert re.search(rf" client={re.escape(client)} ", log_line(edge, request_id))
+
+
+TRUSTED = (ipaddress.ip_network("127.0.0.2/31"), ipaddress.ip_network("::1/128"))
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("127.0.0.2", "for=203.0.113.1, for=127.0.0.3", ("203.0.113.1", "127.0.0.2")),  # past a second proxy
+        ("127.0.0.2", 'for="203.0.113.5:8080";proto=https', ("203.0.113.5", "127.0.0.2")),
+        ("127.0.0.2", 'for="[2001:db8::7]", For=203.0.113.2;by=x', ("203.0.113.2", "127.0.0.2")),
+        ("127.0.0.2", 'for="x, y;z, for=203.0.113.6', ("203.0.113.6", "127.0.0.2")),  # a client's broken part
+        ("127.0.0.2", "for=unknown", ("unknown", "127.0.0.2")),
+        ("127.0.0.2", "proto=https", ("unknown", "127.0.0.2")),
+        ("::ffff:127.0.0.3", "for=203.0.113.3", ("203.0.113.3", "::ffff:127.0.0.3")),  # a dual-stack socket
+        ("::1", 'for="[2001:db8::1]:4711"', ("2001:db8::1", "::1")),
+        ("127.0.0.4", "for=203.0.113.4", ("127.0.0.4", None)),
+        ("127.0.0.2", None, ("127.0.0.2", None)),
+    ],
+)
+def test_client_of(peer, forwarded, expected):
+    client = client_of(peer, forwarded, TRUSTED)
+    assert (client.address, client.proxy) == expected
+
+
+@pytest.mark.parametrize(
+    ("proxies", "accepted"),
+    [
+        (["127.0.0.1", "::1", "10.0.0.0/8", "fd00::/8"], True),
+        (["proxy.example"], False),  # a name would be resolved by someone else's DNS
+        (["10.0.0.1/8"], False),  # host bits set: which was meant?
+        ("127.0.0.1", False),
+    ],
+)
+def test_trusted_proxies_are_addresses_or_networks(tmp_path, proxies, accepted):
+    (tmp_path / "ec2_auth").write_text("serveradmin:pw")
+    conf = write_conf(tmp_path / "econe.conf", {"trusted_proxies": proxies, "request_timeout": 5})
+    if accepted:
+        cfg = load(str(conf), {"ONE_CIPHER_AUTH": str(tmp_path / "ec2_auth")})
+        assert cfg.trusted_proxies == tuple(ipaddress.ip_network(p) for p in proxies)
+        assert cfg.request_timeout == 5
+    else:
+        with pytest.raises(ConfigError, match=r"econe.conf: :trusted_proxies: must be a list of proxy addresses"):
+            load(str(conf), {"ONE_CIPHER_AUTH": str(tmp_path / "ec2_auth")})
