@@ -15,6 +15,7 @@ Usage: python -m bench.slow_clients [--slow 200] [--seconds 15] [--label TEXT] [
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import selectors
@@ -80,26 +81,27 @@ class SlowClients:
     attacker would; the answers it got and how long it lived are kept."""
 
     def __init__(self, port: int, n: int, kind: str, every: float = 0.5, first: bytes = b""):
-        self.port, self.kind, self.every, self.first = port, kind, every, first
+        self.port, self.n, self.kind, self.every, self.first = port, n, kind, every, first
         self.answers: list[Answer] = []
         self.ended: list[float] = []  # how long each connection the server ended had lived
         self.sel = selectors.DefaultSelector()
         self.stop = threading.Event()
-        for _ in range(n):
-            self._open()
+        self._top_up()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def _open(self) -> None:
-        sock = socket.create_connection(("127.0.0.1", self.port))
-        if self.kind == "head":
-            start = b"GET /?Action=DescribeRegions HTTP/1.1\r\nHost: x\r\n"
-        else:
-            start = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-            start += b"Content-Length: %d\r\n\r\n%s" % (len(self.first) + 100, self.first)
-        sock.sendall(start)
-        sock.setblocking(False)
-        self.sel.register(sock, selectors.EVENT_READ, {"opened": time.monotonic(), "got": b""})
+    def _top_up(self) -> None:
+        while len(self.sel.get_map()) < self.n:
+            sock = socket.create_connection(("127.0.0.1", self.port))
+            if self.kind == "head":
+                start = b"GET /?Action=DescribeRegions HTTP/1.1\r\nHost: x\r\n"
+            else:
+                start = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                start += b"Content-Length: %d\r\n\r\n%s" % (len(self.first) + 100, self.first)
+            self.sel.register(sock, selectors.EVENT_READ, {"opened": time.monotonic(), "got": b""})
+            with contextlib.suppress(OSError):  # refused before it was all sent: its answer may still be read
+                sock.sendall(start)
+            sock.setblocking(False)
 
     def _run(self) -> None:
         next_byte = time.monotonic()
@@ -119,6 +121,7 @@ class SlowClients:
                         key.fileobj.send(b"X" if self.kind == "head" else b"a")
                     except OSError:
                         self._ended(key)
+            self._top_up()
 
     def _ended(self, key) -> None:
         self.sel.unregister(key.fileobj)
@@ -126,8 +129,6 @@ class SlowClients:
         self.ended.append(time.monotonic() - key.data["opened"])
         if key.data["got"]:
             self.answers += parse_answers(key.data["got"])
-        if not self.stop.is_set():
-            self._open()
 
     def close(self) -> None:
         self.stop.set()

@@ -7,6 +7,7 @@ import http.client
 import ipaddress
 import os
 import re
+import resource
 import selectors
 import signal
 import socket
@@ -313,6 +314,24 @@ def test_at_most_half_the_workers_wait_for_large_bodies(edge):
         assert max(served_while(edge, 0.5)) < 1.0
     finally:
         slow.close()
+
+
+def test_connections_past_the_file_limit_make_room_for_normal_clients(edge):
+    """More idle connections than econe may open files for (its limit lowered to 256, as systemd's
+    1024 would be for 1,000): those that waited longest are closed, and everyone else is served."""
+    pid = edge.econe.proc.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (256, hard))
+    socks = []
+    try:
+        for _ in range(400):
+            socks.append(socket.create_connection(("127.0.0.1", edge.port), timeout=3))
+        assert max(served_while(edge, 1.0)) < 1.0
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        for s in socks:
+            s.close()
+    assert "Traceback" not in edge.log()
 
 
 # ---------------------------------------------------------------- the client address (item 19)

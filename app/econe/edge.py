@@ -19,9 +19,11 @@ Every answer the edge gives itself is an EC2 error document.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import re
+import resource
 import selectors
 import socket
 import threading
@@ -326,10 +328,32 @@ class EdgeConnections(connections.ConnectionManager):
     the selector says it is readable, so a read never blocks; writes are non-blocking too."""
 
     def _from_server_socket(self, server_socket):
-        conn = super()._from_server_socket(server_socket)
+        self._make_room()
+        try:
+            conn = super()._from_server_socket(server_socket)
+        except OSError as e:  # out of file descriptors all the same: Cheroot's loop would spin on accept
+            if e.errno not in (errno.EMFILE, errno.ENFILE) or not self._drop_oldest():
+                raise
+            return None
         if conn is not None:
             self.put(conn)
         return None  # Cheroot's loop would hand it to a worker at once
+
+    def _make_room(self):
+        """Keep file descriptors for the workers (their clients, oned, uploads): past the process's
+        limit less that reserve, the connection that has waited longest makes room for a new one.
+        It is a trickling one: every other request is ready, and taken by a worker, in moments."""
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if limit != resource.RLIM_INFINITY and self._num_connections >= limit - self.server.fd_reserve:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> bool:
+        held = [(fd, conn) for fd, conn in self._selector.connections if conn is not self.server]
+        if not held:
+            return False
+        fd, conn = min(held, key=lambda held: held[1].last_used)
+        self._drop(fd, conn, "The server needed the connection for another client.")
+        return True
 
     def put(self, conn):
         """A new connection, or one whose worker answered and keeps it: wait for its next request."""
@@ -393,12 +417,15 @@ class EdgeConnections(connections.ConnectionManager):
             if conn is not self.server and conn.last_used < threshold
         ]
         for fd, conn in late:
-            self._selector.unregister(fd)
-            if _buffered(conn):
-                timeout = f"{self.server.timeout:g}"
-                self.refuse(conn, Refused(408, "RequestTimeout", f"The request was not complete within {timeout} s."))
-            else:
-                conn.close()
+            self._drop(fd, conn, f"The request was not complete within {self.server.timeout:g} s.")
+
+    def _drop(self, fd, conn, why: str):
+        """Close a held connection: with 408 when part of a request came, silently otherwise."""
+        self._selector.unregister(fd)
+        if _buffered(conn):
+            self.refuse(conn, Refused(408, "RequestTimeout", why))
+        else:
+            conn.close()
 
 
 def _buffered(conn) -> bytes:
@@ -439,6 +466,7 @@ class EdgeServer(wsgi.Server):
         self.max_request_header_size = MAX_HEAD  # the manager refuses larger heads first; this is Cheroot's bound
         self.max_request_body_size = max_body
         self.large_bodies = threading.BoundedSemaphore(max(1, threads // 2))  # the others answer everyone else
+        self.fd_reserve = 3 * threads + 32  # what the workers may hold open at once, and the process's own files
 
     def prepare(self):
         super().prepare()
