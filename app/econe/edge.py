@@ -13,6 +13,8 @@ list, no second header, no ``Transfer-Encoding``: 400, or 411 for a body with no
 of unknown length would otherwise be read to the end of the connection, or left in it to be read
 as the next request. A body larger than ``READ_AHEAD`` (an upload) is read by its worker at no
 less than ``MIN_RATE`` bytes per second, and at most half the workers read such bodies at once.
+Past the process's file-descriptor limit (less what the workers need), the connection that has
+waited longest is closed to make room for a new one.
 
 Every answer the edge gives itself is an EC2 error document.
 """
@@ -175,12 +177,13 @@ def client_of(peer: str, forwarded: str | None, trusted: tuple[Network, ...]) ->
     ip = _ip(peer)
     if ip is None or not any(ip in net for net in trusted) or not forwarded:
         return Client(peer, None)
-    for node in reversed(_forwarded_for(forwarded)):
+    nodes = _forwarded_for(forwarded)
+    for node in reversed(nodes):
         if node is None:
             return Client("unknown", peer)  # an element without a usable address: the chain ends there
         if not any(node in net for net in trusted):
             return Client(str(node), peer)
-    return Client(peer, None)
+    return Client(str(nodes[0]), peer) if nodes else Client(peer, None)  # proxies all the way
 
 
 # ---------------------------------------------------------------- Cheroot, held to the above
@@ -217,7 +220,8 @@ class EdgeRequest(server.HTTPRequest):
         """Cheroot's own answers (a malformed request line, a timeout, its 500s) as EC2 errors."""
         number = int(str(status)[:3])
         message = msg or HTTPStatus(number).phrase
-        data, request_id = error_response(number, _CODES.get(number, _default_code(number)), message)
+        code = _CODES.get(number, "InvalidRequest" if number < 500 else "InternalError")
+        data, request_id = error_response(number, code, message)
         self.close_connection = True
         log.info("client=%s status=%d %s", self.conn.remote_addr, number, message, extra={"request_id": request_id})
         try:
@@ -239,10 +243,6 @@ _CODES = {
     503: "Unavailable",
     505: "HTTPVersionNotSupported",
 }
-
-
-def _default_code(status: int) -> str:
-    return "InvalidRequest" if status < 500 else "InternalError"
 
 
 class EdgeConnection(server.HTTPConnection):
@@ -309,8 +309,7 @@ def _too_slow(window: float) -> EC2Error:
 
 class EdgeGateway(wsgi.Gateway_10):
     def start_response(self, status, headers, exc_info=None):
-        # an answer that says Connection: close (an upload refused when its file begins) goes out at
-        # once: Cheroot would first read the rest of the body of a connection it keeps
+        # an answer that says Connection: close (an upload refused when its file begins) closes it
         if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
             self.req.close_connection = True
         return super().start_response(status, headers, exc_info)
