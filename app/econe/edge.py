@@ -4,19 +4,22 @@ Cheroot hands a connection to a worker thread as soon as it is accepted (or, kep
 as a byte arrives); the worker then blocks reading the request, so a few clients that trickle a
 byte every few seconds hold every worker. Here the selector thread holds each connection instead
 — reading what arrives into the connection's own read buffer, without blocking — until its request
-can be answered without waiting on the client: the whole head, and the whole body or its first
-``READ_AHEAD`` bytes. Only then does a worker take it. Whatever has not arrived ``request_timeout``
-seconds after the connection became ready for a request is closed (408 when part of it came).
+can be answered without waiting on the client: its head, and its body or the body's first
+``MIN_RATE`` × ``request_timeout`` bytes (10 KiB by default, more than most EC2 requests). Only
+then does a worker take it.
+
+One rule for time: a request has ``request_timeout`` seconds, from its connection's opening or its
+previous answer, to bring its head and that much of its body; a larger body then has to bring as
+much again in each further ``request_timeout`` seconds (``MIN_RATE`` bytes per second, which any
+link uploads at). A request that falls behind gets 408 (a connection that sent nothing is closed
+silently); at most half the workers wait for large bodies at once (503 for the next).
 
 The same place refuses a head whose body length is not one plain ``Content-Length`` (no sign, no
 list, no second header, no ``Transfer-Encoding``: 400, or 411 for a body with no length): a body
 of unknown length would otherwise be read to the end of the connection, or left in it to be read
-as the next request. A body larger than ``READ_AHEAD`` (an upload) is read by its worker at no
-less than ``MIN_RATE`` bytes per second, and at most half the workers read such bodies at once.
-Past the process's file-descriptor limit (less what the workers need), the connection that has
-waited longest is closed to make room for a new one.
-
-Every answer the edge gives itself is an EC2 error document.
+as the next request. Past the process's file-descriptor limit (less what the workers need), the
+connection that has waited longest is closed to make room for a new one. Every answer the edge
+gives itself is an EC2 error document.
 """
 
 from __future__ import annotations
@@ -40,8 +43,7 @@ from . import model
 from .errors import EC2Error
 
 MAX_HEAD = 64 * 1024  # request line and headers: a SigV2 GET with many parameters fits, lighttpd allows 8 KiB
-READ_AHEAD = 64 * 1024  # body bytes read before a worker takes the request: every EC2 form request but the largest
-MIN_RATE = 1024  # bytes per second a larger body must keep up, over each request_timeout window
+MIN_RATE = 1024  # bytes per second a body must keep up, over each request_timeout window
 
 log = logging.getLogger("econe")
 
@@ -201,7 +203,7 @@ class EdgeRequest(server.HTTPRequest):
 
     def respond(self):
         # the manager has checked Content-Length; a body it did not read ahead ties a worker to the client
-        large = int(self.inheaders.get(b"Content-Length", 0)) > READ_AHEAD
+        large = int(self.inheaders.get(b"Content-Length", 0)) > self.server.read_ahead
         if large and not self.server.large_bodies.acquire(blocking=False):
             self.simple_response("503 Service Unavailable", "Too many large requests are arriving; try again later.")
             return
@@ -247,7 +249,10 @@ _CODES = {
 
 class EdgeConnection(server.HTTPConnection):
     RequestHandlerClass = EdgeRequest
-    rbufsize = MAX_HEAD + READ_AHEAD  # the read buffer holds what the manager waits for: a full one is ready
+
+    def __init__(self, server, sock, makefile):
+        self.rbufsize = MAX_HEAD + server.read_ahead  # what the manager waits for fits: a full buffer is ready
+        super().__init__(server, sock, makefile)
 
 
 class BodyReader(server.KnownLengthRFile):
@@ -385,7 +390,7 @@ class EdgeConnections(connections.ConnectionManager):
         except Refused as r:
             self.refuse(conn, r)
             return
-        if len(buffered) >= end + min(head.length, READ_AHEAD):
+        if len(buffered) >= end + min(head.length, self.server.read_ahead):
             self.server.dispatch(conn)
             return
         if head.expects_continue and not conn.continued:
@@ -464,6 +469,7 @@ class EdgeServer(wsgi.Server):
         self.gateway = EdgeGateway
         self.max_request_header_size = MAX_HEAD  # the manager refuses larger heads first; this is Cheroot's bound
         self.max_request_body_size = max_body
+        self.read_ahead = MIN_RATE * request_timeout  # the body bytes the first window brings
         self.large_bodies = threading.BoundedSemaphore(max(1, threads // 2))  # the others answer everyone else
         self.fd_reserve = 3 * threads + 32  # what the workers may hold open at once, and the process's own files
 
