@@ -89,11 +89,10 @@ def error_code(answer: Answer) -> str | None:
     return ET.fromstring(answer.body).findtext("Errors/Error/Code")
 
 
-def exchange(port: int, data: bytes, wait: float = 5.0, source: str | None = None) -> tuple[list[Answer], bool]:
+def exchange(port: int, data: bytes, wait: float = 5.0) -> tuple[list[Answer], bool]:
     """Send *data* without closing our side; collect what comes back until the server closes the
     connection or *wait* seconds pass. (answers, whether the server closed the connection)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=wait, source_address=(source, 0) if source else None)
-    with sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
         sock.sendall(data)
         received, closed, deadline = b"", False, time.monotonic() + wait
         while time.monotonic() < deadline:
