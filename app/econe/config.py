@@ -6,6 +6,7 @@ Every mistake is refused at start with the file, the key as written and the reas
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -44,8 +45,10 @@ class Config:
     pid_file: str = "/var/run/one/econe-server.pid"
     debug_level: int = 2
     max_upload_size: int = 10 * 1024**3
-    trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    # the proxies whose Forwarded header names the client (addresses or networks)
+    trusted_proxies: tuple = field(default_factory=lambda: _networks(["127.0.0.1", "::1"]))
     threads: int = 16
+    request_timeout: int = 10  # seconds a client has to send a request, and a body's window of MIN_RATE (edge.py)
     max_count: int = 100  # instances one RunInstances may make
     # server account for acting as users (file named by ONE_CIPHER_AUTH)
     server_user: str = ""
@@ -53,7 +56,8 @@ class Config:
     source: str = ""
 
 
-# key -> (checker, description); the original keys, plus pid_file, trusted_proxies, threads and max_count
+# key -> (checker, description); the original keys, plus pid_file, trusted_proxies, threads, max_count and
+# request_timeout
 def _url(v):
     return isinstance(v, str) and urlparse(v).scheme in ("http", "https") and bool(urlparse(v).netloc)
 
@@ -85,10 +89,11 @@ KEYS = {
     "debug_level": (_int_range(0, 3), "must be an integer 0 (errors) to 3 (debug)"),
     "max_upload_size": (lambda v: _size(v) is not None, "must be a size in bytes, like 10737418240 or 10G"),
     "trusted_proxies": (
-        lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-        "must be a list of proxy addresses",
+        lambda v: _networks(v) is not None,
+        "must be a list of proxy addresses or networks, like 127.0.0.1 or 10.0.0.0/8",
     ),
     "threads": (_int_range(1, 512), "must be an integer 1-512"),
+    "request_timeout": (_int_range(1, 3600), "must be a number of seconds 1-3600"),
     "max_count": (_int_range(1, 10000), "must be an integer 1-10000"),
     # accepted for compatibility with the original's files; not used by this version
     "elasticips_vnet_id": (lambda v: v is None or isinstance(v, int), "must be a vnet id"),
@@ -109,6 +114,16 @@ def _size(v) -> int | None:
         if number.isdigit() and int(number) > 0:
             return int(number) * _SIZE_UNITS[unit]
     return None
+
+
+def _networks(v) -> tuple | None:
+    """Addresses and CIDR networks (no host bits set), or None."""
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        return None
+    try:
+        return tuple(ipaddress.ip_network(x.strip()) for x in v)
+    except ValueError:
+        return None
 
 
 def _plain(key) -> str:
@@ -145,6 +160,8 @@ def load(path: str, environ=os.environ) -> Config:
             raise ConfigError(f"{name}: {label} {reason}, got {value!r}")
         if key == "max_upload_size":
             value = _size(value)
+        if key == "trusted_proxies":
+            value = _networks(value)
         if key == "instance_types":
             continue
         if hasattr(cfg, key):

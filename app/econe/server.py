@@ -18,8 +18,6 @@ import sys
 import threading
 import time
 
-from cheroot import wsgi
-
 from . import __version__
 from .config import DEFAULT_PATH, Config, ConfigError, load
 
@@ -49,25 +47,18 @@ def setup_logging(cfg: Config, to_stderr: bool) -> None:
     root.propagate = False
 
 
-class ClosingGateway(wsgi.Gateway_10):
-    """cheroot reads what is left of a request body before it answers, unless the connection is to
-    close: an answer that says ``Connection: close`` (an upload refused when its file begins) goes
-    out at once, and the rest of the body is not read."""
-
-    def start_response(self, status, headers, exc_info=None):
-        if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
-            self.req.close_connection = True
-        return super().start_response(status, headers, exc_info)
-
-
 def serve(cfg: Config) -> int:
-    from .web import make_app
+    from .edge import EdgeServer
+    from .web import MAX_FORM, make_app
 
     log = logging.getLogger("econe")
-    server = wsgi.Server(
-        (cfg.host, cfg.port), make_app(cfg), numthreads=cfg.threads, server_name="econe", shutdown_timeout=10
+    server = EdgeServer(
+        (cfg.host, cfg.port),
+        make_app(cfg),
+        threads=cfg.threads,
+        request_timeout=cfg.request_timeout,
+        max_body=cfg.max_upload_size + MAX_FORM,  # an upload's fields and file part
     )
-    server.gateway = ClosingGateway
 
     def stop(*_):
         # stop() joins the worker threads: never from the signal handler's own (serving) thread

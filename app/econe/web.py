@@ -22,6 +22,7 @@ from onelite import template as tpl
 from . import auth, model, multipart
 from .actions import ACTIONS, Context, check_limits, check_stored, check_supported, register_all
 from .config import Config
+from .edge import client_of, content_length
 from .errors import EC2Error, dry_run_succeeded
 from .gateway import Gateway
 
@@ -52,6 +53,8 @@ def make_app(config: Config, gateway: Gateway | None = None) -> bottle.Bottle:
 def handle(request, response, config: Config, gateway: Gateway) -> bytes:
     request_id = str(uuid.uuid4())
     rlog = RequestLog(log, {"request_id": request_id})
+    # who sent it, as a trusted proxy forwards it (never Bottle's remote_route: X-Forwarded-For from anyone)
+    client = client_of(request.environ.get("REMOTE_ADDR", ""), request.get_header("Forwarded"), config.trusted_proxies)
     started = time.perf_counter()
     action, user, status = "-", "-", 200
     version = ""
@@ -134,9 +137,10 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
         if staged and os.path.exists(staged):  # an upload that did not reach oned leaves nothing behind
             os.unlink(staged)
         rlog.info(
-            "%s %s user=%s action=%s status=%s ms=%.1f",
+            "%s %s client=%s user=%s action=%s status=%s ms=%.1f",
             request.method,
             request.path,
+            client.address,
             user,
             action,
             status,
@@ -182,10 +186,9 @@ def _read_body(request, config: Config, admit_file) -> tuple[list, str | None, s
     if request.method != "POST":
         return [], None, auth.EMPTY_SHA256
     ctype = request.content_type or ""
-    try:
-        length = int(request.environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise EC2Error("InvalidParameterValue", "Content-Length is not a number") from None
+    length = content_length(request.environ.get("CONTENT_LENGTH") or "0")
+    if length is None:  # econe's edge refuses it first; this is for any other WSGI server
+        raise EC2Error("InvalidRequest", "Content-Length must be a number of bytes.")
     stream = request.environ["wsgi.input"]
     if ctype.startswith("multipart/form-data"):
         if length > config.max_upload_size + MAX_FORM:
