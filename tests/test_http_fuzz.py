@@ -209,7 +209,7 @@ def exchange(port: int, raw: bytes) -> bytes:
         try:
             s.sendall(raw)
             s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:
             pass  # the server may refuse early and close: what it answered is below
         out = b""
         started = time.monotonic()
