@@ -213,6 +213,55 @@ def test_a_chunked_body_is_never_read_as_a_second_request(edge):
     assert closed
 
 
+# found by the generated requests of test_http_fuzz: each had no EC2 answer, or a 5xx, or two answers
+EDGE_CASES = [
+    (b"PUT / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405, "InvalidRequest"),  # was Bottle's HTML page
+    (b"GET / HTTP/2.0\r\n\r\n", 400, "InvalidRequest"),  # was a 505
+    (b"get / HTTP/1.1\r\n\r\n", 400, "InvalidRequest"),  # was Cheroot's plain text
+    (b"GET * HTTP/1.1\r\n\r\n", 400, "InvalidRequest"),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "code"), EDGE_CASES, ids=[c[0].split(b"\r")[0].decode() for c in EDGE_CASES]
+)
+def test_what_the_application_does_not_take_is_an_ec2_error(edge, request_, status, code):
+    answers, _ = exchange(edge.port, request_, wait=2)
+    assert [(a.status, error_code(a)) for a in answers] == [(status, code)]
+
+
+def test_a_request_cut_short_by_the_client_is_answered(edge):
+    """A client that closes its side before the body it announced is complete still reads an answer."""
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=5) as sock:
+        sock.sendall(_post(edge, b"Content-Length: 50\r\n", b"Action=Desc"))
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert [(a.status, error_code(a)) for a in parse_answers(data)] == [(400, "IncompleteRequest")]
+
+
+def test_a_refused_head_request_gets_no_document(edge):
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=5) as sock:
+        sock.sendall(b"HEAD / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"Content-Length: " in head and rest == b""
+
+
+@pytest.mark.parametrize("option", [b"Close", b"keep-alive, close"])
+def test_connection_close_in_any_case_or_list_closes(edge, option):
+    """Cheroot closes only on exactly "close"; what follows would be read as a second request."""
+    answers, closed = exchange(
+        edge.port,
+        signed_post(edge).replace(b"\r\n\r\n", b"\r\nConnection: %s\r\n\r\n" % option, 1) + b"GET / HTTP/1.1\r\n\r\n",
+        wait=2,
+    )
+    assert [a.status for a in answers] == [200] and closed
+
+
 def test_a_head_larger_than_the_limit_is_refused(edge):
     big = b"GET /?Action=DescribeRegions HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (80 * 1024) + b"\r\n\r\n"
     answers, closed = exchange(edge.port, big, wait=3)

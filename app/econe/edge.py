@@ -117,15 +117,16 @@ def parse_head(head: bytes, max_body: int) -> Head:
     return Head(length, expects and length > 0)
 
 
-def error_response(status: int, code: str, message: str) -> tuple[bytes, str]:
-    """(a complete HTTP answer carrying an EC2 error document that closes the connection, its request id)."""
+def error_response(status: int, code: str, message: str, to_head: bool = False) -> tuple[bytes, str]:
+    """(a complete HTTP answer carrying an EC2 error document that closes the connection, its request id).
+    *to_head*: the answer to a HEAD request, which has the document's headers and not the document."""
     request_id = str(uuid.uuid4())
     body = model.error(code, message, request_id)
     head = (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: text/xml; charset=UTF-8\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
-    return head.encode("latin-1") + body, request_id
+    return head.encode("latin-1") + (b"" if to_head else body), request_id
 
 
 # ---------------------------------------------------------------- the client address (pure)
@@ -213,6 +214,13 @@ class EdgeRequest(server.HTTPRequest):
             if large:
                 self.server.large_bodies.release()
 
+    def read_request_headers(self):
+        ok = super().read_request_headers()
+        options = self.inheaders.get(b"Connection", b"").lower().replace(b" ", b"").split(b",")
+        if b"close" in options:  # a list of options in any case (RFC 9110 7.6.1); Cheroot wants exactly "close"
+            self.close_connection = True
+        return ok
+
     def send_headers(self):
         if getattr(self.rfile, "remaining", 0):  # the application left part of the body unread:
             self.close_connection = True  # close rather than wait for it (Cheroot would read it to the end)
@@ -222,8 +230,10 @@ class EdgeRequest(server.HTTPRequest):
         """Cheroot's own answers (a malformed request line, a timeout, its 500s) as EC2 errors."""
         number = int(str(status)[:3])
         message = msg or HTTPStatus(number).phrase
+        if number == 505:  # a request line of another HTTP is not one this server can read: the client's error
+            number, message = 400, "This server speaks HTTP/1.0 and HTTP/1.1."
         code = _CODES.get(number, "InvalidRequest" if number < 500 else "InternalError")
-        data, request_id = error_response(number, code, message)
+        data, request_id = error_response(number, code, message, self.conn.head_only)
         self.close_connection = True
         log.info("client=%s status=%d %s", self.conn.remote_addr, number, message, extra={"request_id": request_id})
         try:
@@ -243,7 +253,6 @@ _CODES = {
     500: "InternalError",
     501: "NotImplemented",
     503: "Unavailable",
-    505: "HTTPVersionNotSupported",
 }
 
 
@@ -253,6 +262,7 @@ class EdgeConnection(server.HTTPConnection):
     def __init__(self, server, sock, makefile):
         self.rbufsize = MAX_HEAD + server.read_ahead  # what the manager waits for fits: a full buffer is ready
         super().__init__(server, sock, makefile)
+        self.head_only = False  # the request asks for HEAD: its answers carry no document
 
 
 class BodyReader(server.KnownLengthRFile):
@@ -373,7 +383,10 @@ class EdgeConnections(connections.ConnectionManager):
         except OSError:
             after = before
         if after == before:  # the client closed (or reset) the connection
-            conn.close()
+            if before:  # mid-request: a client that only closed its side still reads the answer
+                self.refuse(conn, Refused(400, "IncompleteRequest", "The request ended before it was complete."))
+            else:
+                conn.close()
             return
         self._advance(conn)
 
@@ -387,6 +400,7 @@ class EdgeConnections(connections.ConnectionManager):
             if end is None or end > MAX_HEAD:
                 raise Refused(431, "RequestHeaderSectionTooLarge", f"The request head is larger than {MAX_HEAD} bytes.")
             head = parse_head(buffered[:end], self.server.max_request_body_size)
+            conn.head_only = buffered.lstrip(b"\r\n").startswith(b"HEAD ")  # Cheroot may not read the line
         except Refused as r:
             self.refuse(conn, r)
             return
@@ -401,7 +415,8 @@ class EdgeConnections(connections.ConnectionManager):
         self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
 
     def refuse(self, conn, refusal: Refused):
-        data, request_id = error_response(refusal.status, refusal.code, refusal.message)
+        head_only = _buffered(conn).lstrip(b"\r\n").startswith(b"HEAD ")
+        data, request_id = error_response(refusal.status, refusal.code, refusal.message, head_only)
         log.info(
             "client=%s status=%d %s",
             conn.remote_addr,

@@ -26,6 +26,7 @@ from .edge import client_of, content_length
 from .errors import EC2Error, dry_run_succeeded
 from .gateway import Gateway
 
+METHODS = ("GET", "HEAD", "POST")  # HEAD: GET's answer without its body (Bottle drops it)
 MAX_FORM = 1024 * 1024  # bytes of a form-encoded request
 _VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 log = logging.getLogger("econe")
@@ -42,8 +43,8 @@ def make_app(config: Config, gateway: Gateway | None = None) -> bottle.Bottle:
     gateway = gateway or Gateway(config.one_xmlrpc, config.server_user, config.server_password)
     app = bottle.Bottle(catchall=False)
 
-    @app.route("/", method=["GET", "POST"])
-    @app.route("/<path:path>", method=["GET", "POST"])
+    @app.route("/", method="ANY")  # other methods get an EC2 error too, not Bottle's HTML page
+    @app.route("/<path:path>", method="ANY")
     def endpoint(path: str = ""):
         return handle(bottle.request, bottle.response, config, gateway)
 
@@ -61,6 +62,9 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
     staged = None
     call = None  # (botocore operation or None, Action, inputs) once admitted
     try:
+        if request.method not in METHODS:
+            response.set_header("Allow", ", ".join(METHODS))
+            raise EC2Error("InvalidRequest", "The EC2 Query API takes GET and POST requests.", 405)
         query = parse_qsl(request.query_string, keep_blank_values=True)
 
         def admit(form: list, body_hash: str | None, with_file: bool) -> None:
