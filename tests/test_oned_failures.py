@@ -102,7 +102,7 @@ def test_an_instance_type_oned_cannot_build_is_an_internal_error(stack):
     assert (status, code) == (500, "InternalError")
     assert "99999" not in message and "[one." not in message
     assert re.search(
-        rf"\[{request_id}\] .*InternalError.*Virtual network 99999 does not exist", stack.econe.log.read_text()
+        rf"\[{request_id}\] .*InternalError.*Virtual network with ID: 99999 does not exist", stack.econe.log.read_text()
     )
     assert e2e._all_vm_ids(stack) == before
 
@@ -127,7 +127,13 @@ ONED_ANSWERS = [
     (0x8000, "[one.vm.action] The resource virtual machine is locked. [7].", "OperationNotPermitted", 400),
     (0x0800, "[one.image.allocate] Not enough space in datastore", "InsufficientCapacity", 500),
     (0x1000, "[one.vmpool.info] Incorrect filter_flag, state", "InternalError", 500),
-    (0x2000, "[one.template.instantiate] NIC 0: Virtual network 9 does not exist", "InternalError", 500),
+    (
+        0x4000,
+        "[one.template.instantiate] Error allocating a new virtual machine template. Virtual network with ID: 9 does "
+        "not exist",
+        "InternalError",
+        500,
+    ),
     (
         0x4000,
         "[one.template.instantiate] Error allocating a new virtual machine template. Invalid NAME, char '&' is not "

@@ -225,6 +225,11 @@ def test_numbers_xmlrpc_c_cannot_read_are_parse_faults(cloud):
     assert "Traceback" not in cloud.log.read_text()  # none reached a handler as an internal error
 
 
+def test_a_nic_naming_a_missing_vnet_is_refused_in_oneds_words(cloud):
+    problems = replay(cloud.port, cloud.names, "nic.")  # found by make conformance: onelite had its own words
+    assert not problems, "\n".join(problems)
+
+
 def test_parameters_past_the_methods_are_ignored_and_missing_ones_faults(cloud):
     problems = replay(cloud.port, cloud.names, "params.")
     assert not problems, "\n".join(problems)

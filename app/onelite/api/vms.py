@@ -279,8 +279,16 @@ def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tp
     if ref is None and "NETWORK" not in d:
         raise OneError(INTERNAL, f"NIC {nic_id}: No NETWORK or NETWORK_ID in NIC")
     vnet = _referenced(call, "vnet", d, "NETWORK_ID", "NETWORK", "NETWORK_UNAME")
-    if vnet is None:
-        raise OneError(INTERNAL, f"NIC {nic_id}: Virtual network {ref or d.get('NETWORK')} does not exist")
+    if vnet is None:  # oned's words (VirtualNetworkPool::get_nic_by_id, get_nic_by_name)
+        if ref is not None:
+            raise OneError(INTERNAL, f"Virtual network with ID: {ref} does not exist")
+        owners = call.db.by_name("user", d["NETWORK_UNAME"]) if "NETWORK_UNAME" in d else []
+        uid = owners[0]["ID"] if owners else call.uid
+        raise OneError(
+            INTERNAL,
+            f"User {uid} does not own a network with name: {d['NETWORK']} . "
+            "Set NETWORK_UNAME or NETWORK_UID of owner in NIC.",
+        )
     if not owner.can("vnet", vnet, "USE"):
         raise not_authorized(owner.uid, "USE", "NET", vnet["ID"])
     ar, index = vnets.lease(vnet, vmid, d.get("IP"))
