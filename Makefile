@@ -33,7 +33,8 @@ lint: install
 	$(BIN)/ansible-lint -q
 
 # the end-to-end suite against an existing oned: ONE_XMLRPC, ONE_AUTH, ONE_CIPHER_AUTH (README: Conformance)
-CONFORMANCE_TESTS ?= tests/test_econe_e2e.py tests/test_ansible_opennebula_ec2.py tests/test_onelite.py
+CONFORMANCE_TESTS ?= tests/test_econe_e2e.py tests/test_auth_failures.py tests/test_oned_failures.py \
+	tests/test_uploads.py tests/test_http_edge.py tests/test_ansible_opennebula_ec2.py tests/test_onelite.py
 
 conformance: install
 	$(BIN)/pytest -q --conformance $(CONFORMANCE_TESTS)
