@@ -402,6 +402,20 @@ def test_the_log_names_the_client_a_trusted_proxy_forwards_and_the_peer_otherwis
     assert re.search(rf" client={re.escape(client)} ", log_line(edge, request_id))
 
 
+@pytest.mark.parametrize(("source", "client"), [("127.0.0.2", "203.0.113.7"), ("127.0.0.1", "127.0.0.1")])
+def test_the_edges_own_refusals_name_the_client_as_the_application_does(edge, source, client):
+    """A request the edge refuses before the application (here a bad Content-Length) is logged with the
+    same client: behind lighttpd, the address it forwards, not lighttpd's."""
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=5, source_address=(source, 0)) as sock:
+        sock.sendall(_post(edge, b"Forwarded: for=203.0.113.7;proto=https\r\nContent-Length: -1\r\n"))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    (answer,) = parse_answers(data)
+    request_id = ET.fromstring(answer.body).findtext("RequestID")
+    assert answer.status == 400 and re.search(rf" client={re.escape(client)} ", log_line(edge, request_id))
+
+
 TRUSTED = (ipaddress.ip_network("127.0.0.2/31"), ipaddress.ip_network("::1/128"))
 
 

@@ -173,6 +173,15 @@ def _forwarded_for(header: str) -> list:
     return out
 
 
+_FORWARDED = re.compile(rb"^forwarded:[ \t]*(.*?)[ \t]*\r?$", re.I | re.M)
+
+
+def forwarded_in(head: bytes) -> str | None:
+    """The Forwarded header of a raw request head (several fields joined, as RFC 9110 5.3 allows), or None."""
+    fields = _FORWARDED.findall(head)
+    return b", ".join(fields).decode("latin-1") if fields else None
+
+
 def client_of(peer: str, forwarded: str | None, trusted: tuple[Network, ...]) -> Client:
     """Who sent a request: the address a trusted proxy forwards (RFC 7239; walking from the last
     element, which the nearest proxy appended, past any other trusted proxy), else the peer. A
@@ -235,7 +244,9 @@ class EdgeRequest(server.HTTPRequest):
         code = _CODES.get(number, "InvalidRequest" if number < 500 else "InternalError")
         data, request_id = error_response(number, code, message, self.conn.head_only)
         self.close_connection = True
-        log.info("client=%s status=%d %s", self.conn.remote_addr, number, message, extra={"request_id": request_id})
+        forwarded = (self.inheaders or {}).get(b"Forwarded")
+        client = client_of(self.conn.remote_addr, forwarded and forwarded.decode("latin-1"), self.server.trusted)
+        log.info("client=%s status=%d %s", client.address, number, message, extra={"request_id": request_id})
         try:
             self.conn.wfile.write(data)
         except OSError as e:
@@ -415,11 +426,13 @@ class EdgeConnections(connections.ConnectionManager):
         self._selector.register(conn.socket.fileno(), selectors.EVENT_READ, data=conn)
 
     def refuse(self, conn, refusal: Refused):
-        head_only = _buffered(conn).lstrip(b"\r\n").startswith(b"HEAD ")
+        buffered = _buffered(conn)
+        head_only = buffered.lstrip(b"\r\n").startswith(b"HEAD ")
         data, request_id = error_response(refusal.status, refusal.code, refusal.message, head_only)
+        head = buffered[: head_size(buffered) or MAX_HEAD]
         log.info(
             "client=%s status=%d %s",
-            conn.remote_addr,
+            client_of(conn.remote_addr, forwarded_in(head), self.server.trusted).address,
             refusal.status,
             refusal.message,
             extra={"request_id": request_id},
@@ -470,7 +483,9 @@ class EdgeServer(wsgi.Server):
 
     ConnectionClass = EdgeConnection
 
-    def __init__(self, bind_addr, app, threads: int, request_timeout: float, max_body: int):
+    def __init__(
+        self, bind_addr, app, threads: int, request_timeout: float, max_body: int, trusted: tuple[Network, ...] = ()
+    ):
         super().__init__(
             bind_addr,
             app,
@@ -486,6 +501,7 @@ class EdgeServer(wsgi.Server):
         self.max_request_body_size = max_body
         self.read_ahead = MIN_RATE * request_timeout  # the body bytes the first window brings
         self.large_bodies = threading.BoundedSemaphore(max(1, threads // 2))  # the others answer everyone else
+        self.trusted = trusted  # proxies whose Forwarded header names the client in the edge's log lines
         self.fd_reserve = 3 * threads + 32  # what the workers may hold open at once, and the process's own files
 
     def prepare(self):

@@ -58,6 +58,7 @@ def serve(cfg: Config) -> int:
         threads=cfg.threads,
         request_timeout=cfg.request_timeout,
         max_body=cfg.max_upload_size + MAX_FORM,  # an upload's fields and file part
+        trusted=cfg.trusted_proxies,
     )
 
     def stop(*_):
