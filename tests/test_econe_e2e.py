@@ -28,7 +28,7 @@ import yaml
 from econe import demo
 from econe.auth import v2_signature, v2_string_to_sign
 from econe.demo import _One
-from onelite import template as tpl
+from one import template as tpl
 
 from .cloud import Cloud
 from .conftest import Econe, start_econe, start_onelite

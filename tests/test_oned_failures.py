@@ -13,7 +13,7 @@ import botocore.exceptions
 import pytest
 
 from econe import gateway
-from onelite import template as tpl
+from one import template as tpl
 
 from . import test_econe_e2e as e2e
 

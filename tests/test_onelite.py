@@ -15,7 +15,7 @@ import pyone
 import pyone.acl
 import pytest
 
-from onelite import cipher
+from one import cipher
 
 from .cloud import Cloud, onelite_cloud
 from .conftest import start_onelite

@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from onelite import cipher
+from one import cipher
 
 from .conftest import FIXTURES, free_port, start_onelite, terminate
 

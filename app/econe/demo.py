@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 import xmlrpc.client
 from dataclasses import dataclass
 
-from onelite import acl
-from onelite import template as tpl
+from one import acl
+from one import template as tpl
 
 
 @dataclass

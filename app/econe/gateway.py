@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from lxml import etree
 
-from onelite import acl, cipher
+from one import acl, cipher
 
 from . import ids
 from .auth import Account
@@ -99,7 +99,7 @@ class Template:
     name: str
     uid: int
     gid: int
-    body: list  # the template as onelite.template pairs
+    body: list  # the template as one.template pairs
 
 
 # ---------------------------------------------------------------- XML readers

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlparse
 
 import bottle
 
-from onelite import template as tpl
+from one import template as tpl
 
 from . import auth, model, multipart
 from .actions import ACTIONS, Context, check_limits, check_stored, check_supported, register_all

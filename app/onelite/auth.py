@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from . import cipher
+from one import cipher
+
 from .errors import AUTH_FAILED, AUTHENTICATION, OneError
 from .store import Store
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 
-from . import acl
+from one import acl
+
 from .api.users import new_user, vdc_rules
 from .auth import sha256
 from .store import Store

@@ -7,7 +7,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from . import acl
+from one import acl
+
 from .errors import INTERNAL, OneError, not_authorized, not_found
 from .store import Store
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 
-from . import template as tpl
+from one import template as tpl
 
 
 @cache

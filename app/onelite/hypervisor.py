@@ -7,7 +7,8 @@ import logging
 import re
 import threading
 
-from . import template as tpl
+from one import template as tpl
+
 from .api import images, infra, vms, vnets
 from .cloud import Call
 from .engine import Engine

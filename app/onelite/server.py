@@ -18,7 +18,8 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import template as tpl
+from one import template as tpl
+
 from .bootstrap import bootstrap
 from .cloud import Cloud
 from .conf import oned_conf

@@ -7,7 +7,7 @@ empty element as ``<X/>``. Templates are written with attributes sorted by name
 
 from __future__ import annotations
 
-from .template import Template
+from one.template import Template
 
 
 def esc(text) -> str:

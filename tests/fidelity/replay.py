@@ -16,7 +16,7 @@ import urllib.request
 import xmlrpc.client
 from pathlib import Path
 
-from onelite import cipher
+from one import cipher
 
 
 def post(url: str, body: bytes) -> bytes:

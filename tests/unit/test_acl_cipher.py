@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from onelite import acl, cipher
+from one import acl, cipher
 
 
 def test_rule_hex_and_string_as_oned_lists_them():

@@ -10,7 +10,7 @@ from econe import config, ids, model, states
 from econe.actions import ACTIONS, check_stored, register_all
 from econe.actions.instance_types import render_file_template
 from econe.errors import EC2Error
-from onelite import template as tpl
+from one import template as tpl
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from onelite import template as tpl
+from one import template as tpl
 
 names = st.from_regex(r"[A-Z0-9_]{1,12}", fullmatch=True)
 # any text a request could carry, with the pieces that matter to oned's lexer, XML and the escaper

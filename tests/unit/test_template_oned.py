@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onelite import template as tpl
+from one import template as tpl
 from onelite.bootstrap import bootstrap
 from onelite.cloud import Cloud
 from onelite.engine import Engine

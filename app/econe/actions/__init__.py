@@ -8,7 +8,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from onelite import template as tpl
+from one import template as tpl
 
 from .. import model
 from ..config import Config

@@ -6,7 +6,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from onelite import template as tpl
+from one import template as tpl
 
 from .. import ids, states
 from ..errors import EC2Error

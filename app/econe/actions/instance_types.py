@@ -1,6 +1,6 @@
 """Instance types: OpenNebula VM templates carrying EC2_INSTANCE_TYPE (the default), or Jinja2 file
 templates named in econe.conf. In file templates every ``{{ value }}`` is written as a quoted
-OpenNebula string by the one escaper (onelite.template.quote): oned reads back exactly that value,
+OpenNebula string by the one escaper (one.template.quote): oned reads back exactly that value,
 so none can add an attribute, and a value oned cannot store raises UnstorableValue."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 
 import jinja2
 
-from onelite import template as tpl
+from one import template as tpl
 
 from .. import ids
 from ..config import Config

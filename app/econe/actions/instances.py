@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from onelite import template as tpl
+from one import template as tpl
 
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing

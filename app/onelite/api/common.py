@@ -3,8 +3,9 @@ pool filters, chown, chmod, rename, update, and writing objects back."""
 
 from __future__ import annotations
 
+from one import template as tpl
+
 from .. import records
-from .. import template as tpl
 from ..cloud import KINDS, Call
 from ..errors import ACTION, INTERNAL, XML_RPC_API, OneError, not_authorized
 from ..names import name_error

@@ -7,7 +7,8 @@ import os
 import shutil
 import uuid
 
-from .. import template as tpl
+from one import template as tpl
+
 from ..cloud import Call
 from ..errors import ACTION, ALLOCATE, INTERNAL, OneError, not_authorized
 from ..registry import method

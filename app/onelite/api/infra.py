@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from one import template as tpl
+
 from .. import records
-from .. import template as tpl
 from ..cloud import Call
 from ..conf import oned_conf
 from ..errors import ACTION, INTERNAL, OneError

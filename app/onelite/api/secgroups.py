@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .. import template as tpl
+from one import template as tpl
+
 from ..cloud import Call
 from ..errors import ACTION, INTERNAL, OneError
 from ..registry import method

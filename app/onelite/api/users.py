@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import secrets
 
-from .. import acl, names, records
+from one import acl
+
+from .. import names, records
 from ..auth import sha256
 from ..cloud import Call
 from ..errors import ACTION, INTERNAL, NO_EXISTS, Fault, OneError, not_authorized

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import uuid
 
+from one import template as tpl
+
 from .. import records
-from .. import template as tpl
 from ..cloud import Call
 from ..errors import ACTION, ALLOCATE, INTERNAL, XML_RPC_API, OneError, not_authorized
 from ..registry import method

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
+from one import template as tpl
+
 from .. import records
-from .. import template as tpl
 from ..cloud import Call
 from ..errors import ACTION, INTERNAL, OneError
 from ..registry import method

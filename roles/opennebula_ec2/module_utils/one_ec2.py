@@ -21,7 +21,7 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 def quote(value) -> str:
     """The quoted literal a real oned reads back as exactly *value*: only ``\\"`` is an escape in
     oned's template language (a backslash is kept as it is). ValueError for the values oned cannot
-    store exactly. The same rule as econe's writer (app/onelite/template.py, where it is argued and
+    store exactly. The same rule as econe's writer (app/one/template.py, where it is argued and
     tested against what oned stored); tests/unit/test_template_oned.py holds this copy to it."""
     text = str(value)
     if text.endswith("\\"):
