@@ -64,19 +64,12 @@ def _request_head(stack, boundary: str, length: int) -> bytes:
 def _answer(sock: socket.socket) -> tuple[int, ET.Element]:
     """The server's answer: status and EC2 document (read up to its Content-Length)."""
     data = b""
-    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _content_length(data):
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < e2e._length(data):
         chunk = sock.recv(65536)
         assert chunk, f"the server closed the connection before its answer was complete: {data!r}"
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), ET.fromstring(body)
-
-
-def _content_length(data: bytes) -> int:
-    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            return int(line.split(b":")[1])
-    return 0
 
 
 def _closed(sock: socket.socket) -> bool:
