@@ -29,13 +29,11 @@ import botocore.exceptions
 import pytest
 
 from econe import config, model, upload, web
-from econe.actions import ACTIONS, register_all
+from econe.actions import ACTIONS
 from econe.edge import EdgeServer
 
 from .conftest import free_port
 from .test_econe_e2e import stack  # noqa: F401
-
-register_all()
 
 
 class Recording(dict):
@@ -138,7 +136,7 @@ def _requests(stack, url: str, workdir) -> None:  # noqa: F811
 
 def _declared(name: str) -> set[str]:
     act = ACTIONS[name]
-    return set(act.supported) | ({"File"} if act.takes_file else set())
+    return set(act.reads) | ({"File"} if act.takes_file else set())
 
 
 def test_every_action_was_run(recorded):
@@ -162,11 +160,11 @@ def test_the_declaration_names_members_of_the_model(name):
     act = ACTIONS[name]
     op = model.operation(name)
     members = set(op.input_shape.members) if op is not None else set()
-    assert act.supported | act.ignored <= members
-    assert not act.supported & act.ignored
-    assert act.optional <= act.supported | act.ignored
-    assert act.stored <= act.supported
-    assert "DryRun" not in act.supported | act.ignored  # the web layer reads it, for every action
+    assert act.reads | act.ignored <= members
+    assert not act.reads & act.ignored
+    assert act.optional <= act.reads | act.ignored
+    assert act.stored <= act.reads
+    assert "DryRun" not in act.reads | act.ignored  # the web layer reads it, for every action
 
 
 # ---------------------------------------------------------------- what the fixes make true

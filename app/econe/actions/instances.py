@@ -18,11 +18,11 @@ from one import template as tpl
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
 from ..gateway import VM
-from . import Context, action, wildcards
+from .filters import check_names, wildcards
 from .instance_types import render_file_template, template_for
+from .regions import ZONE
+from .registry import Context, action
 
-REGION = "opennebula"
-ZONE = "opennebula"
 TERMINATED_VISIBLE = 900  # seconds a DONE VM stays listed
 DONE = 6
 ARCHITECTURE = "x86_64"  # when the VM's template has no OS/ARCH
@@ -141,15 +141,6 @@ def _matcher(filters: list[dict]):
     return lambda item: all(any(map(test, _filter_values(name, item))) for name, test in tests)
 
 
-def _check_filters(filters: list[dict]) -> None:
-    for f in filters:
-        name = f.get("Name")
-        if not name:
-            raise missing("Filter.N.Name")
-        if name not in _FILTERS and not name.startswith("tag:"):
-            raise EC2Error("InvalidParameterValue", f"The filter '{name}' is invalid")
-
-
 # ---------------------------------------------------------------- DescribeInstances
 
 
@@ -159,10 +150,10 @@ def _visible(vm: VM, now: float, with_terminated: bool) -> bool:
     return with_terminated and now - vm.etime <= TERMINATED_VISIBLE
 
 
-@action("DescribeInstances", supported=("InstanceIds", "Filters", "MaxResults", "NextToken"))
+@action("DescribeInstances", reads=("InstanceIds", "Filters", "MaxResults", "NextToken"))
 def describe_instances(ctx: Context, p: dict) -> dict:
     filters = p.get("Filters", [])
-    _check_filters(filters)
+    check_names(filters, _FILTERS)
     wanted = p.get("InstanceIds", [])
     if wanted and ("MaxResults" in p or "NextToken" in p):
         raise EC2Error("InvalidParameterCombination", "The parameter instancesSet cannot be used with MaxResults.")
@@ -245,7 +236,7 @@ def _instance_tags(p: dict) -> dict[str, str]:
     return tags
 
 
-RUN_SUPPORTED = (
+RUN_READS = (
     "ImageId",
     "InstanceType",
     "MinCount",
@@ -259,7 +250,7 @@ RUN_IGNORED = ("Monitoring", "DisableApiTermination", "InstanceInitiatedShutdown
 RUN_STORED = ("InstanceType", "UserData", "ClientToken", "TagSpecifications")  # tags in EC2_TAGS, the Name tag as NAME
 
 
-@action("RunInstances", supported=RUN_SUPPORTED, ignored=RUN_IGNORED, stored=RUN_STORED, changes=True)
+@action("RunInstances", reads=RUN_READS, ignored=RUN_IGNORED, stored=RUN_STORED, changes=True)
 def run_instances(ctx: Context, p: dict) -> dict:
     for name in ("ImageId", "InstanceType"):
         if not p.get(name):
@@ -476,7 +467,7 @@ def _terminator(deadline: float):
     return terminate
 
 
-@action("TerminateInstances", supported=("InstanceIds",), changes=True)
+@action("TerminateInstances", reads=("InstanceIds",), changes=True)
 def terminate_instances(ctx: Context, p: dict) -> dict:
     return {"TerminatingInstances": _change(ctx, p, _terminate_op, _terminator(time.monotonic() + TERMINATE_WAIT))}
 
@@ -506,14 +497,14 @@ def _start_op(vm: VM) -> str | None:
     )
 
 
-@action("StopInstances", supported=("InstanceIds", "Force", "Hibernate"), changes=True)
+@action("StopInstances", reads=("InstanceIds", "Force", "Hibernate"), changes=True)
 def stop_instances(ctx: Context, p: dict) -> dict:
     if p.get("Hibernate"):  # no instance here is launched with hibernation enabled
         raise EC2Error("UnsupportedOperation", "Hibernation is not supported on this cloud: stop without Hibernate.")
     return {"StoppingInstances": _change(ctx, p, _stop_op(p.get("Force", False)))}
 
 
-@action("StartInstances", supported=("InstanceIds",), ignored=("AdditionalInfo",), changes=True)
+@action("StartInstances", reads=("InstanceIds",), ignored=("AdditionalInfo",), changes=True)
 def start_instances(ctx: Context, p: dict) -> dict:
     return {"StartingInstances": _change(ctx, p, _start_op)}
 
@@ -524,7 +515,7 @@ def _reboot_op(vm: VM) -> str:
     return "reboot"
 
 
-@action("RebootInstances", supported=("InstanceIds",), changes=True)
+@action("RebootInstances", reads=("InstanceIds",), changes=True)
 def reboot_instances(ctx: Context, p: dict) -> dict:
     _change(ctx, p, _reboot_op)
     return {}
