@@ -14,7 +14,7 @@ from ..gateway import Image
 from .filters import wildcards
 from .registry import Context, action
 
-LOCKED = 4
+LOCKED = 4  # oned's image state while it copies the file (ImageState in include/Image.h)
 READY_WAIT = 600  # seconds an upload waits for oned to finish copying the staged file
 ARCHITECTURE = "x86_64"  # when the image's template names none
 

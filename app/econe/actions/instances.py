@@ -23,8 +23,32 @@ from .instance_types import render_file_template, template_for
 from .regions import ZONE
 from .registry import Context, action
 
-TERMINATED_VISIBLE = 900  # seconds a DONE VM stays listed
+# oned's VM states (VmState in include/VirtualMachine.h)
+ACTIVE = 3
+STOPPED = 4
+SUSPENDED = 5
 DONE = 6
+POWEROFF = 8
+UNDEPLOYED = 9
+# the states oned's resume starts a VM from (DispatchManager::resume, src/dm/DispatchManagerActions.cc)
+RESUMABLE = (POWEROFF, STOPPED, SUSPENDED, UNDEPLOYED)
+# oned's LCM states of an ACTIVE VM (LcmState in include/VirtualMachine.h)
+RUNNING = 3
+EPILOG = 11  # the last step of a terminate: nothing to add
+# those the drivers leave within seconds, in which oned refuses a terminate
+DEPLOYING = {
+    1,  # PROLOG
+    2,  # BOOT
+    9,  # PROLOG_RESUME
+    20,  # BOOT_POWEROFF
+    21,  # BOOT_SUSPENDED
+    22,  # BOOT_STOPPED
+    31,  # PROLOG_UNDEPLOY
+    32,  # BOOT_UNDEPLOY
+}
+
+TERMINATED_VISIBLE = 900  # seconds a DONE VM stays listed
+MIN_RESULTS, MAX_RESULTS = 5, 1000  # EC2's bounds of DescribeInstances MaxResults
 ARCHITECTURE = "x86_64"  # when the VM's template has no OS/ARCH
 
 # the same ClientToken from the same user gets the same instances, also when two requests race;
@@ -158,8 +182,8 @@ def describe_instances(ctx: Context, p: dict) -> dict:
     if wanted and ("MaxResults" in p or "NextToken" in p):
         raise EC2Error("InvalidParameterCombination", "The parameter instancesSet cannot be used with MaxResults.")
     limit = p.get("MaxResults")
-    if limit is not None and not 5 <= limit <= 1000:
-        raise invalid("MaxResults", limit, "It must be between 5 and 1000.")
+    if limit is not None and not MIN_RESULTS <= limit <= MAX_RESULTS:
+        raise invalid("MaxResults", limit, f"It must be between {MIN_RESULTS} and {MAX_RESULTS}.")
     offset = _next_token(p.get("NextToken"))
     now = time.time()
     with_done = ctx.config.describe_with_terminated_instances
@@ -314,7 +338,7 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
                 user_attrs.append(("EC2_TAGS", json.dumps(tags, sort_keys=True)))
             vmid = make(user_attrs, tags.get("Name", ""))
             made.append(vmid)
-            ctx.session.gateway.remember(vmid, dict(user_attrs), arch)  # what the VM was made with
+            ctx.session.made(vmid, dict(user_attrs), arch)
     except EC2Error as e:
         if len(made) >= low:
             ctx.log.warning("RunInstances made %d of %d: %s", len(made), high, e.detail or e.message)
@@ -423,11 +447,6 @@ def _after_state(op: str | None, vm: VM) -> dict:
     return now
 
 
-ACTIVE = 3
-EPILOG = 11  # the last step of a terminate: nothing to add
-# LCM states the drivers leave within seconds, in which oned refuses a terminate: PROLOG, BOOT,
-# PROLOG_RESUME, BOOT_POWEROFF, BOOT_SUSPENDED, BOOT_STOPPED, PROLOG_UNDEPLOY, BOOT_UNDEPLOY
-_DEPLOYING = {1, 2, 9, 20, 21, 22, 31, 32}
 TERMINATE_WAIT = 10  # seconds one TerminateInstances waits for the drivers, all its instances together
 _waiting = threading.BoundedSemaphore(4)  # requests waiting at once: the rest answer at once
 
@@ -435,7 +454,7 @@ _waiting = threading.BoundedSemaphore(4)  # requests waiting at once: the rest a
 def _terminate_op(vm: VM) -> str | None:
     if vm.state == DONE or (vm.state, vm.lcm_state) == (ACTIVE, EPILOG):
         return None
-    return "terminate" if (vm.state, vm.lcm_state) == (ACTIVE, 3) else "terminate-hard"
+    return "terminate" if (vm.state, vm.lcm_state) == (ACTIVE, RUNNING) else "terminate-hard"
 
 
 def _terminator(deadline: float):
@@ -452,12 +471,12 @@ def _terminator(deadline: float):
                 if e.code != "IncorrectInstanceState" or time.monotonic() > deadline:
                     raise
                 vm = ctx.session.vm(vm.id)
-                if vm.state != ACTIVE or vm.lcm_state not in _DEPLOYING:
+                if vm.state != ACTIVE or vm.lcm_state not in DEPLOYING:
                     raise
             if not _waiting.acquire(blocking=False):
                 raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is being deployed.")
             try:
-                while vm.state == ACTIVE and vm.lcm_state in _DEPLOYING and time.monotonic() < deadline:
+                while vm.state == ACTIVE and vm.lcm_state in DEPLOYING and time.monotonic() < deadline:
                     time.sleep(0.2)
                     vm = ctx.session.vm(vm.id)
             finally:
@@ -474,9 +493,9 @@ def terminate_instances(ctx: Context, p: dict) -> dict:
 
 def _stop_op(force: bool):
     def choose(vm: VM) -> str | None:
-        if (vm.state, vm.lcm_state) == (3, 3):
+        if (vm.state, vm.lcm_state) == (ACTIVE, RUNNING):
             return "poweroff-hard" if force else "poweroff"
-        if vm.state in (8, 4, 5, 9):
+        if vm.state in RESUMABLE:
             return None
         raise EC2Error(
             "IncorrectInstanceState",
@@ -487,9 +506,9 @@ def _stop_op(force: bool):
 
 
 def _start_op(vm: VM) -> str | None:
-    if vm.state in (8, 4, 5, 9):
+    if vm.state in RESUMABLE:
         return "resume"
-    if (vm.state, vm.lcm_state) == (3, 3):
+    if (vm.state, vm.lcm_state) == (ACTIVE, RUNNING):
         return None
     raise EC2Error(
         "IncorrectInstanceState",
@@ -510,7 +529,7 @@ def start_instances(ctx: Context, p: dict) -> dict:
 
 
 def _reboot_op(vm: VM) -> str:
-    if (vm.state, vm.lcm_state) != (ACTIVE, 3):  # oned reboots a RUNNING VM only
+    if (vm.state, vm.lcm_state) != (ACTIVE, RUNNING):  # oned reboots a RUNNING VM only
         raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is not running.")
     return "reboot"
 
