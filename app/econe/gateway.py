@@ -493,6 +493,10 @@ class UserSession:
         self._changes()
         return self._call("one.vm.update", vmid, text, 1 if merge else 0, not_found=_vm_missing(vmid))
 
+    def made(self, vmid: int, user_attrs: dict, arch: str) -> None:
+        """Record what this request made VM *vmid* with: the listings need it, and the short pool answer lacks it."""
+        self.gateway.remember(vmid, user_attrs, arch)
+
     # -- templates --------------------------------------------------------
     def templates(self) -> list[Template]:
         pool = self._call("one.templatepool.info", -2, -1, -1)

@@ -20,7 +20,7 @@ import bottle
 from one import template as tpl
 
 from . import auth, model, multipart
-from .actions import ACTIONS, Context, check_limits, check_stored, check_supported, register_all
+from .actions import ACTIONS, Context, check_limits, check_stored, check_supported
 from .config import Config
 from .edge import client_of, content_length
 from .errors import EC2Error, dry_run_succeeded
@@ -39,7 +39,6 @@ class RequestLog(logging.LoggerAdapter):
 
 
 def make_app(config: Config, gateway: Gateway | None = None) -> bottle.Bottle:
-    register_all()
     gateway = gateway or Gateway(config.one_xmlrpc, config.server_user, config.server_password)
     app = bottle.Bottle(catchall=False)
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from econe import config, ids, model, states
-from econe.actions import ACTIONS, check_stored, register_all
+from econe.actions import ACTIONS, check_stored
 from econe.actions.instance_types import render_file_template
 from econe.errors import EC2Error
 from one import template as tpl
@@ -154,7 +154,6 @@ def test_file_templates_quote_every_value(tmp_path_factory, value):
     ],
 )
 def test_values_that_reach_a_template_are_refused_by_parameter_name(key, value, reason):
-    register_all()
     op, act = model.operation("RunInstances"), ACTIONS["RunInstances"]
     params = [("ImageId", "ami-00000001"), ("InstanceType", "m1.small"), ("MinCount", "1"), ("MaxCount", "1")]
     check_stored(

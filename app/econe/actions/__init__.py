@@ -1,138 +1,14 @@
 """EC2 actions: one module per resource family. Each action takes the parsed input of its botocore
-operation and a request context, and returns its output shape as plain dicts and lists."""
+operation and a request context, and returns its output shape as plain dicts and lists.
+
+Importing this package registers every action: the family modules below declare theirs in the
+registry (``registry.py``) as they are imported. They import the registry, never this package,
+so there is no cycle and no import inside a function."""
 
 from __future__ import annotations
 
-import fnmatch
-import logging
-import re
-from dataclasses import dataclass
+from . import images, instances, network, regions  # noqa: F401 (importing registers their actions)
+from .filters import wildcards
+from .registry import ACTIONS, Action, Context, check_limits, check_stored, check_supported
 
-from one import template as tpl
-
-from .. import model
-from ..config import Config
-from ..errors import EC2Error
-from ..gateway import UserSession
-
-
-@dataclass
-class Context:
-    user: str
-    session: UserSession
-    config: Config
-    request_id: str
-    log: logging.LoggerAdapter
-
-    @property
-    def dry_run(self) -> bool:
-        return self.session.is_dry_run
-
-
-@dataclass(frozen=True)
-class Action:
-    func: callable
-    supported: frozenset[str]  # input members this server honours
-    ignored: frozenset[str]  # accepted and ignored (listed in the README)
-    optional: frozenset[str] = frozenset()  # required by the model, optional here (the original's clients omit them)
-    stored: frozenset[str] = frozenset()  # input members whose values end up in an OpenNebula template
-    # changes oned: with DryRun it decides through ctx.session.decide_dry_run; the others answer DryRunOperation unrun
-    changes: bool = False
-    # carries the multipart ``file`` part, staged in tmpdir, as its input ``File`` (UploadImage); no other may
-    takes_file: bool = False
-
-
-ACTIONS: dict[str, Action] = {}
-
-
-def action(name: str, supported=(), ignored=(), optional=(), stored=(), changes=False, takes_file=False):
-    def wrap(func):
-        ACTIONS[name] = Action(
-            func, frozenset(supported), frozenset(ignored), frozenset(optional), frozenset(stored), changes, takes_file
-        )
-        return func
-
-    return wrap
-
-
-def check_supported(name: str, act: Action, params: dict) -> None:
-    """Refuse, by name, any parameter the model knows but this server does not implement."""
-    for member in params:
-        if member not in act.supported and member not in act.ignored and member != "DryRun":
-            raise EC2Error("InvalidParameter", f"The parameter {member} is not supported by {name} on this cloud.")
-
-
-def check_stored(op, act: Action, params: list[tuple[str, str]]) -> None:
-    """Refuse, by parameter name, a value of a stored member that oned cannot store exactly.
-
-    The template escaper decides, on each Query parameter as the client sent it: a value econe
-    writes (a tag inside the JSON of EC2_TAGS too) comes back exactly or is refused here.
-    """
-    members = {model.query_name(op, m) for m in act.stored}
-    for key, value in params:
-        if key.split(".")[0] in members:
-            try:
-                tpl.quote(value)
-            except tpl.UnstorableValue as e:
-                raise EC2Error(
-                    "InvalidParameterValue", f"Value for {key} cannot be stored in an OpenNebula template: {e.reason}"
-                ) from None
-
-
-# EC2's own limits, which also bound what one request may cost here
-MAX_IDS = 1000  # ids in one request
-MAX_FILTER_VALUES = 200  # filter values in one request, all filters together
-MAX_FILTER_VALUE = 255  # characters of a filter value
-MAX_CLIENT_TOKEN = 64  # ASCII characters
-MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256  # characters
-
-
-def check_limits(p: dict) -> None:
-    """Refuse, by parameter, what goes beyond EC2's limits (the same for every action)."""
-    for name in ("InstanceIds", "ImageIds"):
-        if len(p.get(name) or []) > MAX_IDS:
-            raise EC2Error("InvalidParameterValue", f"{name} holds more than {MAX_IDS} ids.")
-    values = [v for f in p.get("Filters") or [] for v in f.get("Values") or []]
-    if len(values) > MAX_FILTER_VALUES:
-        raise EC2Error(
-            "FilterLimitExceeded",
-            f"The maximum number of filter values specified on a single call is {MAX_FILTER_VALUES}",
-        )
-    if any(len(v) > MAX_FILTER_VALUE for v in values):
-        raise EC2Error("InvalidParameterValue", f"A filter value is longer than {MAX_FILTER_VALUE} characters.")
-    token = p.get("ClientToken")
-    if token is not None and (len(token) > MAX_CLIENT_TOKEN or not token.isascii()):
-        raise EC2Error("InvalidParameterValue", f"ClientToken must be at most {MAX_CLIENT_TOKEN} ASCII characters.")
-    for spec in p.get("TagSpecifications") or []:
-        for tag in spec.get("Tags") or []:
-            if len(tag.get("Key", "")) > MAX_TAG_KEY or len(tag.get("Value", "")) > MAX_TAG_VALUE:
-                raise EC2Error(
-                    "InvalidParameterValue",
-                    f"A tag key is at most {MAX_TAG_KEY} characters and a value at most {MAX_TAG_VALUE}.",
-                )
-
-
-def _fnmatch_syntax(pattern: str) -> str:
-    """EC2's filter wildcards (``*``, ``?``, a backslash making the next character literal, nothing
-    else special) in fnmatch's syntax, where ``[`` opens a class and a backslash is a character."""
-    out = []
-    for part in re.split(r"(\\.|[*?])", pattern, flags=re.DOTALL):
-        if part in ("*", "?"):
-            out.append(part)
-        elif len(part) == 2 and part[0] == "\\":
-            out.append(f"[{part[1]}]" if part[1] in "*?[" else part[1])
-        else:
-            out.append(part.replace("[", "[[]"))
-    return "".join(out)
-
-
-def wildcards(patterns: list[str]):
-    """Whether a value matches any of these filter values. Compiled for this request only (fnmatch
-    would cache 32,768 client patterns for the life of the server), with fnmatch's translation,
-    which keeps a run of ``*`` from backtracking exponentially on a long value."""
-    compiled = [re.compile(fnmatch.translate(_fnmatch_syntax(p))).match for p in patterns]
-    return lambda value: any(match(value) is not None for match in compiled)
-
-
-def register_all():
-    from . import images, instances, regions  # noqa: F401
+__all__ = ["ACTIONS", "Action", "Context", "check_limits", "check_stored", "check_supported", "wildcards"]

@@ -11,9 +11,10 @@ from one import template as tpl
 from .. import ids, states
 from ..errors import EC2Error
 from ..gateway import Image
-from . import Context, action, wildcards
+from .filters import wildcards
+from .registry import Context, action
 
-LOCKED = 4
+LOCKED = 4  # oned's image state while it copies the file (ImageState in include/Image.h)
 READY_WAIT = 600  # seconds an upload waits for oned to finish copying the staged file
 ARCHITECTURE = "x86_64"  # when the image's template names none
 
@@ -62,7 +63,7 @@ def _filters(filters: list[dict]):
 
 @action(
     "DescribeImages",
-    supported=("ImageIds", "Owners", "Filters", "ExecutableUsers"),
+    reads=("ImageIds", "Owners", "Filters", "ExecutableUsers"),
     ignored=("IncludeDeprecated", "IncludeDisabled"),
 )
 def describe_images(ctx: Context, p: dict) -> dict:
@@ -114,7 +115,7 @@ def _get_image(ctx: Context, text: str) -> Image:
 
 @action(
     "RegisterImage",
-    supported=("ImageLocation", "Description"),
+    reads=("ImageLocation", "Description"),
     ignored=("Name", "Architecture", "RootDeviceName", "VirtualizationType"),  # the image keeps its own
     optional=("Name",),
     stored=("Description",),

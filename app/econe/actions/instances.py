@@ -18,13 +18,37 @@ from one import template as tpl
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
 from ..gateway import VM
-from . import Context, action, wildcards
+from .filters import check_names, wildcards
 from .instance_types import render_file_template, template_for
+from .regions import ZONE
+from .registry import Context, action
 
-REGION = "opennebula"
-ZONE = "opennebula"
-TERMINATED_VISIBLE = 900  # seconds a DONE VM stays listed
+# oned's VM states (VmState in include/VirtualMachine.h)
+ACTIVE = 3
+STOPPED = 4
+SUSPENDED = 5
 DONE = 6
+POWEROFF = 8
+UNDEPLOYED = 9
+# the states oned's resume starts a VM from (DispatchManager::resume, src/dm/DispatchManagerActions.cc)
+RESUMABLE = (POWEROFF, STOPPED, SUSPENDED, UNDEPLOYED)
+# oned's LCM states of an ACTIVE VM (LcmState in include/VirtualMachine.h)
+RUNNING = 3
+EPILOG = 11  # the last step of a terminate: nothing to add
+# those the drivers leave within seconds, in which oned refuses a terminate
+DEPLOYING = {
+    1,  # PROLOG
+    2,  # BOOT
+    9,  # PROLOG_RESUME
+    20,  # BOOT_POWEROFF
+    21,  # BOOT_SUSPENDED
+    22,  # BOOT_STOPPED
+    31,  # PROLOG_UNDEPLOY
+    32,  # BOOT_UNDEPLOY
+}
+
+TERMINATED_VISIBLE = 900  # seconds a DONE VM stays listed
+MIN_RESULTS, MAX_RESULTS = 5, 1000  # EC2's bounds of DescribeInstances MaxResults
 ARCHITECTURE = "x86_64"  # when the VM's template has no OS/ARCH
 
 # the same ClientToken from the same user gets the same instances, also when two requests race;
@@ -141,15 +165,6 @@ def _matcher(filters: list[dict]):
     return lambda item: all(any(map(test, _filter_values(name, item))) for name, test in tests)
 
 
-def _check_filters(filters: list[dict]) -> None:
-    for f in filters:
-        name = f.get("Name")
-        if not name:
-            raise missing("Filter.N.Name")
-        if name not in _FILTERS and not name.startswith("tag:"):
-            raise EC2Error("InvalidParameterValue", f"The filter '{name}' is invalid")
-
-
 # ---------------------------------------------------------------- DescribeInstances
 
 
@@ -159,16 +174,16 @@ def _visible(vm: VM, now: float, with_terminated: bool) -> bool:
     return with_terminated and now - vm.etime <= TERMINATED_VISIBLE
 
 
-@action("DescribeInstances", supported=("InstanceIds", "Filters", "MaxResults", "NextToken"))
+@action("DescribeInstances", reads=("InstanceIds", "Filters", "MaxResults", "NextToken"))
 def describe_instances(ctx: Context, p: dict) -> dict:
     filters = p.get("Filters", [])
-    _check_filters(filters)
+    check_names(filters, _FILTERS)
     wanted = p.get("InstanceIds", [])
     if wanted and ("MaxResults" in p or "NextToken" in p):
         raise EC2Error("InvalidParameterCombination", "The parameter instancesSet cannot be used with MaxResults.")
     limit = p.get("MaxResults")
-    if limit is not None and not 5 <= limit <= 1000:
-        raise invalid("MaxResults", limit, "It must be between 5 and 1000.")
+    if limit is not None and not MIN_RESULTS <= limit <= MAX_RESULTS:
+        raise invalid("MaxResults", limit, f"It must be between {MIN_RESULTS} and {MAX_RESULTS}.")
     offset = _next_token(p.get("NextToken"))
     now = time.time()
     with_done = ctx.config.describe_with_terminated_instances
@@ -245,7 +260,7 @@ def _instance_tags(p: dict) -> dict[str, str]:
     return tags
 
 
-RUN_SUPPORTED = (
+RUN_READS = (
     "ImageId",
     "InstanceType",
     "MinCount",
@@ -259,7 +274,7 @@ RUN_IGNORED = ("Monitoring", "DisableApiTermination", "InstanceInitiatedShutdown
 RUN_STORED = ("InstanceType", "UserData", "ClientToken", "TagSpecifications")  # tags in EC2_TAGS, the Name tag as NAME
 
 
-@action("RunInstances", supported=RUN_SUPPORTED, ignored=RUN_IGNORED, stored=RUN_STORED, changes=True)
+@action("RunInstances", reads=RUN_READS, ignored=RUN_IGNORED, stored=RUN_STORED, changes=True)
 def run_instances(ctx: Context, p: dict) -> dict:
     for name in ("ImageId", "InstanceType"):
         if not p.get(name):
@@ -323,7 +338,7 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
                 user_attrs.append(("EC2_TAGS", json.dumps(tags, sort_keys=True)))
             vmid = make(user_attrs, tags.get("Name", ""))
             made.append(vmid)
-            ctx.session.gateway.remember(vmid, dict(user_attrs), arch)  # what the VM was made with
+            ctx.session.made(vmid, dict(user_attrs), arch)
     except EC2Error as e:
         if len(made) >= low:
             ctx.log.warning("RunInstances made %d of %d: %s", len(made), high, e.detail or e.message)
@@ -432,11 +447,6 @@ def _after_state(op: str | None, vm: VM) -> dict:
     return now
 
 
-ACTIVE = 3
-EPILOG = 11  # the last step of a terminate: nothing to add
-# LCM states the drivers leave within seconds, in which oned refuses a terminate: PROLOG, BOOT,
-# PROLOG_RESUME, BOOT_POWEROFF, BOOT_SUSPENDED, BOOT_STOPPED, PROLOG_UNDEPLOY, BOOT_UNDEPLOY
-_DEPLOYING = {1, 2, 9, 20, 21, 22, 31, 32}
 TERMINATE_WAIT = 10  # seconds one TerminateInstances waits for the drivers, all its instances together
 _waiting = threading.BoundedSemaphore(4)  # requests waiting at once: the rest answer at once
 
@@ -444,7 +454,7 @@ _waiting = threading.BoundedSemaphore(4)  # requests waiting at once: the rest a
 def _terminate_op(vm: VM) -> str | None:
     if vm.state == DONE or (vm.state, vm.lcm_state) == (ACTIVE, EPILOG):
         return None
-    return "terminate" if (vm.state, vm.lcm_state) == (ACTIVE, 3) else "terminate-hard"
+    return "terminate" if (vm.state, vm.lcm_state) == (ACTIVE, RUNNING) else "terminate-hard"
 
 
 def _terminator(deadline: float):
@@ -461,12 +471,12 @@ def _terminator(deadline: float):
                 if e.code != "IncorrectInstanceState" or time.monotonic() > deadline:
                     raise
                 vm = ctx.session.vm(vm.id)
-                if vm.state != ACTIVE or vm.lcm_state not in _DEPLOYING:
+                if vm.state != ACTIVE or vm.lcm_state not in DEPLOYING:
                     raise
             if not _waiting.acquire(blocking=False):
                 raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is being deployed.")
             try:
-                while vm.state == ACTIVE and vm.lcm_state in _DEPLOYING and time.monotonic() < deadline:
+                while vm.state == ACTIVE and vm.lcm_state in DEPLOYING and time.monotonic() < deadline:
                     time.sleep(0.2)
                     vm = ctx.session.vm(vm.id)
             finally:
@@ -476,16 +486,16 @@ def _terminator(deadline: float):
     return terminate
 
 
-@action("TerminateInstances", supported=("InstanceIds",), changes=True)
+@action("TerminateInstances", reads=("InstanceIds",), changes=True)
 def terminate_instances(ctx: Context, p: dict) -> dict:
     return {"TerminatingInstances": _change(ctx, p, _terminate_op, _terminator(time.monotonic() + TERMINATE_WAIT))}
 
 
 def _stop_op(force: bool):
     def choose(vm: VM) -> str | None:
-        if (vm.state, vm.lcm_state) == (3, 3):
+        if (vm.state, vm.lcm_state) == (ACTIVE, RUNNING):
             return "poweroff-hard" if force else "poweroff"
-        if vm.state in (8, 4, 5, 9):
+        if vm.state in RESUMABLE:
             return None
         raise EC2Error(
             "IncorrectInstanceState",
@@ -496,9 +506,9 @@ def _stop_op(force: bool):
 
 
 def _start_op(vm: VM) -> str | None:
-    if vm.state in (8, 4, 5, 9):
+    if vm.state in RESUMABLE:
         return "resume"
-    if (vm.state, vm.lcm_state) == (3, 3):
+    if (vm.state, vm.lcm_state) == (ACTIVE, RUNNING):
         return None
     raise EC2Error(
         "IncorrectInstanceState",
@@ -506,25 +516,25 @@ def _start_op(vm: VM) -> str | None:
     )
 
 
-@action("StopInstances", supported=("InstanceIds", "Force", "Hibernate"), changes=True)
+@action("StopInstances", reads=("InstanceIds", "Force", "Hibernate"), changes=True)
 def stop_instances(ctx: Context, p: dict) -> dict:
     if p.get("Hibernate"):  # no instance here is launched with hibernation enabled
         raise EC2Error("UnsupportedOperation", "Hibernation is not supported on this cloud: stop without Hibernate.")
     return {"StoppingInstances": _change(ctx, p, _stop_op(p.get("Force", False)))}
 
 
-@action("StartInstances", supported=("InstanceIds",), ignored=("AdditionalInfo",), changes=True)
+@action("StartInstances", reads=("InstanceIds",), ignored=("AdditionalInfo",), changes=True)
 def start_instances(ctx: Context, p: dict) -> dict:
     return {"StartingInstances": _change(ctx, p, _start_op)}
 
 
 def _reboot_op(vm: VM) -> str:
-    if (vm.state, vm.lcm_state) != (ACTIVE, 3):  # oned reboots a RUNNING VM only
+    if (vm.state, vm.lcm_state) != (ACTIVE, RUNNING):  # oned reboots a RUNNING VM only
         raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is not running.")
     return "reboot"
 
 
-@action("RebootInstances", supported=("InstanceIds",), changes=True)
+@action("RebootInstances", reads=("InstanceIds",), changes=True)
 def reboot_instances(ctx: Context, p: dict) -> dict:
     _change(ctx, p, _reboot_op)
     return {}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from ..errors import EC2Error
-from . import Context, action
-from .instances import REGION, ZONE
+from .registry import Context, action
+
+REGION = "opennebula"
+ZONE = "opennebula"
 
 
-@action("DescribeRegions", supported=("RegionNames",), ignored=("AllRegions", "Filters"))
+@action("DescribeRegions", reads=("RegionNames",), ignored=("AllRegions", "Filters"))
 def describe_regions(ctx: Context, p: dict) -> dict:
     for name in p.get("RegionNames", []):
         if name != REGION:
@@ -16,7 +18,7 @@ def describe_regions(ctx: Context, p: dict) -> dict:
     return {"Regions": [{"RegionName": REGION, "Endpoint": endpoint, "OptInStatus": "opt-in-not-required"}]}
 
 
-@action("DescribeAvailabilityZones", supported=("ZoneNames",), ignored=("AllAvailabilityZones", "Filters"))
+@action("DescribeAvailabilityZones", reads=("ZoneNames",), ignored=("AllAvailabilityZones", "Filters"))
 def describe_availability_zones(ctx: Context, p: dict) -> dict:
     for name in p.get("ZoneNames", []):
         if name != ZONE:
@@ -30,14 +32,3 @@ def describe_availability_zones(ctx: Context, p: dict) -> dict:
         "Messages": [],
     }
     return {"AvailabilityZones": [zone]}
-
-
-@action("DescribeAddresses", supported=("PublicIps", "AllocationIds", "Filters"))
-def describe_addresses(ctx: Context, p: dict) -> dict:
-    """Elastic IPs are not offered by this version (no elasticips_vnet_id): a user holds none.
-    Clients such as libcloud's list_nodes ask anyway; naming one is an error, as on EC2."""
-    for ip in p.get("PublicIps", []):
-        raise EC2Error("InvalidAddress.NotFound", f"Address '{ip}' not found.")
-    for allocation in p.get("AllocationIds", []):
-        raise EC2Error("InvalidAllocationID.NotFound", f"The allocation ID '{allocation}' does not exist")
-    return {"Addresses": []}
