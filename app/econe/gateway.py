@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 from lxml import etree
 
 from one import acl, cipher
+from one.codes import ACTION, AUTHENTICATION, AUTHORIZATION, LOCKED, NO_EXISTS
 
 from . import ids
 from .auth import Account
@@ -187,10 +188,6 @@ def parse_image(el) -> Image:
 
 
 # ---------------------------------------------------------------- oned's errors
-
-# oned's error codes (OpenNebula's Request::ErrorCode, include/Request.h)
-AUTHENTICATION, AUTHORIZATION, NO_EXISTS, ACTION = 0x0100, 0x0200, 0x0400, 0x0800
-XML_RPC_API, INTERNAL, ALLOCATE, LOCKED = 0x1000, 0x2000, 0x4000, 0x8000
 
 _NAME_RULES = (
     "The Name tag cannot name an instance here: at most 128 characters, none of & | : \\ \" ; / ' # { } $ < >,"
