@@ -55,7 +55,6 @@ def xml(text: str | bytes):
 @dataclass
 class Nic:
     ip: str = ""
-    mac: str = ""
     network: str = ""
     network_id: str = ""
 
@@ -74,7 +73,6 @@ class VM:
     image_ids: list[int] = field(default_factory=list)
     user_template: dict[str, str] = field(default_factory=dict)
     template: dict[str, str] = field(default_factory=dict)
-    hostname: str = ""
     arch: str = ""  # TEMPLATE/OS/ARCH; the short pool answer has no OS, the cache carries it
 
 
@@ -123,14 +121,14 @@ def parse_vm(el) -> VM:
     images: list[int] = []
     template: dict[str, str] = {}
     user_template: dict[str, str] = {}
-    hostname = arch = ""
+    arch = ""
     for child in el:
         tag = child.tag
         if tag == "TEMPLATE":
             for item in child:
                 if item.tag == "NIC":
                     n = {x.tag: x.text or "" for x in item}
-                    nics.append(Nic(n.get("IP", ""), n.get("MAC", ""), n.get("NETWORK", ""), n.get("NETWORK_ID", "")))
+                    nics.append(Nic(n.get("IP", ""), n.get("NETWORK", ""), n.get("NETWORK_ID", "")))
                 elif item.tag == "DISK":
                     image = item.findtext("IMAGE_ID")
                     if image:
@@ -141,9 +139,6 @@ def parse_vm(el) -> VM:
                     arch = item.findtext("ARCH") or ""
         elif tag == "USER_TEMPLATE":
             user_template = {x.tag: x.text or "" for x in child if len(x) == 0}
-        elif tag == "HISTORY_RECORDS":
-            if len(child):
-                hostname = child[-1].findtext("HOSTNAME") or ""
         else:
             top[tag] = child.text or ""
     return VM(
@@ -159,7 +154,6 @@ def parse_vm(el) -> VM:
         image_ids=images,
         user_template=user_template,
         template=template,
-        hostname=hostname,
         arch=arch,
     )
 
@@ -238,7 +232,7 @@ def ec2_error(
 
 
 class RawXMLRPC:
-    """XML-RPC over one kept-alive connection, with the answer read by ElementTree's C parser.
+    """XML-RPC over one kept-alive connection, with the answer read by lxml.
 
     xmlrpc.client unmarshals a string through a Python callback per text fragment: for a pool
     answer (one large entity-escaped string) that is most of the time spent."""

@@ -41,7 +41,8 @@ class RequestLog(logging.LoggerAdapter):
 def make_app(config: Config, gateway: Gateway | None = None) -> bottle.Bottle:
     register_all()
     gateway = gateway or Gateway(config.one_xmlrpc, config.server_user, config.server_password)
-    app = bottle.Bottle(catchall=False)
+    app = bottle.Bottle()
+    app.config["catchall"] = False  # what escapes handle() reaches Cheroot, whose 500 the edge words as EC2's
 
     @app.route("/", method="ANY")  # other methods get an EC2 error too, not Bottle's HTML page
     @app.route("/<path:path>", method="ANY")
