@@ -1,4 +1,4 @@
-"""The HTTP edge: ``GET /`` and ``POST /`` (form-encoded, or multipart for UploadImage) in, EC2 XML out.
+"""The web layer behind the edge: ``GET /`` and ``POST /`` (form-encoded, or multipart for UploadImage) in, EC2 XML out.
 
 No business logic here: a request id, body limits, parameters, signature check, dispatch on
 ``Action``, and every failure rendered as an EC2 error document with its HTTP status.
