@@ -16,7 +16,7 @@ $(BIN)/onelite: pyproject.toml
 install: $(BIN)/onelite
 
 run: install
-	$(BIN)/python -m econe.devrun
+	$(BIN)/python -m demo.run
 
 test: unit molecule
 

@@ -29,8 +29,8 @@ import botocore.auth
 import botocore.awsrequest
 import botocore.credentials
 
+import demo
 from bench.onelite_bench import median_ms, real_oned_wanted, record, table
-from econe import demo
 from econe.config import load as load_config
 from econe.gateway import EXTENDED_AFTER, Gateway, RawXMLRPC
 from econe.upload import upload as econe_upload

@@ -159,7 +159,7 @@ def normal_requests(port: int, user: str, secret: str, seconds: float, timeout: 
 
 
 def run(slow: int, seconds: float) -> list[tuple]:
-    from econe import demo
+    import demo
     from tests.conftest import start_econe, start_onelite
 
     rows = []

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from econe.demo import _One
+from demo import _One
 
 from .conftest import CENSUSES, Onelite, start_onelite
 

@@ -16,7 +16,7 @@ import pyone
 import pytest
 import yaml
 
-from econe.demo import wait_ready
+from demo import wait_ready
 
 from .cloud import Cloud
 from .conftest import ROOT, free_port, start_econe

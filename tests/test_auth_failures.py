@@ -19,7 +19,7 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from econe import demo
+import demo
 from econe.gateway import USERS_TTL
 
 from . import test_econe_e2e as e2e

@@ -25,9 +25,9 @@ import pyone
 import pytest
 import yaml
 
-from econe import demo
+import demo
+from demo import _One
 from econe.auth import v2_signature, v2_string_to_sign
-from econe.demo import _One
 from one import template as tpl
 
 from .cloud import Cloud

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import pytest
 
+import demo
 from bench.slow_clients import Answer, SlowClients, parse_answers
 from bench.slow_clients import signed_query as bench_signed_query
-from econe import demo
 from econe.config import ConfigError, load
 from econe.edge import client_of
 

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from econe import demo
+import demo
 from econe.actions import ACTIONS
 from econe.auth import v2_signature, v2_string_to_sign
 

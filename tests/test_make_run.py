@@ -14,7 +14,7 @@ from .conftest import free_port
 
 def test_make_run_prints_commands_that_work(tmp_path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "econe.devrun", "--dir", str(tmp_path / "run"), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "demo.run", "--dir", str(tmp_path / "run"), "--port", str(port),
                              "--one-port", str(free_port())], stdout=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
     try:

@@ -148,8 +148,7 @@ def load(path: str, environ=os.environ) -> Config:
     seen: dict[str, str] = {}
     for written, value in data.items():
         key = ALIASES.get(_plain(written), _plain(written))
-        label = str(written) if str(written).startswith(":") else str(written)
-        label = f"{label}:" if not label.endswith(":") else label
+        label = str(written) if str(written).endswith(":") else f"{written}:"
         if key not in KEYS:
             raise ConfigError(f"{name}: {label} unknown key (known: {', '.join(sorted(KEYS))})")
         if key in seen:

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 from lxml import etree
 
 from one import acl, cipher
+from one.codes import ACTION, AUTHENTICATION, AUTHORIZATION, LOCKED, NO_EXISTS
 
 from . import ids
 from .auth import Account
@@ -54,7 +55,6 @@ def xml(text: str | bytes):
 @dataclass
 class Nic:
     ip: str = ""
-    mac: str = ""
     network: str = ""
     network_id: str = ""
 
@@ -73,7 +73,6 @@ class VM:
     image_ids: list[int] = field(default_factory=list)
     user_template: dict[str, str] = field(default_factory=dict)
     template: dict[str, str] = field(default_factory=dict)
-    hostname: str = ""
     arch: str = ""  # TEMPLATE/OS/ARCH; the short pool answer has no OS, the cache carries it
 
 
@@ -122,14 +121,14 @@ def parse_vm(el) -> VM:
     images: list[int] = []
     template: dict[str, str] = {}
     user_template: dict[str, str] = {}
-    hostname = arch = ""
+    arch = ""
     for child in el:
         tag = child.tag
         if tag == "TEMPLATE":
             for item in child:
                 if item.tag == "NIC":
                     n = {x.tag: x.text or "" for x in item}
-                    nics.append(Nic(n.get("IP", ""), n.get("MAC", ""), n.get("NETWORK", ""), n.get("NETWORK_ID", "")))
+                    nics.append(Nic(n.get("IP", ""), n.get("NETWORK", ""), n.get("NETWORK_ID", "")))
                 elif item.tag == "DISK":
                     image = item.findtext("IMAGE_ID")
                     if image:
@@ -140,9 +139,6 @@ def parse_vm(el) -> VM:
                     arch = item.findtext("ARCH") or ""
         elif tag == "USER_TEMPLATE":
             user_template = {x.tag: x.text or "" for x in child if len(x) == 0}
-        elif tag == "HISTORY_RECORDS":
-            if len(child):
-                hostname = child[-1].findtext("HOSTNAME") or ""
         else:
             top[tag] = child.text or ""
     return VM(
@@ -158,7 +154,6 @@ def parse_vm(el) -> VM:
         image_ids=images,
         user_template=user_template,
         template=template,
-        hostname=hostname,
         arch=arch,
     )
 
@@ -187,10 +182,6 @@ def parse_image(el) -> Image:
 
 
 # ---------------------------------------------------------------- oned's errors
-
-# oned's error codes (OpenNebula's Request::ErrorCode, include/Request.h)
-AUTHENTICATION, AUTHORIZATION, NO_EXISTS, ACTION = 0x0100, 0x0200, 0x0400, 0x0800
-XML_RPC_API, INTERNAL, ALLOCATE, LOCKED = 0x1000, 0x2000, 0x4000, 0x8000
 
 _NAME_RULES = (
     "The Name tag cannot name an instance here: at most 128 characters, none of & | : \\ \" ; / ' # { } $ < >,"
@@ -241,7 +232,7 @@ def ec2_error(
 
 
 class RawXMLRPC:
-    """XML-RPC over one kept-alive connection, with the answer read by ElementTree's C parser.
+    """XML-RPC over one kept-alive connection, with the answer read by lxml.
 
     xmlrpc.client unmarshals a string through a Python callback per text fragment: for a pool
     answer (one large entity-escaped string) that is most of the time spent."""

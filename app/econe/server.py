@@ -20,6 +20,8 @@ import time
 
 from . import __version__
 from .config import DEFAULT_PATH, Config, ConfigError, load
+from .edge import EdgeServer
+from .web import MAX_FORM, make_app
 
 LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
 FORMAT = "%(asctime)s [%(levelname)s] [%(request_id)s] %(message)s"
@@ -48,9 +50,6 @@ def setup_logging(cfg: Config, to_stderr: bool) -> None:
 
 
 def serve(cfg: Config) -> int:
-    from .edge import EdgeServer
-    from .web import MAX_FORM, make_app
-
     log = logging.getLogger("econe")
     server = EdgeServer(
         (cfg.host, cfg.port),

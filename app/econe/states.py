@@ -2,76 +2,49 @@
 
 from __future__ import annotations
 
-# VM STATE -> short name; ACTIVE (3) is described by its LCM state instead
+from one.codes import IMAGE_STATES, LCM_STATE, VM_STATE
+
+_L = LCM_STATE
+
+# VM STATE -> short name; ACTIVE is described by its LCM state instead
 VM_SHORT = {
-    0: "init",
-    1: "pend",
-    2: "hold",
-    4: "stop",
-    5: "susp",
-    6: "done",
-    7: "fail",
-    8: "poff",
-    9: "unde",
-    10: "clon",
-    11: "fail",
+    VM_STATE.INIT: "init",
+    VM_STATE.PENDING: "pend",
+    VM_STATE.HOLD: "hold",
+    VM_STATE.STOPPED: "stop",
+    VM_STATE.SUSPENDED: "susp",
+    VM_STATE.DONE: "done",
+    VM_STATE.FAILED: "fail",
+    VM_STATE.POWEROFF: "poff",
+    VM_STATE.UNDEPLOYED: "unde",
+    VM_STATE.CLONING: "clon",
+    VM_STATE.CLONING_FAILURE: "fail",
 }
+# LCM_STATE -> short name, as OpenNebula's Ruby bindings (SHORT_LCM_STATES) but for the two noted below
 LCM_SHORT = {
-    0: "init",
-    1: "prol",
-    2: "boot",
-    3: "runn",
-    4: "migr",
-    5: "save",
-    6: "save",
-    7: "save",
-    8: "migr",
-    9: "prol",
-    10: "epil",
-    11: "epil",
-    12: "shut",
-    15: "clea",
-    16: "unkn",
-    17: "hotp",
-    18: "shpo",
-    19: "boot",
-    20: "boot",
-    21: "boot",
-    22: "boot",
-    23: "clea",
-    24: "snap",
-    25: "hotp",
-    26: "hotp",
-    27: "hotp",
-    28: "hotp",
-    29: "shun",
-    30: "epil",
-    31: "prol",
-    32: "boot",
-    33: "hotp",
-    34: "hotp",
-    35: "boot",
-    36: "fail",
-    37: "fail",
-    38: "fail",
-    39: "fail",
-    40: "fail",
-    41: "fail",
-    42: "fail",
-    43: "fail",
-    44: "fail",
-    45: "fail",
-    46: "migr",
-    47: "fail",
-    48: "drsz",
-    49: "drsz",
-    50: "drsz",
-    51: "hotp",
-    52: "hotp",
-    53: "hotp",
-    54: "hotp",
-    55: "back",
-    56: "back",
+    _L.LCM_INIT: "init",
+    **dict.fromkeys((_L.PROLOG, _L.PROLOG_RESUME, _L.PROLOG_UNDEPLOY), "prol"),
+    **dict.fromkeys((_L.BOOT, _L.BOOT_UNKNOWN, _L.BOOT_POWEROFF, _L.BOOT_SUSPENDED, _L.BOOT_STOPPED), "boot"),
+    **dict.fromkeys((_L.BOOT_UNDEPLOY, _L.BOOT_MIGRATE), "boot"),
+    _L.RUNNING: "runn",
+    **dict.fromkeys((_L.MIGRATE, _L.PROLOG_MIGRATE, _L.PROLOG_MIGRATE_POWEROFF, _L.PROLOG_MIGRATE_SUSPEND), "migr"),
+    _L.PROLOG_MIGRATE_UNKNOWN: "migr",
+    **dict.fromkeys((_L.SAVE_STOP, _L.SAVE_SUSPEND, _L.SAVE_MIGRATE), "save"),
+    **dict.fromkeys((_L.EPILOG_STOP, _L.EPILOG, _L.EPILOG_UNDEPLOY), "epil"),
+    **dict.fromkeys((_L.SHUTDOWN, _L.CANCEL), "shut"),
+    _L.SHUTDOWN_POWEROFF: "shpo",  # "shut" in Ruby: econe tells these two shutdowns apart (below)
+    _L.SHUTDOWN_UNDEPLOY: "shun",
+    **dict.fromkeys((_L.CLEANUP_RESUBMIT, _L.CLEANUP_DELETE), "clea"),
+    _L.UNKNOWN: "unkn",
+    **dict.fromkeys((_L.HOTPLUG, _L.HOTPLUG_NIC, _L.HOTPLUG_NIC_POWEROFF, _L.HOTPLUG_RESIZE), "hotp"),
+    **dict.fromkeys((_L.HOTPLUG_SAVEAS, _L.HOTPLUG_SAVEAS_POWEROFF, _L.HOTPLUG_SAVEAS_SUSPENDED), "hotp"),
+    **dict.fromkeys((_L.HOTPLUG_SAVEAS_UNDEPLOYED, _L.HOTPLUG_SAVEAS_STOPPED), "hotp"),
+    **dict.fromkeys((_L.HOTPLUG_PROLOG_POWEROFF, _L.HOTPLUG_EPILOG_POWEROFF), "hotp"),
+    **dict.fromkeys((s for s in _L if s.name.startswith(("HOTPLUG_SNAPSHOT", "DISK_SNAPSHOT"))), "snap"),
+    **dict.fromkeys((s for s in _L if s.name == "FAILURE" or s.name.endswith("_FAILURE")), "fail"),
+    **dict.fromkeys((_L.DISK_RESIZE, _L.DISK_RESIZE_POWEROFF, _L.DISK_RESIZE_UNDEPLOYED), "drsz"),
+    **dict.fromkeys((_L.BACKUP, _L.BACKUP_POWEROFF), "back"),
+    _L.RESTORE: "rest",
 }
 
 EC2_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80}
@@ -82,14 +55,15 @@ _EC2 = {
     **dict.fromkeys(("runn", "migr", "hotp", "snap", "drsz", "back"), "running"),
     # econe 5.12 said shutting-down for the poweroff and undeploy shutdowns; they are stops in EC2 terms
     **dict.fromkeys(("save", "shpo", "shun"), "stopping"),
-    **dict.fromkeys(("stop", "susp", "poff", "unde"), "stopped"),
+    # a restore copies a powered-off VM's disks from a backup and leaves it powered off
+    **dict.fromkeys(("stop", "susp", "poff", "unde", "rest"), "stopped"),
     **dict.fromkeys(("epil", "shut", "clea"), "shutting-down"),
     **dict.fromkeys(("done", "fail", "unkn"), "terminated"),
 }
 
 
 def short_name(state: int, lcm_state: int) -> str:
-    return LCM_SHORT.get(lcm_state, "unkn") if state == 3 else VM_SHORT.get(state, "unkn")
+    return LCM_SHORT.get(lcm_state, "unkn") if state == VM_STATE.ACTIVE else VM_SHORT.get(state, "unkn")
 
 
 def instance_state(state: int, lcm_state: int) -> dict:
@@ -99,20 +73,20 @@ def instance_state(state: int, lcm_state: int) -> dict:
 
 
 # image STATE -> EC2 image state; None = not shown (DISABLED, DELETE)
-IMAGE_STATES = {
-    0: "pending",
-    1: "available",
-    2: "available",
-    3: None,
-    4: "pending",
-    5: "failed",
-    6: "available",
-    7: None,
-    8: "in-use",
-    9: "pending",
-    10: "pending",
+_IMAGE = {
+    IMAGE_STATES.INIT: "pending",
+    IMAGE_STATES.READY: "available",
+    IMAGE_STATES.USED: "available",
+    IMAGE_STATES.DISABLED: None,
+    IMAGE_STATES.LOCKED: "pending",
+    IMAGE_STATES.ERROR: "failed",
+    IMAGE_STATES.CLONE: "available",
+    IMAGE_STATES.DELETE: None,
+    IMAGE_STATES.USED_PERS: "in-use",
+    IMAGE_STATES.LOCKED_USED: "pending",
+    IMAGE_STATES.LOCKED_USED_PERS: "pending",
 }
 
 
 def image_state(state: int) -> str | None:
-    return IMAGE_STATES.get(state, "pending")
+    return _IMAGE.get(state, "pending")

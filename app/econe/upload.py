@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import os
 import select
+import ssl
 import sys
 import time
 import uuid
@@ -89,8 +90,6 @@ def upload(url: str, path: str, key: str, secret: str, progress: Progress | None
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     kwargs = {}
     if parts.scheme == "https":
-        import ssl
-
         kwargs["context"] = ssl._create_unverified_context() if os.environ.get("EC2_NO_VERIFY") else None
     conn = conn_cls(parts.hostname, parts.port, timeout=600, **kwargs)
     conn.putrequest("POST", parts.path or "/")

@@ -1,4 +1,4 @@
-"""The HTTP edge: ``GET /`` and ``POST /`` (form-encoded, or multipart for UploadImage) in, EC2 XML out.
+"""The web layer behind the edge: ``GET /`` and ``POST /`` (form-encoded, or multipart for UploadImage) in, EC2 XML out.
 
 No business logic here: a request id, body limits, parameters, signature check, dispatch on
 ``Action``, and every failure rendered as an EC2 error document with its HTTP status.
@@ -40,7 +40,8 @@ class RequestLog(logging.LoggerAdapter):
 
 def make_app(config: Config, gateway: Gateway | None = None) -> bottle.Bottle:
     gateway = gateway or Gateway(config.one_xmlrpc, config.server_user, config.server_password)
-    app = bottle.Bottle(catchall=False)
+    app = bottle.Bottle()
+    app.config["catchall"] = False  # what escapes handle() reaches Cheroot, whose 500 the edge words as EC2's
 
     @app.route("/", method="ANY")  # other methods get an EC2 error too, not Bottle's HTML page
     @app.route("/<path:path>", method="ANY")

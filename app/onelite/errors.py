@@ -1,13 +1,23 @@
 """oned's error answers: ``[false, "[method] message", code, oid, -1]`` and XML-RPC faults."""
 
-AUTHENTICATION = 256
-AUTHORIZATION = 512
-NO_EXISTS = 1024
-ACTION = 2048
-XML_RPC_API = 4096
-INTERNAL = 8192
-ALLOCATE = 16384
-LOCKED = 32768
+from one.codes import ACTION, ALLOCATE, AUTHENTICATION, AUTHORIZATION, INTERNAL, LOCKED, NO_EXISTS, XML_RPC_API
+
+# oned's error codes are one.codes', named here too for onelite's modules
+__all__ = [
+    "ACTION",
+    "ALLOCATE",
+    "AUTH_FAILED",
+    "AUTHENTICATION",
+    "AUTHORIZATION",
+    "INTERNAL",
+    "LOCKED",
+    "NO_EXISTS",
+    "XML_RPC_API",
+    "Fault",
+    "OneError",
+    "not_authorized",
+    "not_found",
+]
 
 
 class OneError(Exception):

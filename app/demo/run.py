@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from . import demo
+import demo
 
 
 def _free(port: int) -> bool:

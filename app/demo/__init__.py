@@ -1,6 +1,9 @@
-"""Provision a cloud for EC2 users, as the opennebula_ec2 role does: an ``ec2`` group with its CREATE
-rule, a user, a host the group may use, a vnet shared with the group, an ``m1.small`` instance
-type and a small image registered as an AMI. Used by ``make run`` and the end-to-end tests."""
+"""The demo, which is not part of the service (nor of the wheel the econe_server role installs).
+
+This module provisions a cloud for EC2 users, as the opennebula_ec2 role does: an ``ec2`` group with
+its CREATE rule, a user, a host the group may use, a vnet shared with the group, an ``m1.small``
+instance type and a small image registered as an AMI, over its own XML-RPC client. Used by ``make run``
+(``demo.run``), the end-to-end tests and the benchmarks."""
 
 from __future__ import annotations
 
