@@ -99,7 +99,7 @@ def render(call: Call, kind: str, obj: dict) -> str:
 
 def save(call: Call, kind: str, obj: dict) -> None:
     if kind == "vm":
-        from .vms import save_vm  # VMs keep their pool XML and quota summary beside the document
+        from .vmstate import save_vm  # VMs keep their pool XML and quota summary beside the document
 
         save_vm(call, obj)
     else:
