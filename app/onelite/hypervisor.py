@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 
 from one import template as tpl
 
@@ -153,7 +154,7 @@ class Hypervisor:
 _REQ = re.compile(r'^\s*(ID|NAME|HOSTNAME)\s*=\s*"?([^"]*)"?\s*$')
 
 
-def _requirements(expr) -> callable:
+def _requirements(expr) -> Callable[[dict], bool] | None:
     """The simple SCHED_REQUIREMENTS forms (ID="3", NAME="host0"); anything else places anywhere."""
     if not isinstance(expr, str):
         return None
