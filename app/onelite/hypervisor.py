@@ -1,5 +1,8 @@
 """The simulated drivers and scheduler: a background loop that makes the state changes oned's
-dummy drivers and mm_sched make, after the API call that asked for them has answered."""
+dummy drivers and mm_sched make, after the API call that asked for them has answered.
+
+It decides when (each change is due, hosts are monitored, PENDING VMs are placed); what a VM's
+state change does is api/lifecycle.py's."""
 
 from __future__ import annotations
 
