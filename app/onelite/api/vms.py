@@ -1,6 +1,7 @@
 """one.vm.*, one.vmpool.*: what oned's VM manager answers, and which action each state allows.
 
-The state changes an action starts are made by :mod:`.lifecycle` (and, later, by the hypervisor loop).
+An action sets the VM's first state and queues the ones oned's drivers make afterwards; lifecycle.py
+does the work of each state change, and the hypervisor loop makes the queued ones when they are due.
 """
 
 from __future__ import annotations
