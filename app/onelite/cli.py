@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from .server import OneliteServer
+
 
 def _listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
@@ -60,8 +62,6 @@ def main(argv=None) -> int:
     )
     if args.verbose:
         logging.getLogger("onelite").setLevel(logging.INFO)
-
-    from .server import OneliteServer
 
     try:
         server = OneliteServer(*args.listen, args.data, args.sched_interval, args.safe_dirs)

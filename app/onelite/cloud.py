@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from one import acl
@@ -31,8 +32,8 @@ KINDS = {
 class Cloud:
     store: Store
     data_dir: str
-    clock: callable = time.time
-    on_steps: callable = None  # told the due time whenever a driver step is queued
+    clock: Callable[[], float] = time.time
+    on_steps: Callable[[float], None] | None = None  # told the due time whenever a driver step is queued
     request_id: int = 0  # of the call being served, as oned records it in VM history
 
     @property

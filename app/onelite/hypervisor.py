@@ -1,15 +1,19 @@
 """The simulated drivers and scheduler: a background loop that makes the state changes oned's
-dummy drivers and mm_sched make, after the API call that asked for them has answered."""
+dummy drivers and mm_sched make, after the API call that asked for them has answered.
+
+It decides when (each change is due, hosts are monitored, PENDING VMs are placed); what a VM's
+state change does is api/lifecycle.py's."""
 
 from __future__ import annotations
 
 import logging
 import re
 import threading
+from collections.abc import Callable
 
 from one import template as tpl
 
-from .api import images, infra, vms, vnets
+from .api import images, infra, lifecycle, vmstate, vnets
 from .cloud import Call
 from .engine import Engine
 
@@ -88,11 +92,11 @@ class Hypervisor:
         steps = vm.get("_NEXT") or []
         if steps and steps[0][2] <= now:
             state, lcm, _due = steps.pop(0)
-            vms.apply_step(call, vm, state, lcm)
+            lifecycle.apply_step(call, vm, state, lcm)
             if steps:
-                steps[0][2] = max(steps[0][2], now + vms.STEP / 2)
+                steps[0][2] = max(steps[0][2], now + lifecycle.STEP / 2)
         vm["_NEXT"] = steps
-        vms.save_vm(call, vm)
+        vmstate.save_vm(call, vm)
 
     # -- monitoring and scheduling -------------------------------------------
     def _schedule(self, call: Call):
@@ -105,7 +109,7 @@ class Hypervisor:
         usable = [h for h in sorted(hosts, key=lambda h: h["ID"]) if h["STATE"] == infra.HOST_MONITORED]
         if not usable:
             return
-        for row in reversed(db.rows("vm", "state = ?", (vms.PENDING,))):
+        for row in reversed(db.rows("vm", "state = ?", (vmstate.PENDING,))):
             vm = db.get("vm", row[0])
             host = self._pick_host(call, vm, usable)
             if host is not None:
@@ -130,30 +134,30 @@ class Hypervisor:
 
     @staticmethod
     def _deploy(call: Call, vm: dict, host: dict):
-        vms.open_history(call, vm, host)
-        vms.vnc_port(vm)
+        lifecycle.open_history(call, vm, host)
+        lifecycle.vnc_port(vm)
         resume = vm.get("_RESUME") or ""
         vm["_RESUME"] = ""
         if resume == "stopped":
-            vms.set_state(vm, vms.ACTIVE, vms.PROLOG_RESUME)
-            vms.queue(call, vm, (vms.ACTIVE, vms.RUNNING))
+            lifecycle.set_state(vm, vmstate.ACTIVE, vmstate.PROLOG_RESUME)
+            lifecycle.queue(call, vm, (vmstate.ACTIVE, vmstate.RUNNING))
         elif resume == "undeployed":
-            vms.set_state(vm, vms.ACTIVE, vms.PROLOG_UNDEPLOY)
-            vms.queue(call, vm, (vms.ACTIVE, vms.BOOT_UNDEPLOY), (vms.ACTIVE, vms.RUNNING))
+            lifecycle.set_state(vm, vmstate.ACTIVE, vmstate.PROLOG_UNDEPLOY)
+            lifecycle.queue(call, vm, (vmstate.ACTIVE, vmstate.BOOT_UNDEPLOY), (vmstate.ACTIVE, vmstate.RUNNING))
         else:
-            vms.set_state(vm, vms.ACTIVE, vms.PROLOG)
-            vms.queue(call, vm, (vms.ACTIVE, vms.BOOT), (vms.ACTIVE, vms.RUNNING))
+            lifecycle.set_state(vm, vmstate.ACTIVE, vmstate.PROLOG)
+            lifecycle.queue(call, vm, (vmstate.ACTIVE, vmstate.BOOT), (vmstate.ACTIVE, vmstate.RUNNING))
         host["VMS"] = sorted(set(host["VMS"]) | {vm["ID"]})
         host["CPU_USAGE"] += int(float(tpl.get(vm["TEMPLATE"], "CPU") or 0) * 100)
         host["MEM_USAGE"] += int(tpl.get(vm["TEMPLATE"], "MEMORY") or 0) * 1024
         call.db.put("host", host)
-        vms.save_vm(call, vm)
+        vmstate.save_vm(call, vm)
 
 
 _REQ = re.compile(r'^\s*(ID|NAME|HOSTNAME)\s*=\s*"?([^"]*)"?\s*$')
 
 
-def _requirements(expr) -> callable:
+def _requirements(expr) -> Callable[[dict], bool] | None:
     """The simple SCHED_REQUIREMENTS forms (ID="3", NAME="host0"); anything else places anywhere."""
     if not isinstance(expr, str):
         return None

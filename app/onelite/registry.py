@@ -16,7 +16,6 @@ class Method:
     func: Callable
     types: tuple  # after the session string
     required: int
-    admin_free: bool  # callable without authentication (none today; kept explicit)
 
 
 METHODS: dict[str, Method] = {}
@@ -28,7 +27,7 @@ def method(name: str, *types, required: int | None = None):
     """Register a handler ``func(call, *params)``; trailing parameters past *required* are optional."""
 
     def wrap(func):
-        METHODS[name] = Method(name, func, types, len(types) if required is None else required, False)
+        METHODS[name] = Method(name, func, types, len(types) if required is None else required)
         return func
 
     return wrap

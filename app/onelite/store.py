@@ -1,6 +1,6 @@
 """SQLite persistence: every object is a JSON document in one table.
 
-Each XML-RPC call runs inside one transaction (see server.py), so a call that
+Each XML-RPC call runs inside one transaction (see engine.py), so a call that
 fails half-way leaves nothing behind. VMs also keep their pool-form XML and a
 small quota summary in columns, so pool listings and quota sums never decode
 the whole document.

@@ -9,6 +9,7 @@ from .. import records
 from ..cloud import KINDS, Call
 from ..errors import ACTION, INTERNAL, XML_RPC_API, OneError, not_authorized
 from ..names import name_error
+from .vmstate import save_vm
 
 
 def check_name(name, code: int = INTERNAL, prefix: str = "") -> None:
@@ -98,9 +99,7 @@ def render(call: Call, kind: str, obj: dict) -> str:
 
 
 def save(call: Call, kind: str, obj: dict) -> None:
-    if kind == "vm":
-        from .vms import save_vm  # VMs keep their pool XML and quota summary beside the document
-
+    if kind == "vm":  # VMs keep their pool XML and quota summary beside the document
         save_vm(call, obj)
     else:
         call.db.put(kind, obj)
