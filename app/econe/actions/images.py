@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 from one import template as tpl
+from one.codes import IMAGE_STATES
 
 from .. import ids, states
 from ..errors import EC2Error
@@ -14,7 +15,7 @@ from ..gateway import Image
 from .filters import wildcards
 from .registry import Context, action
 
-LOCKED = 4  # oned's image state while it copies the file (ImageState in include/Image.h)
+LOCKED = IMAGE_STATES.LOCKED  # oned's image state while it copies the file
 READY_WAIT = 600  # seconds an upload waits for oned to finish copying the staged file
 ARCHITECTURE = "x86_64"  # when the image's template names none
 

@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 
 from one import template as tpl
+from one.codes import LCM_STATE, VM_STATE
 
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
@@ -23,28 +24,21 @@ from .instance_types import render_file_template, template_for
 from .regions import ZONE
 from .registry import Context, action
 
-# oned's VM states (VmState in include/VirtualMachine.h)
-ACTIVE = 3
-STOPPED = 4
-SUSPENDED = 5
-DONE = 6
-POWEROFF = 8
-UNDEPLOYED = 9
+# oned's VM and LCM states (include/VirtualMachine.h), by the names one.codes gives them
+ACTIVE, DONE = VM_STATE.ACTIVE, VM_STATE.DONE
+RUNNING, EPILOG = LCM_STATE.RUNNING, LCM_STATE.EPILOG  # EPILOG: the last step of a terminate: nothing to add
 # the states oned's resume starts a VM from (DispatchManager::resume, src/dm/DispatchManagerActions.cc)
-RESUMABLE = (POWEROFF, STOPPED, SUSPENDED, UNDEPLOYED)
-# oned's LCM states of an ACTIVE VM (LcmState in include/VirtualMachine.h)
-RUNNING = 3
-EPILOG = 11  # the last step of a terminate: nothing to add
+RESUMABLE = (VM_STATE.POWEROFF, VM_STATE.STOPPED, VM_STATE.SUSPENDED, VM_STATE.UNDEPLOYED)
 # those the drivers leave within seconds, in which oned refuses a terminate
 DEPLOYING = {
-    1,  # PROLOG
-    2,  # BOOT
-    9,  # PROLOG_RESUME
-    20,  # BOOT_POWEROFF
-    21,  # BOOT_SUSPENDED
-    22,  # BOOT_STOPPED
-    31,  # PROLOG_UNDEPLOY
-    32,  # BOOT_UNDEPLOY
+    LCM_STATE.PROLOG,
+    LCM_STATE.BOOT,
+    LCM_STATE.PROLOG_RESUME,
+    LCM_STATE.BOOT_POWEROFF,
+    LCM_STATE.BOOT_SUSPENDED,
+    LCM_STATE.BOOT_STOPPED,
+    LCM_STATE.PROLOG_UNDEPLOY,
+    LCM_STATE.BOOT_UNDEPLOY,
 }
 
 TERMINATED_VISIBLE = 900  # seconds a DONE VM stays listed

@@ -8,6 +8,7 @@ import shutil
 import uuid
 
 from one import template as tpl
+from one.codes import IMAGE_STATES
 
 from ..cloud import Call
 from ..errors import ACTION, ALLOCATE, INTERNAL, OneError, not_authorized
@@ -16,7 +17,15 @@ from . import common
 
 TYPES = {"OS": 0, "CDROM": 1, "DATABLOCK": 2, "KERNEL": 3, "RAMDISK": 4, "CONTEXT": 5}
 STEP = 0.03  # the datastore driver's copy or removal, as fast as oned's dummy driver
-READY, USED, DISABLED, LOCKED, ERROR, DELETE, USED_PERS = 1, 2, 3, 4, 5, 7, 8
+READY, USED, DISABLED, LOCKED, ERROR, DELETE, USED_PERS = (
+    IMAGE_STATES.READY,
+    IMAGE_STATES.USED,
+    IMAGE_STATES.DISABLED,
+    IMAGE_STATES.LOCKED,
+    IMAGE_STATES.ERROR,
+    IMAGE_STATES.DELETE,
+    IMAGE_STATES.USED_PERS,
+)
 _RESERVED = ("NAME", "TYPE", "PATH", "SIZE", "FORMAT", "PERSISTENT", "SOURCE", "FS")
 
 
@@ -206,7 +215,9 @@ def image_enable(call: Call, oid: int, enable: bool) -> int:
     call.authorize("image", image, "MANAGE")
     if image["STATE"] not in (READY, DISABLED):
         verb = "enable" if enable else "disable"
-        raise OneError(INTERNAL, f"Could not {verb} image: Image cannot be in state {STATE_NAMES[image['STATE']]}.")
+        raise OneError(
+            INTERNAL, f"Could not {verb} image: Image cannot be in state {IMAGE_STATES(image['STATE']).name}."
+        )
     image["STATE"] = READY if enable else DISABLED
     call.db.put("image", image)
     return oid
@@ -220,7 +231,7 @@ def image_persistent(call: Call, oid: int, persistent: bool) -> int:
         what = "persistent" if persistent else "non-persistent"
         raise OneError(
             INTERNAL,
-            f"Could not make image {what}: Image cannot be in state {STATE_NAMES[image['STATE']]}.",
+            f"Could not make image {what}: Image cannot be in state {IMAGE_STATES(image['STATE']).name}.",
         )
     image["PERSISTENT"] = int(persistent)
     call.db.put("image", image)
@@ -275,25 +286,10 @@ def settle(call: Call, image: dict) -> None:
     call.db.put("image", image)
 
 
-STATE_NAMES = {
-    0: "INIT",
-    1: "READY",
-    2: "USED",
-    3: "DISABLED",
-    4: "LOCKED",
-    5: "ERROR",
-    6: "CLONE",
-    7: "DELETE",
-    8: "USED_PERS",
-    9: "LOCKED_USED",
-    10: "LOCKED_USED_PERS",
-}
-
-
 def use(call: Call, image: dict, vmid: int) -> None:
     """A VM takes the image: USED (or USED_PERS), RUNNING_VMS grows."""
     if image["STATE"] not in (READY, USED) or (image["PERSISTENT"] and image["VMS"]):
-        raise OneError(INTERNAL, f"Image {image['ID']} is not in a usable state ({STATE_NAMES[image['STATE']]}).")
+        raise OneError(INTERNAL, f"Image {image['ID']} is not in a usable state ({IMAGE_STATES(image['STATE']).name}).")
     image["VMS"] = sorted(set(image["VMS"]) | {vmid})
     image["STATE"] = USED_PERS if image["PERSISTENT"] else USED
     call.db.put("image", image)

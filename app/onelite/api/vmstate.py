@@ -8,47 +8,46 @@ and :func:`save_vm`: a VM is stored with its pool-form XML and its quota summary
 from __future__ import annotations
 
 from one import template as tpl
+from one.codes import LCM_STATE, VM_STATE
 
 from .. import records
 from ..cloud import Call
 
-# VM STATE and LCM_STATE codes
-INIT, PENDING, HOLD, ACTIVE, STOPPED, SUSPENDED, DONE, POWEROFF, UNDEPLOYED = 0, 1, 2, 3, 4, 5, 6, 8, 9
-LCM_INIT, PROLOG, BOOT, RUNNING, SAVE_STOP, SAVE_SUSPEND, EPILOG, SHUTDOWN = 0, 1, 2, 3, 5, 6, 11, 12
-HOTPLUG, SHUTDOWN_POWEROFF, BOOT_POWEROFF, HOTPLUG_SAVEAS, SHUTDOWN_UNDEPLOY = 17, 18, 20, 26, 29
-PROLOG_RESUME, PROLOG_UNDEPLOY, BOOT_UNDEPLOY = 9, 31, 32
+# VM STATE and LCM_STATE codes, by the names one.codes gives them (oned's own, through pyone)
+INIT, PENDING, HOLD, ACTIVE, STOPPED, SUSPENDED, DONE, POWEROFF, UNDEPLOYED = (
+    VM_STATE.INIT,
+    VM_STATE.PENDING,
+    VM_STATE.HOLD,
+    VM_STATE.ACTIVE,
+    VM_STATE.STOPPED,
+    VM_STATE.SUSPENDED,
+    VM_STATE.DONE,
+    VM_STATE.POWEROFF,
+    VM_STATE.UNDEPLOYED,
+)
+LCM_INIT, PROLOG, BOOT, RUNNING, SAVE_STOP, SAVE_SUSPEND, EPILOG, SHUTDOWN = (
+    LCM_STATE.LCM_INIT,
+    LCM_STATE.PROLOG,
+    LCM_STATE.BOOT,
+    LCM_STATE.RUNNING,
+    LCM_STATE.SAVE_STOP,
+    LCM_STATE.SAVE_SUSPEND,
+    LCM_STATE.EPILOG,
+    LCM_STATE.SHUTDOWN,
+)
+HOTPLUG, SHUTDOWN_POWEROFF, BOOT_POWEROFF, HOTPLUG_SAVEAS, SHUTDOWN_UNDEPLOY = (
+    LCM_STATE.HOTPLUG,
+    LCM_STATE.SHUTDOWN_POWEROFF,
+    LCM_STATE.BOOT_POWEROFF,
+    LCM_STATE.HOTPLUG_SAVEAS,
+    LCM_STATE.SHUTDOWN_UNDEPLOY,
+)
+PROLOG_RESUME, PROLOG_UNDEPLOY, BOOT_UNDEPLOY = (
+    LCM_STATE.PROLOG_RESUME,
+    LCM_STATE.PROLOG_UNDEPLOY,
+    LCM_STATE.BOOT_UNDEPLOY,
+)
 
-STATE_NAMES = {
-    0: "INIT",
-    1: "PENDING",
-    2: "HOLD",
-    3: "ACTIVE",
-    4: "STOPPED",
-    5: "SUSPENDED",
-    6: "DONE",
-    8: "POWEROFF",
-    9: "UNDEPLOYED",
-    10: "CLONING",
-    11: "CLONING_FAILURE",
-}
-LCM_NAMES = {
-    0: "LCM_INIT",
-    1: "PROLOG",
-    2: "BOOT",
-    3: "RUNNING",
-    5: "SAVE_STOP",
-    6: "SAVE_SUSPEND",
-    9: "PROLOG_RESUME",
-    11: "EPILOG",
-    12: "SHUTDOWN",
-    17: "HOTPLUG",
-    18: "SHUTDOWN_POWEROFF",
-    20: "BOOT_POWEROFF",
-    26: "HOTPLUG_SAVEAS",
-    29: "SHUTDOWN_UNDEPLOY",
-    31: "PROLOG_UNDEPLOY",
-    32: "BOOT_UNDEPLOY",
-}
 
 # history ACTION codes (VMActions)
 ACTIONS = {
@@ -74,8 +73,8 @@ ACTIONS = {
 
 def lcm_name(vm: dict) -> str:
     if vm["STATE"] == ACTIVE:
-        return LCM_NAMES.get(vm["LCM_STATE"], str(vm["LCM_STATE"]))
-    return STATE_NAMES.get(vm["STATE"], str(vm["STATE"]))
+        return LCM_STATE(vm["LCM_STATE"]).name
+    return VM_STATE(vm["STATE"]).name
 
 
 def qsum(vm: dict) -> dict | None:
