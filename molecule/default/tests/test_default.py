@@ -38,6 +38,8 @@ def test_files_and_modes(host):
         "/etc/systemd/system/econe-server.service": ("root", "root", 0o644),
         "/etc/logrotate.d/econe-server": ("root", "root", 0o644),
         "/etc/lighttpd/lighttpd.conf": ("root", "root", 0o644),
+        "/etc/lighttpd/ec2-errors": ("root", "root", 0o755),
+        "/etc/lighttpd/ec2-errors/503.html": ("root", "root", 0o644),
     }
     for path, (user, group, mode) in expected.items():
         f = host.file(path)
