@@ -42,7 +42,7 @@ from cheroot import connections, errors, server, wsgi
 from . import model
 from .errors import EC2Error
 
-MAX_HEAD = 64 * 1024  # request line and headers: a SigV2 GET with many parameters fits, lighttpd allows 8 KiB
+MAX_HEAD = 64 * 1024  # request line and headers: a SigV2 GET with many parameters fits; lighttpd in front allows 32 KiB
 MIN_RATE = 1024  # bytes per second a body must keep up, over each request_timeout window
 
 log = logging.getLogger("econe")
