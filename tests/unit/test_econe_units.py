@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,7 +11,10 @@ from hypothesis import strategies as st
 from econe import config, ids, model, states
 from econe.actions import ACTIONS, check_stored
 from econe.actions.instance_types import render_file_template
+from econe.config import Config
 from econe.errors import EC2Error
+from econe.gateway import Gateway
+from econe.web import make_app
 from one import template as tpl
 
 
@@ -195,3 +200,10 @@ def test_filter_wildcards_as_ec2_has_them(pattern, matching, other):
     match = wildcards([pattern])
     assert [match(v) for v in matching] == [True] * len(matching)
     assert [match(v) for v in other] == [False] * len(other)
+
+
+def test_the_app_uses_no_deprecated_bottle_api():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        app = make_app(Config(), Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x"))  # connects at a call only
+    assert app.catchall is False  # an error escaping the handler is Cheroot's 500, worded by the edge

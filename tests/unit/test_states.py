@@ -1,15 +1,10 @@
-"""oned's states by name (#9): the EC2 state of each VM state pyone and oned 6.10 name."""
+"""oned's states by name: the EC2 state of each VM state pyone and oned 6.10 name."""
 
 from __future__ import annotations
-
-import warnings
 
 import pytest
 
 from econe import states
-from econe.config import Config
-from econe.gateway import Gateway
-from econe.web import make_app
 from one.codes import LCM_STATE, VM_STATE
 
 ACTIVE = VM_STATE.ACTIVE
@@ -39,10 +34,3 @@ def test_lcm_states_by_name(lcm, name):
 def test_every_lcm_state_has_a_short_name():
     unnamed = [s.name for s in LCM_STATE if s.name not in _RETIRED and states.short_name(ACTIVE, s) == "unkn"]
     assert unnamed == ["UNKNOWN"]
-
-
-def test_the_app_uses_no_deprecated_bottle_api():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
-        app = make_app(Config(), Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x"))  # connects at a call only
-    assert app.catchall is False  # an error escaping the handler is Cheroot's 500, worded by the edge
