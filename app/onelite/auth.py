@@ -31,10 +31,15 @@ def _user_by_name(db: Store, name: str) -> dict | None:
     return found[0] if found else None
 
 
+def _same(a: str, b: str) -> bool:
+    """Constant-time equality of two texts, whatever their characters (compare_digest takes ASCII str only)."""
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
 def _token_ok(user: dict, secret: str, now: int) -> int | None:
     """The token's effective group when *secret* is a live login token of *user*."""
     for token, expire, egid in user.get("LOGIN_TOKENS", []):
-        if hmac.compare_digest(token, secret) and (expire < 0 or expire > now):
+        if _same(token, secret) and (expire < 0 or expire > now):
             return egid
     return None
 
@@ -55,13 +60,13 @@ def authenticate(db: Store, session: str, now: int) -> tuple[dict, int]:
         return user, egid
     stored = user["PASSWORD"]
     if driver == "core":
-        if hmac.compare_digest(stored, sha256(secret)):
+        if _same(stored, sha256(secret)):
             return user, -1
-        if hmac.compare_digest(stored, hashlib.sha1(secret.encode()).hexdigest()):
+        if _same(stored, hashlib.sha1(secret.encode()).hexdigest()):
             user["PASSWORD"] = sha256(secret)  # oned upgrades SHA-1 passwords at login
             db.put("user", user)
             return user, -1
-    elif driver == "public" and hmac.compare_digest(stored, secret):
+    elif driver == "public" and _same(stored, secret):
         return user, -1
     raise _fail()
 
