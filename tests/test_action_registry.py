@@ -1,6 +1,6 @@
 """The action registry says what each action does with its parameters, and it is true.
 
-Each action declares the input members it reads (``supported``), those it accepts and ignores
+Each action declares the input members it reads (``reads``), those it accepts and ignores
 (``ignored``); every other member of the botocore model is refused with InvalidParameter before
 the action runs. Declaring a member read that the action never reads would let a client believe
 a parameter works that silently does nothing; these tests catch that, and the opposite.

@@ -109,7 +109,7 @@ def _size(v) -> int | None:
         return v if v > 0 else None
     if isinstance(v, str) and v.strip():
         text = v.strip().upper().removesuffix("B")
-        unit = text[-1] if text[-1] in _SIZE_UNITS else ""
+        unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
         number = text[: len(text) - len(unit)]
         if number.isdigit() and int(number) > 0:
             return int(number) * _SIZE_UNITS[unit]

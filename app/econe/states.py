@@ -66,9 +66,20 @@ def short_name(state: int, lcm_state: int) -> str:
     return LCM_SHORT.get(lcm_state, "unkn") if state == VM_STATE.ACTIVE else VM_SHORT.get(state, "unkn")
 
 
+# work on a VM that is off (a disk resized, snapshotted or saved, a NIC or backup) leaves it off: stopped,
+# so that a client that waited for stopped does not see it run meanwhile
+_WHILE_OFF = {
+    s
+    for s in _L
+    if s.name.endswith(("_POWEROFF", "_UNDEPLOYED", "_STOPPED", "_SUSPENDED"))
+    and _EC2.get(LCM_SHORT.get(s, ""), "") == "running"
+}
+
+
 def instance_state(state: int, lcm_state: int) -> dict:
     """``{"Code": 16, "Name": "running"}`` for an OpenNebula (STATE, LCM_STATE)."""
-    name = _EC2.get(short_name(state, lcm_state), "pending")
+    off = state == VM_STATE.ACTIVE and lcm_state in _WHILE_OFF
+    name = "stopped" if off else _EC2.get(short_name(state, lcm_state), "pending")
     return {"Code": EC2_CODES[name], "Name": name}
 
 

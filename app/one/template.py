@@ -290,11 +290,6 @@ def vget(vector: Vector, name: str, default=None):
     return default
 
 
-def vset(vector: Vector, name: str, value: str) -> Vector:
-    """*vector* with *name* set to *value* (replacing every occurrence)."""
-    return [(k, v) for k, v in vector if k != name] + [(name, value)]
-
-
 def replace(template: Template, name: str, value: Value) -> Template:
     return [(k, v) for k, v in template if k != name] + [(name, value)]
 

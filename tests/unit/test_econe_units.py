@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from econe import config, ids, model, states
-from econe.actions import ACTIONS, check_stored
+from econe.actions import ACTIONS, check_stored, instances
+from econe.actions.filters import wildcards
 from econe.actions.instance_types import render_file_template
 from econe.config import Config
 from econe.errors import EC2Error
@@ -48,6 +49,7 @@ def test_symbol_and_plain_keys(tmp_path, auth_file):
         (":one_xmlrpc: localhost:2633\n", "econe.conf: :one_xmlrpc: must be an http(s) URL"),
         (":describe_with_terminated_instances: maybe\n", "must be true or false"),
         (":max_upload_size: lots\n", "econe.conf: :max_upload_size: must be a size"),
+        (":max_upload_size: B\n", "econe.conf: :max_upload_size: must be a size"),  # was an IndexError
         (":instance_types:\n  m1.small:\n    :template: m1.small.erb\n", "is an ERB template"),
         (":port: 1\nport: 2\n", "given twice"),
         ("- a list\n", "must be a mapping"),
@@ -173,8 +175,6 @@ def test_values_that_reach_a_template_are_refused_by_parameter_name(key, value, 
 def test_client_token_locks_live_only_while_used():
     """The table of ClientToken locks keeps no entry once no request holds or waits for it (the
     waiting itself is the end-to-end race test's)."""
-    from econe.actions import instances
-
     with instances._token_lock("alice", "t1"):
         with instances._token_lock("alice", "t2"):
             assert set(instances._token_locks) == {("alice", "t1"), ("alice", "t2")}
@@ -195,8 +195,6 @@ def test_client_token_locks_live_only_while_used():
     ],
 )
 def test_filter_wildcards_as_ec2_has_them(pattern, matching, other):
-    from econe.actions import wildcards
-
     match = wildcards([pattern])
     assert [match(v) for v in matching] == [True] * len(matching)
     assert [match(v) for v in other] == [False] * len(other)

@@ -8,7 +8,6 @@ so there is no cycle and no import inside a function."""
 from __future__ import annotations
 
 from . import images, instances, network, regions  # noqa: F401 (importing registers their actions)
-from .filters import wildcards
-from .registry import ACTIONS, Action, Context, check_limits, check_stored, check_supported
+from .registry import ACTIONS, Context, check_limits, check_stored, check_supported
 
-__all__ = ["ACTIONS", "Action", "Context", "check_limits", "check_stored", "check_supported", "wildcards"]
+__all__ = ["ACTIONS", "Context", "check_limits", "check_stored", "check_supported"]
