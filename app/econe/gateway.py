@@ -6,7 +6,8 @@ to read what signatures and DryRun need: the users (their secrets, read again ev
 seconds) and the ACL rules. Answers come back as plain dataclasses; oned's refusals come back as
 EC2 errors through one table (`ONED_ERRORS`); an unreachable oned is ``Unavailable``.
 
-Calls go over one kept-alive XML-RPC connection per request, and answers are read with lxml rather
+Calls go over one XML-RPC connection per request (kept alive where the server allows it; oned 6.10.5
+closes it after each answer), and answers are read with lxml rather
 than pyone's generated bindings (which cost ~0.1 ms per VM, and keep no error code beyond 0x2000).
 """
 
@@ -232,7 +233,7 @@ def ec2_error(
 
 
 class RawXMLRPC:
-    """XML-RPC over one kept-alive connection, with the answer read by lxml.
+    """XML-RPC over one connection (kept alive where the server allows), with the answer read by lxml.
 
     xmlrpc.client unmarshals a string through a Python callback per text fragment: for a pool
     answer (one large entity-escaped string) that is most of the time spent."""
@@ -247,7 +248,10 @@ class RawXMLRPC:
 
     def call(self, method: str, *params):
         body = xmlrpc.client.dumps(params, method).encode()
-        for attempt in (0, 1):  # a kept-alive connection oned closed meanwhile is reopened once
+        # a kept-alive connection oned closed meanwhile is reopened once, for a read only: a call that
+        # changes oned may have been done before the connection broke, and must not be done twice
+        again = self.conn.sock is not None and method.endswith(("info", "infoextended"))
+        for attempt in (0, 1) if again else (1,):
             try:
                 self.conn.request("POST", self.path, body, {"Content-Type": "text/xml"})
                 resp = self.conn.getresponse()
