@@ -352,6 +352,28 @@ class EdgeConnections(connections.ConnectionManager):
     ready (module docstring). Only the selector thread reads from a held connection, and only when
     the selector says it is readable, so a read never blocks; writes are non-blocking too."""
 
+    def _run(self, expiration_interval):
+        """Cheroot's selector loop (``ConnectionManager._run``), except that a connection closed earlier
+        in the same round — to make room for a new one — is skipped: Cheroot would unregister its
+        descriptor, which the new connection may already reuse, and hand the closed connection on."""
+        last_expiration_check = time.time()
+        while not self._stop_requested:
+            try:
+                active_list = self._selector.select(timeout=expiration_interval)
+            except OSError:
+                self._remove_invalid_sockets()
+                continue
+            for sock_fd, conn in active_list:
+                if conn is self.server:
+                    self._from_server_socket(self.server.socket)
+                elif conn.socket.fileno() != -1:
+                    self._selector.unregister(sock_fd)
+                    self.received(conn)
+            now = time.time()
+            if now - last_expiration_check > expiration_interval:
+                self._expire(threshold=now - self.server.timeout)
+                last_expiration_check = now
+
     def _from_server_socket(self, server_socket):
         self._make_room()
         try:
@@ -509,10 +531,6 @@ class EdgeServer(wsgi.Server):
         self._connections.close()  # Cheroot's own manager, before it served anything
         self._connections = EdgeConnections(self)
 
-    def process_conn(self, conn):
-        """Cheroot's selector loop calls this for a held connection that became readable."""
-        self._connections.received(conn)
-
     def dispatch(self, conn):
         """Hand a connection whose request is ready to a worker."""
-        super().process_conn(conn)
+        self.process_conn(conn)
