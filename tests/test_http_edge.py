@@ -23,7 +23,7 @@ import demo
 from bench.slow_clients import Answer, SlowClients, parse_answers
 from bench.slow_clients import signed_query as bench_signed_query
 from econe.config import ConfigError, load
-from econe.edge import client_of
+from econe.edge import client_of, head_size
 
 from .conftest import Econe, start_econe, write_conf
 
@@ -454,6 +454,16 @@ def test_the_edges_own_refusals_name_the_client_as_the_application_does(edge, so
     (answer,) = parse_answers(data)
     request_id = ET.fromstring(answer.body).findtext("RequestID")
     assert answer.status == 400 and re.search(rf" client={re.escape(client)} ", log_line(edge, request_id))
+
+
+@pytest.mark.parametrize("end", [b"\r\n\r\n", b"\n\n", b"\r\n\n", b"\n\r\n"])
+def test_a_head_arriving_in_pieces_is_found_where_it_ends(end):
+    """head_size searches only what arrived since its last look, wherever the pieces split the end."""
+    head = b"GET / HTTP/1.1\r\nHost: x" + end
+    for cut in range(1, len(head)):
+        first = head_size(head[:cut])
+        searched = cut if first is None else 0
+        assert (first or head_size(head + b"Action=", searched)) == len(head), cut
 
 
 TRUSTED = (ipaddress.ip_network("127.0.0.2/31"), ipaddress.ip_network("::1/128"))

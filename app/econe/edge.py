@@ -69,9 +69,11 @@ class Head:
     expects_continue: bool  # the client waits for "100 Continue" before sending it
 
 
-def head_size(buffered: bytes) -> int | None:
-    """Bytes of the request head at the start of *buffered* (through its empty line), or None."""
-    m = _EMPTY_LINE.search(buffered)
+def head_size(buffered: bytes, searched: int = 0) -> int | None:
+    """Bytes of the request head at the start of *buffered* (through its empty line), or None.
+    *searched*: how much of it an earlier call searched in vain (a head arrives in pieces: searching
+    it all again for each would cost the selector thread the square of its size)."""
+    m = _EMPTY_LINE.search(buffered, max(0, searched - 3))  # an empty line spans at most 4 bytes
     return m.end() if m else None
 
 
@@ -406,6 +408,7 @@ class EdgeConnections(connections.ConnectionManager):
         """A new connection, or one whose worker answered and keeps it: wait for its next request."""
         conn.last_used = time.time()  # the request's deadline runs from here (see _expire)
         conn.continued = False
+        conn.searched = 0  # bytes of its head searched for the empty line that ends it
         self._advance(conn)
 
     def received(self, conn):
@@ -425,9 +428,10 @@ class EdgeConnections(connections.ConnectionManager):
 
     def _advance(self, conn):
         buffered = _buffered(conn)
-        end = head_size(buffered)
+        end = head_size(buffered, conn.searched)
         try:
             if end is None and len(buffered) < MAX_HEAD:
+                conn.searched = len(buffered)
                 self._wait(conn)
                 return
             if end is None or end > MAX_HEAD:
