@@ -685,10 +685,11 @@ def test_tag_values_oned_cannot_store_are_refused(stack, value, reason):
     assert _all_vm_ids(stack) == before
 
 
-def _multipart_head(stack, boundary: str, **extra) -> bytes:
+def upload_fields(stack, action: str = "UploadImage", secret: str | None = None, **extra) -> list[tuple[str, str]]:
+    """The fields econe-upload sends, SigV2-signed (the file is not part of the signature)."""
     params = {
         **extra,
-        "Action": "UploadImage",
+        "Action": action,
         "Version": "2016-11-15",
         "AWSAccessKeyId": stack.demo.user,
         "SignatureVersion": "2",
@@ -696,9 +697,14 @@ def _multipart_head(stack, boundary: str, **extra) -> bytes:
         "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     host = f"127.0.0.1:{stack.econe.port}"
-    params["Signature"] = v2_signature(stack.demo.secret, v2_string_to_sign("POST", host, "/", list(params.items())))
+    to_sign = v2_string_to_sign("POST", host, "/", list(params.items()))
+    return [*params.items(), ("Signature", v2_signature(secret or stack.demo.secret, to_sign))]
+
+
+def _multipart_head(stack, boundary: str, **extra) -> bytes:
     fields = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in params.items()
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in upload_fields(stack, **extra)
     )
     return fields + f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'.encode()
 

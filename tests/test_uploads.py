@@ -9,12 +9,9 @@ import contextlib
 import os
 import select
 import socket
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
-
-from econe.auth import v2_signature, v2_string_to_sign
 
 from . import test_econe_e2e as e2e
 
@@ -23,22 +20,6 @@ error_code = e2e.error_code
 
 MiB = 1024 * 1024
 ANNOUNCED = 8 * MiB  # what a refused request says it will send (the most the stack accepts): no waiting for it
-
-
-def _signed(stack, action: str = "UploadImage", secret: str | None = None, **extra) -> list[tuple[str, str]]:
-    """The fields econe-upload sends, SigV2-signed (the file is not part of the signature)."""
-    params = {
-        **extra,
-        "Action": action,
-        "Version": "2016-11-15",
-        "AWSAccessKeyId": stack.demo.user,
-        "SignatureVersion": "2",
-        "SignatureMethod": "HmacSHA256",
-        "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    host = f"127.0.0.1:{stack.econe.port}"
-    to_sign = v2_string_to_sign("POST", host, "/", list(params.items()))
-    return [*params.items(), ("Signature", v2_signature(secret or stack.demo.secret, to_sign))]
 
 
 def _parts(boundary: str, pairs) -> bytes:
@@ -100,11 +81,11 @@ def _begin(stack, boundary: str, head: bytes, file_bytes: int = MiB) -> socket.s
 
 
 def _unsigned(stack):
-    return [p for p in _signed(stack) if p[0] != "Signature"], (401, "AuthFailure")
+    return [p for p in e2e.upload_fields(stack) if p[0] != "Signature"], (401, "AuthFailure")
 
 
 def _wrong_signature(stack):
-    return _signed(stack, secret="not-the-secret"), (401, "AuthFailure")
+    return e2e.upload_fields(stack, secret="not-the-secret"), (401, "AuthFailure")
 
 
 def _not_an_action(stack):
@@ -112,11 +93,14 @@ def _not_an_action(stack):
 
 
 def _another_action(stack):
-    return _signed(stack, "DescribeRegions"), (400, "InvalidParameter")  # signed, but only UploadImage takes a file
+    return e2e.upload_fields(stack, "DescribeRegions"), (
+        400,
+        "InvalidParameter",
+    )  # signed, but only UploadImage takes a file
 
 
 def _dry_run(stack):
-    return _signed(stack, DryRun="true"), (400, "InvalidParameter")
+    return e2e.upload_fields(stack, DryRun="true"), (400, "InvalidParameter")
 
 
 REFUSALS = {
@@ -170,7 +154,7 @@ def test_a_part_after_the_file_is_refused_and_nothing_is_kept(stack):
     boundary = "b0undary"
     images = len(stack.client().describe_images(Owners=["self"])["Images"])
     body = (
-        _parts(boundary, _signed(stack))
+        _parts(boundary, e2e.upload_fields(stack))
         + _file_head(boundary)
         + b"\1" * 4096
         + b"\r\n"
@@ -189,7 +173,10 @@ def test_a_boundary_with_capital_letters_is_accepted(stack):
     """RFC 2046: boundaries are case-sensitive (browsers send ----WebKitFormBoundaryAbC...)."""
     boundary = "----WebKitFormBoundary7MA4YWxkTrZu0gW"
     body = (
-        _parts(boundary, _signed(stack)) + _file_head(boundary) + os.urandom(4096) + f"\r\n--{boundary}--\r\n".encode()
+        _parts(boundary, e2e.upload_fields(stack))
+        + _file_head(boundary)
+        + os.urandom(4096)
+        + f"\r\n--{boundary}--\r\n".encode()
     )
     with socket.create_connection(("127.0.0.1", stack.econe.port), timeout=30) as sock:
         sock.sendall(_request_head(stack, boundary, len(body)) + body)
