@@ -92,11 +92,8 @@ def _not_an_action(stack):
     return [("Action", "NotAnAction"), ("Version", "2016-11-15")], (400, "InvalidAction")
 
 
-def _another_action(stack):
-    return e2e.upload_fields(stack, "DescribeRegions"), (
-        400,
-        "InvalidParameter",
-    )  # signed, but only UploadImage takes a file
+def _another_action(stack):  # signed, but only UploadImage takes a file
+    return e2e.upload_fields(stack, "DescribeRegions"), (400, "InvalidParameter")
 
 
 def _dry_run(stack):
