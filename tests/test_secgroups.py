@@ -97,6 +97,7 @@ def test_rules_round_trip_through_oned(stack, ec2):  # noqa: F811
         _perm("icmp", (8, -1), ["10.1.0.0/16"]),
         _perm("icmpv6", (-1, -1), v6=["::/0"]),
     ]
+    ingress[0]["IpRanges"][0]["Description"] = "ssh from anywhere"
     answer = ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=ingress)
     assert answer["Return"] and len(answer["SecurityGroupRules"]) == 7
     ec2.authorize_security_group_egress(GroupId=gid, IpPermissions=[_perm("6", (443, 443), ["10.2.0.0/16"])])
@@ -105,7 +106,7 @@ def test_rules_round_trip_through_oned(stack, ec2):  # noqa: F811
     assert _shown(group["IpPermissionsEgress"]) == _shown([ANY_OUT, _perm("tcp", (443, 443), ["10.2.0.0/16"])])
     stored = _rules(stack, gid)
     assert stored[1:4] == [
-        {"PROTOCOL": "TCP", "RULE_TYPE": "inbound", "RANGE": "22:22"},
+        {"PROTOCOL": "TCP", "RULE_TYPE": "inbound", "RANGE": "22:22", "DESCRIPTION": "ssh from anywhere"},
         {"PROTOCOL": "TCP", "RULE_TYPE": "inbound", "RANGE": "8000:8080", "IP": "10.0.0.0", "SIZE": "256"},
         {"PROTOCOL": "TCP", "RULE_TYPE": "inbound", "RANGE": "8000:8080", "IP": "192.168.1.7", "SIZE": "1"},
     ]
