@@ -537,7 +537,9 @@ class UserSession:
     # -- security groups ------------------------------------------------
     def secgroups(self) -> list[SecGroup]:
         """The security groups the user may see (USE): its own, its groups' shared ones, OpenNebula's default."""
-        return [parse_secgroup(el) for el in xml(self._call("one.secgrouppool.info", -2, -1, -1)).iterfind("SECURITY_GROUP")]
+        return [
+            parse_secgroup(el) for el in xml(self._call("one.secgrouppool.info", -2, -1, -1)).iterfind("SECURITY_GROUP")
+        ]
 
     def secgroup(self, sgid: int) -> SecGroup:
         return parse_secgroup(xml(self._call("one.secgroup.info", sgid, False, not_found=_secgroup_missing(sgid))))
@@ -570,7 +572,9 @@ class SecGroup:
 
 def parse_secgroup(el) -> SecGroup:
     vms = [int(i.text) for part in ("UPDATED", "OUTDATED", "UPDATING", "ERROR") for i in el.iterfind(f"{part}_VMS/ID")]
-    return SecGroup(int(_text(el, "ID")), _text(el, "NAME"), int(_text(el, "UID")), _template_pairs(el.find("TEMPLATE")), vms)
+    return SecGroup(
+        int(_text(el, "ID")), _text(el, "NAME"), int(_text(el, "UID")), _template_pairs(el.find("TEMPLATE")), vms
+    )
 
 
 def _secgroup_missing(sgid: int) -> EC2Error:

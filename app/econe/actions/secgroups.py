@@ -119,7 +119,9 @@ def _cidr(text, version: int, name: str) -> str:
     if net is None or net.version != version:
         raise EC2Error("InvalidParameterValue", f"CIDR block {text} is malformed")
     if version == 6 and 0 < net.prefixlen < 97:  # oned's SIZE is at most 4294967295 addresses
-        raise invalid(name, text, "OpenNebula's rules hold at most 2^32-1 addresses of a range: use ::/0 or a /97 or longer.")
+        raise invalid(
+            name, text, "OpenNebula's rules hold at most 2^32-1 addresses of a range: use ::/0 or a /97 or longer."
+        )
     return str(net)
 
 
@@ -129,7 +131,9 @@ def _port_range(protocol: str, perm: dict) -> tuple[int, int] | None:
         if low is None or high is None:
             raise EC2Error("InvalidParameterValue", "Invalid value 'Must specify both from and to ports with TCP/UDP.'")
         if not 0 <= low <= high <= 65535:
-            raise EC2Error("InvalidParameterValue", f"Invalid TCP/UDP port range {low}:{high}: from 0 to 65535, from <= to.")
+            raise EC2Error(
+                "InvalidParameterValue", f"Invalid TCP/UDP port range {low}:{high}: from 0 to 65535, from <= to."
+            )
         return low, high
     if protocol in ICMP_TYPE:  # FromPort is the ICMP type, ToPort the code
         low = -1 if low is None else low
@@ -359,7 +363,8 @@ def _check_name(name: str) -> None:
         raise invalid(
             "GroupName",
             name,
-            f"At most {MAX_NAME} characters of a-z, A-Z, 0-9, spaces and ._-()@[]+=!*, (OpenNebula refuses EC2's others).",
+            f"At most {MAX_NAME} characters of a-z, A-Z, 0-9, spaces and ._-()@[]+=!*, "
+            "(OpenNebula refuses EC2's others).",
         )
 
 
@@ -391,7 +396,7 @@ def create_security_group(ctx: Context, p: dict) -> dict:
 def delete_security_group(ctx: Context, p: dict) -> dict:
     group = _group(ctx, p)
     if group.id == DEFAULT:
-        raise EC2Error("CannotDelete", "the specified group: \"default\" name: \"default\" cannot be deleted by a user")
+        raise EC2Error("CannotDelete", 'the specified group: "default" name: "default" cannot be deleted by a user')
     if ctx.dry_run:
         if group.vms:
             raise EC2Error("DependencyViolation", "The security group is in use by an instance.")
