@@ -179,6 +179,8 @@ def test_rules_oned_cannot_express_are_refused(stack, ec2, group, change, code):
         ({"Action": "DeleteSecurityGroup"}, "MissingParameter"),
         ({"Action": "DescribeSecurityGroups", "Filter.1.Name": "nosuch", "Filter.1.Value.1": "x"},
          "InvalidParameterValue"),
+        ({"Action": "DescribeSecurityGroups", "MaxResults": "5", "NextToken": "zzz"}, "InvalidPaginationToken"),
+        ({"Action": "DescribeSecurityGroups", "MaxResults": "3"}, "InvalidParameterValue"),
         ({"Action": "AuthorizeSecurityGroupIngress", "GroupId": "sg-00000000", "IpProtocol": "tcp", "FromPort": "1",
           "ToPort": "2"}, "MissingParameter"),
         ({"Action": "AuthorizeSecurityGroupIngress", "GroupId": "sg-00000000", "IpProtocol": "tcp", "FromPort": "1",

@@ -313,11 +313,12 @@ def _page(p: dict, items: list) -> tuple[list, str | None]:
         raise invalid("MaxResults", limit, f"It must be between {MIN_RESULTS} and {MAX_RESULTS}.")
     token = p.get("NextToken")
     start = 0
-    if token:
-        after = [i for i, d in enumerate(items) if d["GroupId"] == token]
-        if not after and not token.startswith("sg-"):
-            raise EC2Error("InvalidPaginationToken", f"The pagination token {token} is invalid.")
-        start = after[0] + 1 if after else len(items)
+    if token:  # the last group of the page before: the next page starts after its id, also if it is gone
+        try:
+            last = ids.parse(token, "sg")
+        except EC2Error:
+            raise EC2Error("InvalidPaginationToken", f"The pagination token {token} is invalid.") from None
+        start = next((i for i, d in enumerate(items) if ids.parse(d["GroupId"], "sg") > last), len(items))
     page = items[start : start + limit]
     more = start + limit < len(items)
     return page, page[-1]["GroupId"] if more else None
