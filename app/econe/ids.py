@@ -11,6 +11,7 @@ _ID = re.compile(r"(?:(?P<prefix>[a-z]+)-)?(?P<number>[0-9]{1,10})")
 KINDS = {
     "i": ("InvalidInstanceID", "instance ID"),
     "ami": ("InvalidAMIID", "image ID"),
+    "sg": ("InvalidGroupId", "security group ID"),  # not found: InvalidGroup.NotFound (actions.secgroups)
 }
 
 
