@@ -22,7 +22,7 @@ from pyone import bindings
 
 from .conftest import FIXTURES, start_onelite
 from .fidelity.compare import FILE_IMAGE, differences
-from .fidelity.replay import Replayer, scenario_set3
+from .fidelity.replay import Replayer, call, scenario_set3
 
 SET3 = sorted(p.stem for p in (FIXTURES / "set3").glob("*.xml"))
 
@@ -89,3 +89,40 @@ def test_set3_pyone_parses(set3, name):
     ok, value = result[0], result[1]
     if ok and isinstance(value, str) and value.startswith("<"):
         assert bindings.parseString(value.encode()) is not None
+
+
+# The rest of oned's rule checks (SecurityGroup::is_valid in OpenNebula's release-6.10.5 source), which
+# set 3 did not capture: each RULE refused with oned's words, code 8192, and no group made.
+RULE_REFUSALS = [
+    ('PROTOCOL="ALL",RULE_TYPE="inbound",RANGE="22"', "RANGE is supported only for TCP and UDP protocols."),
+    ('PROTOCOL="TCP",RULE_TYPE="inbound",RANGE="65536"', "RANGE out of bounds 0-65536."),
+    ('PROTOCOL="TCP",RULE_TYPE="inbound",RANGE="90:80"', "RANGE BEGIN value is greater than RANGE END value"),
+    (
+        'PROTOCOL="TCP",RULE_TYPE="inbound",RANGE="1,2,3,4,5,6,7,8,9:10,11:12,13:14,15:16"',
+        "Not more than 15 ports can be specified in a RULE",
+    ),  # fmt: skip
+    ('PROTOCOL="TCP",RULE_TYPE="inbound",ICMP_TYPE="8"', "ICMP_TYPE is supported only for ICMP protocol."),
+    ('PROTOCOL="ICMP",RULE_TYPE="inbound",ICMP_TYPE="-1"', "Wrong ICMP_TYPE, it must be integer"),
+    ('PROTOCOL="TCP",RULE_TYPE="inbound",IP="10.0.0.1",SIZE="-1"', "Wrong or empty SIZE."),
+    ('PROTOCOL="TCP",RULE_TYPE="inbound",NETWORK_ID="x"', "Wrong NETWORK_ID."),
+]
+
+
+@pytest.mark.parametrize(("rule", "message"), RULE_REFUSALS)
+def test_secgroup_rule_refused_as_oned_does(set3, rule, message):
+    answer = call(set3.url, "one.secgroup.allocate", set3.admin, f'NAME="refused"\nRULE=[{rule}]\n')
+    assert answer == [False, f"[one.secgroup.allocate] {message}", 8192, -1, -1]
+
+
+def test_secgroup_rules_oned_accepts_and_dedups(set3):
+    """IPv6 addresses, port lists, a signed NETWORK_ID; a rule given twice is kept once."""
+    rules = [
+        'PROTOCOL="TCP",RULE_TYPE="INBOUND",RANGE="22,80:81",IP="2001:db8::",SIZE="256"',
+        'PROTOCOL="UDP",RULE_TYPE="outbound",NETWORK_ID="0"',
+        'PROTOCOL="UDP",RULE_TYPE="outbound",NETWORK_ID="0"',
+    ]
+    text = 'NAME="accepted"\n' + "".join(f"RULE=[{r}]\n" for r in rules)
+    ok, sgid, *_ = call(set3.url, "one.secgroup.allocate", set3.admin, text)
+    assert ok, sgid
+    ok, xml, *_ = call(set3.url, "one.secgroup.info", set3.admin, sgid, False)
+    assert xml.count("<RULE>") == 2 and "<IP><![CDATA[2001:db8::]]></IP>" in xml

@@ -16,20 +16,21 @@ from .vmbuild import secgroup_rules
 from .vmstate import ACTIVE, RUNNING
 
 PROTOCOLS = ("TCP", "UDP", "ICMP", "ICMPV6", "IPSEC", "ALL")
-_PORTS = re.compile(r"(\d+|\d+:\d+)(,(\d+|\d+:\d+))*")
+_PORTS = re.compile(r"([0-9]+|[0-9]+:[0-9]+)(,([0-9]+|[0-9]+:[0-9]+))*")
 # how long a running VM's rules are with its driver after an update or commit: oned lists the VM in
 # none of the group's sets meanwhile (set3's after_update and after_commit.immediate), in
 # UPDATED_VMS once the driver answered (after_commit.settled, 2 s later)
 DRIVER_SECONDS = 0.5
 
 
-def _unsigned(text: str | None) -> int | None:
-    """oned's ``vector_value`` into an unsigned int: digits (a leading space or + allowed), no minus,
-    nothing after them, at most 2**32 - 1; None when it is not one."""
-    if not text or text.strip().startswith("-") or not re.fullmatch(r"\s*\+?\d+", text):
+def _number(text: str | None, signed: bool = False) -> int | None:
+    """oned's ``vector_value`` into an int or unsigned int: digits after an optional space and sign
+    (no minus for unsigned), nothing after them, within 32 bits; None when it is not one."""
+    if not text or not re.fullmatch(r"\s*[+-]?[0-9]+", text, re.ASCII) or (not signed and text.strip().startswith("-")):
         return None
     value = int(text)
-    return value if value < 2**32 else None
+    low, high = (-(2**31), 2**31) if signed else (0, 2**32)
+    return value if low <= value < high else None
 
 
 def _ip(text: str) -> bool:
@@ -72,17 +73,17 @@ def rule_error(rule: tpl.Vector) -> str | None:
         if tpl.vget(rule, key):
             if proto != needs:
                 return f"{key} is supported only for {needs} protocol."
-            if _unsigned(tpl.vget(rule, key)) is None:
+            if _number(tpl.vget(rule, key)) is None:
                 return f"Wrong {key}, it must be integer"
     if (tpl.vget(rule, "RULE_TYPE") or "").upper() not in ("INBOUND", "OUTBOUND"):
         return "Wrong RULE_TYPE in rule. Valid options: INBOUND, OUTBOUND."
     ip = tpl.vget(rule, "IP") or ""
     if ip:  # "any address" is a rule with no IP (and no SIZE): 0.0.0.0 needs a SIZE below 2**32
-        if _unsigned(tpl.vget(rule, "SIZE")) is None:
+        if _number(tpl.vget(rule, "SIZE")) is None:
             return "Wrong or empty SIZE."
         if not _ip(ip):
             return "Wrong format for IP value."
-    elif tpl.vget(rule, "NETWORK_ID") and not re.fullmatch(r"\s*[+-]?\d+", tpl.vget(rule, "NETWORK_ID")):
+    elif tpl.vget(rule, "NETWORK_ID") is not None and _number(tpl.vget(rule, "NETWORK_ID"), signed=True) is None:
         return "Wrong NETWORK_ID."
     return None
 

@@ -197,8 +197,8 @@ def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tp
 
 def sg_ids(text: str) -> set[int]:
     """oned's split_unique of a SECURITY_GROUPS list: each item's leading integer, others skipped."""
-    found = (re.match(r"\s*[+-]?\d+", item) for item in text.split(","))
-    return {int(m.group()) for m in found if m}
+    found = (re.match(r"\s*[+-]?[0-9]+", item, re.ASCII) for item in text.split(","))
+    return {int(m.group()) for m in found if m and -(2**31) <= int(m.group()) < 2**31}
 
 
 def secgroup_rules(sg: dict) -> list[tuple[str, tpl.Vector]]:
