@@ -445,16 +445,15 @@ def wait_image(url: str, session: str, iid: int, timeout: float = 20):
     raise AssertionError(f"image {iid} never READY")
 
 
-# Set 3's login tokens (ids.json, one.user.info.after_keypair1): oned lists a user's tokens ordered by
-# token, so the replay sets these very strings (token, seconds valid, EGID) to get the capture's order.
+# Set 3's login tokens (token, seconds valid, EGID) as one.user.info.after_keypair1 shows them: oned
+# lists a user's tokens ordered by token string, onelite in the order they were made, so the replay
+# makes these very strings in this order and the EGIDs fall where the capture's do.
 SET3_TOKENS = (
     ("1140dd2b8e3d9bc01dc4aa25bdd219eca0bbe229cdc931dd00ca51260f4c7a41", 3600, 100),
     ("47ddaf67f8503bb5f0951d8cb0203dd58607876319141c9e858aaa1d25a6d0ec", 3600, -1),
     ("ec1130892b645e146fada688e0ac145ac70a9fbffd7346994c8c1bf3de74fcb6", 600, -1),
     ("mytoken-set3", 600, -1),
 )
-# the part of set 3 replayed: the user template as a store, security groups, template names, a VM's
-# security group rules (tests/test_fidelity_set3.py says what is left out and why)
 SET3_SETTLE = 2  # seconds the capture waited before one.secgroup.info.after_commit.settled
 
 
