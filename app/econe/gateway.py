@@ -386,6 +386,7 @@ class Gateway:
 _INFO = {
     "VM": ("one.vm.info", False),
     "IMAGE": ("one.image.info", False),
+    "SECGROUP": ("one.secgroup.info", False),
     "TEMPLATE": ("one.template.info", False, False),
 }
 
@@ -527,6 +528,35 @@ class UserSession:
         self._changes()
         return self._call("one.image.update", image_id, text, 1, not_found=_image_missing(image_id), visible=True)
 
+    # -- the user's own template (key pairs) --------------------------------
+    def own_template(self) -> tuple[int, list]:
+        """The user's id and its own template, as one.template pairs (one.user.info of itself)."""
+        me = xml(self._call("one.user.info", -1, False))
+        return int(me.findtext("ID")), _template_pairs(me.find("TEMPLATE"))
+
+    def own_template_update(self, uid: int, text: str, merge: bool = True):
+        """Merge (oned keeps one attribute per name) or replace the user's own template."""
+        self._changes()
+        return self._call("one.user.update", uid, text, 1 if merge else 0)
+
+    # -- tags ---------------------------------------------------------------
+    def vm_rename(self, vmid: int, name: str):
+        self._changes()
+        return self._call("one.vm.rename", vmid, name, not_found=_vm_missing(vmid), visible=True)
+
+    def secgroups(self) -> list[SecGroup]:
+        """The security groups the user may see."""
+        return [parse_secgroup(el) for el in xml(self._call("one.secgrouppool.info", -2, -1, -1))]
+
+    def secgroup(self, sgid: int) -> SecGroup:
+        return parse_secgroup(xml(self._call("one.secgroup.info", sgid, False, not_found=_secgroup_missing(sgid))))
+
+    def secgroup_update(self, sgid: int, text: str, merge: bool = True):
+        self._changes()
+        return self._call(
+            "one.secgroup.update", sgid, text, 1 if merge else 0, not_found=_secgroup_missing(sgid), visible=True
+        )
+
 
 def _template_pairs(el) -> list:
     if el is None:
@@ -538,3 +568,22 @@ def _template_pairs(el) -> list:
         else:
             out.append((child.tag, child.text or ""))
     return out
+
+
+# ---------------------------------------------------------------- security groups (what tags need of them)
+
+
+@dataclass
+class SecGroup:
+    id: int
+    name: str
+    uid: int
+    template: dict[str, str] = field(default_factory=dict)  # single-valued attributes (EC2_TAGS, DESCRIPTION)
+
+
+def parse_secgroup(el) -> SecGroup:
+    return SecGroup(int(_text(el, "ID")), _text(el, "NAME"), int(_text(el, "UID")), _flat(el.find("TEMPLATE")))
+
+
+def _secgroup_missing(sgid: int) -> EC2Error:
+    return ids.not_found("sg", ids.fmt("sg", sgid))

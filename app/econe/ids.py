@@ -11,7 +11,10 @@ _ID = re.compile(r"(?:(?P<prefix>[a-z]+)-)?(?P<number>[0-9]{1,10})")
 KINDS = {
     "i": ("InvalidInstanceID", "instance ID"),
     "ami": ("InvalidAMIID", "image ID"),
+    "sg": ("InvalidGroupId", "security group ID"),
 }
+# where EC2 names a missing object with another code than a malformed id
+NOT_FOUND = {"sg": ("InvalidGroup", "security group")}
 
 
 def parse(text: str, prefix: str) -> int:
@@ -28,5 +31,5 @@ def fmt(prefix: str, oid: int) -> str:
 
 
 def not_found(prefix: str, text: str) -> EC2Error:
-    code, noun = KINDS[prefix]
+    code, noun = NOT_FOUND.get(prefix) or KINDS[prefix]
     return EC2Error(f"{code}.NotFound", f"The {noun} '{text}' does not exist")
