@@ -10,6 +10,7 @@ import hashlib
 import json
 import xml.etree.ElementTree as ET
 
+import boto3
 import botocore.exceptions
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 import demo
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, start_econe
 from .test_econe_e2e import stack, wait_for  # noqa: F401
 
 # ---------------------------------------------------------------- helpers
@@ -421,3 +422,41 @@ def test_images_show_their_tags_and_filter_on_them(ec2, resources):
     ]
     assert ec2.describe_images(Filters=[{"Name": "tag:os", "Values": ["arch"]}])["Images"] == []
     ec2.delete_tags(Resources=[rid])
+
+
+def test_file_templates_get_the_public_key_and_key_name(stack, ec2, tmp_path):  # noqa: F811
+    (tmp_path / "m1.keyed.j2").write_text(
+        'CPU = "0.1"\nMEMORY = "64"\nDISK = [ IMAGE_ID = {{ img_id }} ]\n'
+        f'NIC = [ NETWORK_ID = "{stack.demo.vnet}" ]\n'
+        "CONTEXT = [ SSH_PUBLIC_KEY = {{ public_key }}, KEY = {{ key_name }} ]\n"
+    )
+    econe = start_econe(
+        tmp_path,
+        stack.cloud.url,
+        stack.cloud.server_auth,
+        use_file_templates=True,
+        template_dir=str(tmp_path),
+        instance_types={"m1.keyed": {"template": "m1.keyed.j2"}},
+    )
+    public = _openssh(ed25519.Ed25519PrivateKey.generate().public_key())
+    ec2.import_key_pair(KeyName='file "key"', PublicKeyMaterial=public.encode())
+    try:
+        client = boto3.client(
+            "ec2",
+            endpoint_url=econe.url,
+            region_name="opennebula",
+            aws_access_key_id=stack.demo.user,
+            aws_secret_access_key=stack.demo.secret,
+        )
+        run = client.run_instances(
+            ImageId=f"ami-{stack.demo.image:08d}", InstanceType="m1.keyed", MinCount=1, MaxCount=1, KeyName='file "key"'
+        )
+        iid = run["Instances"][0]["InstanceId"]
+        vm = _vm_xml(stack, int(iid[2:]))
+        assert vm.findtext("TEMPLATE/CONTEXT/SSH_PUBLIC_KEY") == public
+        assert vm.findtext("TEMPLATE/CONTEXT/KEY") == 'file "key"'
+        assert run["Instances"][0]["KeyName"] == 'file "key"'
+        client.terminate_instances(InstanceIds=[iid])
+    finally:
+        econe.stop()
+        ec2.delete_key_pair(KeyName='file "key"')

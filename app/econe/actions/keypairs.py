@@ -256,9 +256,10 @@ def describe_key_pairs(ctx: Context, p: dict) -> dict:
                 if text not in have:
                     raise _not_found(text)
             pairs = [kp for kp in pairs if getattr(kp, field) in wanted]
+    with_public_key = p.get("IncludePublicKey", False)
     tests = [(f["Name"], wildcards(f.get("Values", []))) for f in filters]
     pairs = [kp for kp in pairs if all(any(map(test, _values(name, kp))) for name, test in tests)]
-    return {"KeyPairs": [describe(kp, p.get("IncludePublicKey", False)) for kp in pairs]}
+    return {"KeyPairs": [describe(kp, with_public_key) for kp in pairs]}
 
 
 @action("DeleteKeyPair", reads=("KeyName", "KeyPairId"), changes=True)
