@@ -325,6 +325,14 @@ def _secgroup_tags(stack, rid: str) -> dict:  # noqa: F811
     return json.loads(body.findtext("TEMPLATE/EC2_TAGS"))
 
 
+def test_describe_tags_names_a_resource_by_its_full_id(ec2, resources):
+    iid = resources["instance"]
+    ec2.create_tags(Resources=[f"i-{int(iid[2:])}"], Tags=[{"Key": "short", "Value": "id"}])
+    tags = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [f"i-{int(iid[2:])}"]}])["Tags"]
+    assert tags == [{"Key": "short", "ResourceId": iid, "ResourceType": "instance", "Value": "id"}]
+    ec2.delete_tags(Resources=[iid])
+
+
 def test_delete_tags_by_key_and_by_key_and_value(ec2, resources):
     rid = resources["image"]
     ec2.create_tags(Resources=[rid], Tags=[{"Key": k, "Value": v} for k, v in

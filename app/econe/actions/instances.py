@@ -375,7 +375,7 @@ def _arch(body: list) -> str:
     return tpl.vget(os_, "ARCH", "") if isinstance(os_, list) else ""
 
 
-def _maker(ctx: Context, itype: str, image_id: int, user_data: str, key=None):
+def _maker(ctx: Context, itype: str, image_id: int, user_data: str, key: keypairs.KeyPair | None = None):
     """What makes one VM of *itype*, resolved once per request: ``(make(user_attrs, name) -> VM id, OS/ARCH)``."""
     context_values = [("EC2_USER_DATA", user_data)] if user_data else []
     context_values += keypairs.context_values(key)

@@ -105,20 +105,16 @@ def _sha256(openssh: str) -> str:
 
 def _generate(ktype: str) -> tuple[str, str, str]:
     """A new key pair: (private key PEM, OpenSSH public key, fingerprint)."""
+    pem, clear = serialization.Encoding.PEM, serialization.NoEncryption()
     if ktype == "ed25519":
         key = ed25519.Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-        )
         public = _openssh(key.public_key())
-        return pem.decode(), public, _sha256(public)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    )  # PKCS#1, as EC2 returns it; its fingerprint is the SHA-1 of the PKCS#8 DER form
-    none = serialization.NoEncryption()
-    pkcs8 = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, none)
-    return pem.decode(), _openssh(key.public_key()), _colons(hashlib.sha1(pkcs8).digest())
+        return key.private_bytes(pem, serialization.PrivateFormat.OpenSSH, clear).decode(), public, _sha256(public)
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+    # returned as PKCS#1, as EC2 does; the fingerprint is the SHA-1 of the PKCS#8 DER form
+    pkcs8 = rsa_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, clear)
+    private = rsa_key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL, clear).decode()
+    return private, _openssh(rsa_key.public_key()), _colons(hashlib.sha1(pkcs8).digest())
 
 
 def _imported(material: bytes) -> tuple[str, str, str]:

@@ -49,7 +49,8 @@ def _instance(ctx: Context, rid: str) -> Target:
         ctx.session.vm_update(vm.id, tpl.serialize([("EC2_TAGS", tagging.dump(new))]))
         ctx.session.vm(vm.id)  # remember the VM's new EC2 attributes for the listings
 
-    return Target(rid, "instance", tagging.load(vm.user_template.get("EC2_TAGS")), ("MANAGE", "VM", vm.id), write)
+    tags = tagging.load(vm.user_template.get("EC2_TAGS"))
+    return Target(ids.fmt("i", vm.id), "instance", tags, ("MANAGE", "VM", vm.id), write)
 
 
 def _image(ctx: Context, rid: str) -> Target:
@@ -58,7 +59,8 @@ def _image(ctx: Context, rid: str) -> Target:
     def write(old: dict, new: dict) -> None:
         ctx.session.image_update(image.id, tpl.serialize([("EC2_TAGS", tagging.dump(new))]))
 
-    return Target(rid, "image", tagging.load(image.template.get("EC2_TAGS")), ("MANAGE", "IMAGE", image.id), write)
+    tags = tagging.load(image.template.get("EC2_TAGS"))
+    return Target(ids.fmt("ami", image.id), "image", tags, ("MANAGE", "IMAGE", image.id), write)
 
 
 def _secgroup(ctx: Context, rid: str) -> Target:
@@ -68,7 +70,7 @@ def _secgroup(ctx: Context, rid: str) -> Target:
         ctx.session.secgroup_update(group.id, tpl.serialize([("EC2_TAGS", tagging.dump(new))]))
 
     tags = tagging.load(group.template.get("EC2_TAGS"))
-    return Target(rid, "security-group", tags, ("MANAGE", "SECGROUP", group.id), write)
+    return Target(ids.fmt("sg", group.id), "security-group", tags, ("MANAGE", "SECGROUP", group.id), write)
 
 
 def _key_pair(ctx: Context, rid: str) -> Target:
@@ -155,13 +157,14 @@ def _exact(values: list[str]) -> bool:
     return all(not any(c in v for c in "*?\\") for v in values)
 
 
-def _resources(ctx: Context, filters: list[dict]) -> list[tuple[str, str, dict]]:
-    """(id, kind, tags) of the resources the filters may keep: those named by an exact ``resource-id``
-    filter (read one by one; one that is not there has no tags), else every one of the kinds that
-    a ``resource-type`` filter lets through, read as pools."""
+def _resources(ctx: Context, filters: list[dict]) -> tuple[list[tuple[str, str, dict]], bool]:
+    """(id, kind, tags) of the resources the filters may keep, and whether the ``resource-id`` filter
+    has been applied: those named by an exact one (read one by one, so ``i-7`` names i-00000007; one
+    that is not there has no tags), else every one of the kinds that a ``resource-type`` filter lets
+    through, read as pools."""
     named = [v for f in filters if f["Name"] == "resource-id" for v in f.get("Values", [])]
-    if named and _exact(named):
-        found = []
+    if named and _exact(named) and sum(f["Name"] == "resource-id" for f in filters) == 1:
+        found = {}
         for rid in dict.fromkeys(named):
             try:
                 target = _target(ctx, rid)
@@ -169,8 +172,8 @@ def _resources(ctx: Context, filters: list[dict]) -> list[tuple[str, str, dict]]
                 if e.status >= 500:
                     raise
                 continue
-            found.append((target.id, target.kind, target.tags))
-        return found
+            found[target.id] = (target.id, target.kind, target.tags)  # i-7 and i-00000007 are one
+        return list(found.values()), True
     kinds = list(KINDS.values())
     for f in filters:
         if f["Name"] == "resource-type":
@@ -187,7 +190,7 @@ def _resources(ctx: Context, filters: list[dict]) -> list[tuple[str, str, dict]]
                 for g in ctx.session.secgroups()]  # fmt: skip
     if "key-pair" in kinds:
         out += [(kp.id, "key-pair", kp.tags) for kp in keypairs.all_pairs(ctx)]
-    return out
+    return out, False
 
 
 @action("DescribeTags", reads=("Filters", "MaxResults", "NextToken"))
@@ -198,12 +201,13 @@ def describe_tags(ctx: Context, p: dict) -> dict:
     if limit is not None and not MIN_RESULTS <= limit <= MAX_RESULTS:
         raise invalid("MaxResults", limit, f"It must be between {MIN_RESULTS} and {MAX_RESULTS}.")
     offset = instances._next_token(p.get("NextToken"))
+    resources, by_id = _resources(ctx, filters)
     items = [
         {"ResourceId": rid, "ResourceType": kind, "Key": key, "Value": value}
-        for rid, kind, tags in _resources(ctx, filters)
+        for rid, kind, tags in resources
         for key, value in sorted(tags.items())
     ]
-    tests = [(f["Name"], wildcards(f.get("Values", []))) for f in filters]
+    tests = [(f["Name"], wildcards(f.get("Values", []))) for f in filters if not (by_id and f["Name"] == "resource-id")]
     items = [t for t in items if all(any(map(test, _values(name, t))) for name, test in tests)]
     if not limit:
         return {"Tags": items[offset:]}
