@@ -485,3 +485,19 @@ def test_file_templates_get_the_public_key_and_key_name(stack, ec2, tmp_path):  
     finally:
         econe.stop()
         ec2.delete_key_pair(KeyName='file "key"')
+
+
+def test_tagging_a_security_group_leaves_its_rules(stack, ec2):  # noqa: F811
+    sg = ec2.create_security_group(GroupName="tag-rules", Description="rules stay")["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=sg, IpProtocol="tcp", FromPort=22, ToPort=22, CidrIp="10.0.0.0/8")
+
+    def rules() -> list[bytes]:
+        body = ET.fromstring(stack.admin("one.secgroup.info", int(sg[3:]), False))
+        return [ET.tostring(r) for r in body.iter("RULE")]
+
+    before = rules()
+    ec2.create_tags(Resources=[sg], Tags=[{"Key": "k", "Value": "v"}])
+    ec2.delete_tags(Resources=[sg], Tags=[{"Key": "k"}])
+    assert len(before) == 2 and rules() == before
+    assert ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"][0].get("Tags", []) == []
+    ec2.delete_security_group(GroupId=sg)

@@ -210,6 +210,12 @@ ONED_ERRORS: list[tuple[int | None, str, Callable[[EC2Error | None, bool], EC2Er
     (None, "Cannot process request", lambda nf, vis: unavailable()),
     # PoolObjectSQL::name_is_valid: the only name a client gives is a VM's, by its Name tag
     (None, "Invalid NAME", lambda nf, vis: EC2Error("InvalidParameterValue", _NAME_RULES)),
+    # security groups (SecurityGroupDelete::drop; PoolSQL's unique names per owner: only econe's
+    # security groups are named by clients)
+    (ACTION, "has VMs using it", lambda nf, vis: EC2Error(
+        "DependencyViolation", "The security group is in use by an instance.")),
+    (None, "NAME is already taken", lambda nf, vis: EC2Error(
+        "InvalidGroup.Duplicate", "A security group of that name already exists for this account.")),
     # the user was disabled or removed since econe read the users: the answer of any failed sign-in
     (AUTHENTICATION, "", lambda nf, vis: auth_failure()),
     (AUTHORIZATION, "", _missing_or_refused),
@@ -386,8 +392,8 @@ class Gateway:
 _INFO = {
     "VM": ("one.vm.info", False),
     "IMAGE": ("one.image.info", False),
-    "SECGROUP": ("one.secgroup.info", False),
     "TEMPLATE": ("one.template.info", False, False),
+    "SECGROUP": ("one.secgroup.info", False),
 }
 
 
@@ -544,18 +550,53 @@ class UserSession:
         self._changes()
         return self._call("one.vm.rename", vmid, name, not_found=_vm_missing(vmid), visible=True)
 
+    # -- security groups ------------------------------------------------
     def secgroups(self) -> list[SecGroup]:
-        """The security groups the user may see."""
-        return [parse_secgroup(el) for el in xml(self._call("one.secgrouppool.info", -2, -1, -1))]
+        """The security groups the user may see (USE): its own, its groups' shared ones, OpenNebula's default."""
+        return [
+            parse_secgroup(el) for el in xml(self._call("one.secgrouppool.info", -2, -1, -1)).iterfind("SECURITY_GROUP")
+        ]
 
     def secgroup(self, sgid: int) -> SecGroup:
         return parse_secgroup(xml(self._call("one.secgroup.info", sgid, False, not_found=_secgroup_missing(sgid))))
 
-    def secgroup_update(self, sgid: int, text: str, merge: bool = True):
+    def secgroup_allocate(self, text: str) -> int:
         self._changes()
-        return self._call(
+        return self._call("one.secgroup.allocate", text)
+
+    def secgroup_update(self, sgid: int, text: str, merge: bool = False) -> None:
+        """Replace the whole template (oned pushes the rules to the VMs that use the group), or merge into it."""
+        self._changes()
+        self._call(
             "one.secgroup.update", sgid, text, 1 if merge else 0, not_found=_secgroup_missing(sgid), visible=True
         )
+
+    def secgroup_delete(self, sgid: int) -> None:
+        self._changes()
+        self._call("one.secgroup.delete", sgid, not_found=_secgroup_missing(sgid), visible=True)
+
+
+# ---------------------------------------------------------------- security groups
+
+
+@dataclass
+class SecGroup:
+    id: int
+    name: str
+    uid: int
+    template: list  # its TEMPLATE as one.template pairs: RULE vectors, DESCRIPTION, EC2_TAGS and the rest
+    vms: list[int]  # the VMs using it (UPDATED, OUTDATED, UPDATING and ERROR)
+
+
+def parse_secgroup(el) -> SecGroup:
+    vms = [int(i.text) for part in ("UPDATED", "OUTDATED", "UPDATING", "ERROR") for i in el.iterfind(f"{part}_VMS/ID")]
+    return SecGroup(
+        int(_text(el, "ID")), _text(el, "NAME"), int(_text(el, "UID")), _template_pairs(el.find("TEMPLATE")), vms
+    )
+
+
+def _secgroup_missing(sgid: int) -> EC2Error:
+    return EC2Error("InvalidGroup.NotFound", f"The security group '{ids.fmt('sg', sgid)}' does not exist")
 
 
 def _template_pairs(el) -> list:
@@ -568,22 +609,3 @@ def _template_pairs(el) -> list:
         else:
             out.append((child.tag, child.text or ""))
     return out
-
-
-# ---------------------------------------------------------------- security groups (what tags need of them)
-
-
-@dataclass
-class SecGroup:
-    id: int
-    name: str
-    uid: int
-    template: dict[str, str] = field(default_factory=dict)  # single-valued attributes (EC2_TAGS, DESCRIPTION)
-
-
-def parse_secgroup(el) -> SecGroup:
-    return SecGroup(int(_text(el, "ID")), _text(el, "NAME"), int(_text(el, "UID")), _flat(el.find("TEMPLATE")))
-
-
-def _secgroup_missing(sgid: int) -> EC2Error:
-    return ids.not_found("sg", ids.fmt("sg", sgid))

@@ -11,10 +11,8 @@ _ID = re.compile(r"(?:(?P<prefix>[a-z]+)-)?(?P<number>[0-9]{1,10})")
 KINDS = {
     "i": ("InvalidInstanceID", "instance ID"),
     "ami": ("InvalidAMIID", "image ID"),
-    "sg": ("InvalidGroupId", "security group ID"),
+    "sg": ("InvalidGroupId", "security group ID"),  # not found: InvalidGroup.NotFound (actions.secgroups)
 }
-# where EC2 names a missing object with another code than a malformed id
-NOT_FOUND = {"sg": ("InvalidGroup", "security group")}
 
 
 def parse(text: str, prefix: str) -> int:
@@ -32,5 +30,5 @@ def fmt(prefix: str, oid: int) -> str:
 
 
 def not_found(prefix: str, text: str) -> EC2Error:
-    code, noun = NOT_FOUND.get(prefix) or KINDS[prefix]
+    code, noun = KINDS[prefix]
     return EC2Error(f"{code}.NotFound", f"The {noun} '{text}' does not exist")

@@ -12,7 +12,7 @@ from one import template as tpl
 
 from .. import ids
 from ..errors import EC2Error, invalid, missing
-from . import images, instances, keypairs, tagging
+from . import images, instances, keypairs, secgroups, tagging
 from .filters import check_names, wildcards
 from .registry import Context, action
 
@@ -64,12 +64,12 @@ def _image(ctx: Context, rid: str) -> Target:
 
 
 def _secgroup(ctx: Context, rid: str) -> Target:
-    group = ctx.session.secgroup(ids.parse(rid, "sg"))
+    group = secgroups.get_group(ctx, rid)
 
-    def write(old: dict, new: dict) -> None:
-        ctx.session.secgroup_update(group.id, tpl.serialize([("EC2_TAGS", tagging.dump(new))]))
+    def write(old: dict, new: dict) -> None:  # a merge: the group's rules are left as they are
+        ctx.session.secgroup_update(group.id, tpl.serialize([("EC2_TAGS", tagging.dump(new))]), merge=True)
 
-    tags = tagging.load(group.template.get("EC2_TAGS"))
+    tags = tagging.load(tpl.get(group.template, "EC2_TAGS"))
     return Target(ids.fmt("sg", group.id), "security-group", tags, ("MANAGE", "SECGROUP", group.id), write)
 
 
@@ -186,7 +186,7 @@ def _resources(ctx: Context, filters: list[dict]) -> tuple[list[tuple[str, str, 
     if "image" in kinds:
         out += [(ids.fmt("ami", i.id), "image", tagging.load(i.template.get("EC2_TAGS"))) for i in ctx.session.images()]
     if "security-group" in kinds:
-        out += [(ids.fmt("sg", g.id), "security-group", tagging.load(g.template.get("EC2_TAGS")))
+        out += [(ids.fmt("sg", g.id), "security-group", tagging.load(tpl.get(g.template, "EC2_TAGS")))
                 for g in ctx.session.secgroups()]  # fmt: skip
     if "key-pair" in kinds:
         out += [(kp.id, "key-pair", kp.tags) for kp in keypairs.all_pairs(ctx)]
