@@ -27,6 +27,8 @@ import threading
 import boto3
 import botocore.exceptions
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from econe import config, model, upload, web
 from econe.actions import ACTIONS
@@ -128,7 +130,16 @@ def _requests(stack, url: str, workdir) -> None:  # noqa: F811
     dry(ec2.stop_instances, InstanceIds=ids)
     dry(ec2.start_instances, InstanceIds=ids)
     dry(ec2.reboot_instances, InstanceIds=ids)
+    dry(ec2.create_tags, Resources=ids, Tags=[{"Key": "k", "Value": "v"}])
+    dry(ec2.delete_tags, Resources=ids)
+    ec2.describe_tags()
     ec2.terminate_instances(InstanceIds=ids)
+    dry(ec2.create_key_pair, KeyName="registry")
+    public = ed25519.Ed25519PrivateKey.generate().public_key()
+    material = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    dry(ec2.import_key_pair, KeyName="registry", PublicKeyMaterial=material)
+    ec2.describe_key_pairs()
+    dry(ec2.delete_key_pair, KeyName="registry")
     ec2.describe_regions()
     ec2.describe_availability_zones()
     ec2.describe_addresses()

@@ -534,6 +534,22 @@ class UserSession:
         self._changes()
         return self._call("one.image.update", image_id, text, 1, not_found=_image_missing(image_id), visible=True)
 
+    # -- the user's own template (key pairs) --------------------------------
+    def own_template(self) -> tuple[int, list]:
+        """The user's id and its own template, as one.template pairs (one.user.info of itself)."""
+        me = xml(self._call("one.user.info", -1, False))
+        return int(me.findtext("ID")), _template_pairs(me.find("TEMPLATE"))
+
+    def own_template_update(self, uid: int, text: str, merge: bool = True):
+        """Merge (oned keeps one attribute per name) or replace the user's own template."""
+        self._changes()
+        return self._call("one.user.update", uid, text, 1 if merge else 0)
+
+    # -- tags ---------------------------------------------------------------
+    def vm_rename(self, vmid: int, name: str):
+        self._changes()
+        return self._call("one.vm.rename", vmid, name, not_found=_vm_missing(vmid), visible=True)
+
     # -- security groups ------------------------------------------------
     def secgroups(self) -> list[SecGroup]:
         """The security groups the user may see (USE): its own, its groups' shared ones, OpenNebula's default."""
@@ -548,10 +564,12 @@ class UserSession:
         self._changes()
         return self._call("one.secgroup.allocate", text)
 
-    def secgroup_update(self, sgid: int, text: str) -> None:
-        """Replace the whole template (oned pushes the rules to the VMs that use the group)."""
+    def secgroup_update(self, sgid: int, text: str, merge: bool = False) -> None:
+        """Replace the whole template (oned pushes the rules to the VMs that use the group), or merge into it."""
         self._changes()
-        self._call("one.secgroup.update", sgid, text, 0, not_found=_secgroup_missing(sgid), visible=True)
+        self._call(
+            "one.secgroup.update", sgid, text, 1 if merge else 0, not_found=_secgroup_missing(sgid), visible=True
+        )
 
     def secgroup_delete(self, sgid: int) -> None:
         self._changes()

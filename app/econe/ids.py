@@ -20,7 +20,8 @@ def parse(text: str, prefix: str) -> int:
     code, noun = KINDS[prefix]
     m = _ID.fullmatch(text or "")
     if not m or (m.group("prefix") not in (None, prefix)) or int(m.group("number")) > 2**31 - 1:
-        raise EC2Error(f"{code}.Malformed", f'Invalid id: "{text}" (expecting an {noun} like {prefix}-00000001)')
+        article = "an" if noun[0] in "aeiou" else "a"
+        raise EC2Error(f"{code}.Malformed", f'Invalid id: "{text}" (expecting {article} {noun} like {prefix}-00000001)')
     return int(m.group("number"))
 
 

@@ -7,7 +7,7 @@ so there is no cycle and no import inside a function."""
 
 from __future__ import annotations
 
-from . import identity, images, instances, network, regions, secgroups  # noqa: F401 (importing registers their actions)
+from . import identity, images, instances, keypairs, network, regions, secgroups, tags  # noqa: F401 (importing registers their actions)
 from .registry import ACTIONS, Context, check_limits, check_stored, check_supported
 
 __all__ = ["ACTIONS", "Context", "check_limits", "check_stored", "check_supported"]

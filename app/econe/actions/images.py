@@ -12,6 +12,7 @@ from one.codes import IMAGE_STATES
 from .. import ids, states
 from ..errors import EC2Error
 from ..gateway import Image
+from . import tagging
 from .filters import wildcards
 from .registry import Context, action
 
@@ -38,6 +39,7 @@ def describe(image: Image) -> dict | None:
         "RootDeviceType": "instance-store",
         "VirtualizationType": "hvm",
         "Hypervisor": "xen",
+        "Tags": tagging.as_list(tagging.load(image.template.get("EC2_TAGS"))),
     }
 
 
@@ -51,13 +53,22 @@ def _filters(filters: list[dict]):
         "image-type": "ImageType",
     }
     for f in filters:
-        if f.get("Name") not in fields:
+        name = f.get("Name") or ""
+        if name not in fields and name != "tag-key" and not name.startswith("tag:"):
             raise EC2Error("InvalidParameterValue", f"The filter '{f.get('Name')}' is invalid")
 
-    tests = [(fields[f["Name"]], wildcards(f.get("Values", []))) for f in filters]
+    def values(name: str, item: dict) -> list[str]:
+        tags = item["Tags"] or []
+        if name == "tag-key":
+            return [t["Key"] for t in tags]
+        if name.startswith("tag:"):
+            return [t["Value"] for t in tags if t["Key"] == name[4:]]
+        return [str(item[fields[name]])]
+
+    tests = [(f["Name"], wildcards(f.get("Values", []))) for f in filters]
 
     def keep(item: dict) -> bool:
-        return all(test(str(item[field])) for field, test in tests)
+        return all(any(map(test, values(name, item))) for name, test in tests)
 
     return keep
 

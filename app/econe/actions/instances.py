@@ -19,6 +19,7 @@ from one.codes import LCM_STATE, VM_STATE
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
 from ..gateway import VM
+from . import keypairs
 from .filters import check_names, wildcards
 from .instance_types import render_file_template, template_for
 from .regions import ZONE
@@ -263,9 +264,11 @@ RUN_READS = (
     "ClientToken",
     "TagSpecifications",
     "Placement",
+    "KeyName",
 )
 RUN_IGNORED = ("Monitoring", "DisableApiTermination", "InstanceInitiatedShutdownBehavior", "EbsOptimized")
-RUN_STORED = ("InstanceType", "UserData", "ClientToken", "TagSpecifications")  # tags in EC2_TAGS, the Name tag as NAME
+# tags in EC2_TAGS, the Name tag as NAME; KeyName as EC2_KEYNAME
+RUN_STORED = ("InstanceType", "UserData", "ClientToken", "TagSpecifications", "KeyName")
 
 
 @action("RunInstances", reads=RUN_READS, ignored=RUN_IGNORED, stored=RUN_STORED, changes=True)
@@ -297,10 +300,11 @@ def run_instances(ctx: Context, p: dict) -> dict:
         raise
     user_data = _user_data(p)
     tags = _instance_tags(p)
+    key = keypairs.by_name(ctx, p["KeyName"]) if "KeyName" in p else None
     if ctx.dry_run:  # the instance type must exist, and the user may use it and the image, and create VMs
         needs = [("USE", "IMAGE", image_id), ("CREATE", "VM", None)]
         if ctx.config.use_file_templates:
-            render_file_template(ctx.config, p["InstanceType"], image_id, user_data)
+            render_file_template(ctx.config, p["InstanceType"], image_id, user_data, *keypairs.launch_values(key))
         else:
             needs.append(("USE", "TEMPLATE", template_for(ctx, p["InstanceType"]).id))
         ctx.session.decide_dry_run(needs)
@@ -310,14 +314,14 @@ def run_instances(ctx: Context, p: dict) -> dict:
             existing = [vm for vm in ctx.session.vms(True) if vm.user_template.get("EC2_CLIENT_TOKEN") == token]
             if existing:
                 return _run_answer(ctx, sorted(existing, key=lambda vm: vm.id))
-            return _run(ctx, p, image_id, user_data, tags, token, low, high)
-    return _run(ctx, p, image_id, user_data, tags, None, low, high)
+            return _run(ctx, p, image_id, user_data, tags, token, low, high, key)
+    return _run(ctx, p, image_id, user_data, tags, None, low, high, key)
 
 
-def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low: int, high: int) -> dict:
+def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low: int, high: int, key) -> dict:
     reservation = "r-" + secrets.token_hex(9)[:17]
     made: list[int] = []
-    make, arch = _maker(ctx, p["InstanceType"], image_id, user_data)
+    make, arch = _maker(ctx, p["InstanceType"], image_id, user_data, key)
     try:
         for index in range(high):
             user_attrs = [
@@ -328,6 +332,8 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
             ]
             if token:
                 user_attrs.append(("EC2_CLIENT_TOKEN", token))
+            if key:
+                user_attrs.append(("EC2_KEYNAME", key.name))
             if tags:
                 user_attrs.append(("EC2_TAGS", json.dumps(tags, sort_keys=True)))
             vmid = make(user_attrs, tags.get("Name", ""))
@@ -369,11 +375,12 @@ def _arch(body: list) -> str:
     return tpl.vget(os_, "ARCH", "") if isinstance(os_, list) else ""
 
 
-def _maker(ctx: Context, itype: str, image_id: int, user_data: str):
+def _maker(ctx: Context, itype: str, image_id: int, user_data: str, key: keypairs.KeyPair | None = None):
     """What makes one VM of *itype*, resolved once per request: ``(make(user_attrs, name) -> VM id, OS/ARCH)``."""
     context_values = [("EC2_USER_DATA", user_data)] if user_data else []
+    context_values += keypairs.context_values(key)
     if ctx.config.use_file_templates:
-        body = tpl.parse(render_file_template(ctx.config, itype, image_id, user_data))
+        body = tpl.parse(render_file_template(ctx.config, itype, image_id, user_data, *keypairs.launch_values(key)))
 
         def make(user_attrs, name):
             vm = body + user_attrs
