@@ -93,14 +93,14 @@ def test_key_pairs(stack, tmp_path, names, own_key):  # noqa: F811
         {"amazon.aws.ec2_key_info": {"names": [made, own]}},
         {"amazon.aws.ec2_key": {"name": made, "state": "absent"}},
         {"amazon.aws.ec2_key": {"name": made, "state": "absent"}},
-        {"amazon.aws.ec2_key_info": {"names": [made, own]}},
+        {"amazon.aws.ec2_key_info": {"filters": {"key-name": [made, own]}}},
     )
     assert created["changed"] and created["key"]["private_key"].startswith("-----BEGIN")
     assert created["key"]["name"] == made and created["key"]["id"].startswith("key-")
     assert not again["changed"] and "private_key" not in again["key"]  # returned once, never stored
-    assert imported["changed"] and imported["key"]["type"] == "ed25519"
+    assert imported["changed"] and imported["key"]["name"] == own
     pairs = {k["key_name"]: k for k in listed["keypairs"]}
-    assert set(pairs) == {made, own}
+    assert set(pairs) == {made, own} and pairs[own]["key_type"] == "ed25519"
     assert pairs[made]["key_fingerprint"] == created["key"]["fingerprint"]
     assert removed["changed"] and not removed_again["changed"]
     assert [k["key_name"] for k in after["keypairs"]] == [own]
