@@ -21,6 +21,7 @@ from ..errors import EC2Error, invalid, missing
 from ..gateway import VM
 from .filters import check_names, wildcards
 from .instance_types import render_file_template, template_for
+from .protection import launch_attributes, refuse_protected
 from .regions import ZONE
 from .registry import Context, action
 
@@ -263,8 +264,10 @@ RUN_READS = (
     "ClientToken",
     "TagSpecifications",
     "Placement",
+    "DisableApiTermination",
+    "InstanceInitiatedShutdownBehavior",
 )
-RUN_IGNORED = ("Monitoring", "DisableApiTermination", "InstanceInitiatedShutdownBehavior", "EbsOptimized")
+RUN_IGNORED = ("Monitoring", "EbsOptimized")
 RUN_STORED = ("InstanceType", "UserData", "ClientToken", "TagSpecifications")  # tags in EC2_TAGS, the Name tag as NAME
 
 
@@ -297,6 +300,7 @@ def run_instances(ctx: Context, p: dict) -> dict:
         raise
     user_data = _user_data(p)
     tags = _instance_tags(p)
+    protection = launch_attributes(p)
     if ctx.dry_run:  # the instance type must exist, and the user may use it and the image, and create VMs
         needs = [("USE", "IMAGE", image_id), ("CREATE", "VM", None)]
         if ctx.config.use_file_templates:
@@ -310,11 +314,12 @@ def run_instances(ctx: Context, p: dict) -> dict:
             existing = [vm for vm in ctx.session.vms(True) if vm.user_template.get("EC2_CLIENT_TOKEN") == token]
             if existing:
                 return _run_answer(ctx, sorted(existing, key=lambda vm: vm.id))
-            return _run(ctx, p, image_id, user_data, tags, token, low, high)
-    return _run(ctx, p, image_id, user_data, tags, None, low, high)
+            return _run(ctx, p, image_id, user_data, tags, token, low, high, protection)
+    return _run(ctx, p, image_id, user_data, tags, None, low, high, protection)
 
 
-def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low: int, high: int) -> dict:
+def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low: int, high: int, launch=()) -> dict:
+    """*launch*: more user-template attributes for every VM (protection.launch_attributes)."""
     reservation = "r-" + secrets.token_hex(9)[:17]
     made: list[int] = []
     make, arch = _maker(ctx, p["InstanceType"], image_id, user_data)
@@ -330,6 +335,7 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
                 user_attrs.append(("EC2_CLIENT_TOKEN", token))
             if tags:
                 user_attrs.append(("EC2_TAGS", json.dumps(tags, sort_keys=True)))
+            user_attrs += launch
             vmid = make(user_attrs, tags.get("Name", ""))
             made.append(vmid)
             ctx.session.made(vmid, dict(user_attrs), arch)
@@ -448,6 +454,7 @@ _waiting = threading.BoundedSemaphore(4)  # requests waiting at once: the rest a
 def _terminate_op(vm: VM) -> str | None:
     if vm.state == DONE or (vm.state, vm.lcm_state) == (ACTIVE, EPILOG):
         return None
+    refuse_protected(vm)  # every instance named is checked before any is terminated
     return "terminate" if (vm.state, vm.lcm_state) == (ACTIVE, RUNNING) else "terminate-hard"
 
 
