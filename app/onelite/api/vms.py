@@ -27,6 +27,7 @@ from .lifecycle import (
     set_state,
     vnc_port,
 )
+from .vmbuild import _context as network_context
 from .vmbuild import automatic_requirements, build_vm, new_disk
 from .vmstate import (
     ACTIONS,
@@ -341,21 +342,20 @@ def _conf_vector(old, new, names: tuple[str, ...], append: bool):
     return kept + wanted
 
 
-def _conf_context(old: list, new: list, append: bool) -> list:
+def _conf_context(vm: dict, old: list, new: list, append: bool) -> list:
     """The CONTEXT part of VirtualMachine::updateconf: ETHn_* come from the NICs and may not be set
-    here; TARGET and DISK_ID stay; merge keeps the other values, replace keeps only the network
-    values (NETWORK=YES regenerates them in oned)."""
+    here; the new values are parsed as at creation (NETWORK=YES makes the NICs' ETHn_* again), then
+    merged into the old CONTEXT or put in its place; TARGET and DISK_ID stay."""
     current = dict(old)
     for k, v in new:
         if k.startswith("ETH") and k.partition("_")[0][3:].isdigit() and current.get(k) != v:
             verb = "update" if k in current else "add"
             raise OneError(INTERNAL, f"Unable to {verb} {k}, update NIC to update network context")
-    fixed = {"TARGET", "DISK_ID"}
-    if append:
-        return tpl.merge(old, [(k, v) for k, v in new if k not in fixed])
-    network = dict(new).get("NETWORK") == "YES"
-    keep = [(k, v) for k, v in old if k in fixed or (network and k.startswith("ETH"))]
-    return keep + [(k, v) for k, v in new if k not in fixed and not k.startswith("ETH")]
+    nics = [v for k, v in vm["TEMPLATE"] if k == "NIC" and isinstance(v, list)]
+    parsed = network_context([(k, v) for k, v in new if k not in ("TARGET", "DISK_ID")], 0, nics)
+    kept = [(k, current[k]) for k in ("DISK_ID", "TARGET") if k in current]
+    parsed = tpl.merge(parsed, kept)
+    return tpl.merge(old, parsed) if append else parsed
 
 
 @method("one.vm.updateconf", int, str, int, required=2)
@@ -380,7 +380,7 @@ def vm_updateconf(call: Call, oid: int, text: str, update_type: int = 0) -> int:
     if isinstance(new_context, list):
         if not isinstance(old_context, list):
             raise OneError(INTERNAL, "Virtual machine does not have context, cannot add a new one.")
-        context = _conf_context(old_context, new_context, append)
+        context = _conf_context(vm, old_context, new_context, append)
         context_changed = sorted(context) != sorted(old_context)
         body = [(k, context if k == "CONTEXT" else v) for k, v in body]
     vm["TEMPLATE"] = body
