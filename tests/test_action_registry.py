@@ -128,6 +128,11 @@ def _requests(stack, url: str, workdir) -> None:  # noqa: F811
     dry(ec2.stop_instances, InstanceIds=ids)
     dry(ec2.start_instances, InstanceIds=ids)
     dry(ec2.reboot_instances, InstanceIds=ids)
+    ec2.describe_instance_status(IncludeAllInstances=True)
+    ec2.describe_instance_attribute(InstanceId=ids[0], Attribute="instanceType")
+    # the value form reads Attribute and Value, after asking for every structured member
+    dry(ec2.modify_instance_attribute, InstanceId=ids[0], Attribute="disableApiTermination", Value="false")
+    ec2.describe_instance_types()
     ec2.terminate_instances(InstanceIds=ids)
     ec2.describe_regions()
     ec2.describe_availability_zones()

@@ -471,8 +471,9 @@ class UserSession:
 
     def _pool(self, start: int, end: int, state: int) -> list[VM]:
         """The short pool answer carries everything but the EC2 attributes of the user template and
-        the OS/ARCH of the template, which never change once a VM exists: those come from a cache,
-        filled from the extended answer (or one vm.info per VM when few are missing)."""
+        the OS/ARCH of the template, which change seldom (ModifyInstanceAttribute re-reads the VM it
+        changed; other servers trust EC2_ATTRS_TTL): those come from a cache, filled from the extended
+        answer (or one vm.info per VM when few are missing)."""
         vms = parse_vm_pool(self._call("one.vmpool.info", -3, start, end, state))
         missing = [vm.id for vm in vms if self.gateway.made_with(vm.id) is None]
         if len(missing) > EXTENDED_AFTER:
