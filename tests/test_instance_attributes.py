@@ -7,12 +7,13 @@ import base64
 import xml.etree.ElementTree as ET
 import xmlrpc.client
 
+import boto3
 import botocore.exceptions
 import pytest
 
 from one import template as tpl
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, start_econe
 from .test_econe_e2e import signed_v2, stack, wait_for  # noqa: F401
 
 SET3 = FIXTURES / "set3"
@@ -31,9 +32,8 @@ def _code(call, **params) -> str:
 
 
 def _run(stack, ec2, **extra) -> str:  # noqa: F811
-    run = ec2.run_instances(
-        ImageId=f"ami-{stack.demo.image:08d}", InstanceType=stack.demo.itype, MinCount=1, MaxCount=1, **extra
-    )
+    params = {"ImageId": f"ami-{stack.demo.image:08d}", "InstanceType": stack.demo.itype, "MinCount": 1, "MaxCount": 1}
+    run = ec2.run_instances(**{**params, **extra})
     return run["Instances"][0]["InstanceId"]
 
 
@@ -348,3 +348,42 @@ def test_describe_instance_types_from_the_templates(stack, ec2):  # noqa: F811
         "InvalidParameterValue"
     )
     assert _code(ec2.describe_instance_types, DryRun=True) == "DryRunOperation"
+
+
+def test_file_template_types_are_described_and_resized_to(stack, tmp_path):  # noqa: F811
+    """With file templates (econe.conf :instance_types:), the types and a resize come from the files."""
+    for name, cpu, vcpu, memory in (("f1.small", "0.2", "1", "96"), ("f1.large", "0.5", "3", "192")):
+        (tmp_path / f"{name}.j2").write_text(
+            f'NAME = {{{{ instance_type }}}}\nCPU = "{cpu}"\nVCPU = "{vcpu}"\nMEMORY = "{memory}"\n'
+            f'DISK = [ IMAGE_ID = {{{{ img_id }}}} ]\nNIC = [ NETWORK_ID = "{stack.demo.vnet}" ]\n'
+            f'SCHED_REQUIREMENTS = "ID=\\"{stack.demo.host}\\""\n'
+        )
+    econe = start_econe(
+        tmp_path,
+        stack.cloud.url,
+        stack.cloud.server_auth,
+        use_file_templates=True,
+        template_dir=str(tmp_path),
+        instance_types={name: {"template": f"{name}.j2"} for name in ("f1.small", "f1.large")},
+    )
+    try:
+        ec2 = boto3.client(
+            "ec2",
+            endpoint_url=econe.url,
+            region_name="opennebula",
+            aws_access_key_id=stack.demo.user,
+            aws_secret_access_key=stack.demo.secret,
+        )
+        types = ec2.describe_instance_types()["InstanceTypes"]
+        assert [(t["InstanceType"], t["VCpuInfo"]["DefaultVCpus"], t["MemoryInfo"]["SizeInMiB"]) for t in types] == [
+            ("f1.large", 3, 192),
+            ("f1.small", 1, 96),
+        ]
+        iid = _run(stack, ec2, InstanceType="f1.small")
+        _stopped(ec2, iid)
+        ec2.modify_instance_attribute(InstanceId=iid, Attribute="instanceType", Value="f1.large")
+        vm = _vm(stack, iid)
+        assert [vm.findtext(f"TEMPLATE/{k}") for k in ("CPU", "VCPU", "MEMORY")] == ["0.5", "3", "192"]
+        ec2.terminate_instances(InstanceIds=[iid])
+    finally:
+        econe.stop()

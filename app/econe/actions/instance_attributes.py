@@ -124,7 +124,8 @@ def describe_instance_status(ctx: Context, p: dict) -> dict:
     chosen = _wanted_vms(ctx, wanted, pool) if wanted else sorted(pool.values(), key=lambda pair: pair[0].id)
     if not p.get("IncludeAllInstances", False):  # EC2's default: running instances only
         chosen = [(vm, hid) for vm, hid in chosen if states.instance_state(vm.state, vm.lcm_state)["Name"] == "running"]
-    hosts = ctx.session.gateway.host_states() if any(hid >= 0 for _, hid in chosen) else {}
+    on_hosts = any(hid >= 0 and instance_status(vm.state, vm.lcm_state) != "not-applicable" for vm, hid in chosen)
+    hosts = ctx.session.gateway.host_states() if on_hosts else {}
     items = [_status_item(vm, hosts.get(hid)) for vm, hid in chosen]
     tests = [(f["Name"], wildcards(f.get("Values", []))) for f in filters]
     items = [s for s in items if all(any(map(test, _STATUS_FILTERS[name](s))) for name, test in tests)]
@@ -369,8 +370,10 @@ def _requested(p: dict) -> tuple[str, object]:
         names = ", ".join(sorted({attr for attr, _ in given}))
         raise EC2Error("InvalidParameterCombination", f"Fields for multiple attribute types specified: {names}")
     attribute, value = given[0]
-    if isinstance(value, dict) and set(value) <= {"Value"} and attribute in _MEMBERS:
+    if isinstance(value, dict) and set(value) <= {"Value"}:
         value = value.get("Value")  # the structured form: InstanceType.Value=...
+        if value is None:
+            raise missing(f"{_MEMBERS[attribute]}.Value")
     if attribute in _BOOLEANS and isinstance(value, str):
         value = _boolean(attribute, value)
     if attribute == "userData":
