@@ -6,6 +6,8 @@ does the work of each state change, and the hypervisor loop makes the queued one
 
 from __future__ import annotations
 
+import math
+
 from one import template as tpl
 from one.codes import LCM_STATE, VM_STATE
 
@@ -256,11 +258,12 @@ def vm_recover(call: Call, oid: int, op: int) -> int:
 
 
 def _number(t: tpl.Template, name: str, conv) -> float:
-    """A resize value as oned's Template::get reads it: what does not parse counts as 0 (unchanged)."""
+    """A value as oned's Template::get reads it: what does not parse as a finite number counts as 0."""
     try:
-        return conv(tpl.get(t, name) or 0)
-    except ValueError:
+        value = conv(tpl.get(t, name) or 0)
+    except (ValueError, TypeError):
         return 0
+    return value if math.isfinite(value) else 0
 
 
 @method("one.vm.resize", int, str, bool)
@@ -283,7 +286,7 @@ def vm_resize(call: Call, oid: int, text: str, enforce: bool) -> int:
         raise OneError(ACTION, f"Hotplug resize not supported by driver {driver}")
     if state in (STOPPED, SUSPENDED, DONE):
         raise OneError(ACTION, f"Cannot resize a VM in state {VM_STATE(state).name}")
-    old_cpu, old_mem = float(tpl.get(vm["TEMPLATE"], "CPU") or 0), int(tpl.get(vm["TEMPLATE"], "MEMORY") or 0)
+    old_cpu, old_mem = _number(vm["TEMPLATE"], "CPU", float), _number(vm["TEMPLATE"], "MEMORY", int)
     for name, value in new.items():
         if value > 0:
             vm["TEMPLATE"] = tpl.replace(vm["TEMPLATE"], name, f"{value:g}" if name == "CPU" else str(value))
@@ -298,7 +301,7 @@ def _moved_capacity(call: Call, vm: dict, old_cpu: float, old_mem: int) -> None:
     """A powered-off VM keeps its place on its host: the host's usage follows the new capacity."""
     host = call.db.get("host", vm["HISTORY"][-1]["HID"]) if vm["HISTORY"] else None
     if host and vm["ID"] in host["VMS"]:
-        cpu, mem = float(tpl.get(vm["TEMPLATE"], "CPU") or 0), int(tpl.get(vm["TEMPLATE"], "MEMORY") or 0)
+        cpu, mem = _number(vm["TEMPLATE"], "CPU", float), _number(vm["TEMPLATE"], "MEMORY", int)
         host["CPU_USAGE"] = max(0, host["CPU_USAGE"] + int(cpu * 100) - int(old_cpu * 100))
         host["MEM_USAGE"] = max(0, host["MEM_USAGE"] + (mem - old_mem) * 1024)
         call.db.put("host", host)
