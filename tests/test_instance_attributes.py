@@ -252,7 +252,10 @@ def test_describe_instance_attribute_answers_every_attribute(stack, ec2):  # noq
     groups = ec2.describe_instance_attribute(InstanceId=iid, Attribute="groupSet")["Groups"]
     nic = _vm(stack, iid).find("TEMPLATE/NIC")
     expected = [f"sg-{int(g):08d}" for g in (nic.findtext("SECURITY_GROUPS") or "").split(",") if g]
-    assert [g["GroupId"] for g in groups] == expected
+    assert expected and [g["GroupId"] for g in groups] == expected
+    names = {g["GroupId"]: g["GroupName"] for g in ec2.describe_security_groups(GroupIds=expected)["SecurityGroups"]}
+    assert [(g["GroupId"], g["GroupName"]) for g in groups] == [(i, names[i]) for i in expected]
+    assert names.get("sg-00000000", "default") == "default"  # OpenNebula's default group, as EC2 names it
     assert ec2.describe_instance_attribute(InstanceId=iid, Attribute="sourceDestCheck")["SourceDestCheck"] == {
         "Value": True
     }

@@ -23,6 +23,7 @@ from .instance_types import render_file_template, template_for
 from .instances import ARCHITECTURE, MAX_RESULTS, MIN_RESULTS, _get_vm, _next_token, _token
 from .regions import ZONE
 from .registry import Context, action
+from .secgroups import name_of
 
 # ---------------------------------------------------------------- DescribeInstanceStatus
 
@@ -253,11 +254,14 @@ def describe_instance_types(ctx: Context, p: dict) -> dict:
 DEFAULT_BEHAVIOR = "stop"  # EC2's default InstanceInitiatedShutdownBehavior
 
 
-def _security_groups(body: list) -> list[dict]:
-    """The first NIC's SECURITY_GROUPS as EC2 group ids (OpenNebula's group 0 is EC2's default)."""
+def _security_groups(ctx: Context, body: list) -> list[dict]:
+    """The first NIC's SECURITY_GROUPS as EC2 groups, named as DescribeSecurityGroups names them
+    (OpenNebula's group 0 is EC2's default); one the user may not see has its id only."""
     nic = tpl.get(body, "NIC")
     text = tpl.vget(nic, "SECURITY_GROUPS", "") if isinstance(nic, list) else ""
-    return [{"GroupId": ids.fmt("sg", int(g))} for g in text.split(",") if g.strip().isdigit()]
+    numbers = [int(g) for g in text.split(",") if g.strip().isdigit()]
+    names = {g.id: name_of(g) for g in ctx.session.secgroups()} if numbers else {}
+    return [{"GroupId": ids.fmt("sg", g), "GroupName": names.get(g)} for g in numbers]
 
 
 def _root_device(body: list) -> str | None:
@@ -279,30 +283,30 @@ def _value(v) -> dict:
     return {"Value": v} if v is not None else {}
 
 
-# attribute -> (output member, its value from (VM, TEMPLATE pairs)); every name of the model is answered
+# attribute -> (output member, its value from (context, VM, TEMPLATE pairs)); every name of the model is answered
 _ATTRIBUTES = {
-    "instanceType": ("InstanceType", lambda vm, body: _value(vm.user_template.get("EC2_INSTANCE_TYPE"))),
-    "kernel": ("KernelId", lambda vm, body: {}),  # OpenNebula boots the image's own kernel
-    "ramdisk": ("RamdiskId", lambda vm, body: {}),
-    "userData": ("UserData", lambda vm, body: _value(_user_data_of(body))),
+    "instanceType": ("InstanceType", lambda ctx, vm, body: _value(vm.user_template.get("EC2_INSTANCE_TYPE"))),
+    "kernel": ("KernelId", lambda ctx, vm, body: {}),  # OpenNebula boots the image's own kernel
+    "ramdisk": ("RamdiskId", lambda ctx, vm, body: {}),
+    "userData": ("UserData", lambda ctx, vm, body: _value(_user_data_of(body))),
     "disableApiTermination": (
         "DisableApiTermination",
-        lambda vm, body: {"Value": protection.termination_disabled(vm)},
+        lambda ctx, vm, body: {"Value": protection.termination_disabled(vm)},
     ),
     "instanceInitiatedShutdownBehavior": (
         "InstanceInitiatedShutdownBehavior",
-        lambda vm, body: {"Value": vm.user_template.get(protection.SHUTDOWN_BEHAVIOR) or DEFAULT_BEHAVIOR},
+        lambda ctx, vm, body: {"Value": vm.user_template.get(protection.SHUTDOWN_BEHAVIOR) or DEFAULT_BEHAVIOR},
     ),
-    "rootDeviceName": ("RootDeviceName", lambda vm, body: _value(_root_device(body))),
-    "blockDeviceMapping": ("BlockDeviceMappings", lambda vm, body: []),  # instance-store: no EBS mappings
-    "productCodes": ("ProductCodes", lambda vm, body: []),
-    "sourceDestCheck": ("SourceDestCheck", lambda vm, body: {"Value": True}),
-    "groupSet": ("Groups", lambda vm, body: _security_groups(body)),
-    "ebsOptimized": ("EbsOptimized", lambda vm, body: {"Value": False}),
-    "sriovNetSupport": ("SriovNetSupport", lambda vm, body: {}),
-    "enaSupport": ("EnaSupport", lambda vm, body: {"Value": False}),
-    "enclaveOptions": ("EnclaveOptions", lambda vm, body: {"Enabled": False}),
-    "disableApiStop": ("DisableApiStop", lambda vm, body: {"Value": False}),
+    "rootDeviceName": ("RootDeviceName", lambda ctx, vm, body: _value(_root_device(body))),
+    "blockDeviceMapping": ("BlockDeviceMappings", lambda ctx, vm, body: []),  # instance-store: no EBS mappings
+    "productCodes": ("ProductCodes", lambda ctx, vm, body: []),
+    "sourceDestCheck": ("SourceDestCheck", lambda ctx, vm, body: {"Value": True}),
+    "groupSet": ("Groups", lambda ctx, vm, body: _security_groups(ctx, body)),
+    "ebsOptimized": ("EbsOptimized", lambda ctx, vm, body: {"Value": False}),
+    "sriovNetSupport": ("SriovNetSupport", lambda ctx, vm, body: {}),
+    "enaSupport": ("EnaSupport", lambda ctx, vm, body: {"Value": False}),
+    "enclaveOptions": ("EnclaveOptions", lambda ctx, vm, body: {"Enabled": False}),
+    "disableApiStop": ("DisableApiStop", lambda ctx, vm, body: {"Value": False}),
 }
 
 
@@ -318,7 +322,7 @@ def describe_instance_attribute(ctx: Context, p: dict) -> dict:
         raise invalid("Attribute", attribute, f"It must be one of {', '.join(_ATTRIBUTES)}.")
     vm, body = _vm_and_template(ctx, p["InstanceId"])
     member, read = _ATTRIBUTES[attribute]
-    return {"InstanceId": ids.fmt("i", vm.id), member: read(vm, body)}
+    return {"InstanceId": ids.fmt("i", vm.id), member: read(ctx, vm, body)}
 
 
 # ---------------------------------------------------------------- ModifyInstanceAttribute
