@@ -133,6 +133,11 @@ def _requests(stack, url: str, workdir) -> None:  # noqa: F811
     dry(ec2.create_tags, Resources=ids, Tags=[{"Key": "k", "Value": "v"}])
     dry(ec2.delete_tags, Resources=ids)
     ec2.describe_tags()
+    ec2.describe_instance_status(IncludeAllInstances=True)
+    ec2.describe_instance_attribute(InstanceId=ids[0], Attribute="instanceType")
+    # the value form reads Attribute and Value, after asking for every structured member
+    dry(ec2.modify_instance_attribute, InstanceId=ids[0], Attribute="disableApiTermination", Value="false")
+    ec2.describe_instance_types()
     ec2.terminate_instances(InstanceIds=ids)
     dry(ec2.create_key_pair, KeyName="registry")
     public = ed25519.Ed25519PrivateKey.generate().public_key()

@@ -387,6 +387,14 @@ class Gateway:
     def as_user(self, user: str, dry_run: bool = False) -> UserSession:
         return UserSession(self, user, dry_run)
 
+    # -- hosts (instance status) -------------------------------------------
+    def host_states(self) -> dict[int, int]:
+        """Each host's STATE, read with the server account: a cloud user may not list hosts (its group
+        has USE on its own hosts at most), and an instance's system status is its host's state. Only
+        the states leave this method: no host name or address reaches a client."""
+        pool = xml(self._as_server("one.hostpool.info"))
+        return {int(h.findtext("ID")): int(h.findtext("STATE")) for h in pool.iterfind("HOST")}
+
 
 # what DryRun reads to decide, per kind of object: its info call
 _INFO = {
@@ -463,8 +471,9 @@ class UserSession:
 
     def _pool(self, start: int, end: int, state: int) -> list[VM]:
         """The short pool answer carries everything but the EC2 attributes of the user template and
-        the OS/ARCH of the template, which never change once a VM exists: those come from a cache,
-        filled from the extended answer (or one vm.info per VM when few are missing)."""
+        the OS/ARCH of the template, which change seldom (ModifyInstanceAttribute re-reads the VM it
+        changed; other servers trust EC2_ATTRS_TTL): those come from a cache, filled from the extended
+        answer (or one vm.info per VM when few are missing)."""
         vms = parse_vm_pool(self._call("one.vmpool.info", -3, start, end, state))
         missing = [vm.id for vm in vms if self.gateway.made_with(vm.id) is None]
         if len(missing) > EXTENDED_AFTER:
@@ -574,6 +583,30 @@ class UserSession:
     def secgroup_delete(self, sgid: int) -> None:
         self._changes()
         self._call("one.secgroup.delete", sgid, not_found=_secgroup_missing(sgid), visible=True)
+
+    # -- instance attributes ----------------------------------------------
+    def vm_with_template(self, vmid: int) -> tuple[VM, list]:
+        """The VM and its whole TEMPLATE as one.template pairs (CONTEXT, NICs, DISKs), from one.vm.info."""
+        el = xml(self._call("one.vm.info", vmid, False, not_found=_vm_missing(vmid)))
+        vm = parse_vm(el)
+        self.gateway.remember(vm.id, vm.user_template, vm.arch)
+        return vm, _template_pairs(el.find("TEMPLATE"))
+
+    def vms_with_hosts(self, with_done: bool) -> list[tuple[VM, int]]:
+        """The user's VMs from the short pool answer, each with the host its last history record
+        names (-1: never placed)."""
+        pool = xml(self._call("one.vmpool.info", -3, -1, -1, -2 if with_done else -1))
+        return [(parse_vm(el), int(el.findtext("HISTORY_RECORDS/HISTORY[last()]/HID") or -1)) for el in pool]
+
+    def vm_resize(self, vmid: int, text: str):
+        """one.vm.resize with CPU, VCPU and MEMORY in *text* (the third parameter, enforce, oned 6.10 ignores)."""
+        self._changes()
+        return self._call("one.vm.resize", vmid, text, False, not_found=_vm_missing(vmid), visible=True)
+
+    def vm_updateconf(self, vmid: int, text: str):
+        """one.vm.updateconf merging *text* (update type 1) into the VM's configuration (CONTEXT...)."""
+        self._changes()
+        return self._call("one.vm.updateconf", vmid, text, 1, not_found=_vm_missing(vmid), visible=True)
 
 
 # ---------------------------------------------------------------- security groups

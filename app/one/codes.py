@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 # pyone's enums are OpenNebula's own and pyone is a dependency already: re-exported here, not copied
-from pyone import IMAGE_STATES, VM_STATE
+from pyone import HOST_STATES, IMAGE_STATES, VM_STATE
 from pyone import LCM_STATE as _PYONE_LCM_STATE
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "ALLOCATE",
     "AUTHENTICATION",
     "AUTHORIZATION",
+    "HOST_STATES",
     "IMAGE_STATES",
     "INTERNAL",
     "LCM_STATE",

@@ -7,7 +7,17 @@ so there is no cycle and no import inside a function."""
 
 from __future__ import annotations
 
-from . import identity, images, instances, keypairs, network, regions, secgroups, tags  # noqa: F401 (importing registers their actions)
+from . import (  # noqa: F401 (importing registers their actions)
+    identity,
+    images,
+    instance_attributes,
+    instances,
+    keypairs,
+    network,
+    regions,
+    secgroups,
+    tags,
+)
 from .registry import ACTIONS, Context, check_limits, check_stored, check_supported
 
 __all__ = ["ACTIONS", "Context", "check_limits", "check_stored", "check_supported"]

@@ -22,6 +22,7 @@ from ..gateway import VM
 from . import keypairs
 from .filters import check_names, wildcards
 from .instance_types import render_file_template, template_for
+from .protection import launch_attributes, refuse_protected
 from .regions import ZONE
 from .registry import Context, action
 
@@ -265,8 +266,10 @@ RUN_READS = (
     "TagSpecifications",
     "Placement",
     "KeyName",
+    "DisableApiTermination",
+    "InstanceInitiatedShutdownBehavior",
 )
-RUN_IGNORED = ("Monitoring", "DisableApiTermination", "InstanceInitiatedShutdownBehavior", "EbsOptimized")
+RUN_IGNORED = ("Monitoring", "EbsOptimized")
 # tags in EC2_TAGS, the Name tag as NAME; KeyName as EC2_KEYNAME
 RUN_STORED = ("InstanceType", "UserData", "ClientToken", "TagSpecifications", "KeyName")
 
@@ -301,6 +304,7 @@ def run_instances(ctx: Context, p: dict) -> dict:
     user_data = _user_data(p)
     tags = _instance_tags(p)
     key = keypairs.by_name(ctx, p["KeyName"]) if "KeyName" in p else None
+    launch = launch_attributes(p) + ([("EC2_KEYNAME", key.name)] if key else [])
     if ctx.dry_run:  # the instance type must exist, and the user may use it and the image, and create VMs
         needs = [("USE", "IMAGE", image_id), ("CREATE", "VM", None)]
         if ctx.config.use_file_templates:
@@ -314,11 +318,12 @@ def run_instances(ctx: Context, p: dict) -> dict:
             existing = [vm for vm in ctx.session.vms(True) if vm.user_template.get("EC2_CLIENT_TOKEN") == token]
             if existing:
                 return _run_answer(ctx, sorted(existing, key=lambda vm: vm.id))
-            return _run(ctx, p, image_id, user_data, tags, token, low, high, key)
-    return _run(ctx, p, image_id, user_data, tags, None, low, high, key)
+            return _run(ctx, p, image_id, user_data, tags, token, low, high, key, launch)
+    return _run(ctx, p, image_id, user_data, tags, None, low, high, key, launch)
 
 
-def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low: int, high: int, key) -> dict:
+def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low: int, high: int, key, launch) -> dict:
+    """*key*: the key pair whose public key goes into CONTEXT; *launch*: more user-template attributes."""
     reservation = "r-" + secrets.token_hex(9)[:17]
     made: list[int] = []
     make, arch = _maker(ctx, p["InstanceType"], image_id, user_data, key)
@@ -332,10 +337,9 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
             ]
             if token:
                 user_attrs.append(("EC2_CLIENT_TOKEN", token))
-            if key:
-                user_attrs.append(("EC2_KEYNAME", key.name))
             if tags:
                 user_attrs.append(("EC2_TAGS", json.dumps(tags, sort_keys=True)))
+            user_attrs += launch
             vmid = make(user_attrs, tags.get("Name", ""))
             made.append(vmid)
             ctx.session.made(vmid, dict(user_attrs), arch)
@@ -455,6 +459,7 @@ _waiting = threading.BoundedSemaphore(4)  # requests waiting at once: the rest a
 def _terminate_op(vm: VM) -> str | None:
     if vm.state == DONE or (vm.state, vm.lcm_state) == (ACTIVE, EPILOG):
         return None
+    refuse_protected(vm)  # every instance named is checked before any is terminated
     return "terminate" if (vm.state, vm.lcm_state) == (ACTIVE, RUNNING) else "terminate-hard"
 
 

@@ -205,3 +205,21 @@ def finish_hotplug(call: Call, vm: dict) -> None:
         keep.append((k, v))
     vm["TEMPLATE"] = keep
     vm.pop("_DETACH", None)
+
+
+def close_cp_history(call: Call, vm: dict, action: str) -> None:
+    """oned's DispatchManager::close_cp_history (a resize while POWEROFF): the open record ends
+    naming *action*, and a copy on the same host goes on with the action the old one had, as oned's
+    own (no requester); a VM that was not running keeps a running end time on the copy too."""
+    if not vm["HISTORY"]:
+        return
+    last = vm["HISTORY"][-1]
+    now = call.cloud.now()
+    was_stopped = bool(last["RETIME"])
+    current = last["ACTION"]
+    last["RETIME"] = last["RETIME"] or now
+    last["ETIME"] = now
+    _mark_action(call, last, action)
+    copy = {**last, "SEQ": last["SEQ"] + 1, "STIME": now, "ETIME": 0, "PSTIME": 0, "PETIME": 0, "RSTIME": now}
+    copy.update(RETIME=now if was_stopped else 0, ESTIME=0, EETIME=0, ACTION=current, UID=-1, GID=-1, REQUEST_ID=-1)
+    vm["HISTORY"].append(copy)

@@ -6,14 +6,30 @@ does the work of each state change, and the hypervisor loop makes the queued one
 
 from __future__ import annotations
 
+import math
+
 from one import template as tpl
+from one.codes import LCM_STATE, VM_STATE
 
 from .. import records
 from ..cloud import Call
 from ..errors import ACTION, INTERNAL, XML_RPC_API, OneError
 from ..registry import method
 from . import common, images
-from .lifecycle import STEP, apply_step, finish_done, finish_hotplug, name_action, queue, reopen, requester, set_state
+from .lifecycle import (
+    STEP,
+    apply_step,
+    close_cp_history,
+    finish_done,
+    finish_hotplug,
+    name_action,
+    queue,
+    reopen,
+    requester,
+    set_state,
+    vnc_port,
+)
+from .vmbuild import _context as network_context
 from .vmbuild import automatic_requirements, build_vm, new_disk
 from .vmstate import (
     ACTIONS,
@@ -234,6 +250,148 @@ def vm_recover(call: Call, oid: int, op: int) -> int:
         for s, lcm, _due in vm["_NEXT"]:
             apply_step(call, vm, s, lcm)
         vm["_NEXT"] = []
+    save_vm(call, vm)
+    return oid
+
+
+# ---------------------------------------------------------------- capacity and configuration
+
+
+def _number(t: tpl.Template, name: str, conv) -> float:
+    """A value as oned's Template::get reads it: what does not parse as a finite number counts as 0."""
+    try:
+        value = conv(tpl.get(t, name) or 0)
+    except (ValueError, TypeError):
+        return 0
+    return value if math.isfinite(value) else 0
+
+
+@method("one.vm.resize", int, str, bool)
+def vm_resize(call: Call, oid: int, text: str, enforce: bool) -> int:
+    """VirtualMachineResize and DispatchManager::resize: oned 6.10 no longer reads *enforce*, and the
+    dummy driver has no live resize, so a RUNNING VM is refused (set3 shows it). Quotas and the
+    host's free capacity are not checked here (oned does both)."""
+    t = common.parse_template(text)
+    vm = call.get("vm", oid)
+    call.authorize("vm", vm, "MANAGE")
+    new = {"CPU": _number(t, "CPU", float), "VCPU": _number(t, "VCPU", int), "MEMORY": _number(t, "MEMORY", int)}
+    for name, what in (("CPU", "float or integer"), ("MEMORY", "integer"), ("VCPU", "integer")):
+        if new[name] < 0:
+            raise OneError(INTERNAL, f"{name} must be a positive {what} value.")
+    state = vm["STATE"]
+    if state == ACTIVE:
+        if vm["LCM_STATE"] != RUNNING:
+            raise OneError(ACTION, "Cannot resize a VM in state ACTIVE")
+        driver = vm["HISTORY"][-1]["VM_MAD"] if vm["HISTORY"] else "dummy"
+        raise OneError(ACTION, f"Hotplug resize not supported by driver {driver}")
+    if state in (STOPPED, SUSPENDED, DONE):
+        raise OneError(ACTION, f"Cannot resize a VM in state {VM_STATE(state).name}")
+    old_cpu, old_mem = _number(vm["TEMPLATE"], "CPU", float), _number(vm["TEMPLATE"], "MEMORY", int)
+    for name, value in new.items():
+        if value > 0:
+            vm["TEMPLATE"] = tpl.replace(vm["TEMPLATE"], name, f"{value:g}" if name == "CPU" else str(value))
+    if state == POWEROFF:
+        _moved_capacity(call, vm, old_cpu, old_mem)
+        close_cp_history(call, vm, "resize")
+    save_vm(call, vm)
+    return oid
+
+
+def _moved_capacity(call: Call, vm: dict, old_cpu: float, old_mem: int) -> None:
+    """A powered-off VM keeps its place on its host: the host's usage follows the new capacity."""
+    host = call.db.get("host", vm["HISTORY"][-1]["HID"]) if vm["HISTORY"] else None
+    if host and vm["ID"] in host["VMS"]:
+        cpu, mem = _number(vm["TEMPLATE"], "CPU", float), _number(vm["TEMPLATE"], "MEMORY", int)
+        host["CPU_USAGE"] = max(0, host["CPU_USAGE"] + int(cpu * 100) - int(old_cpu * 100))
+        host["MEM_USAGE"] = max(0, host["MEM_USAGE"] + (mem - old_mem) * 1024)
+        call.db.put("host", host)
+
+
+# VirtualMachineTemplate::UPDATECONF_ATTRS: the vectors one.vm.updateconf changes, and their attributes
+_UPDATECONF = {
+    "OS": ("ARCH", "MACHINE", "KERNEL", "INITRD", "BOOTLOADER", "BOOT", "KERNEL_CMD", "ROOT", "SD_DISK_BUS", "UUID",
+           "FIRMWARE"),
+    "FEATURES": ("PAE", "ACPI", "APIC", "LOCALTIME", "HYPERV", "GUEST_AGENT", "VIRTIO_SCSI_QUEUES",
+                 "VIRTIO_BLK_QUEUES", "IOTHREADS"),
+    "INPUT": ("TYPE", "BUS"),
+    "GRAPHICS": ("TYPE", "LISTEN", "PASSWD", "KEYMAP", "COMMAND"),
+    "VIDEO": ("IOMMU", "ATS", "TYPE", "VRAM", "RESOLUTION"),
+    "RAW": ("TYPE", "DATA", "VALIDATE", "DATA_VMX"),
+    "CPU_MODEL": ("MODEL", "FEATURES"),
+}  # fmt: skip
+# the LCM states of an ACTIVE VM whose configuration may change (VirtualMachine::updateconf)
+_UPDATABLE_LCM = {
+    LCM_STATE[name]
+    for name in (
+        "LCM_INIT", "PROLOG", "RUNNING", "EPILOG", "SHUTDOWN", "CLEANUP_RESUBMIT", "SHUTDOWN_POWEROFF",
+        "CLEANUP_DELETE", "HOTPLUG_SAVEAS_POWEROFF", "SHUTDOWN_UNDEPLOY", "EPILOG_UNDEPLOY", "PROLOG_UNDEPLOY",
+        "HOTPLUG_PROLOG_POWEROFF", "HOTPLUG_EPILOG_POWEROFF", "BOOT_FAILURE", "PROLOG_FAILURE", "EPILOG_FAILURE",
+        "EPILOG_UNDEPLOY_FAILURE", "PROLOG_MIGRATE_POWEROFF", "PROLOG_MIGRATE_POWEROFF_FAILURE",
+        "BOOT_UNDEPLOY_FAILURE", "PROLOG_UNDEPLOY_FAILURE", "DISK_SNAPSHOT_POWEROFF",
+        "DISK_SNAPSHOT_REVERT_POWEROFF", "DISK_SNAPSHOT_DELETE_POWEROFF",
+    )
+}  # fmt: skip
+
+
+def _conf_vector(old, new, names: tuple[str, ...], append: bool):
+    """replace_vector_values: the vector's known attributes from *new*; in replace mode the others go."""
+    if new is None:
+        return old if append else None
+    wanted = [(k, v) for k, v in new if k in names]
+    if old is None:
+        return wanted or None
+    given = dict(wanted)
+    kept = [(k, v) for k, v in old if k not in given and (append or k not in names)]
+    return kept + wanted
+
+
+def _conf_context(vm: dict, old: list, new: list, append: bool) -> list:
+    """The CONTEXT part of VirtualMachine::updateconf: ETHn_* come from the NICs and may not be set
+    here; the new values are parsed as at creation (NETWORK=YES makes the NICs' ETHn_* again), then
+    merged into the old CONTEXT or put in its place; TARGET and DISK_ID stay."""
+    current = dict(old)
+    for k, v in new:
+        if k.startswith("ETH") and k.partition("_")[0][3:].isdigit() and current.get(k) != v:
+            verb = "update" if k in current else "add"
+            raise OneError(INTERNAL, f"Unable to {verb} {k}, update NIC to update network context")
+    nics = [v for k, v in vm["TEMPLATE"] if k == "NIC" and isinstance(v, list)]
+    parsed = network_context([(k, v) for k, v in new if k not in ("TARGET", "DISK_ID")], 0, nics)
+    kept = [(k, current[k]) for k in ("DISK_ID", "TARGET") if k in current]
+    parsed = tpl.merge(parsed, kept)
+    return tpl.merge(old, parsed) if append else parsed
+
+
+@method("one.vm.updateconf", int, str, int, required=2)
+def vm_updateconf(call: Call, oid: int, text: str, update_type: int = 0) -> int:
+    """VirtualMachineUpdateConf (6.10: the 4th parameter, 0 replace or 1 merge, may be left out).
+    On a RUNNING VM a changed CONTEXT goes to the driver: HOTPLUG for a moment, as set3 shows."""
+    if update_type not in (0, 1):
+        raise OneError(XML_RPC_API, "Wrong update type")
+    t = common.parse_template(text)
+    vm = call.get("vm", oid)
+    call.authorize("vm", vm, "MANAGE")
+    state, lcm = vm["STATE"], vm["LCM_STATE"]
+    if state in (INIT, DONE, SUSPENDED, STOPPED) or (state == ACTIVE and lcm not in _UPDATABLE_LCM):
+        raise OneError(INTERNAL, f"configuration cannot be updated in state {VM_STATE(state).name}")
+    append = update_type == 1
+    body = vm["TEMPLATE"]
+    for name, names in _UPDATECONF.items():
+        vec = _conf_vector(tpl.get(body, name), tpl.get(t, name), names, append)
+        body = tpl.replace(body, name, vec) if vec is not None else tpl.remove(body, name)
+    old_context, new_context = tpl.get(body, "CONTEXT"), tpl.get(t, "CONTEXT")
+    context_changed = False
+    if isinstance(new_context, list):
+        if not isinstance(old_context, list):
+            raise OneError(INTERNAL, "Virtual machine does not have context, cannot add a new one.")
+        context = _conf_context(vm, old_context, new_context, append)
+        context_changed = sorted(context) != sorted(old_context)
+        body = [(k, context if k == "CONTEXT" else v) for k, v in body]
+    vm["TEMPLATE"] = body
+    if state in (ACTIVE, POWEROFF, SUSPENDED):
+        vnc_port(vm)
+    if state == ACTIVE and lcm == RUNNING and context_changed:
+        set_state(vm, ACTIVE, HOTPLUG)
+        queue(call, vm, (ACTIVE, RUNNING))
     save_vm(call, vm)
     return oid
 

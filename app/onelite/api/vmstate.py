@@ -67,6 +67,8 @@ ACTIONS = {
     "disk-detach": 22,
     "terminate": 27,
     "terminate-hard": 28,
+    "updateconf": 33,
+    "resize": 35,
     "disk-saveas": 45,
 }
 
