@@ -58,6 +58,9 @@ class Nic:
     ip: str = ""
     network: str = ""
     network_id: str = ""
+    nic_id: str = ""
+    mac: str = ""
+    security_groups: str = ""  # oned's list of ids, "0,100": the requested ones and the vnet's
 
 
 @dataclass
@@ -129,7 +132,9 @@ def parse_vm(el) -> VM:
             for item in child:
                 if item.tag == "NIC":
                     n = {x.tag: x.text or "" for x in item}
-                    nics.append(Nic(n.get("IP", ""), n.get("NETWORK", ""), n.get("NETWORK_ID", "")))
+                    g = n.get
+                    nics.append(Nic(g("IP", ""), g("NETWORK", ""), g("NETWORK_ID", ""), g("NIC_ID", ""), g("MAC", ""),
+                                    g("SECURITY_GROUPS", "")))  # fmt: skip
                 elif item.tag == "DISK":
                     image = item.findtext("IMAGE_ID")
                     if image:
@@ -387,6 +392,8 @@ _INFO = {
     "VM": ("one.vm.info", False),
     "IMAGE": ("one.image.info", False),
     "TEMPLATE": ("one.template.info", False, False),
+    "NET": ("one.vn.info", False),
+    "SECGROUP": ("one.secgroup.info", False),
 }
 
 
@@ -527,6 +534,17 @@ class UserSession:
         self._changes()
         return self._call("one.image.update", image_id, text, 1, not_found=_image_missing(image_id), visible=True)
 
+    # -- virtual networks (the VPC view) ------------------------------------
+    def vnets(self) -> list[VNet]:
+        """Every virtual network the user may use: oned's pool answer for "all" lists what the user may USE
+        (its own, its groups', and what ACL rules such as a VDC's ``NET/* USE`` give it)."""
+        return [parse_vnet(el) for el in xml(self._call("one.vnpool.info", -2, -1, -1))]
+
+    # -- security groups (part C writes the full ones; the same signatures) --
+    def secgroups(self) -> list[SecGroup]:
+        """The security groups the user may see."""
+        return [parse_secgroup(el) for el in xml(self._call("one.secgrouppool.info", -2, -1, -1))]
+
 
 def _template_pairs(el) -> list:
     if el is None:
@@ -538,3 +556,47 @@ def _template_pairs(el) -> list:
         else:
             out.append((child.tag, child.text or ""))
     return out
+
+
+# ---------------------------------------------------------------- virtual networks, security groups
+
+
+@dataclass
+class VNet:
+    id: int
+    name: str
+    state: int
+    ranges: list[tuple[str, str, int]]  # (TYPE, first IP, SIZE) of each address range, in order
+    used: int  # USED_LEASES over all ranges (held addresses too)
+    template: dict[str, str] = field(default_factory=dict)
+
+
+def parse_vnet(el) -> VNet:
+    """A VNET of a pool answer: its address ranges without the leases (the pool answer has none)."""
+    return VNet(
+        id=int(_text(el, "ID")),
+        name=_text(el, "NAME"),
+        state=int(_text(el, "STATE", "1")),
+        ranges=[(_text(ar, "TYPE"), _text(ar, "IP"), int(_text(ar, "SIZE", "0"))) for ar in el.iterfind("AR_POOL/AR")],
+        used=int(_text(el, "USED_LEASES", "0") or 0),
+        template=_flat(el.find("TEMPLATE")),
+    )
+
+
+@dataclass
+class SecGroup:
+    id: int
+    name: str
+    uid: int
+    gid: int
+    template: dict[str, str] = field(default_factory=dict)
+
+
+def parse_secgroup(el) -> SecGroup:
+    return SecGroup(
+        int(_text(el, "ID")),
+        _text(el, "NAME"),
+        int(_text(el, "UID")),
+        int(_text(el, "GID")),
+        _flat(el.find("TEMPLATE")),
+    )

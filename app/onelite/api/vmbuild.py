@@ -178,7 +178,7 @@ def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tp
         "NETWORK": vnet["NAME"],
         "NETWORK_ID": str(vnet["ID"]),
         "NIC_ID": str(nic_id),
-        "SECURITY_GROUPS": tpl.get(vnet["TEMPLATE"], "SECURITY_GROUPS") or "0",
+        "SECURITY_GROUPS": _security_groups(d.get("SECURITY_GROUPS", ""), tpl.get(vnet["TEMPLATE"], "SECURITY_GROUPS")),
         "TARGET": f"one-{vmid}-{nic_id}",
         "VN_MAD": vnet["VN_MAD"],
     }
@@ -190,6 +190,12 @@ def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tp
         if k not in out and k != "IP":
             out[k] = v
     return sorted(out.items())
+
+
+def _security_groups(asked: str, of_vnet: str | None) -> str:
+    """The NIC's groups and its vnet's, in id order (VirtualNetwork::nic_attribute: a set of ints)."""
+    ids = {int(g) for g in f"{asked},{of_vnet or '0'}".split(",") if g.strip().isdigit()}
+    return ",".join(str(g) for g in sorted(ids))
 
 
 def _secgroup_rules(call: Call, ids_text: str, vmid: int) -> list[tuple[str, tpl.Vector]]:
