@@ -132,6 +132,11 @@ def _requests(stack, url: str, workdir) -> None:  # noqa: F811
     ec2.describe_regions()
     ec2.describe_availability_zones()
     ec2.describe_addresses()
+    ec2.describe_vpcs()
+    ec2.describe_vpc_attribute(VpcId="vpc-00000000", Attribute="enableDnsSupport")
+    ec2.describe_subnets()
+    ec2.describe_network_interfaces()
+    ec2.describe_account_attributes()
 
 
 def _declared(name: str) -> set[str]:
