@@ -85,7 +85,7 @@ def _is_global(ip: str) -> bool:
         return False
 
 
-def describe(vm: VM, group_names=nics.NO_NAMES) -> dict:
+def describe(vm: VM, group_names: nics.GroupNames | None = None) -> dict:
     """The EC2 Instance of an OpenNebula VM (*group_names*: a security group's name by id)."""
     u = vm.user_template
     # a DONE VM's NICs still name the addresses it had, but their leases are back in the vnet
@@ -110,7 +110,7 @@ def describe(vm: VM, group_names=nics.NO_NAMES) -> dict:
         "ClientToken": u.get("EC2_CLIENT_TOKEN") or None,
         "KeyName": u.get("EC2_KEYNAME") or None,
         "Tags": _tags(vm) or None,
-        **nics.instance_network(vm, group_names),
+        **nics.instance_network(vm, group_names or nics.GroupNames(None)),
     }
     if vm.state == DONE:
         out["StateTransitionReason"] = "User initiated"

@@ -71,36 +71,50 @@ def groups_of(security_groups: str) -> tuple[int, ...]:
     return shown or found
 
 
-def NO_NAMES(gid: int) -> str | None:  # noqa: N802 (a constant: names known without asking oned)
-    return "default" if gid == DEFAULT_GROUP else None
-
-
 class GroupNames:
-    """Group id -> name for one request: group 0 is ``default``; the others come from one pool call,
-    made only when a group other than 0 is asked for (most listings then make none)."""
+    """A NIC's groups as EC2 shows them, for one request: group 0 is ``default``; the other names come
+    from one pool call, made only when a group other than 0 is asked for (*session* None: never; they
+    are left out). Each distinct ``SECURITY_GROUPS`` is read once: most NICs of a cloud share a few."""
 
-    def __init__(self, session: UserSession):
+    def __init__(self, session: UserSession | None):
         self._session = session
-        self._names: dict[int, str] | None = None
+        self._names: dict[int, str] | None = None if session else {}
+        self._lists: dict[str, list[dict]] = {}
 
-    def __call__(self, gid: int) -> str | None:
+    def name(self, gid: int) -> str | None:
         if gid == DEFAULT_GROUP:
             return "default"
         if self._names is None:
             self._names = {g.id: g.name for g in self._session.secgroups()}
         return self._names.get(gid)
 
+    def groups(self, security_groups: str) -> list[dict]:
+        found = self._lists.get(security_groups)
+        if found is None:
+            found = [{"GroupId": ids.fmt("sg", g), "GroupName": self.name(g)} for g in groups_of(security_groups)]
+            if len(self._lists) < 1024:
+                self._lists[security_groups] = found
+        return found
 
-def _groups(nic: Nic, names) -> list[dict]:
-    return [{"GroupId": ids.fmt("sg", g), "GroupName": names(g)} for g in groups_of(nic.security_groups)]
+
+@functools.lru_cache(maxsize=65536)
+def _subnet_id(network_id: str) -> str | None:
+    return ids.fmt("subnet", int(network_id)) if network_id.isdigit() else None
 
 
-def interface(vm: VM, nic: Nic, names, standalone: bool = False) -> dict:
-    """An instance's NIC as EC2's InstanceNetworkInterface, or (*standalone*) its NetworkInterface."""
+@functools.lru_cache(maxsize=65536)
+def _time(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def interface(vm: VM, nic: Nic, names: GroupNames, standalone: bool = False) -> dict:
+    """An instance's NIC as EC2's InstanceNetworkInterface, or (*standalone*) its NetworkInterface.
+    Per VM of every DescribeInstances: kept to what clients read, from cached parts."""
     nic_id = int(nic.nic_id or 0)
+    eni = eni_id(vm.id, nic_id)
     out = {
-        "NetworkInterfaceId": eni_id(vm.id, nic_id),
-        "SubnetId": ids.fmt("subnet", int(nic.network_id)) if nic.network_id.isdigit() else None,
+        "NetworkInterfaceId": eni,
+        "SubnetId": _subnet_id(nic.network_id),
         "VpcId": VPC,
         "OwnerId": str(vm.uid),
         "Status": "in-use",
@@ -109,13 +123,12 @@ def interface(vm: VM, nic: Nic, names, standalone: bool = False) -> dict:
         "PrivateIpAddresses": [{"PrivateIpAddress": nic.ip, "Primary": True}] if nic.ip else [],
         "SourceDestCheck": True,
         "InterfaceType": "interface",
-        "Groups": _groups(nic, names),
+        "Groups": names.groups(nic.security_groups),
         "Attachment": {
-            "AttachmentId": f"eni-attach-{vm.id:08d}{nic_id:04d}",
+            "AttachmentId": "eni-attach-" + eni[4:],
             "DeviceIndex": nic_id,
-            "NetworkCardIndex": 0,
             "Status": "attached",
-            "AttachTime": datetime.fromtimestamp(vm.stime, UTC),
+            "AttachTime": _time(vm.stime),
             "DeleteOnTermination": True,  # a NIC lives and dies with its VM
         },
     }
@@ -125,13 +138,16 @@ def interface(vm: VM, nic: Nic, names, standalone: bool = False) -> dict:
     return out
 
 
-def instance_network(vm: VM, names) -> dict:
+def instance_network(vm: VM, names: GroupNames) -> dict:
     """VpcId, SubnetId (the first NIC's), NetworkInterfaces and SecurityGroups (all NICs') of an instance.
     A DONE VM has none: its leases are back in their networks."""
     if vm.state == VM_STATE.DONE or not vm.nics:
         return {"NetworkInterfaces": [], "SecurityGroups": []}
     enis = [interface(vm, nic, names) for nic in vm.nics]
-    groups = list({g["GroupId"]: g for e in enis for g in e["Groups"]}.values())
+    if len(enis) == 1:
+        groups = enis[0]["Groups"]
+    else:
+        groups = list({g["GroupId"]: g for e in enis for g in e["Groups"]}.values())
     return {"VpcId": VPC, "SubnetId": enis[0]["SubnetId"], "NetworkInterfaces": enis, "SecurityGroups": groups}
 
 
