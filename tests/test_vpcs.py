@@ -266,8 +266,12 @@ def test_run_instances_network_refusals(stack, ec2, net, params, code):  # noqa:
 
 
 def test_a_dry_run_with_a_subnet_decides_on_it(stack, ec2, net):  # noqa: F811
-    code, status = _code(_run, ec2=ec2, stack=stack, SubnetId=net["subnet"], DryRun=True)
+    before = _ids(ec2.describe_instances())
+    code, status = _code(
+        _run, ec2=ec2, stack=stack, SubnetId=net["subnet"], SecurityGroupIds=[net["sg_id"]], DryRun=True
+    )
     assert (code, status) == ("DryRunOperation", 412)
+    assert _ids(ec2.describe_instances()) == before
 
 
 # ---------------------------------------------------------------- Ansible
