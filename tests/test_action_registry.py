@@ -137,6 +137,15 @@ def _requests(stack, url: str, workdir) -> None:  # noqa: F811
     ec2.describe_subnets()
     ec2.describe_network_interfaces()
     ec2.describe_account_attributes()
+    # security groups: by name where an action takes GroupId or GroupName (it reads both then)
+    sg = ec2.create_security_group(GroupName="registry", Description="registry")["GroupId"]
+    perm = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}]
+    ec2.authorize_security_group_ingress(GroupName="registry", IpPermissions=perm)
+    ec2.authorize_security_group_egress(GroupId=sg, IpPermissions=perm)
+    ec2.revoke_security_group_ingress(GroupName="registry", IpPermissions=perm)
+    ec2.revoke_security_group_egress(GroupId=sg, IpPermissions=perm)
+    ec2.describe_security_groups(MaxResults=5)
+    ec2.delete_security_group(GroupName="registry")
 
 
 def _declared(name: str) -> set[str]:

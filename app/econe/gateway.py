@@ -215,6 +215,12 @@ ONED_ERRORS: list[tuple[int | None, str, Callable[[EC2Error | None, bool], EC2Er
     (None, "Cannot process request", lambda nf, vis: unavailable()),
     # PoolObjectSQL::name_is_valid: the only name a client gives is a VM's, by its Name tag
     (None, "Invalid NAME", lambda nf, vis: EC2Error("InvalidParameterValue", _NAME_RULES)),
+    # security groups (SecurityGroupDelete::drop; PoolSQL's unique names per owner: only econe's
+    # security groups are named by clients)
+    (ACTION, "has VMs using it", lambda nf, vis: EC2Error(
+        "DependencyViolation", "The security group is in use by an instance.")),
+    (None, "NAME is already taken", lambda nf, vis: EC2Error(
+        "InvalidGroup.Duplicate", "A security group of that name already exists for this account.")),
     # the user was disabled or removed since econe read the users: the answer of any failed sign-in
     (AUTHENTICATION, "", lambda nf, vis: auth_failure()),
     (AUTHORIZATION, "", _missing_or_refused),
@@ -540,10 +546,51 @@ class UserSession:
         (its own, its groups', and what ACL rules such as a VDC's ``NET/* USE`` give it)."""
         return [parse_vnet(el) for el in xml(self._call("one.vnpool.info", -2, -1, -1))]
 
-    # -- security groups (part C writes the full ones; the same signatures) --
+    # -- security groups ------------------------------------------------
     def secgroups(self) -> list[SecGroup]:
-        """The security groups the user may see."""
-        return [parse_secgroup(el) for el in xml(self._call("one.secgrouppool.info", -2, -1, -1))]
+        """The security groups the user may see (USE): its own, its groups' shared ones, OpenNebula's default."""
+        return [
+            parse_secgroup(el) for el in xml(self._call("one.secgrouppool.info", -2, -1, -1)).iterfind("SECURITY_GROUP")
+        ]
+
+    def secgroup(self, sgid: int) -> SecGroup:
+        return parse_secgroup(xml(self._call("one.secgroup.info", sgid, False, not_found=_secgroup_missing(sgid))))
+
+    def secgroup_allocate(self, text: str) -> int:
+        self._changes()
+        return self._call("one.secgroup.allocate", text)
+
+    def secgroup_update(self, sgid: int, text: str) -> None:
+        """Replace the whole template (oned pushes the rules to the VMs that use the group)."""
+        self._changes()
+        self._call("one.secgroup.update", sgid, text, 0, not_found=_secgroup_missing(sgid), visible=True)
+
+    def secgroup_delete(self, sgid: int) -> None:
+        self._changes()
+        self._call("one.secgroup.delete", sgid, not_found=_secgroup_missing(sgid), visible=True)
+
+
+# ---------------------------------------------------------------- security groups
+
+
+@dataclass
+class SecGroup:
+    id: int
+    name: str
+    uid: int
+    template: list  # its TEMPLATE as one.template pairs: RULE vectors, DESCRIPTION, EC2_TAGS and the rest
+    vms: list[int]  # the VMs using it (UPDATED, OUTDATED, UPDATING and ERROR)
+
+
+def parse_secgroup(el) -> SecGroup:
+    vms = [int(i.text) for part in ("UPDATED", "OUTDATED", "UPDATING", "ERROR") for i in el.iterfind(f"{part}_VMS/ID")]
+    return SecGroup(
+        int(_text(el, "ID")), _text(el, "NAME"), int(_text(el, "UID")), _template_pairs(el.find("TEMPLATE")), vms
+    )
+
+
+def _secgroup_missing(sgid: int) -> EC2Error:
+    return EC2Error("InvalidGroup.NotFound", f"The security group '{ids.fmt('sg', sgid)}' does not exist")
 
 
 def _template_pairs(el) -> list:
@@ -558,7 +605,7 @@ def _template_pairs(el) -> list:
     return out
 
 
-# ---------------------------------------------------------------- virtual networks, security groups
+# ---------------------------------------------------------------- virtual networks
 
 
 @dataclass
@@ -580,23 +627,4 @@ def parse_vnet(el) -> VNet:
         ranges=[(_text(ar, "TYPE"), _text(ar, "IP"), int(_text(ar, "SIZE", "0"))) for ar in el.iterfind("AR_POOL/AR")],
         used=int(_text(el, "USED_LEASES", "0") or 0),
         template=_flat(el.find("TEMPLATE")),
-    )
-
-
-@dataclass
-class SecGroup:
-    id: int
-    name: str
-    uid: int
-    gid: int
-    template: dict[str, str] = field(default_factory=dict)
-
-
-def parse_secgroup(el) -> SecGroup:
-    return SecGroup(
-        int(_text(el, "ID")),
-        _text(el, "NAME"),
-        int(_text(el, "UID")),
-        int(_text(el, "GID")),
-        _flat(el.find("TEMPLATE")),
     )

@@ -14,7 +14,7 @@ KINDS = {
     "ami": ("InvalidAMIID", "an image ID"),
     "vpc": ("InvalidVpcID", "a VPC ID"),
     "subnet": ("InvalidSubnetID", "a subnet ID"),
-    "sg": ("InvalidGroupId", "a security group ID"),
+    "sg": ("InvalidGroupId", "a security group ID"),  # not found: InvalidGroup.NotFound (actions.secgroups)
 }
 
 

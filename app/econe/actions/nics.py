@@ -24,9 +24,10 @@ from ..gateway import VM, Nic, UserSession, VNet
 from .filters import check_names
 from .regions import ZONE
 from .registry import Context, action
+from .secgroups import DEFAULT as DEFAULT_GROUP
+from .secgroups import get_group, group_named, name_of
 from .vpcs import VPC, ipv4_ranges, matcher
 
-DEFAULT_GROUP = 0  # OpenNebula's security group 0, EC2's group named default
 RUN_READS = ("SubnetId", "SecurityGroups", "SecurityGroupIds", "PrivateIpAddress", "NetworkInterfaces")
 RUN_STORED = ("PrivateIpAddress", "NetworkInterfaces")  # the address is written into the NIC
 # what a NetworkInterfaces item may say (device index 0 only); AssociatePublicIpAddress is ignored:
@@ -59,10 +60,6 @@ def _eni_missing(text: str) -> EC2Error:
     return EC2Error("InvalidNetworkInterfaceID.NotFound", f"The networkInterface ID '{text}' does not exist")
 
 
-def _group_missing(what: str) -> EC2Error:
-    return EC2Error("InvalidGroup.NotFound", f"The security group '{what}' does not exist in default VPC '{VPC}'")
-
-
 @functools.lru_cache(maxsize=4096)
 def groups_of(security_groups: str) -> tuple[int, ...]:
     """The EC2 groups of a NIC from oned's ``SECURITY_GROUPS`` (see the module's docstring)."""
@@ -85,7 +82,7 @@ class GroupNames:
         if gid == DEFAULT_GROUP:
             return "default"
         if self._names is None:
-            self._names = {g.id: g.name for g in self._session.secgroups()}
+            self._names = {g.id: name_of(g) for g in self._session.secgroups()}
         return self._names.get(gid)
 
     def groups(self, security_groups: str) -> list[dict]:
@@ -284,24 +281,11 @@ def _address(text: str | None) -> str | None:
 
 
 def _group_ids(ctx: Context, id_texts: list[str], names: list[str]) -> tuple[int, ...] | None:
-    """The security groups named by id or by name, each one the user may see (one pool call)."""
+    """The security groups named by id or by name, as the security-group actions find them."""
     if not id_texts and not names:
         return None
-    wanted = [ids.parse(text, "sg") for text in id_texts]
-    visible = sorted(ctx.session.secgroups(), key=lambda g: g.id)
-    seen = {g.id for g in visible} | {DEFAULT_GROUP}
-    for gid, text in zip(wanted, id_texts, strict=True):
-        if gid not in seen:
-            raise _group_missing(text)
-    for name in names:
-        if name == "default":
-            wanted.append(DEFAULT_GROUP)
-            continue
-        match = next((g.id for g in visible if g.name == name), None)  # the lowest id of that name
-        if match is None:
-            raise _group_missing(name)
-        wanted.append(match)
-    return tuple(dict.fromkeys(wanted))
+    found = [get_group(ctx, text).id for text in id_texts] + [group_named(ctx, name).id for name in names]
+    return tuple(dict.fromkeys(found))
 
 
 def choose(ctx: Context, p: dict, count: int) -> Choice | None:
@@ -339,6 +323,7 @@ def needs(choice: Choice | None) -> list[tuple[str, str, int | None]]:
     if choice is None:
         return []
     out = [("USE", "NET", choice.subnet.id)] if choice.subnet else []
+    # group 0 adds nothing: oned puts it on every NIC of a network that has it
     return out + [("USE", "SECGROUP", g) for g in choice.groups or () if g != DEFAULT_GROUP]
 
 
