@@ -137,6 +137,8 @@ def _requests(stack, url: str, workdir) -> None:  # noqa: F811
     ec2.describe_subnets()
     ec2.describe_network_interfaces()
     ec2.describe_account_attributes()
+    boto3.client("sts", endpoint_url=url, region_name="opennebula", aws_access_key_id=stack.demo.user,
+                 aws_secret_access_key=stack.demo.secret).get_caller_identity()  # fmt: skip
     # security groups: by name where an action takes GroupId or GroupName (it reads both then)
     sg = ec2.create_security_group(GroupName="registry", Description="registry")["GroupId"]
     perm = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}]

@@ -284,11 +284,6 @@ def test_describe_filters_and_pages(stack, ec2):  # noqa: F811
         ec2.delete_security_group(GroupId=gid)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ec2_security_group asks the endpoint for STS GetCallerIdentity, which econe does not answer yet "
-    "(with it answered, this passed: create, rerun unchanged, absent, rerun unchanged)",
-)
 def test_ansible_ec2_security_group(stack, tmp_path):  # noqa: F811
     """amazon.aws.ec2_security_group: create with rules, the same play again changes nothing, absent."""
     group = {"name": "ans-web", "description": "by ansible", "vpc_id": "vpc-00000000",

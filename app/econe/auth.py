@@ -47,6 +47,7 @@ class Request:
     form: list[tuple[str, str]] = field(default_factory=list)  # from a POST body
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     body_sha256: str | None = EMPTY_SHA256  # None: a multipart body, which SigV2 signs field by field
+    service: str = "ec2"  # what a SigV4 credential scope must name: the action's service (STS for GetCallerIdentity)
 
     def param(self, name: str) -> str | None:
         for k, v in self.query + self.form:
@@ -225,8 +226,10 @@ def verify_v4(req: Request, account_of, now: datetime) -> str:
         amz_date = req.headers.get("x-amz-date", "")
         query = req.query
     parts = credential.split("/")
-    if len(parts) != 5 or parts[4] != "aws4_request" or parts[3] != "ec2":
-        raise EC2Error("IncompleteSignature", f"Credential {credential!r} must be KEY/date/region/ec2/aws4_request.")
+    if len(parts) != 5 or parts[4] != "aws4_request" or parts[3] != req.service:
+        raise EC2Error(
+            "IncompleteSignature", f"Credential {credential!r} must be KEY/date/region/{req.service}/aws4_request."
+        )
     access_key, scope = parts[0], "/".join(parts[1:])
     when = _parse_time(amz_date)
     if when is None or when.strftime("%Y%m%d") != parts[1]:

@@ -39,13 +39,13 @@ COMMON = {
 
 
 @functools.cache
-def service():
-    return botocore.session.get_session().get_service_model("ec2")
+def service(name: str = "ec2"):
+    return botocore.session.get_session().get_service_model(name)
 
 
-def operation(action: str):
+def operation(action: str, service_name: str = "ec2"):
     try:
-        return service().operation_model(action)
+        return service(service_name).operation_model(action)
     except Exception:
         return None
 
@@ -180,6 +180,11 @@ def _doc(tag: str, xmlns: str | None, inner: list[str]) -> bytes:
 
 
 def serialize(op, result: dict, version: str, request_id: str) -> bytes:
+    if op.metadata["protocol"] == "query":  # STS: the members in a result wrapper, the request id after them
+        out = []
+        _element(out, op.output_shape.serialization["resultWrapper"], _STRUCTURE, op.output_shape, result)
+        out.append(f"<ResponseMetadata><RequestId>{_esc(request_id)}</RequestId></ResponseMetadata>")
+        return _doc(f"{op.name}Response", op.metadata["xmlNamespace"], out)
     out = [f"<requestId>{_esc(request_id)}</requestId>"]
     if op.output_shape is not None:
         _members(out, op.output_shape, result)

@@ -95,6 +95,7 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
                 form=form,
                 headers={k.lower(): v for k, v in request.headers.items()},
                 body_sha256=body_hash,
+                service=act.service,
             )
             user = auth.verify(signed, gateway.account, datetime.now(UTC))
             op, inputs = _inputs(action, act, params)
@@ -155,7 +156,7 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
 def _inputs(action: str, act, params: list[tuple[str, str]]) -> tuple:
     """(botocore operation, its parsed input) for *action*; (None, {}) for OpenNebula's own actions
     (UploadImage), which botocore does not model and which take no parameter but the protocol's."""
-    op = model.operation(action)
+    op = model.operation(action, act.service)
     if op is None:
         for key, _ in params:
             if key not in model.COMMON:

@@ -432,3 +432,89 @@ def scenario_set2(r: Replayer):
           "error.one.user.delete.oneadmin", "error.one.group.delete.has_users",
           "error.one.group.delete.oneadmin")
     # fmt: on
+
+
+def wait_image(url: str, session: str, iid: int, timeout: float = 20):
+    """Until the datastore driver has copied the image (READY), as the capture waited."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ok, xml, *_ = call(url, "one.image.info", session, iid, False)
+        if re.search(r"<STATE>1</STATE>", xml):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"image {iid} never READY")
+
+
+# Set 3's login tokens (token, seconds valid, EGID) as one.user.info.after_keypair1 shows them: oned
+# lists a user's tokens ordered by token string, onelite in the order they were made, so the replay
+# makes these very strings in this order and the EGIDs fall where the capture's do.
+SET3_TOKENS = (
+    ("1140dd2b8e3d9bc01dc4aa25bdd219eca0bbe229cdc931dd00ca51260f4c7a41", 3600, 100),
+    ("47ddaf67f8503bb5f0951d8cb0203dd58607876319141c9e858aaa1d25a6d0ec", 3600, -1),
+    ("ec1130892b645e146fada688e0ac145ac70a9fbffd7346994c8c1bf3de74fcb6", 600, -1),
+    ("mytoken-set3", 600, -1),
+)
+SET3_SETTLE = 2  # seconds the capture waited before one.secgroup.info.after_commit.settled
+
+
+def scenario_set3(r: Replayer):
+    """The third capture, as far as issue #12 needs it: the cloud of its INDEX header, then the
+    answers of the user template, security groups, template names and the VM that uses them."""
+    admin, user = r.admin, "clouduser:pw"
+
+    def do(method, *params, session=admin):
+        ok, value, *rest = call(r.url, method, session, *params)
+        assert ok, f"{method}: {value}"
+        return value
+
+    def steps(*items):
+        for item in items:
+            r.run(item)
+
+    for ds in (0, 1):  # configure-dummy.sh, as set 1 recorded it
+        do("one.datastore.update", ds, 'TM_MAD="dummy"\nDS_MAD="dummy"\n', 1)
+    steps("one.group.allocate", "one.acl.addrule.host_use", "one.acl.addrule.create", "one.acl.info",
+          "one.user.allocate.clouduser", "one.user.allocate.otheruser")  # fmt: skip
+    do("one.host.allocate", "localhost", "dummy", "dummy", -1)
+    wait_host(r.url, admin, 0)
+    steps("one.vn.allocate.ec2net", "one.vn.chown.ec2net", "one.vn.chmod.ec2net")
+    wait_vnet(r.url, admin, 0)
+    steps("one.vn.info.ec2net", "one.vn.allocate.public", "one.vn.chmod.public")
+    wait_vnet(r.url, admin, 1)
+    steps("one.image.allocate.os_clouduser")
+    wait_image(r.url, admin, 0)
+    steps("one.image.info.os_ready", "one.template.allocate.m1_small", "one.template.chown.m1_small",
+          "one.template.chmod.m1_small")  # fmt: skip
+
+    # the user template as a key store (after the capture's logins, whose tokens its records show)
+    for token, valid, egid in SET3_TOKENS:
+        do("one.user.login", "clouduser", token, valid, egid)
+    steps("one.user.update.keypair1_merge", "one.user.info.after_keypair1",
+          "one.user.update.keypair2_merge", "one.user.info.after_keypair2",
+          "one.user.update.keypair_both_merge", "one.user.info.after_keypair_both",
+          "one.user.update.replace", "one.user.info.after_replace")  # fmt: skip
+
+    # names unique per owner
+    steps("one.template.allocate.claim1", "error.one.template.allocate.claim_dup",
+          "one.template.allocate.claim_otheruser")  # fmt: skip
+
+    # security groups: rule checks, names, and a VM using one through its update and commit
+    steps("one.secgroup.allocate", "error.one.secgroup.allocate.duplicate_name",
+          "error.one.secgroup.allocate.any_explicit", "error.one.secgroup.allocate.ip_no_size",
+          "one.secgroup.allocate.size_max", "error.one.secgroup.allocate.bad_ip",
+          "error.one.secgroup.allocate.bad_ip_cidr", "error.one.secgroup.allocate.bad_range_dash",
+          "error.one.secgroup.allocate.bad_range_text", "error.one.secgroup.allocate.bad_rule_type",
+          "one.secgroup.info")  # fmt: skip
+    do("one.host.status", 0, 1)  # hold the scheduler back while the "immediate" answer is taken
+    steps("one.template.instantiate.ec2", "one.vm.info.after_instantiate.immediate")
+    do("one.host.status", 0, 0)
+    wait_vm(r.url, user, 0, 3, 3)
+    steps("one.vm.info.after_instantiate.settled", "one.vm.info.running", "one.vn.info.ec2net.with_vm",
+          "one.secgroup.update.replace_rule_removed", "one.secgroup.info.after_update",
+          "one.vm.info.after_sg_update", "one.secgroup.commit", "one.secgroup.info.after_commit.immediate")  # fmt: skip
+    time.sleep(SET3_SETTLE)
+    steps("one.secgroup.info.after_commit.settled", "one.vm.info.after_sg_commit",
+          "one.secgroup.commit.recovery_true", "error.one.secgroup.commit.missing")  # fmt: skip
+    steps("one.vm.action.terminate")
+    wait_vm(r.url, user, 0, 6, 0)
+    steps("one.secgroup.info.after_terminate", "one.vm.allocate.dup1", "one.vm.allocate.dup2")

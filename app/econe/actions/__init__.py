@@ -7,7 +7,7 @@ so there is no cycle and no import inside a function."""
 
 from __future__ import annotations
 
-from . import images, instances, network, nics, regions, secgroups, vpcs  # noqa: F401 (importing registers their actions)
+from . import identity, images, instances, network, nics, regions, secgroups, vpcs  # noqa: F401 (importing registers their actions)
 from .registry import ACTIONS, Context, check_limits, check_stored, check_supported
 
 __all__ = ["ACTIONS", "Context", "check_limits", "check_stored", "check_supported"]

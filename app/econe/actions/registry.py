@@ -41,17 +41,25 @@ class Action:
     changes: bool = False
     # carries the multipart ``file`` part, staged in tmpdir, as its input ``File`` (UploadImage); no other may
     takes_file: bool = False
+    service: str = "ec2"  # the botocore service whose model it follows, and that a SigV4 signature must name
 
 
 ACTIONS: dict[str, Action] = {}
 
 
-def action(name: str, reads=(), ignored=(), optional=(), stored=(), changes=False, takes_file=False):
-    """Register the decorated function as the EC2 action *name*."""
+def action(name: str, reads=(), ignored=(), optional=(), stored=(), changes=False, takes_file=False, service="ec2"):
+    """Register the decorated function as the action *name* (of EC2, unless *service* says another)."""
 
     def wrap(func: Callable[[Context, dict], dict]) -> Callable[[Context, dict], dict]:
         ACTIONS[name] = Action(
-            func, frozenset(reads), frozenset(ignored), frozenset(optional), frozenset(stored), changes, takes_file
+            func,
+            frozenset(reads),
+            frozenset(ignored),
+            frozenset(optional),
+            frozenset(stored),
+            changes,
+            takes_file,
+            service,
         )
         return func
 

@@ -153,23 +153,27 @@ def rename(call: Call, kind: str, oid: int, name: str, unique_per_owner: bool = 
     return oid
 
 
-def update_template(current: tpl.Template, text: str, mode: int, prefix: str, code: int, keep=()) -> tpl.Template:
-    """Replace (0) or merge (1) *current* with *text*; attributes in *keep* survive a replace."""
+def one_per_name(t: tpl.Template) -> tpl.Template:
+    """A template as oned keeps a user's (its Template in replace mode): each name keeps only its last
+    attribute, so a second EC2_KEYPAIR=[...] replaces the first (set3's one.user.info.after_keypair*)."""
+    last = {k: i for i, (k, _) in enumerate(t)}
+    return [(k, v) for i, (k, v) in enumerate(t) if last[k] == i]
+
+
+def update_template(current: tpl.Template, text: str, mode: int, prefix: str, code: int) -> tpl.Template:
+    """Replace (0) or merge (1) *current* with *text*."""
     if mode not in (0, 1):
         raise OneError(XML_RPC_API, "Wrong update type")
     new = parse_template(text, code, prefix)
-    if mode == 1:
-        return tpl.merge(current, new)
-    kept = [(k, v) for k, v in current if k in keep]
-    return tpl.merge(kept, new)
+    return tpl.merge(current, new) if mode == 1 else new
 
 
-def update(call: Call, kind: str, oid: int, text: str, mode: int, field: str = "TEMPLATE", keep=()) -> int:
+def update(call: Call, kind: str, oid: int, text: str, mode: int, field: str = "TEMPLATE") -> int:
     obj = call.get(kind, oid)
     call.authorize(kind, obj, "MANAGE")
     prefix = "Cannot update template. " if kind != "vm" else ""
     code = INTERNAL if kind != "vm" else ACTION
-    obj[field] = update_template(obj[field], text, mode, prefix, code, keep)
+    obj[field] = update_template(obj[field], text, mode, prefix, code)
     save(call, kind, obj)
     return oid
 

@@ -176,9 +176,9 @@ def user_update(call: Call, oid: int, text: str, mode: int = 0) -> int:
         raise not_authorized(call.uid, "MANAGE", "USER")
     u = call.get("user", oid)
     _manage(call, u)
-    u["TEMPLATE"] = common.update_template(
-        u["TEMPLATE"], text, mode, "Cannot update template. ", INTERNAL, keep=("TOKEN_PASSWORD",)
-    )
+    # a replace keeps nothing of the old template, TOKEN_PASSWORD included (set3's after_replace)
+    new = common.update_template(u["TEMPLATE"], text, mode, "Cannot update template. ", INTERNAL)
+    u["TEMPLATE"] = common.one_per_name(new)
     _store_user(call, u)
     return oid
 

@@ -7,6 +7,7 @@ requirements are set.
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from one import template as tpl
@@ -166,6 +167,7 @@ def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tp
     if not owner.can("vnet", vnet, "USE"):
         raise not_authorized(owner.uid, "USE", "NET", vnet["ID"])
     ar, index = vnets.lease(vnet, vmid, d.get("IP"))
+    nic_groups = sg_ids(d.get("SECURITY_GROUPS", "")) | sg_ids(tpl.get(vnet["TEMPLATE"], "SECURITY_GROUPS") or "0")
     vnet["UPDATED_VMS"] = sorted(set(vnet["UPDATED_VMS"]) | {vmid})
     call.db.put("vnet", vnet)
     out = {
@@ -178,7 +180,8 @@ def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tp
         "NETWORK": vnet["NAME"],
         "NETWORK_ID": str(vnet["ID"]),
         "NIC_ID": str(nic_id),
-        "SECURITY_GROUPS": _security_groups(d.get("SECURITY_GROUPS", ""), tpl.get(vnet["TEMPLATE"], "SECURITY_GROUPS")),
+        # the NIC's own groups and the network's (oned's VirtualNetwork::nic_attribute)
+        "SECURITY_GROUPS": ",".join(map(str, sorted(nic_groups))),
         "TARGET": f"one-{vmid}-{nic_id}",
         "VN_MAD": vnet["VN_MAD"],
     }
@@ -192,26 +195,27 @@ def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tp
     return sorted(out.items())
 
 
-def _security_groups(asked: str, of_vnet: str | None) -> str:
-    """The NIC's groups and its vnet's, in id order (VirtualNetwork::nic_attribute: a set of ints)."""
-    ids = {int(g) for g in f"{asked},{of_vnet or '0'}".split(",") if g.strip().isdigit()}
-    return ",".join(str(g) for g in sorted(ids))
+def sg_ids(text: str) -> set[int]:
+    """oned's split_unique of a SECURITY_GROUPS list: each item's leading integer, others skipped."""
+    found = (re.match(r"\s*[+-]?[0-9]+", item, re.ASCII) for item in text.split(","))
+    return {int(m.group()) for m in found if m and -(2**31) <= int(m.group()) < 2**31}
 
 
-def _secgroup_rules(call: Call, ids_text: str, vmid: int) -> list[tuple[str, tpl.Vector]]:
+def secgroup_rules(sg: dict) -> list[tuple[str, tpl.Vector]]:
+    """A VM's copies of a security group's rules, as they are in the group (RULE_TYPE's case too)."""
+    extra = {"SECURITY_GROUP_ID": str(sg["ID"]), "SECURITY_GROUP_NAME": sg["NAME"]}
+    rules = [v for v in tpl.get_all(sg["TEMPLATE"], "RULE") if isinstance(v, list)]
+    return [("SECURITY_GROUP_RULE", sorted({**dict(v), **extra}.items())) for v in rules]
+
+
+def _secgroup_rules(call: Call, ids: set[int], vmid: int) -> list[tuple[str, tpl.Vector]]:
+    """The rules of every group the NICs name, by group id; each group lists the VM (UPDATED_VMS)."""
     rules = []
-    for sid in ids_text.split(","):
-        sid = sid.strip()
-        if not sid.isdigit():
-            continue
-        sg = call.db.get("secgroup", int(sid))
+    for sid in sorted(ids):
+        sg = call.db.get("secgroup", sid)
         if sg is None:
             continue
-        for vec in tpl.get_all(sg["TEMPLATE"], "RULE"):
-            if isinstance(vec, list):
-                rule = dict(vec)
-                rule.update({"SECURITY_GROUP_ID": sid, "SECURITY_GROUP_NAME": sg["NAME"]})
-                rules.append(("SECURITY_GROUP_RULE", sorted(rule.items())))
+        rules += secgroup_rules(sg)
         sg["UPDATED_VMS"] = sorted(set(sg["UPDATED_VMS"]) | {vmid})
         call.db.put("secgroup", sg)
     return rules
@@ -252,12 +256,12 @@ def build_vm(call: Call, t: tpl.Template, name: str | None, hold: bool, extra_us
     for i, vec in enumerate(disks):
         out.append(("DISK", new_disk(call, vec, i, vmid, used_targets, call)))
     nics: list[tpl.Vector] = []
-    sg_ids: list[str] = []
+    groups: set[int] = set()
     for i, vec in enumerate(v for k, v in system if k == "NIC" and isinstance(v, list)):
         nic = _nic(call, vec, i, vmid, call)
         nics.append(nic)
         out.append(("NIC", nic))
-        sg_ids += [s for s in tpl.vget(nic, "SECURITY_GROUPS", "").split(",") if s and s not in sg_ids]
+        groups |= sg_ids(tpl.vget(nic, "SECURITY_GROUPS"))
     for k, v in system:
         if k in ("DISK", "NIC", "CONTEXT", "OS", "VMID", "SECURITY_GROUP_RULE"):
             continue
@@ -267,7 +271,7 @@ def build_vm(call: Call, t: tpl.Template, name: str | None, hold: bool, extra_us
         out.append(("CONTEXT", _context(context, len(disks), nics)))
     os_vec = [(k, v) for k, v in (tpl.get(system, "OS") or []) if k != "UUID"] + [("UUID", str(uuid.uuid4()))]
     out.append(("OS", os_vec))
-    out += _secgroup_rules(call, ",".join(sg_ids), vmid)
+    out += _secgroup_rules(call, groups, vmid)
     out += [
         ("AUTOMATIC_DS_REQUIREMENTS", CLUSTER_REQ),
         ("AUTOMATIC_NIC_REQUIREMENTS", CLUSTER_REQ),
