@@ -615,7 +615,6 @@ class VNet:
     state: int
     ranges: list[tuple[str, str, int]]  # (TYPE, first IP, SIZE) of each address range, in order
     used: int  # USED_LEASES over all ranges (held addresses too)
-    template: dict[str, str] = field(default_factory=dict)
 
 
 def parse_vnet(el) -> VNet:
@@ -626,5 +625,4 @@ def parse_vnet(el) -> VNet:
         state=int(_text(el, "STATE", "1")),
         ranges=[(_text(ar, "TYPE"), _text(ar, "IP"), int(_text(ar, "SIZE", "0"))) for ar in el.iterfind("AR_POOL/AR")],
         used=int(_text(el, "USED_LEASES", "0") or 0),
-        template=_flat(el.find("TEMPLATE")),
     )

@@ -21,8 +21,8 @@ from ..gateway import VNet
 from .filters import check_names, wildcards
 from .regions import ZONE
 from .registry import Context, action
+from .secgroups import VPC  # the one VPC, vpc-00000000
 
-VPC = ids.fmt("vpc", 0)
 EMPTY_VPC_BLOCK = "172.31.0.0/16"  # EC2's default VPC block, for a user who may use no network
 # oned's vnet states (include/VirtualNetwork.h) as EC2's subnet states
 _STATES = {0: "pending", 1: "available", 2: "pending", 3: "unavailable", 5: "failed", 6: "available"}
