@@ -148,6 +148,11 @@ def _requests(stack, url: str, workdir) -> None:  # noqa: F811
     ec2.describe_regions()
     ec2.describe_availability_zones()
     ec2.describe_addresses()
+    ec2.describe_vpcs()
+    ec2.describe_vpc_attribute(VpcId="vpc-00000000", Attribute="enableDnsSupport")
+    ec2.describe_subnets()
+    ec2.describe_network_interfaces()
+    ec2.describe_account_attributes()
     boto3.client("sts", endpoint_url=url, region_name="opennebula", aws_access_key_id=stack.demo.user,
                  aws_secret_access_key=stack.demo.secret).get_caller_identity()  # fmt: skip
     # security groups: by name where an action takes GroupId or GroupName (it reads both then)

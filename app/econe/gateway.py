@@ -58,6 +58,9 @@ class Nic:
     ip: str = ""
     network: str = ""
     network_id: str = ""
+    nic_id: str = ""
+    mac: str = ""
+    security_groups: str = ""  # oned's list of ids, "0,100": the requested ones and the vnet's
 
 
 @dataclass
@@ -129,7 +132,9 @@ def parse_vm(el) -> VM:
             for item in child:
                 if item.tag == "NIC":
                     n = {x.tag: x.text or "" for x in item}
-                    nics.append(Nic(n.get("IP", ""), n.get("NETWORK", ""), n.get("NETWORK_ID", "")))
+                    g = n.get
+                    nics.append(Nic(g("IP", ""), g("NETWORK", ""), g("NETWORK_ID", ""), g("NIC_ID", ""), g("MAC", ""),
+                                    g("SECURITY_GROUPS", "")))  # fmt: skip
                 elif item.tag == "DISK":
                     image = item.findtext("IMAGE_ID")
                     if image:
@@ -401,6 +406,7 @@ _INFO = {
     "VM": ("one.vm.info", False),
     "IMAGE": ("one.image.info", False),
     "TEMPLATE": ("one.template.info", False, False),
+    "NET": ("one.vn.info", False),
     "SECGROUP": ("one.secgroup.info", False),
 }
 
@@ -559,6 +565,12 @@ class UserSession:
         self._changes()
         return self._call("one.vm.rename", vmid, name, not_found=_vm_missing(vmid), visible=True)
 
+    # -- virtual networks (the VPC view) ------------------------------------
+    def vnets(self) -> list[VNet]:
+        """Every virtual network the user may use: oned's pool answer for "all" lists what the user may USE
+        (its own, its groups', and what ACL rules such as a VDC's ``NET/* USE`` give it)."""
+        return [parse_vnet(el) for el in xml(self._call("one.vnpool.info", -2, -1, -1))]
+
     # -- security groups ------------------------------------------------
     def secgroups(self) -> list[SecGroup]:
         """The security groups the user may see (USE): its own, its groups' shared ones, OpenNebula's default."""
@@ -642,3 +654,26 @@ def _template_pairs(el) -> list:
         else:
             out.append((child.tag, child.text or ""))
     return out
+
+
+# ---------------------------------------------------------------- virtual networks
+
+
+@dataclass
+class VNet:
+    id: int
+    name: str
+    state: int
+    ranges: list[tuple[str, str, int]]  # (TYPE, first IP, SIZE) of each address range, in order
+    used: int  # USED_LEASES over all ranges (held addresses too)
+
+
+def parse_vnet(el) -> VNet:
+    """A VNET of a pool answer: its address ranges without the leases (the pool answer has none)."""
+    return VNet(
+        id=int(_text(el, "ID")),
+        name=_text(el, "NAME"),
+        state=int(_text(el, "STATE", "1")),
+        ranges=[(_text(ar, "TYPE"), _text(ar, "IP"), int(_text(ar, "SIZE", "0"))) for ar in el.iterfind("AR_POOL/AR")],
+        used=int(_text(el, "USED_LEASES", "0") or 0),
+    )

@@ -1,4 +1,5 @@
-"""EC2 ids of OpenNebula objects: ``i-%08d``, ``ami-%08d`` (lenient on input: ``ami-7`` and ``7``)."""
+"""EC2 ids of OpenNebula objects: ``i-%08d``, ``ami-%08d`` (lenient on input: ``ami-7`` and ``7``);
+``subnet-%08d`` of a virtual network, ``sg-%08d`` of a security group, and the one VPC ``vpc-00000000``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from .errors import EC2Error
 _ID = re.compile(r"(?:(?P<prefix>[a-z]+)-)?(?P<number>[0-9]{1,10})")
 
 KINDS = {
-    "i": ("InvalidInstanceID", "instance ID"),
-    "ami": ("InvalidAMIID", "image ID"),
-    "sg": ("InvalidGroupId", "security group ID"),  # not found: InvalidGroup.NotFound (actions.secgroups)
+    "i": ("InvalidInstanceID", "an instance ID"),
+    "ami": ("InvalidAMIID", "an image ID"),
+    "vpc": ("InvalidVpcID", "a VPC ID"),
+    "subnet": ("InvalidSubnetID", "a subnet ID"),
+    "sg": ("InvalidGroupId", "a security group ID"),  # not found: InvalidGroup.NotFound (actions.secgroups)
 }
 
 
@@ -20,8 +23,7 @@ def parse(text: str, prefix: str) -> int:
     code, noun = KINDS[prefix]
     m = _ID.fullmatch(text or "")
     if not m or (m.group("prefix") not in (None, prefix)) or int(m.group("number")) > 2**31 - 1:
-        article = "an" if noun[0] in "aeiou" else "a"
-        raise EC2Error(f"{code}.Malformed", f'Invalid id: "{text}" (expecting {article} {noun} like {prefix}-00000001)')
+        raise EC2Error(f"{code}.Malformed", f'Invalid id: "{text}" (expecting {noun} like {prefix}-00000001)')
     return int(m.group("number"))
 
 
@@ -31,4 +33,4 @@ def fmt(prefix: str, oid: int) -> str:
 
 def not_found(prefix: str, text: str) -> EC2Error:
     code, noun = KINDS[prefix]
-    return EC2Error(f"{code}.NotFound", f"The {noun} '{text}' does not exist")
+    return EC2Error(f"{code}.NotFound", f"The {noun.split(' ', 1)[1]} '{text}' does not exist")

@@ -14,9 +14,11 @@ from . import (  # noqa: F401 (importing registers their actions)
     instances,
     keypairs,
     network,
+    nics,
     regions,
     secgroups,
     tags,
+    vpcs,
 )
 from .registry import ACTIONS, Context, check_limits, check_stored, check_supported
 

@@ -11,6 +11,7 @@ import json
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from one import template as tpl
@@ -19,7 +20,7 @@ from one.codes import LCM_STATE, VM_STATE
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
 from ..gateway import VM
-from . import keypairs
+from . import keypairs, nics
 from .filters import check_names, wildcards
 from .instance_types import render_file_template, template_for
 from .protection import launch_attributes, refuse_protected
@@ -86,8 +87,8 @@ def _is_global(ip: str) -> bool:
         return False
 
 
-def describe(vm: VM) -> dict:
-    """The EC2 Instance of an OpenNebula VM."""
+def describe(vm: VM, group_names: nics.GroupNames | None = None) -> dict:
+    """The EC2 Instance of an OpenNebula VM (*group_names*: a security group's name by id)."""
     u = vm.user_template
     # a DONE VM's NICs still name the addresses it had, but their leases are back in the vnet
     ips = [n.ip for n in vm.nics if n.ip] if vm.state != DONE else []
@@ -111,19 +112,20 @@ def describe(vm: VM) -> dict:
         "ClientToken": u.get("EC2_CLIENT_TOKEN") or None,
         "KeyName": u.get("EC2_KEYNAME") or None,
         "Tags": _tags(vm) or None,
+        **nics.instance_network(vm, group_names or nics.GroupNames(None)),
     }
     if vm.state == DONE:
         out["StateTransitionReason"] = "User initiated"
     return out
 
 
-def _reservations(vms: list[VM]) -> list[dict]:
+def _reservations(vms: list[VM], group_names) -> list[dict]:
     """Instances grouped by reservation; OwnerId is the owner's numeric OpenNebula id, as for images."""
     groups: dict[str, dict] = {}
     for vm in vms:
         rid = vm.user_template.get("EC2_RESERVATION_ID") or f"r-{vm.id:08d}"
         group = groups.setdefault(rid, {"ReservationId": rid, "OwnerId": str(vm.uid), "Groups": [], "Instances": []})
-        group["Instances"].append(describe(vm))
+        group["Instances"].append(describe(vm, group_names))
     return list(groups.values())
 
 
@@ -146,6 +148,7 @@ _FILTERS = {
     "key-name": lambda d: _present(d["KeyName"]),
     "availability-zone": lambda d: [ZONE],
     "tag-key": lambda d: [t["Key"] for t in d["Tags"] or []],
+    **nics.INSTANCE_FILTERS,
 }
 
 
@@ -184,6 +187,7 @@ def describe_instances(ctx: Context, p: dict) -> dict:
     now = time.time()
     with_done = ctx.config.describe_with_terminated_instances
     more = False
+    names = nics.GroupNames(ctx.session)
     if wanted:
         items = [_get_vm(ctx, text) for text in wanted]
     elif limit and not filters:  # one page of oned's work, not the whole pool
@@ -193,12 +197,12 @@ def describe_instances(ctx: Context, p: dict) -> dict:
     else:
         vms = [vm for vm in ctx.session.vms(with_done) if _visible(vm, now, with_done)]
         matches = _matcher(filters)
-        items = [vm for vm in vms if matches(describe(vm))] if filters else vms
+        items = [vm for vm in vms if matches(describe(vm, names))] if filters else vms
         if limit:
             more = len(items) > offset + limit
             items = items[offset : offset + limit]
     token = _token(offset + limit) if more else None
-    return {"Reservations": _reservations(items), "NextToken": token}
+    return {"Reservations": _reservations(items, names), "NextToken": token}
 
 
 def _token(offset: int) -> str:
@@ -268,10 +272,22 @@ RUN_READS = (
     "KeyName",
     "DisableApiTermination",
     "InstanceInitiatedShutdownBehavior",
+    *nics.RUN_READS,
 )
 RUN_IGNORED = ("Monitoring", "EbsOptimized")
 # tags in EC2_TAGS, the Name tag as NAME; KeyName as EC2_KEYNAME
-RUN_STORED = ("InstanceType", "UserData", "ClientToken", "TagSpecifications", "KeyName")
+RUN_STORED = ("InstanceType", "UserData", "ClientToken", "TagSpecifications", "KeyName", *nics.RUN_STORED)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What every VM of one RunInstances is made with, besides its instance type and image."""
+
+    user_data: str
+    tags: dict[str, str]
+    key: keypairs.KeyPair | None  # its public key goes into CONTEXT
+    nic: nics.Choice | None  # shapes the first NIC
+    attrs: list[tuple[str, str]]  # more user-template attributes (protection, shutdown behaviour, key name)
 
 
 @action("RunInstances", reads=RUN_READS, ignored=RUN_IGNORED, stored=RUN_STORED, changes=True)
@@ -304,9 +320,10 @@ def run_instances(ctx: Context, p: dict) -> dict:
     user_data = _user_data(p)
     tags = _instance_tags(p)
     key = keypairs.by_name(ctx, p["KeyName"]) if "KeyName" in p else None
-    launch = launch_attributes(p) + ([("EC2_KEYNAME", key.name)] if key else [])
+    attrs = launch_attributes(p) + ([("EC2_KEYNAME", key.name)] if key else [])
+    launch = Launch(user_data, tags, key, nics.choose(ctx, p, high), attrs)
     if ctx.dry_run:  # the instance type must exist, and the user may use it and the image, and create VMs
-        needs = [("USE", "IMAGE", image_id), ("CREATE", "VM", None)]
+        needs = [("USE", "IMAGE", image_id), ("CREATE", "VM", None), *nics.needs(launch.nic)]
         if ctx.config.use_file_templates:
             render_file_template(ctx.config, p["InstanceType"], image_id, user_data, *keypairs.launch_values(key))
         else:
@@ -318,15 +335,14 @@ def run_instances(ctx: Context, p: dict) -> dict:
             existing = [vm for vm in ctx.session.vms(True) if vm.user_template.get("EC2_CLIENT_TOKEN") == token]
             if existing:
                 return _run_answer(ctx, sorted(existing, key=lambda vm: vm.id))
-            return _run(ctx, p, image_id, user_data, tags, token, low, high, key, launch)
-    return _run(ctx, p, image_id, user_data, tags, None, low, high, key, launch)
+            return _run(ctx, p, image_id, launch, token, low, high)
+    return _run(ctx, p, image_id, launch, None, low, high)
 
 
-def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low: int, high: int, key, launch) -> dict:
-    """*key*: the key pair whose public key goes into CONTEXT; *launch*: more user-template attributes."""
+def _run(ctx: Context, p, image_id: int, launch: Launch, token, low: int, high: int) -> dict:
     reservation = "r-" + secrets.token_hex(9)[:17]
     made: list[int] = []
-    make, arch = _maker(ctx, p["InstanceType"], image_id, user_data, key)
+    make, arch = _maker(ctx, p["InstanceType"], image_id, launch)
     try:
         for index in range(high):
             user_attrs = [
@@ -337,10 +353,10 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
             ]
             if token:
                 user_attrs.append(("EC2_CLIENT_TOKEN", token))
-            if tags:
-                user_attrs.append(("EC2_TAGS", json.dumps(tags, sort_keys=True)))
-            user_attrs += launch
-            vmid = make(user_attrs, tags.get("Name", ""))
+            if launch.tags:
+                user_attrs.append(("EC2_TAGS", json.dumps(launch.tags, sort_keys=True)))
+            user_attrs += launch.attrs
+            vmid = make(user_attrs, launch.tags.get("Name", ""))
             made.append(vmid)
             ctx.session.made(vmid, dict(user_attrs), arch)
     except EC2Error as e:
@@ -364,7 +380,7 @@ def _run(ctx: Context, p, image_id: int, user_data: str, tags: dict, token, low:
 
 
 def _run_answer(ctx: Context, vms: list[VM]) -> dict:
-    reservations = _reservations(vms)
+    reservations = _reservations(vms, nics.GroupNames(ctx.session))
     return {
         "ReservationId": reservations[0]["ReservationId"],
         "OwnerId": reservations[0]["OwnerId"],
@@ -379,16 +395,25 @@ def _arch(body: list) -> str:
     return tpl.vget(os_, "ARCH", "") if isinstance(os_, list) else ""
 
 
-def _maker(ctx: Context, itype: str, image_id: int, user_data: str, key: keypairs.KeyPair | None = None):
+def _type_nics(body: list) -> list:
+    return [v for k, v in body if k == "NIC" and isinstance(v, list)]
+
+
+def _maker(ctx: Context, itype: str, image_id: int, launch: Launch):
     """What makes one VM of *itype*, resolved once per request: ``(make(user_attrs, name) -> VM id, OS/ARCH)``."""
+    user_data, nic = launch.user_data, launch.nic
     context_values = [("EC2_USER_DATA", user_data)] if user_data else []
-    context_values += keypairs.context_values(key)
+    context_values += keypairs.context_values(launch.key)
     if ctx.config.use_file_templates:
-        body = tpl.parse(render_file_template(ctx.config, itype, image_id, user_data, *keypairs.launch_values(key)))
+        values = keypairs.launch_values(launch.key)
+        body = tpl.parse(render_file_template(ctx.config, itype, image_id, user_data, *values))
+        if nic is not None:
+            body = tpl.remove(body, "NIC") + nics.shape(_type_nics(body), nic)
 
         def make(user_attrs, name):
             vm = body + user_attrs
-            return ctx.session.vm_allocate(tpl.serialize(tpl.replace(vm, "NAME", name) if name else vm))
+            with nics.lease_errors(nic):
+                return ctx.session.vm_allocate(tpl.serialize(tpl.replace(vm, "NAME", name) if name else vm))
 
         return make, _arch(body)
     template = template_for(ctx, itype)
@@ -397,9 +422,11 @@ def _maker(ctx: Context, itype: str, image_id: int, user_data: str, key: keypair
     context = tpl.get(template.body, "CONTEXT")
     if context_values or isinstance(context, list):
         disks.append(("CONTEXT", tpl.merge(context if isinstance(context, list) else [], context_values)))
+    disks += nics.shape(_type_nics(template.body), nic)  # the extra template's NICs replace all of the type's
 
     def make(user_attrs, name):
-        return ctx.session.instantiate(template.id, name, tpl.serialize(disks + user_attrs))
+        with nics.lease_errors(nic):
+            return ctx.session.instantiate(template.id, name, tpl.serialize(disks + user_attrs))
 
     return make, _arch(template.body)
 

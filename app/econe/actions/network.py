@@ -1,4 +1,4 @@
-"""DescribeAddresses. VPCs, subnets and security groups will join it here."""
+"""DescribeAddresses (the VPC and its subnets are in vpcs.py, network interfaces in nics.py)."""
 
 from __future__ import annotations
 
