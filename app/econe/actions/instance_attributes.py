@@ -17,13 +17,12 @@ from one.codes import HOST_STATES, LCM_STATE, VM_STATE
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
 from ..gateway import VM
-from . import protection
+from . import nics, protection
 from .filters import check_names, wildcards
 from .instance_types import render_file_template, template_for
 from .instances import ARCHITECTURE, MAX_RESULTS, MIN_RESULTS, _get_vm, _next_token, _token
 from .regions import ZONE
 from .registry import Context, action
-from .secgroups import name_of
 
 # ---------------------------------------------------------------- DescribeInstanceStatus
 
@@ -255,13 +254,11 @@ DEFAULT_BEHAVIOR = "stop"  # EC2's default InstanceInitiatedShutdownBehavior
 
 
 def _security_groups(ctx: Context, body: list) -> list[dict]:
-    """The first NIC's SECURITY_GROUPS as EC2 groups, named as DescribeSecurityGroups names them
-    (OpenNebula's group 0 is EC2's default); one the user may not see has its id only."""
+    """The first NIC's groups as DescribeInstances shows them (nics.GroupNames), so that a client
+    comparing the two (amazon.aws ec2_instance on a rerun) sees the same groups."""
     nic = tpl.get(body, "NIC")
     text = tpl.vget(nic, "SECURITY_GROUPS", "") if isinstance(nic, list) else ""
-    numbers = [int(g) for g in text.split(",") if g.strip().isdigit()]
-    names = {g.id: name_of(g) for g in ctx.session.secgroups()} if numbers else {}
-    return [{"GroupId": ids.fmt("sg", g), "GroupName": names.get(g)} for g in numbers]
+    return nics.GroupNames(ctx.session).groups(text)
 
 
 def _root_device(body: list) -> str | None:
