@@ -50,14 +50,17 @@ class Config:
     threads: int = 16
     request_timeout: int = 10  # seconds a client has to send a request, and a body's window of MIN_RATE (edge.py)
     max_count: int = 100  # instances one RunInstances may make
+    # seconds a VM's EC2 attributes (tags, instance type...) are used before they are read again:
+    # how long a change made through another econe server can take to show in this one's listings
+    cache_ttl: int = 30
     # server account for acting as users (file named by ONE_CIPHER_AUTH)
     server_user: str = ""
     server_password: str = ""
     source: str = ""
 
 
-# key -> (checker, description); the original keys, plus pid_file, trusted_proxies, threads, max_count and
-# request_timeout
+# key -> (checker, description); the original keys, plus pid_file, trusted_proxies, threads, max_count,
+# request_timeout and cache_ttl
 def _url(v):
     return isinstance(v, str) and urlparse(v).scheme in ("http", "https") and bool(urlparse(v).netloc)
 
@@ -95,6 +98,7 @@ KEYS = {
     "threads": (_int_range(1, 512), "must be an integer 1-512"),
     "request_timeout": (_int_range(1, 3600), "must be a number of seconds 1-3600"),
     "max_count": (_int_range(1, 10000), "must be an integer 1-10000"),
+    "cache_ttl": (_int_range(0, 3600), "must be a number of seconds 0-3600"),
     # accepted for compatibility with the original's files; not used by this version
     "elasticips_vnet_id": (lambda v: v is None or isinstance(v, int), "must be a vnet id"),
     "associate_script": (lambda v: v is None or isinstance(v, (str, bool)), "must be a path or false"),

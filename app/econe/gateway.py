@@ -3,7 +3,7 @@
 Every call runs as the requesting user through a ``server_cipher`` session, so OpenNebula's own
 permissions, ACLs and quotas decide what a user may do. The server account's own rights are used
 to read what signatures and DryRun need: the users (their secrets, read again every USERS_TTL
-seconds) and the ACL rules. Answers come back as plain dataclasses; oned's refusals come back as
+seconds) and the ACL rules. Answers come back as plain dataclasses (`objects`); oned's refusals come back as
 EC2 errors through one table (`ONED_ERRORS`); an unreachable oned is ``Unavailable``.
 
 Calls go over one XML-RPC connection per request (kept alive where the server allows it; oned 6.10.5
@@ -19,7 +19,6 @@ import threading
 import time
 import xmlrpc.client
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from lxml import etree
@@ -30,6 +29,21 @@ from one.codes import ACTION, AUTHENTICATION, AUTHORIZATION, LOCKED, NO_EXISTS
 from . import ids
 from .auth import Account
 from .errors import EC2Error, auth_failure, dry_run_succeeded, internal_error, unauthorized, unavailable
+from .objects import (
+    VM,
+    Image,
+    SecGroup,
+    Template,
+    VNet,
+    parse_image,
+    parse_secgroup,
+    parse_template,
+    parse_vm,
+    parse_vm_pool,
+    parse_vnet,
+    template_pairs,
+    xml,
+)
 
 TOKEN_LIFETIME = 1800  # seconds a server_cipher token is valid
 TOKEN_RENEW = 300  # renew this long before it expires
@@ -37,156 +51,9 @@ TOKEN_RENEW = 300  # renew this long before it expires
 # given a new password in OpenNebula counts for econe after at most this long
 USERS_TTL = 2
 ACL_TTL = 60  # seconds the ACL rules are cached (DryRun only)
-EC2_ATTRS_TTL = 300  # seconds the EC2 attributes of a VM are trusted without re-reading them
 EC2_CACHE_SIZE = 200_000
 EXTENDED_AFTER = 20  # more VMs than this missing from the cache: one extended pool call instead
 TIMEOUT = 30
-# oned's answers: large pools are one big string, and entities are never wanted
-_PARSER = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
-
-
-def xml(text: str | bytes):
-    """An answer of oned parsed by libxml2 (lxml): about ten times faster than ElementTree here."""
-    return etree.fromstring(text.encode() if isinstance(text, str) else text, _PARSER)
-
-
-# ---------------------------------------------------------------- plain objects
-
-
-@dataclass
-class Nic:
-    ip: str = ""
-    network: str = ""
-    network_id: str = ""
-    nic_id: str = ""
-    mac: str = ""
-    security_groups: str = ""  # oned's list of ids, "0,100": the requested ones and the vnet's
-
-
-@dataclass
-class VM:
-    id: int
-    name: str
-    uid: int
-    uname: str
-    state: int
-    lcm_state: int
-    stime: int
-    etime: int
-    nics: list[Nic] = field(default_factory=list)
-    image_ids: list[int] = field(default_factory=list)
-    user_template: dict[str, str] = field(default_factory=dict)
-    template: dict[str, str] = field(default_factory=dict)
-    arch: str = ""  # TEMPLATE/OS/ARCH; the short pool answer has no OS, the cache carries it
-
-
-@dataclass
-class Image:
-    id: int
-    name: str
-    uid: int
-    uname: str
-    state: int
-    type: int
-    persistent: bool
-    size: int
-    regtime: int
-    public: bool  # PERMISSIONS/OTHER_U: anyone may use it
-    arch: str  # its template's ARCH (or OS/ARCH), "" when it has none
-    template: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Template:
-    id: int
-    name: str
-    uid: int
-    gid: int
-    body: list  # the template as one.template pairs
-
-
-# ---------------------------------------------------------------- XML readers
-
-
-def _text(el, tag: str, default: str = "") -> str:
-    found = el.find(tag)
-    return found.text or "" if found is not None else default
-
-
-def _flat(el) -> dict[str, str]:
-    """Single-valued attributes of a TEMPLATE element (vectors are skipped)."""
-    return {child.tag: child.text or "" for child in el if len(child) == 0} if el is not None else {}
-
-
-def parse_vm(el) -> VM:
-    """A VM element of a pool or info answer, read in one pass over its children (the hot path)."""
-    top: dict[str, str] = {}
-    nics: list[Nic] = []
-    images: list[int] = []
-    template: dict[str, str] = {}
-    user_template: dict[str, str] = {}
-    arch = ""
-    for child in el:
-        tag = child.tag
-        if tag == "TEMPLATE":
-            for item in child:
-                if item.tag == "NIC":
-                    n = {x.tag: x.text or "" for x in item}
-                    g = n.get
-                    nics.append(Nic(g("IP", ""), g("NETWORK", ""), g("NETWORK_ID", ""), g("NIC_ID", ""), g("MAC", ""),
-                                    g("SECURITY_GROUPS", "")))  # fmt: skip
-                elif item.tag == "DISK":
-                    image = item.findtext("IMAGE_ID")
-                    if image:
-                        images.append(int(image))
-                elif len(item) == 0:
-                    template[item.tag] = item.text or ""
-                elif item.tag == "OS":
-                    arch = item.findtext("ARCH") or ""
-        elif tag == "USER_TEMPLATE":
-            user_template = {x.tag: x.text or "" for x in child if len(x) == 0}
-        else:
-            top[tag] = child.text or ""
-    return VM(
-        id=int(top["ID"]),
-        name=top.get("NAME", ""),
-        uid=int(top["UID"]),
-        uname=top.get("UNAME", ""),
-        state=int(top["STATE"]),
-        lcm_state=int(top["LCM_STATE"]),
-        stime=int(top.get("STIME") or 0),
-        etime=int(top.get("ETIME") or 0),
-        nics=nics,
-        image_ids=images,
-        user_template=user_template,
-        template=template,
-        arch=arch,
-    )
-
-
-def parse_vm_pool(text: str) -> list[VM]:
-    """VMs of a VM_POOL answer (the tree is built in one C call: much faster than iterparse)."""
-    return [parse_vm(el) for el in xml(text).iterfind("VM")]
-
-
-def parse_image(el) -> Image:
-    template = el.find("TEMPLATE")
-    return Image(
-        id=int(_text(el, "ID")),
-        name=_text(el, "NAME"),
-        uid=int(_text(el, "UID")),
-        uname=_text(el, "UNAME"),
-        state=int(_text(el, "STATE")),
-        type=int(_text(el, "TYPE")),
-        persistent=_text(el, "PERSISTENT") == "1",
-        size=int(_text(el, "SIZE", "0")),
-        regtime=int(_text(el, "REGTIME", "0")),
-        public=_text(el, "PERMISSIONS/OTHER_U") == "1",
-        arch=(template.findtext("ARCH") or template.findtext("OS/ARCH") or "") if template is not None else "",
-        template=_flat(template),
-    )
-
-
 # ---------------------------------------------------------------- oned's errors
 
 _NAME_RULES = (
@@ -300,8 +167,9 @@ class RawXMLRPC:
 class Gateway:
     """One per server: the server account, econe's copy of the users, and sessions for users."""
 
-    def __init__(self, url: str, server_user: str, server_password: str):
+    def __init__(self, url: str, server_user: str, server_password: str, attrs_ttl: float = 30):
         self.url = url
+        self.attrs_ttl = attrs_ttl  # seconds a VM's EC2 attributes are used before they are read again
         self.server_user = server_user
         self.key = hashlib.sha256(server_password.encode()).hexdigest()
         self._tokens: dict[str, tuple[str, float]] = {}
@@ -387,7 +255,7 @@ class Gateway:
     def made_with(self, vmid: int) -> tuple[dict, str] | None:
         """(EC2 attributes, arch) remembered for *vmid*, or None when unknown or too old."""
         entry = self._made.get(vmid)
-        return entry[1:] if entry and time.time() - entry[0] < EC2_ATTRS_TTL else None
+        return entry[1:] if entry and time.time() - entry[0] < self.attrs_ttl else None
 
     def as_user(self, user: str, dry_run: bool = False) -> UserSession:
         return UserSession(self, user, dry_run)
@@ -477,9 +345,9 @@ class UserSession:
 
     def _pool(self, start: int, end: int, state: int) -> list[VM]:
         """The short pool answer carries everything but the EC2 attributes of the user template and
-        the OS/ARCH of the template, which change seldom (ModifyInstanceAttribute re-reads the VM it
-        changed; other servers trust EC2_ATTRS_TTL): those come from a cache, filled from the extended
-        answer (or one vm.info per VM when few are missing)."""
+        the OS/ARCH of the template, which change seldom (the actions that change them re-read the VM;
+        what another econe server changed shows once the entry is attrs_ttl old): those come from a
+        cache, filled from the extended answer (or one vm.info per VM when few are missing)."""
         vms = parse_vm_pool(self._call("one.vmpool.info", -3, start, end, state))
         missing = [vm.id for vm in vms if self.gateway.made_with(vm.id) is None]
         if len(missing) > EXTENDED_AFTER:
@@ -517,18 +385,7 @@ class UserSession:
     # -- templates --------------------------------------------------------
     def templates(self) -> list[Template]:
         pool = self._call("one.templatepool.info", -2, -1, -1)
-        out = []
-        for el in xml(pool).findall("VMTEMPLATE"):
-            out.append(
-                Template(
-                    int(_text(el, "ID")),
-                    _text(el, "NAME"),
-                    int(_text(el, "UID")),
-                    int(_text(el, "GID")),
-                    _template_pairs(el.find("TEMPLATE")),
-                )
-            )
-        return out
+        return [parse_template(el) for el in xml(pool).iterfind("VMTEMPLATE")]
 
     def instantiate(self, template_id: int, name: str, extra: str, hold: bool = False) -> int:
         self._changes()
@@ -553,7 +410,7 @@ class UserSession:
     def own_template(self) -> tuple[int, list]:
         """The user's id and its own template, as one.template pairs (one.user.info of itself)."""
         me = xml(self._call("one.user.info", -1, False))
-        return int(me.findtext("ID")), _template_pairs(me.find("TEMPLATE"))
+        return int(me.findtext("ID")), template_pairs(me.find("TEMPLATE"))
 
     def own_template_update(self, uid: int, text: str, merge: bool = True):
         """Merge (oned keeps one attribute per name) or replace the user's own template."""
@@ -602,7 +459,7 @@ class UserSession:
         el = xml(self._call("one.vm.info", vmid, False, not_found=_vm_missing(vmid)))
         vm = parse_vm(el)
         self.gateway.remember(vm.id, vm.user_template, vm.arch)
-        return vm, _template_pairs(el.find("TEMPLATE"))
+        return vm, template_pairs(el.find("TEMPLATE"))
 
     def vms_with_hosts(self, with_done: bool) -> list[tuple[VM, int]]:
         """The user's VMs from the short pool answer, each with the host its last history record
@@ -621,59 +478,5 @@ class UserSession:
         return self._call("one.vm.updateconf", vmid, text, 1, not_found=_vm_missing(vmid), visible=True)
 
 
-# ---------------------------------------------------------------- security groups
-
-
-@dataclass
-class SecGroup:
-    id: int
-    name: str
-    uid: int
-    template: list  # its TEMPLATE as one.template pairs: RULE vectors, DESCRIPTION, EC2_TAGS and the rest
-    vms: list[int]  # the VMs using it (UPDATED, OUTDATED, UPDATING and ERROR)
-
-
-def parse_secgroup(el) -> SecGroup:
-    vms = [int(i.text) for part in ("UPDATED", "OUTDATED", "UPDATING", "ERROR") for i in el.iterfind(f"{part}_VMS/ID")]
-    return SecGroup(
-        int(_text(el, "ID")), _text(el, "NAME"), int(_text(el, "UID")), _template_pairs(el.find("TEMPLATE")), vms
-    )
-
-
 def _secgroup_missing(sgid: int) -> EC2Error:
     return EC2Error("InvalidGroup.NotFound", f"The security group '{ids.fmt('sg', sgid)}' does not exist")
-
-
-def _template_pairs(el) -> list:
-    if el is None:
-        return []
-    out = []
-    for child in el:
-        if len(child):
-            out.append((child.tag, [(c.tag, c.text or "") for c in child]))
-        else:
-            out.append((child.tag, child.text or ""))
-    return out
-
-
-# ---------------------------------------------------------------- virtual networks
-
-
-@dataclass
-class VNet:
-    id: int
-    name: str
-    state: int
-    ranges: list[tuple[str, str, int]]  # (TYPE, first IP, SIZE) of each address range, in order
-    used: int  # USED_LEASES over all ranges (held addresses too)
-
-
-def parse_vnet(el) -> VNet:
-    """A VNET of a pool answer: its address ranges without the leases (the pool answer has none)."""
-    return VNet(
-        id=int(_text(el, "ID")),
-        name=_text(el, "NAME"),
-        state=int(_text(el, "STATE", "1")),
-        ranges=[(_text(ar, "TYPE"), _text(ar, "IP"), int(_text(ar, "SIZE", "0"))) for ar in el.iterfind("AR_POOL/AR")],
-        used=int(_text(el, "USED_LEASES", "0") or 0),
-    )

@@ -39,7 +39,7 @@ class RequestLog(logging.LoggerAdapter):
 
 
 def make_app(config: Config, gateway: Gateway | None = None) -> bottle.Bottle:
-    gateway = gateway or Gateway(config.one_xmlrpc, config.server_user, config.server_password)
+    gateway = gateway or Gateway(config.one_xmlrpc, config.server_user, config.server_password, config.cache_ttl)
     app = bottle.Bottle()
     app.config["catchall"] = False  # what escapes handle() reaches Cheroot, whose 500 the edge words as EC2's
 

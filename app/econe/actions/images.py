@@ -11,7 +11,7 @@ from one.codes import IMAGE_STATES
 
 from .. import ids, states
 from ..errors import EC2Error
-from ..gateway import Image
+from ..objects import Image
 from . import tagging
 from .filters import wildcards
 from .registry import Context, action

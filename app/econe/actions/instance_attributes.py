@@ -16,7 +16,7 @@ from one.codes import HOST_STATES, LCM_STATE, VM_STATE
 
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
-from ..gateway import VM
+from ..objects import VM
 from . import nics, protection
 from .filters import check_names, wildcards
 from .instance_types import render_file_template, template_for

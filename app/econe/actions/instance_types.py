@@ -14,7 +14,7 @@ from one import template as tpl
 from .. import ids
 from ..config import Config
 from ..errors import EC2Error
-from ..gateway import Template
+from ..objects import Template
 
 
 def _unknown(itype: str) -> EC2Error:

@@ -20,7 +20,8 @@ from one.codes import VM_STATE
 
 from .. import ids
 from ..errors import EC2Error
-from ..gateway import VM, Nic, UserSession, VNet
+from ..gateway import UserSession
+from ..objects import VM, Nic, VNet
 from .filters import check_names
 from .regions import ZONE
 from .registry import Context, action

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import ids
 from ..errors import EC2Error, invalid
-from ..gateway import VM
+from ..objects import VM
 
 NO_TERMINATION = "EC2_DISABLE_API_TERMINATION"  # "true" while TerminateInstances must refuse the instance
 SHUTDOWN_BEHAVIOR = "EC2_SHUTDOWN_BEHAVIOR"  # "stop" (EC2's default) or "terminate"

@@ -16,7 +16,7 @@ from one import template as tpl
 
 from .. import ids
 from ..errors import EC2Error, invalid, missing
-from ..gateway import SecGroup
+from ..objects import SecGroup
 from .filters import check_names, wildcards
 from .registry import Context, action
 

@@ -17,7 +17,7 @@ from one import template as tpl
 
 from .. import ids
 from ..errors import EC2Error, invalid
-from ..gateway import VNet
+from ..objects import VNet
 from .filters import check_names, wildcards
 from .regions import ZONE
 from .registry import Context, action
