@@ -80,13 +80,14 @@ ONED_ERRORS: list[tuple[int | None, str, Callable[[EC2Error | None, bool], EC2Er
         "InsufficientCapacity", "There is not enough capacity to fulfill your request.", 500)),
     # an HA oned without a leader, electing one or catching up (Request::execute): it will be back
     (None, "Cannot process request", lambda nf, vis: unavailable()),
-    # PoolObjectSQL::name_is_valid: the only name a client gives is a VM's, by its Name tag
+    # PoolObjectSQL::name_is_valid: econe checks the names of the security groups it makes, so what
+    # oned refuses is a VM's, given by its Name tag
     (None, "Invalid NAME", lambda nf, vis: EC2Error("InvalidParameterValue", _NAME_RULES)),
     # security groups (SecurityGroupDelete::drop; PoolSQL's unique names per owner: only econe's
     # security groups are named by clients)
     (ACTION, "has VMs using it", lambda nf, vis: EC2Error(
         "DependencyViolation", "The security group is in use by an instance.")),
-    (None, "NAME is already taken", lambda nf, vis: EC2Error(
+    (None, "NAME is already taken by SecurityGroup", lambda nf, vis: EC2Error(
         "InvalidGroup.Duplicate", "A security group of that name already exists for this account.")),
     # the user was disabled or removed since econe read the users: the answer of any failed sign-in
     (AUTHENTICATION, "", lambda nf, vis: auth_failure()),
