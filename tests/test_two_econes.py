@@ -63,3 +63,21 @@ def test_a_change_through_one_server_shows_on_the_other(stack, other):  # noqa: 
     one.modify_instance_attribute(InstanceId=iid, DisableApiTermination={"Value": False})
     two.terminate_instances(InstanceIds=[iid])
     wait_for(one, "instance_terminated", [iid])
+
+
+def test_a_server_that_keeps_no_copy_still_lists_everything(stack):  # noqa: F811
+    """cache_ttl 0: every listing reads the attributes again, and shows them (not an expired copy)."""
+    econe = start_econe(stack.workdir / "nocache", stack.cloud.url, stack.cloud.server_auth, cache_ttl=0)
+    try:
+        ec2 = _client(stack, econe)
+        tags = [{"ResourceType": "instance", "Tags": [{"Key": "k", "Value": "v"}]}]
+        made = ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType=stack.demo.itype,
+                                 MinCount=1, MaxCount=1, TagSpecifications=tags)  # fmt: skip
+        (instance,) = made["Instances"]
+        assert instance["InstanceType"] == stack.demo.itype and made["ReservationId"] != "r-00000000"
+        listed = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+        (again,) = [i for i in listed if i["InstanceId"] == instance["InstanceId"]]
+        assert (again["InstanceType"], again["Tags"]) == (stack.demo.itype, [{"Key": "k", "Value": "v"}])
+        ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+    finally:
+        econe.stop()

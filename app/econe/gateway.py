@@ -244,14 +244,15 @@ class Gateway:
             self._rules = (time.time(), rules)
         return rules
 
-    def remember(self, vmid: int, user_template: dict, arch: str) -> None:
-        """What a VM was made with and the short pool answer lacks: its EC2 attributes and OS/ARCH."""
+    def remember(self, vmid: int, user_template: dict, arch: str) -> dict:
+        """What a VM was made with and the short pool answer lacks: its EC2 attributes (returned) and OS/ARCH."""
         attrs = {k: v for k, v in user_template.items() if k.startswith("EC2_")}
         with self._lock:
             self._made[vmid] = (time.time(), attrs, arch)
             if len(self._made) > EC2_CACHE_SIZE:  # drop the oldest entries
                 for key in sorted(self._made, key=lambda k: self._made[k][0])[: EC2_CACHE_SIZE // 10]:
                     del self._made[key]
+        return attrs
 
     def made_with(self, vmid: int) -> tuple[dict, str] | None:
         """(EC2 attributes, arch) remembered for *vmid*, or None when unknown or too old."""
@@ -350,15 +351,17 @@ class UserSession:
         what another econe server changed shows once the entry is attrs_ttl old): those come from a
         cache, filled from the extended answer (or one vm.info per VM when few are missing)."""
         vms = parse_vm_pool(self._call("one.vmpool.info", -3, start, end, state))
-        missing = [vm.id for vm in vms if self.gateway.made_with(vm.id) is None]
+        known = {vm.id: self.gateway.made_with(vm.id) for vm in vms}
+        missing = [vmid for vmid, entry in known.items() if entry is None]
+        # what is read here is used as read, whatever the cache keeps (cache_ttl may be 0)
         if len(missing) > EXTENDED_AFTER:
-            for full in parse_vm_pool(self._call("one.vmpool.infoextended", -3, start, end, state)):
-                self.gateway.remember(full.id, full.user_template, full.arch)
+            fulls = parse_vm_pool(self._call("one.vmpool.infoextended", -3, start, end, state))
         else:
-            for vmid in missing:
-                self.vm(vmid)
+            fulls = [self.vm(vmid) for vmid in missing]
+        for full in fulls:
+            known[full.id] = (self.gateway.remember(full.id, full.user_template, full.arch), full.arch)
         for vm in vms:
-            attrs, vm.arch = self.gateway.made_with(vm.id) or ({}, "")
+            attrs, vm.arch = known.get(vm.id) or ({}, "")
             vm.user_template.update(attrs)
         return vms
 
