@@ -121,7 +121,7 @@ def test_security_group(stack, tmp_path, names):  # noqa: F811
     assert sg["group_id"] == created["group_id"] and sg["description"] == "web servers"
     ports = sorted((p["ip_protocol"], p.get("from_port"), p.get("to_port")) for p in sg["ip_permissions"])
     assert ports == [("icmp", 8, -1), ("tcp", 22, 22), ("tcp", 80, 81)]
-    # what oned holds: the group's RULE vectors, "any address" without IP and SIZE
+    # what oned holds: the group's RULE vectors, 0.0.0.0/0 as every IPv4 address (no IP would be IPv6 too)
     sgid = int(created["group_id"][3:])
     body = ET.fromstring(stack.admin("one.secgroup.info", sgid, False))
     inbound = sorted(
@@ -129,7 +129,8 @@ def test_security_group(stack, tmp_path, names):  # noqa: F811
         for r in body.iter("RULE")
         if r.findtext("RULE_TYPE").lower() == "inbound"
     )
-    assert inbound == [("ICMP", None, None, None), ("TCP", "22:22", None, None), ("TCP", "80:81", "10.0.0.0", "256")]
+    any_v4 = ("0.0.0.0", "4294967295")
+    assert inbound == [("ICMP", None, *any_v4), ("TCP", "22:22", *any_v4), ("TCP", "80:81", "10.0.0.0", "256")]
 
 
 def test_instance_lifecycle_by_name(stack, tmp_path, names, own_key):  # noqa: F811

@@ -501,3 +501,38 @@ def test_tagging_a_security_group_leaves_its_rules(stack, ec2):  # noqa: F811
     assert len(before) == 2 and rules() == before
     assert ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"][0].get("Tags", []) == []
     ec2.delete_security_group(GroupId=sg)
+
+
+# ---------------------------------------------------------------- review findings (fix-r1)
+
+
+def test_a_key_pair_with_a_created_no_clock_can_show_is_listed_from_1970(stack, ec2):  # noqa: F811
+    """A user may write its own template (one.user.update): a CREATED that is no epoch second, or one
+    past any date, is read as 0."""
+    public = _openssh(ed25519.Ed25519PrivateKey.generate().public_key())
+    made = {"key-0000000000000bad1": "²", "key-0000000000000bad2": "9" * 30}
+    text = "\n".join(
+        f'EC2_KEYPAIR_{kid[4:].upper()} = [ ID="{kid}", NAME="{kid}", PUBLIC_KEY="{public}", CREATED="{created}" ]'
+        for kid, created in made.items()
+    )
+    stack.admin("one.user.update", stack.demo.uid, text, 1)
+    try:
+        pairs = ec2.describe_key_pairs(KeyPairIds=list(made))["KeyPairs"]
+        assert [(k["KeyPairId"], k["CreateTime"].timestamp()) for k in pairs] == [(kid, 0) for kid in made]
+    finally:
+        for kid in made:
+            ec2.delete_key_pair(KeyPairId=kid)
+    assert not set(made) & {k["KeyPairId"] for k in ec2.describe_key_pairs()["KeyPairs"]}
+
+
+@pytest.mark.parametrize("member", ["KeyName", "KeyPairId"])
+def test_describe_key_pairs_names_at_most_1000(ec2, member):
+    wanted = {"KeyName": "KeyNames", "KeyPairId": "KeyPairIds"}[member]
+    assert _code(ec2.describe_key_pairs, **{wanted: [f"key-{i:017x}" for i in range(1001)]}) == "InvalidParameterValue"
+
+
+def test_tags_change_at_most_1000_resources(ec2, resources):
+    rids = [resources["image"]] * 1001
+    assert _code(ec2.create_tags, Resources=rids, Tags=[{"Key": "k", "Value": "v"}]) == "InvalidParameterValue"
+    assert _code(ec2.delete_tags, Resources=rids) == "InvalidParameterValue"
+    assert _described(ec2, resources["image"]) == {}

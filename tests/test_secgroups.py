@@ -3,6 +3,7 @@ against econe-server on onelite; what oned stored is read with XML-RPC as oneadm
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .test_econe_e2e import _code, _dry, signed_v2, stack, wait_for  # noqa: F401
+from .test_econe_e2e import _code, _dry, error_code, signed_v2, stack, wait_for  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,8 @@ def _all_groups(stack) -> set[int]:  # noqa: F811
     return {int(g.findtext("ID")) for g in pool.iterfind("SECURITY_GROUP")}
 
 
+ANY_V4 = {"IP": "0.0.0.0", "SIZE": "4294967295"}  # how 0.0.0.0/0 is stored
+ALL_OUT_STORED = {"PROTOCOL": "ALL", "RULE_TYPE": "outbound", **ANY_V4}  # a new group's egress rule
 ANY_OUT = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}], "Ipv6Ranges": [], "PrefixListIds": [],
            "UserIdGroupPairs": []}  # fmt: skip
 
@@ -76,7 +79,7 @@ def test_a_new_group_lives_in_oned_with_the_default_egress_rule(stack, ec2):  # 
     oned = _oned(stack, gid)
     assert (oned.findtext("NAME"), oned.findtext("TEMPLATE/DESCRIPTION")) == ("web", "web servers")
     assert json.loads(oned.findtext("TEMPLATE/EC2_TAGS")) == {"team": "a b"}
-    assert _rules(stack, gid) == [{"PROTOCOL": "ALL", "RULE_TYPE": "outbound"}]  # any address: no IP, no SIZE
+    assert _rules(stack, gid) == [ALL_OUT_STORED]  # every IPv4 address: see test_ipv4_any_is_stored_as_…
     # the same name again is refused by oned itself (names are unique per owner)
     assert _code(lambda: ec2.create_security_group(GroupName="web", Description="again")) == "InvalidGroup.Duplicate"
     default = _group(ec2, "sg-00000000")
@@ -106,7 +109,7 @@ def test_rules_round_trip_through_oned(stack, ec2):  # noqa: F811
     assert _shown(group["IpPermissionsEgress"]) == _shown([ANY_OUT, _perm("tcp", (443, 443), ["10.2.0.0/16"])])
     stored = _rules(stack, gid)
     assert stored[1:4] == [
-        {"PROTOCOL": "TCP", "RULE_TYPE": "inbound", "RANGE": "22:22", "DESCRIPTION": "ssh from anywhere"},
+        {"PROTOCOL": "TCP", "RULE_TYPE": "inbound", "RANGE": "22:22", **ANY_V4, "DESCRIPTION": "ssh from anywhere"},
         {"PROTOCOL": "TCP", "RULE_TYPE": "inbound", "RANGE": "8000:8080", "IP": "10.0.0.0", "SIZE": "256"},
         {"PROTOCOL": "TCP", "RULE_TYPE": "inbound", "RANGE": "8000:8080", "IP": "192.168.1.7", "SIZE": "1"},
     ]
@@ -124,7 +127,7 @@ def test_rules_round_trip_through_oned(stack, ec2):  # noqa: F811
     ec2.revoke_security_group_egress(GroupId=gid, IpPermissions=[_perm("tcp", (443, 443), ["10.2.0.0/16"])])
     group = _group(ec2, gid)
     assert group["IpPermissions"] == [] and _shown(group["IpPermissionsEgress"]) == _shown([ANY_OUT])
-    assert _rules(stack, gid) == [{"PROTOCOL": "ALL", "RULE_TYPE": "outbound"}]
+    assert _rules(stack, gid) == [ALL_OUT_STORED]
     assert _code(lambda: ec2.revoke_security_group_ingress(GroupId=gid, IpPermissions=ingress[:1])) == (
         "InvalidPermission.NotFound")  # fmt: skip
     ec2.delete_security_group(GroupId=gid)
@@ -209,7 +212,7 @@ def test_another_users_group_is_invisible_and_untouchable(stack, ec2, bob):  # n
         assert _code(call) == "InvalidGroup.NotFound"
     # bob's own group of the same name is his
     bobs = bob.create_security_group(GroupName="mine", Description="bob's")["GroupId"]
-    assert bobs != gid and _rules(stack, gid) == [{"PROTOCOL": "ALL", "RULE_TYPE": "outbound"}]
+    assert bobs != gid and _rules(stack, gid) == [ALL_OUT_STORED]
     bob.delete_security_group(GroupName="mine")
     assert _group(ec2, gid)["Description"] == "alice's"
     ec2.delete_security_group(GroupId=gid)
@@ -313,3 +316,112 @@ def test_ansible_ec2_security_group(stack, tmp_path):  # noqa: F811
     gid = made["group_id"]
     assert int(gid[3:]) not in _all_groups(stack)
     assert time.monotonic() - started < 60
+
+
+# ---------------------------------------------------------------- review findings (fix-r1)
+
+
+def _racing(*calls) -> None:
+    """Run the calls at the same time, each from its own thread; every one must succeed."""
+    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+        for done in [pool.submit(call) for call in calls]:
+            done.result()
+
+
+def test_concurrent_rule_and_tag_changes_are_all_kept(stack, ec2):  # noqa: F811
+    """Each change reads the group and writes its whole template back: one at a time, none is lost."""
+    gid = ec2.create_security_group(GroupName="raced", Description="raced")["GroupId"]
+
+    def authorize(port: int):
+        return lambda: ec2.authorize_security_group_ingress(
+            GroupId=gid, IpPermissions=[_perm("tcp", (port, port), ["10.0.0.0/8"])]
+        )
+
+    def tag(i: int):
+        return lambda: ec2.create_tags(Resources=[gid], Tags=[{"Key": f"k{i}", "Value": str(i)}])
+
+    _racing(*(authorize(1000 + i) for i in range(12)))
+    assert len(_rules(stack, gid)) == 1 + 12
+    _racing(*(authorize(2000 + i) for i in range(10)), *(tag(i) for i in range(10)))
+    assert len(_rules(stack, gid)) == 1 + 12 + 10
+    assert json.loads(_oned(stack, gid).findtext("TEMPLATE/EC2_TAGS")) == {f"k{i}": str(i) for i in range(10)}
+    ec2.delete_security_group(GroupId=gid)
+
+
+@pytest.mark.parametrize(
+    ("tags", "code"),
+    [([{"Key": "aws:x", "Value": "v"}], "InvalidParameterValue"),
+     ([{"Key": f"k{i}", "Value": ""} for i in range(60)], "TagLimitExceeded")],
+)  # fmt: skip
+def test_a_new_groups_tags_follow_ec2s_rules(stack, ec2, tags, code):  # noqa: F811
+    before = _all_groups(stack)
+    spec = [{"ResourceType": "security-group", "Tags": tags}]
+    assert _code(lambda: ec2.create_security_group(GroupName="tagged", Description="x", TagSpecifications=spec)) == code
+    assert _all_groups(stack) == before
+
+
+def test_ec2_tags_written_in_opennebula_that_are_no_object_are_no_tags(stack, ec2):  # noqa: F811
+    gid = ec2.create_security_group(GroupName="foreign-tags", Description="x")["GroupId"]
+    stack.admin("one.secgroup.update", int(gid[3:]), 'EC2_TAGS = "[1]"', 1)
+    assert "Tags" not in _group(ec2, gid)
+    assert gid in [g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]]
+    ec2.create_tags(Resources=[gid], Tags=[{"Key": "k", "Value": "v"}])  # and the tags API starts afresh
+    assert _group(ec2, gid)["Tags"] == [{"Key": "k", "Value": "v"}]
+    ec2.delete_security_group(GroupId=gid)
+
+
+def test_ids_and_names_are_bounded_and_each_group_is_listed_once(stack):  # noqa: F811
+    def groups(params: list) -> tuple[int, list[str]]:
+        status, root = signed_v2(stack, [("Action", "DescribeSecurityGroups"), *params], method="POST")
+        return status, [el.text for el in root.iter() if el.tag.endswith("groupId")] or [error_code(root)]
+
+    assert groups([("GroupId.1", "sg-0"), ("GroupId.2", "sg-00000000"), ("GroupName.1", "default")]) == (
+        200, ["sg-00000000"])  # fmt: skip
+    names = [(f"GroupName.{i}", "default") for i in range(1, 1001)]
+    started = time.monotonic()
+    assert groups(names) == (200, ["sg-00000000"])
+    print(f"1000 GroupNames: {time.monotonic() - started:.2f} s")
+    assert groups([*names, ("GroupName.1001", "default")]) == (400, ["InvalidParameterValue"])
+    ids = [(f"GroupId.{i}", "sg-00000000") for i in range(1, 1002)]
+    assert groups(ids) == (400, ["InvalidParameterValue"])
+
+
+def test_an_empty_group_name_is_refused_as_ec2_does(stack):  # noqa: F811
+    before = _all_groups(stack)
+    status, root = signed_v2(stack, {"Action": "CreateSecurityGroup", "GroupName": "", "GroupDescription": "x"})
+    assert (status, error_code(root)) == (400, "InvalidParameterValue")
+    assert (
+        root.findtext("Errors/Error/Message")
+        == "Value () for parameter groupName is invalid. The value cannot be empty"
+    )
+    assert _all_groups(stack) == before
+
+
+def test_an_ipsec_rule_made_in_opennebula_round_trips(stack, ec2):  # noqa: F811
+    gid = ec2.create_security_group(GroupName="ipsec", Description="x")["GroupId"]
+    rule = 'RULE = [ PROTOCOL = "IPSEC", RULE_TYPE = "inbound", IP = "10.5.0.0", SIZE = "256" ]'
+    stack.admin("one.secgroup.update", int(gid[3:]), rule, 1)  # the group's one RULE now (a merge replaces them)
+    assert _shown(_group(ec2, gid)["IpPermissions"]) == _shown([_perm("50", v4=["10.5.0.0/24"])])
+    ec2.revoke_security_group_ingress(GroupId=gid, IpPermissions=[_perm("50", v4=["10.5.0.0/24"])])
+    assert _rules(stack, gid) == []
+    ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[_perm("50", v4=["10.6.0.0/16"])])
+    assert {"PROTOCOL": "IPSEC", "RULE_TYPE": "inbound", "IP": "10.6.0.0", "SIZE": "65536"} in _rules(stack, gid)
+    ec2.delete_security_group(GroupId=gid)
+
+
+def test_ipv4_any_is_stored_as_every_ipv4_address_and_round_trips(stack, ec2):  # noqa: F811
+    """A rule without IP/SIZE is applied to IPv4 and IPv6 (iptables and ip6tables, OpenNebula's
+    security_groups_iptables.rb): 0.0.0.0/0 is stored as the IPv4 range it names, and shown back as such."""
+    gid = ec2.create_security_group(GroupName="v4-any", Description="x")["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[_perm("tcp", (22, 22), ["0.0.0.0/0"])])
+    assert _rules(stack, gid) == [
+        ALL_OUT_STORED,
+        {"PROTOCOL": "TCP", "RULE_TYPE": "inbound", "RANGE": "22:22", **ANY_V4},
+    ]
+    group = _group(ec2, gid)
+    assert _shown(group["IpPermissions"]) == _shown([_perm("tcp", (22, 22), ["0.0.0.0/0"])])
+    assert _shown(group["IpPermissionsEgress"]) == _shown([ANY_OUT])
+    ec2.revoke_security_group_ingress(GroupId=gid, IpPermissions=[_perm("tcp", (22, 22), ["0.0.0.0/0"])])
+    ec2.revoke_security_group_egress(GroupId=gid, IpPermissions=[ANY_OUT])
+    assert _rules(stack, gid) == []
+    ec2.delete_security_group(GroupId=gid)

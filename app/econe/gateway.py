@@ -440,7 +440,7 @@ class UserSession:
         ]
 
     def secgroup(self, sgid: int) -> SecGroup:
-        return parse_secgroup(xml(self._call("one.secgroup.info", sgid, False, not_found=_secgroup_missing(sgid))))
+        return parse_secgroup(xml(self._call("one.secgroup.info", sgid, False, not_found=secgroup_missing(sgid))))
 
     def secgroup_allocate(self, text: str) -> int:
         self._changes()
@@ -449,13 +449,11 @@ class UserSession:
     def secgroup_update(self, sgid: int, text: str, merge: bool = False) -> None:
         """Replace the whole template (oned pushes the rules to the VMs that use the group), or merge into it."""
         self._changes()
-        self._call(
-            "one.secgroup.update", sgid, text, 1 if merge else 0, not_found=_secgroup_missing(sgid), visible=True
-        )
+        self._call("one.secgroup.update", sgid, text, 1 if merge else 0, not_found=secgroup_missing(sgid), visible=True)
 
     def secgroup_delete(self, sgid: int) -> None:
         self._changes()
-        self._call("one.secgroup.delete", sgid, not_found=_secgroup_missing(sgid), visible=True)
+        self._call("one.secgroup.delete", sgid, not_found=secgroup_missing(sgid), visible=True)
 
     # -- instance attributes ----------------------------------------------
     def vm_with_template(self, vmid: int) -> tuple[VM, list]:
@@ -482,5 +480,6 @@ class UserSession:
         return self._call("one.vm.updateconf", vmid, text, 1, not_found=_vm_missing(vmid), visible=True)
 
 
-def _secgroup_missing(sgid: int) -> EC2Error:
-    return EC2Error("InvalidGroup.NotFound", f"The security group '{ids.fmt('sg', sgid)}' does not exist")
+def secgroup_missing(sgid: int, text: str | None = None) -> EC2Error:
+    """InvalidGroup.NotFound of group *sgid*, named as the request named it (sg-7 or sg-00000007)."""
+    return EC2Error("InvalidGroup.NotFound", f"The security group '{text or ids.fmt('sg', sgid)}' does not exist")

@@ -84,7 +84,7 @@ def describe_images(ctx: Context, p: dict) -> dict:
     uid = ctx.session.whoami()[0] if owners or users else None
     executable = _executable_by(users, uid)
     if p.get("ImageIds"):
-        images = [_get_image(ctx, text) for text in p["ImageIds"]]
+        images = [get_image(ctx, text) for text in p["ImageIds"]]
     else:
         images = [i for i in ctx.session.images() if i.template.get("EC2_AMI", "").upper() == "YES"]
     if owners:
@@ -115,7 +115,7 @@ def _executable_by(users: list[str], uid: int | None):
     return lambda image: image.public
 
 
-def _get_image(ctx: Context, text: str) -> Image:
+def get_image(ctx: Context, text: str) -> Image:
     image_id = ids.parse(text, "ami")
     try:
         return ctx.session.image(image_id)
@@ -137,7 +137,7 @@ def register_image(ctx: Context, p: dict) -> dict:
     location = p.get("ImageLocation")
     if not location:
         raise EC2Error("MissingParameter", "The request must contain the parameter ImageLocation")
-    image = _get_image(ctx, location)
+    image = get_image(ctx, location)
     if image.template.get("EBS_VOLUME") == "YES" or image.template.get("EBS_SNAPSHOT") == "YES":
         raise EC2Error("InvalidParameterValue", f"{location} is a volume or snapshot, not a machine image.")
     if ctx.dry_run:

@@ -17,10 +17,10 @@ from one.codes import HOST_STATES, LCM_STATE, VM_STATE
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
 from ..objects import VM
-from . import nics, protection
+from . import nics, paging, protection
 from .filters import check_names, wildcards
 from .instance_types import render_file_template, template_for
-from .instances import ARCHITECTURE, MAX_RESULTS, MIN_RESULTS, _get_vm, _next_token, _token
+from .instances import ARCHITECTURE, get_vm
 from .regions import ZONE
 from .registry import Context, action
 
@@ -101,7 +101,7 @@ def _wanted_vms(ctx: Context, wanted: list[str], pool: dict[int, tuple[VM, int]]
         if vmid in pool:
             out.append(pool[vmid])
         else:
-            _get_vm(ctx, text)
+            get_vm(ctx, text)
     return out
 
 
@@ -117,9 +117,8 @@ def describe_instance_status(ctx: Context, p: dict) -> dict:
     limit, token = p.get("MaxResults"), p.get("NextToken")
     if wanted and (limit is not None or token):
         raise EC2Error("InvalidParameterCombination", "The parameter instancesSet cannot be used with MaxResults.")
-    if limit is not None and not MIN_RESULTS <= limit <= MAX_RESULTS:
-        raise invalid("MaxResults", limit, f"It must be between {MIN_RESULTS} and {MAX_RESULTS}.")
-    offset = _next_token(token)
+    paging.max_results(p)
+    offset = paging.offset(token)
     pool = {vm.id: (vm, hid) for vm, hid in ctx.session.vms_with_hosts(False)}
     chosen = _wanted_vms(ctx, wanted, pool) if wanted else sorted(pool.values(), key=lambda pair: pair[0].id)
     if not p.get("IncludeAllInstances", False):  # EC2's default: running instances only
@@ -133,7 +132,7 @@ def describe_instance_status(ctx: Context, p: dict) -> dict:
     if limit:
         more = len(items) > offset + limit
         items = items[offset : offset + limit]
-    return {"InstanceStatuses": items, "NextToken": _token(offset + limit) if more else None}
+    return {"InstanceStatuses": items, "NextToken": paging.token(offset + limit) if more else None}
 
 
 # ---------------------------------------------------------------- instance types
@@ -227,10 +226,8 @@ def describe_instance_types(ctx: Context, p: dict) -> dict:
     for f in filters:  # EC2's other filters name what OpenNebula has no value for: refused, by name
         if f.get("Name") and f["Name"] not in _TYPE_FILTERS:
             raise EC2Error("InvalidParameterValue", f"The filter '{f['Name']}' is invalid on this cloud")
-    limit = p.get("MaxResults")
-    if limit is not None and not TYPES_MIN <= limit <= TYPES_MAX:
-        raise invalid("MaxResults", limit, f"It must be between {TYPES_MIN} and {TYPES_MAX}.")
-    offset = _next_token(p.get("NextToken"))
+    limit = paging.max_results(p, TYPES_MIN, TYPES_MAX)
+    offset = paging.offset(p.get("NextToken"))
     bodies = _type_bodies(ctx)
     wanted = p.get("InstanceTypes", [])
     unknown = [name for name in wanted if name not in bodies]
@@ -245,7 +242,7 @@ def describe_instance_types(ctx: Context, p: dict) -> dict:
     if limit:
         more = len(items) > offset + limit
         items = items[offset : offset + limit]
-    return {"InstanceTypes": items, "NextToken": _token(offset + limit) if more else None}
+    return {"InstanceTypes": items, "NextToken": paging.token(offset + limit) if more else None}
 
 
 # ---------------------------------------------------------------- DescribeInstanceAttribute
@@ -308,7 +305,7 @@ _ATTRIBUTES = {
 
 
 def _vm_and_template(ctx: Context, text: str) -> tuple[VM, list]:
-    _get_vm(ctx, text)  # the id, its owner and how long a terminated one stays visible, as elsewhere
+    get_vm(ctx, text)  # the id, its owner and how long a terminated one stays visible, as elsewhere
     return ctx.session.vm_with_template(ids.parse(text, "i"))
 
 

@@ -20,7 +20,7 @@ from one.codes import LCM_STATE, VM_STATE
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
 from ..objects import VM
-from . import keypairs, nics
+from . import keypairs, nics, paging
 from .filters import check_names, wildcards
 from .instance_types import render_file_template, template_for
 from .protection import launch_attributes, refuse_protected
@@ -45,7 +45,6 @@ DEPLOYING = {
 }
 
 TERMINATED_VISIBLE = 900  # seconds a DONE VM stays listed
-MIN_RESULTS, MAX_RESULTS = 5, 1000  # EC2's bounds of DescribeInstances MaxResults
 ARCHITECTURE = "x86_64"  # when the VM's template has no OS/ARCH
 
 # the same ClientToken from the same user gets the same instances, also when two requests race;
@@ -180,16 +179,14 @@ def describe_instances(ctx: Context, p: dict) -> dict:
     wanted = p.get("InstanceIds", [])
     if wanted and ("MaxResults" in p or "NextToken" in p):
         raise EC2Error("InvalidParameterCombination", "The parameter instancesSet cannot be used with MaxResults.")
-    limit = p.get("MaxResults")
-    if limit is not None and not MIN_RESULTS <= limit <= MAX_RESULTS:
-        raise invalid("MaxResults", limit, f"It must be between {MIN_RESULTS} and {MAX_RESULTS}.")
-    offset = _next_token(p.get("NextToken"))
+    limit = paging.max_results(p)
+    offset = paging.offset(p.get("NextToken"))
     now = time.time()
     with_done = ctx.config.describe_with_terminated_instances
     more = False
     names = nics.GroupNames(ctx.session)
     if wanted:
-        items = [_get_vm(ctx, text) for text in wanted]
+        items = [get_vm(ctx, text) for text in wanted]
     elif limit and not filters:  # one page of oned's work, not the whole pool
         page = ctx.session.vms(with_done, offset, limit + 1)
         more = len(page) > limit
@@ -201,27 +198,11 @@ def describe_instances(ctx: Context, p: dict) -> dict:
         if limit:
             more = len(items) > offset + limit
             items = items[offset : offset + limit]
-    token = _token(offset + limit) if more else None
+    token = paging.token(offset + limit) if more else None
     return {"Reservations": _reservations(items, names), "NextToken": token}
 
 
-def _token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
-
-
-def _next_token(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        kind, _, offset = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if kind == "o" and int(offset) >= 0:
-            return int(offset)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        pass
-    raise EC2Error("InvalidPaginationToken", f"The pagination token {token} is invalid.")
-
-
-def _get_vm(ctx: Context, text: str) -> VM:
+def get_vm(ctx: Context, text: str) -> VM:
     vmid = ids.parse(text, "i")
     try:
         vm = ctx.session.vm(vmid)
@@ -442,7 +423,7 @@ def _change(ctx: Context, p: dict, choose, act=_act) -> list[dict]:
     wanted = p.get("InstanceIds") or []
     if not wanted:
         raise missing("InstanceId.1")
-    vms = [_get_vm(ctx, text) for text in wanted]  # every id and state is checked before anything is done
+    vms = [get_vm(ctx, text) for text in wanted]  # every id and state is checked before anything is done
     ops = [choose(vm) for vm in vms]
     if ctx.dry_run:
         ctx.session.decide_dry_run([("MANAGE", "VM", vm.id) for vm, op in zip(vms, ops, strict=True) if op])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,6 +24,7 @@ from one import template as tpl
 from ..errors import EC2Error, internal_error, invalid, missing
 from . import tagging
 from .filters import check_names, wildcards
+from .locks import lock
 from .registry import Context, action
 
 PREFIX = "EC2_KEYPAIR_"
@@ -57,9 +57,18 @@ def _from_vector(vector: list) -> KeyPair | None:
     get = dict(vector).get
     if not (get("ID") and get("NAME") and get("PUBLIC_KEY")):
         return None  # not one econe wrote
-    created = get("CREATED", "0")
     return KeyPair(get("ID"), get("NAME"), get("TYPE", "rsa"), get("FINGERPRINT", ""), get("PUBLIC_KEY"),
-                   int(created) if created.isdigit() else 0, tagging.load(get("TAGS")))  # fmt: skip
+                   _created(get("CREATED")), tagging.load(get("TAGS")))  # fmt: skip
+
+
+def _created(text: str | None) -> int:
+    """CREATED as epoch seconds a date can show; 0 for any other (a user may write its own template)."""
+    try:
+        seconds = int(text or 0)
+        datetime.fromtimestamp(seconds, UTC)
+    except (ValueError, OverflowError, OSError):
+        return 0
+    return seconds
 
 
 def _read(ctx: Context) -> tuple[int, list, list[KeyPair]]:
@@ -71,19 +80,6 @@ def _read(ctx: Context) -> tuple[int, list, list[KeyPair]]:
 
 def _not_found(what: str) -> EC2Error:
     return EC2Error("InvalidKeyPair.NotFound", f"The key pair '{what}' does not exist")
-
-
-# Check-and-write of a user's key pairs and tags is one at a time in this process (key pair names are
-# unique per user, and a tag change rewrites the whole set); two econe instances could still race
-# between the read and the write. One lock per user who has changed either since the server started:
-# bounded by the users oned has. Re-entrant: the tags API holds it while it changes a key pair's tags.
-_locks: dict[str, threading.RLock] = {}
-_locks_guard = threading.Lock()
-
-
-def user_lock(user: str) -> threading.RLock:
-    with _locks_guard:
-        return _locks.setdefault(user, threading.RLock())
 
 
 # ---------------------------------------------------------------- keys and fingerprints (EC2's rules)
@@ -151,7 +147,7 @@ def _name(p: dict) -> str:
 
 def _add(ctx: Context, name: str, make: Callable[[], KeyPair]) -> KeyPair:
     """Store the key pair *make* gives, unless the user has one of that name; a dry run decides instead."""
-    with user_lock(ctx.user):
+    with lock("user", ctx.user):  # key pair names are unique per user
         uid, _, pairs = _read(ctx)
         if any(kp.name == name for kp in pairs):
             raise EC2Error("InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists.")
@@ -263,7 +259,7 @@ def delete_key_pair(ctx: Context, p: dict) -> dict:
     name, key_id = p.get("KeyName"), p.get("KeyPairId")
     if not name and not key_id:
         raise missing("KeyName")
-    with user_lock(ctx.user):
+    with lock("user", ctx.user):
         uid, template, pairs = _read(ctx)
         pair = next((kp for kp in pairs if (kp.name == name if name else kp.id == key_id)), None)
         if ctx.dry_run:
@@ -313,7 +309,7 @@ def all_pairs(ctx: Context) -> list[KeyPair]:
 
 def retag(ctx: Context, key_id: str, change: Callable[[dict], dict]) -> None:
     """Give key pair *key_id* the tags *change* makes of its own (checked by EC2's rules)."""
-    with user_lock(ctx.user):
+    with lock("user", ctx.user):
         uid, _, pairs = _read(ctx)
         pair = next((kp for kp in pairs if kp.id == key_id), None)
         if pair is None:

@@ -91,7 +91,9 @@ def check_stored(op, act: Action, params: list[tuple[str, str]]) -> None:
 
 
 # EC2's own limits, which also bound what one request may cost here
-MAX_IDS = 1000  # ids in one request
+MAX_IDS = 1000  # ids (or names) in one list of one request: each may cost oned calls
+ID_LISTS = ("InstanceIds", "ImageIds", "GroupIds", "GroupNames", "KeyNames", "KeyPairIds", "Resources", "SubnetIds",
+            "VpcIds", "NetworkInterfaceIds")  # fmt: skip
 MAX_FILTER_VALUES = 200  # filter values in one request, all filters together
 MAX_FILTER_VALUE = 255  # characters of a filter value
 MAX_CLIENT_TOKEN = 64  # ASCII characters
@@ -100,7 +102,7 @@ MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256  # characters
 
 def check_limits(p: dict) -> None:
     """Refuse, by parameter, what goes beyond EC2's limits (the same for every action)."""
-    for name in ("InstanceIds", "ImageIds"):
+    for name in ID_LISTS:
         if len(p.get(name) or []) > MAX_IDS:
             raise EC2Error("InvalidParameterValue", f"{name} holds more than {MAX_IDS} ids.")
     values = [v for f in p.get("Filters") or [] for v in f.get("Values") or []]

@@ -7,28 +7,37 @@ vector, written back with the whole template (oned pushes the rules to the VMs t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
-import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from one import template as tpl
 
 from .. import ids
 from ..errors import EC2Error, invalid, missing
+from ..gateway import secgroup_missing
 from ..objects import SecGroup
+from . import paging, tagging
 from .filters import check_names, wildcards
+from .locks import lock
 from .registry import Context, action
 
 VPC = ids.fmt("vpc", 0)  # the one VPC of this cloud
 DEFAULT = 0  # OpenNebula's default security group: EC2's group named "default"
-MIN_RESULTS, MAX_RESULTS = 5, 1000  # EC2's bounds of DescribeSecurityGroups MaxResults
-# EC2's protocol names and numbers -> OpenNebula's PROTOCOL
-PROTOCOLS = {"tcp": "TCP", "6": "TCP", "udp": "UDP", "17": "UDP", "icmp": "ICMP", "1": "ICMP"}
-PROTOCOLS |= {"icmpv6": "ICMPV6", "58": "ICMPV6", "-1": "ALL"}
-EC2_PROTOCOL = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPV6": "icmpv6", "ALL": "-1", "IPSEC": "50"}
+# OpenNebula's PROTOCOL -> EC2's IpProtocol as EC2 shows it, and its number (IPSEC is ESP, 50)
+_PROTOCOL_TABLE = {"TCP": ("tcp", "6"), "UDP": ("udp", "17"), "ICMP": ("icmp", "1"), "ICMPV6": ("icmpv6", "58"),
+                   "IPSEC": ("50", "50"), "ALL": ("-1", "-1")}  # fmt: skip
+EC2_PROTOCOL = {one: shown for one, (shown, _) in _PROTOCOL_TABLE.items()}
+# what a request may name (either form) -> OpenNebula's PROTOCOL: EC2_PROTOCOL's inverse, and the numbers
+PROTOCOLS = {text: one for one, names in _PROTOCOL_TABLE.items() for text in names}
 ICMP_TYPE = {"ICMP": "ICMP_TYPE", "ICMPV6": "ICMPV6_TYPE"}
 ALL_PORTS = (0, 65535)
+# A rule without IP/SIZE is any address of IPv4 and IPv6 alike (OpenNebula's security_groups_iptables.rb
+# writes it with iptables and ip6tables): EC2's 0.0.0.0/0 is stored as the widest IPv4 range oned takes
+# (SIZE is at most 2^32-1: every address but 255.255.255.255), and shown back as 0.0.0.0/0.
+ANY_IPV4 = (("IP", "0.0.0.0"), ("SIZE", str(2**32 - 1)))
 # a name EC2 allows in a VPC that oned also takes (PoolObjectSQL::INVALID_NAME_CHARS, at most 128)
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._-()@[]+=!*,")
 MAX_NAME = 128
@@ -57,8 +66,10 @@ def to_vector(rule: Rule) -> list:
     net = ipaddress.ip_network(rule.cidr)
     if net.prefixlen:
         vec += [("IP", str(net.network_address)), ("SIZE", str(net.num_addresses))]
-    elif net.version == 6:
-        vec.append(("EC2_CIDR", "::/0"))  # any address as ::/0 says it: shown as such, not as 0.0.0.0/0
+    elif net.version == 4:
+        vec += ANY_IPV4
+    else:  # no IPv6 range of oned holds every IPv6 address: any address (IPv4 too), as ::/0 says it
+        vec.append(("EC2_CIDR", "::/0"))
     if rule.description:
         vec.append(("DESCRIPTION", rule.description))
     return vec
@@ -78,6 +89,8 @@ def _ports(text: str) -> list[tuple[int, int]]:
 def _cidrs(vec: dict) -> list[str]:
     if not vec.get("IP"):
         return [vec.get("EC2_CIDR") or "0.0.0.0/0"]
+    if (("IP", vec["IP"]), ("SIZE", vec.get("SIZE"))) == ANY_IPV4:
+        return ["0.0.0.0/0"]
     first = ipaddress.ip_address(vec["IP"])
     last = first + (int(vec.get("SIZE") or 1) - 1)
     return [str(n) for n in ipaddress.summarize_address_range(first, last)]
@@ -215,20 +228,12 @@ def permissions(rules: list[Rule]) -> list[dict]:
     return list(out.values())
 
 
-def _tags(group: SecGroup) -> dict[str, str]:
-    try:
-        return json.loads(tpl.get(group.template, "EC2_TAGS") or "{}")
-    except ValueError:
-        return {}
-
-
 def name_of(group: SecGroup) -> str:
     return "default" if group.id == DEFAULT else group.name
 
 
 def describe(group: SecGroup) -> dict:
     rules = rules_of(group)
-    tags = _tags(group)
     return {
         "GroupId": ids.fmt("sg", group.id),
         "GroupName": name_of(group),
@@ -237,7 +242,7 @@ def describe(group: SecGroup) -> dict:
         "VpcId": VPC,
         "IpPermissions": permissions([r for r in rules if not r.egress]),
         "IpPermissionsEgress": permissions([r for r in rules if r.egress]),
-        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()] or None,
+        "Tags": tagging.as_list(tagging.load(tpl.get(group.template, "EC2_TAGS"))),
     }
 
 
@@ -274,27 +279,33 @@ def _matcher(filters: list[dict]):
     return lambda d: all(any(map(test, values(name, d))) for name, test in tests)
 
 
-def _not_found(text: str) -> EC2Error:
-    return EC2Error("InvalidGroup.NotFound", f"The security group '{text}' does not exist")
-
-
 def get_group(ctx: Context, text: str) -> SecGroup:
     sgid = ids.parse(text, "sg")
     try:
         return ctx.session.secgroup(sgid)
     except EC2Error as e:
         if e.code.endswith(".NotFound"):
-            raise _not_found(text) from None
+            raise secgroup_missing(sgid, text) from None
         raise
 
 
-def group_named(ctx: Context, name: str) -> SecGroup:
-    """The group a GroupName names: the user's own of that name, or OpenNebula's default."""
+def groups_named(ctx: Context, names: list[str]) -> list[SecGroup]:
+    """The groups GroupNames name, from one read of the pool: the user's own of each name, or
+    OpenNebula's default."""
     uid = ctx.session.whoami()[0]
-    for g in ctx.session.secgroups():
-        if (g.id == DEFAULT and name == "default") or (g.id != DEFAULT and g.uid == uid and g.name == name):
-            return g
-    raise EC2Error("InvalidGroup.NotFound", f"The security group '{name}' does not exist in default VPC '{VPC}'")
+    pool = ctx.session.secgroups()
+    by_name = {g.name: g for g in pool if g.id != DEFAULT and g.uid == uid}  # oned: names unique per owner
+    by_name.update((name_of(g), g) for g in pool if g.id == DEFAULT)  # "default" is OpenNebula's, whatever else
+    for name in names:
+        if name not in by_name:
+            raise EC2Error(
+                "InvalidGroup.NotFound", f"The security group '{name}' does not exist in default VPC '{VPC}'"
+            )
+    return [by_name[name] for name in names]
+
+
+def group_named(ctx: Context, name: str) -> SecGroup:
+    return groups_named(ctx, [name])[0]
 
 
 def _group(ctx: Context, p: dict) -> SecGroup:
@@ -306,18 +317,16 @@ def _group(ctx: Context, p: dict) -> SecGroup:
 
 
 def _page(p: dict, items: list) -> tuple[list, str | None]:
-    limit = p.get("MaxResults")
+    limit = paging.max_results(p)
     if limit is None:
         return items, None
-    if not MIN_RESULTS <= limit <= MAX_RESULTS:
-        raise invalid("MaxResults", limit, f"It must be between {MIN_RESULTS} and {MAX_RESULTS}.")
     token = p.get("NextToken")
     start = 0
     if token:  # the last group of the page before: the next page starts after its id, also if it is gone
         try:
             last = ids.parse(token, "sg")
         except EC2Error:
-            raise EC2Error("InvalidPaginationToken", f"The pagination token {token} is invalid.") from None
+            raise paging.invalid_token(token) from None
         start = next((i for i, d in enumerate(items) if ids.parse(d["GroupId"], "sg") > last), len(items))
     page = items[start : start + limit]
     more = start + limit < len(items)
@@ -331,7 +340,8 @@ def describe_security_groups(ctx: Context, p: dict) -> dict:
     wanted, names = p.get("GroupIds", []), p.get("GroupNames", [])
     if (wanted or names) and ("MaxResults" in p or "NextToken" in p):
         raise EC2Error("InvalidParameterCombination", "GroupIds and GroupNames cannot be used with MaxResults.")
-    groups = [get_group(ctx, text) for text in wanted] + [group_named(ctx, name) for name in names]
+    groups = [get_group(ctx, text) for text in dict.fromkeys(wanted)] + (groups_named(ctx, names) if names else [])
+    groups = list({g.id: g for g in groups}.values())  # sg-7 and sg-00000007 are one, listed once as EC2 does
     if not wanted and not names:
         groups = sorted(ctx.session.secgroups(), key=lambda g: g.id)
     keep = _matcher(filters)
@@ -343,19 +353,9 @@ def describe_security_groups(ctx: Context, p: dict) -> dict:
 # ---------------------------------------------------------------- Create, Delete
 
 
-def _tags_of(p: dict) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    for spec in p.get("TagSpecifications", []):
-        if spec.get("ResourceType") != "security-group":
-            raise invalid("TagSpecification.ResourceType", spec.get("ResourceType"), "It must be security-group.")
-        for tag in spec.get("Tags", []):
-            if "Key" not in tag:
-                raise missing("TagSpecification.N.Tag.N.Key")
-            tags[tag["Key"]] = tag.get("Value", "")
-    return tags
-
-
 def _check_name(name: str) -> None:
+    if not name:  # oned refuses it too, in words about NAME
+        raise invalid("groupName", "", "The value cannot be empty")
     if name == "default":
         raise EC2Error("InvalidParameterValue", "Cannot use reserved security group name: default")
     if name.startswith("sg-"):
@@ -383,14 +383,14 @@ def create_security_group(ctx: Context, p: dict) -> dict:
     vpc = p.get("VpcId")
     if vpc not in (None, VPC):
         raise EC2Error("InvalidVpcID.NotFound", f"The vpc ID '{vpc}' does not exist")
-    tags = _tags_of(p)
+    tags = tagging.from_specifications(p.get("TagSpecifications", []), "security-group")
     if ctx.dry_run:
         ctx.session.decide_dry_run([("CREATE", "SECGROUP", None)])
     body = [("NAME", name), ("DESCRIPTION", description), ("RULE", to_vector(Rule(True, "ALL", None, "0.0.0.0/0")))]
     if tags:
-        body.append(("EC2_TAGS", json.dumps(tags, sort_keys=True)))
+        body.append(("EC2_TAGS", tagging.dump(tags)))
     sgid = ctx.session.secgroup_allocate(tpl.serialize(body))
-    return {"GroupId": ids.fmt("sg", sgid), "Tags": [{"Key": k, "Value": v} for k, v in tags.items()] or None}
+    return {"GroupId": ids.fmt("sg", sgid), "Tags": tagging.as_list(tags)}
 
 
 @action("DeleteSecurityGroup", reads=("GroupId", "GroupName"), changes=True)
@@ -430,9 +430,21 @@ def _write(ctx: Context, group: SecGroup, vectors: list) -> None:
     ctx.session.secgroup_update(group.id, tpl.serialize(body))
 
 
+@contextlib.contextmanager
+def _changing(ctx: Context, p: dict) -> Iterator[SecGroup]:
+    """The group *p* names, read under its lock: its whole template is written back, and a change made
+    between this read and that write (a rule, a tag) would be lost."""
+    text = p.get("GroupId") or ids.fmt("sg", _group(ctx, p).id)
+    with lock("sg", ids.parse(text, "sg")):
+        yield get_group(ctx, text)
+
+
 def _authorize(ctx: Context, p: dict, egress: bool) -> dict:
-    group = _group(ctx, p)
-    rules = requested(p, egress)
+    with _changing(ctx, p) as group:
+        return _add_rules(ctx, group, requested(p, egress))
+
+
+def _add_rules(ctx: Context, group: SecGroup, rules: list[Rule]) -> dict:
     existing = set(rules_of(group))
     for i, rule in enumerate(rules):
         if rule in existing or rule in rules[:i]:
@@ -446,8 +458,11 @@ def _authorize(ctx: Context, p: dict, egress: bool) -> dict:
 
 def _revoke(ctx: Context, p: dict, egress: bool) -> dict:
     """Each rule named must be one of the group's, or nothing is revoked (InvalidPermission.NotFound)."""
-    group = _group(ctx, p)
-    rules = requested(p, egress)
+    with _changing(ctx, p) as group:
+        return _remove_rules(ctx, group, requested(p, egress))
+
+
+def _remove_rules(ctx: Context, group: SecGroup, rules: list[Rule]) -> dict:
     vectors = list(tpl.get_all(group.template, "RULE"))
     # a vector econe wrote holds one rule; one OpenNebula made with several ports or ranges is left alone
     single = [from_vector(v) if isinstance(v, list) else [] for v in vectors]

@@ -5,18 +5,18 @@ RunInstances does."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from one import template as tpl
 
 from .. import ids
-from ..errors import EC2Error, invalid, missing
-from . import images, instances, keypairs, secgroups, tagging
+from ..errors import EC2Error, missing
+from . import images, instances, keypairs, paging, secgroups, tagging
 from .filters import check_names, wildcards
+from .locks import holding
 from .registry import Context, action
-
-MIN_RESULTS, MAX_RESULTS = 5, 1000  # EC2's bounds of DescribeTags MaxResults
 
 # EC2's resource type of each id prefix taggable here, in the order DescribeTags lists them
 KINDS = {"i": "instance", "ami": "image", "sg": "security-group", "key": "key-pair"}
@@ -41,7 +41,7 @@ def _kind(rid: str) -> str:
 
 
 def _instance(ctx: Context, rid: str) -> Target:
-    vm = instances._get_vm(ctx, rid)
+    vm = instances.get_vm(ctx, rid)
 
     def write(old: dict, new: dict) -> None:
         if new.get("Name") and new["Name"] != old.get("Name"):  # first: oned may refuse the name
@@ -54,7 +54,7 @@ def _instance(ctx: Context, rid: str) -> Target:
 
 
 def _image(ctx: Context, rid: str) -> Target:
-    image = images._get_image(ctx, rid)
+    image = images.get_image(ctx, rid)
 
     def write(old: dict, new: dict) -> None:
         ctx.session.image_update(image.id, tpl.serialize([("EC2_TAGS", tagging.dump(new))]))
@@ -85,13 +85,24 @@ def _target(ctx: Context, rid: str) -> Target:
     return _TARGETS[_kind(rid)](ctx, rid)
 
 
+def _locks(ctx: Context, rids: list[str]) -> list[tuple]:
+    """The locks a tag change of *rids* holds: the user's (its instances, images and key pairs), and
+    each security group's, which AuthorizeSecurityGroupIngress and the like also take."""
+    keys = [("user", ctx.user)]
+    for rid in rids:
+        if rid.startswith("sg-"):
+            with contextlib.suppress(EC2Error):  # a malformed id: _target refuses it
+                keys.append(("sg", ids.parse(rid, "sg")))
+    return keys
+
+
 def _change(ctx: Context, p: dict, change: Callable[[dict], dict]) -> None:
     """Give every resource of ``Resources`` the tags *change* makes of its own: all are read and checked
     before any is written."""
-    rids = p.get("Resources") or []
+    rids = list(dict.fromkeys(p.get("Resources") or []))
     if not rids:
         raise missing("ResourceId.1")
-    with keypairs.user_lock(ctx.user):  # a tag change rewrites the resource's whole set
+    with holding(_locks(ctx, rids)):  # a tag change rewrites the resource's whole set
         targets = [_target(ctx, rid) for rid in rids]
         changes = [(t, change(dict(t.tags))) for t in targets]
         for _, new in changes:
@@ -197,10 +208,8 @@ def _resources(ctx: Context, filters: list[dict]) -> tuple[list[tuple[str, str, 
 def describe_tags(ctx: Context, p: dict) -> dict:
     filters = p.get("Filters", [])
     check_names(filters, _FILTERS)
-    limit = p.get("MaxResults")
-    if limit is not None and not MIN_RESULTS <= limit <= MAX_RESULTS:
-        raise invalid("MaxResults", limit, f"It must be between {MIN_RESULTS} and {MAX_RESULTS}.")
-    offset = instances._next_token(p.get("NextToken"))
+    limit = paging.max_results(p)
+    offset = paging.offset(p.get("NextToken"))
     resources, by_id = _resources(ctx, filters)
     items = [
         {"ResourceId": rid, "ResourceType": kind, "Key": key, "Value": value}
@@ -212,4 +221,4 @@ def describe_tags(ctx: Context, p: dict) -> dict:
     if not limit:
         return {"Tags": items[offset:]}
     more = len(items) > offset + limit
-    return {"Tags": items[offset : offset + limit], "NextToken": instances._token(offset + limit) if more else None}
+    return {"Tags": items[offset : offset + limit], "NextToken": paging.token(offset + limit) if more else None}
