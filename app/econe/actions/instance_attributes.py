@@ -17,8 +17,8 @@ from one.codes import HOST_STATES, LCM_STATE, VM_STATE
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
 from ..objects import VM
-from . import nics, protection
-from .filters import check_names, wildcards
+from . import instances, nics, protection
+from .filters import check_names, flag, matcher
 from .instance_types import render_file_template, template_for
 from .instances import ARCHITECTURE, MAX_RESULTS, MIN_RESULTS, _get_vm, _next_token, _token
 from .regions import ZONE
@@ -126,9 +126,9 @@ def describe_instance_status(ctx: Context, p: dict) -> dict:
         chosen = [(vm, hid) for vm, hid in chosen if states.instance_state(vm.state, vm.lcm_state)["Name"] == "running"]
     on_hosts = any(hid >= 0 and instance_status(vm.state, vm.lcm_state) != "not-applicable" for vm, hid in chosen)
     hosts = ctx.session.gateway.host_states() if on_hosts else {}
-    items = [_status_item(vm, hosts.get(hid)) for vm, hid in chosen]
-    tests = [(f["Name"], wildcards(f.get("Values", []))) for f in filters]
-    items = [s for s in items if all(any(map(test, _STATUS_FILTERS[name](s))) for name, test in tests)]
+    # the pool's short answer has no tags (econe caches them for DescribeInstances): tag:KEY matches none
+    matches = matcher(filters, _STATUS_FILTERS)
+    items = [s for s in (_status_item(vm, hosts.get(hid)) for vm, hid in chosen) if matches(s)]
     more = False
     if limit:
         more = len(items) > offset + limit
@@ -170,8 +170,6 @@ def _type_info(name: str, body: list) -> dict:
     # guest one, and CPU (the share of physical CPUs) is no count of them
     vcpus = _number(cap.get("VCPU"), int, 0) or 1
     memory = _number(cap.get("MEMORY"), int, 0)
-    os_ = tpl.get(body, "OS")
-    arch = tpl.vget(os_, "ARCH", "") if isinstance(os_, list) else ""
     return {
         "InstanceType": name,
         "CurrentGeneration": True,
@@ -181,7 +179,7 @@ def _type_info(name: str, body: list) -> dict:
         "SupportedVirtualizationTypes": ["hvm"],
         "BareMetal": False,
         "Hypervisor": "xen",  # as DescribeInstances says (the model allows only nitro or xen)
-        "ProcessorInfo": {"SupportedArchitectures": [arch or ARCHITECTURE]},
+        "ProcessorInfo": {"SupportedArchitectures": [instances.arch(body) or ARCHITECTURE]},
         "VCpuInfo": {"DefaultVCpus": vcpus},
         "MemoryInfo": {"SizeInMiB": memory},
         "InstanceStorageSupported": False,
@@ -192,15 +190,11 @@ def _type_info(name: str, body: list) -> dict:
     }
 
 
-def _flag(value: bool) -> list[str]:
-    return ["true" if value else "false"]
-
-
 _TYPE_FILTERS = {
     "instance-type": lambda t: [t["InstanceType"]],
-    "current-generation": lambda t: _flag(t["CurrentGeneration"]),
-    "free-tier-eligible": lambda t: _flag(t["FreeTierEligible"]),
-    "bare-metal": lambda t: _flag(t["BareMetal"]),
+    "current-generation": lambda t: flag(t["CurrentGeneration"]),
+    "free-tier-eligible": lambda t: flag(t["FreeTierEligible"]),
+    "bare-metal": lambda t: flag(t["BareMetal"]),
     "hypervisor": lambda t: [t["Hypervisor"]],
     "vcpu-info.default-vcpus": lambda t: [str(t["VCpuInfo"]["DefaultVCpus"])],
     "memory-info.size-in-mib": lambda t: [str(t["MemoryInfo"]["SizeInMiB"])],
@@ -208,11 +202,11 @@ _TYPE_FILTERS = {
     "supported-root-device-type": lambda t: t["SupportedRootDeviceTypes"],
     "supported-virtualization-type": lambda t: t["SupportedVirtualizationTypes"],
     "supported-usage-class": lambda t: t["SupportedUsageClasses"],
-    "instance-storage-supported": lambda t: _flag(t["InstanceStorageSupported"]),
-    "hibernation-supported": lambda t: _flag(t["HibernationSupported"]),
-    "burstable-performance-supported": lambda t: _flag(t["BurstablePerformanceSupported"]),
-    "dedicated-hosts-supported": lambda t: _flag(t["DedicatedHostsSupported"]),
-    "auto-recovery-supported": lambda t: _flag(t["AutoRecoverySupported"]),
+    "instance-storage-supported": lambda t: flag(t["InstanceStorageSupported"]),
+    "hibernation-supported": lambda t: flag(t["HibernationSupported"]),
+    "burstable-performance-supported": lambda t: flag(t["BurstablePerformanceSupported"]),
+    "dedicated-hosts-supported": lambda t: flag(t["DedicatedHostsSupported"]),
+    "auto-recovery-supported": lambda t: flag(t["AutoRecoverySupported"]),
 }
 TYPES_MIN, TYPES_MAX = 5, 100  # EC2's bounds of DescribeInstanceTypes MaxResults
 
@@ -224,9 +218,7 @@ TYPES_MIN, TYPES_MAX = 5, 100  # EC2's bounds of DescribeInstanceTypes MaxResult
 )
 def describe_instance_types(ctx: Context, p: dict) -> dict:
     filters = p.get("Filters", [])
-    for f in filters:  # EC2's other filters name what OpenNebula has no value for: refused, by name
-        if f.get("Name") and f["Name"] not in _TYPE_FILTERS:
-            raise EC2Error("InvalidParameterValue", f"The filter '{f['Name']}' is invalid on this cloud")
+    check_names(filters, _TYPE_FILTERS)  # EC2's other filters name what OpenNebula has no value for: refused
     limit = p.get("MaxResults")
     if limit is not None and not TYPES_MIN <= limit <= TYPES_MAX:
         raise invalid("MaxResults", limit, f"It must be between {TYPES_MIN} and {TYPES_MAX}.")
@@ -239,8 +231,8 @@ def describe_instance_types(ctx: Context, p: dict) -> dict:
             "InvalidInstanceType", f"The following supplied instance types do not exist: [{', '.join(unknown)}]"
         )
     items = [_type_info(name, bodies[name]) for name in sorted(set(wanted) or bodies)]
-    tests = [(f["Name"], wildcards(f.get("Values", []))) for f in filters]
-    items = [t for t in items if all(any(map(test, _TYPE_FILTERS[name](t))) for name, test in tests)]
+    matches = matcher(filters, _TYPE_FILTERS)  # a type has no tags: tag:KEY matches none
+    items = [t for t in items if matches(t)]
     more = False
     if limit:
         more = len(items) > offset + limit
