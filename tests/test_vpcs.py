@@ -267,18 +267,12 @@ def test_run_instances_network_refusals(stack, ec2, net, params, code):  # noqa:
 
 def test_a_dry_run_refuses_what_the_launch_refuses(stack, ec2, net):  # noqa: F811
     """A dry run checks the NIC as the launch does before it decides: an address outside the network
-    (the type's, or the subnet's) or a subnet the user may not use is the launch's 400, not 412."""
-    hidden = stack.admin(
-        "one.vn.allocate",
-        tpl.serialize([("NAME", stack.cloud.name("hidden")), ("BRIDGE", "br1"), ("VN_MAD", "dummy"),
-                       ("AR", [("TYPE", "IP4"), ("IP", "10.2.0.4"), ("SIZE", "4")])]),
-        stack.cloud.cluster,
-    )  # fmt: skip  # oneadmin's, not shared: the user may not use it
+    (the type's, or the subnet's) or a subnet that is not among the user's is the launch's 400, not 412."""
     before = _ids(ec2.describe_instances())
     for kw, code in [
         ({"PrivateIpAddress": "10.9.0.50"}, "InvalidParameterValue"),  # the type's network is 10.0.0.10 on
         ({"SubnetId": net["subnet"], "PrivateIpAddress": "10.0.0.20"}, "InvalidParameterValue"),
-        ({"SubnetId": f"subnet-{hidden:08d}"}, "InvalidSubnetID.NotFound"),
+        ({"SubnetId": "subnet-09999999"}, "InvalidSubnetID.NotFound"),  # none the user may use
     ]:
         assert _code(_run, ec2=ec2, stack=stack, DryRun=True, **kw) == (code, 400), kw
         assert _code(_run, ec2=ec2, stack=stack, **kw) == (code, 400), kw

@@ -299,17 +299,12 @@ _ATTRIBUTES = {
 }
 
 
-def _vm_and_template(ctx: Context, text: str) -> tuple[VM, list]:
-    _get_vm(ctx, text)  # the id, its owner and how long a terminated one stays visible, as elsewhere
-    return ctx.session.vm_with_template(ids.parse(text, "i"))
-
-
 @action("DescribeInstanceAttribute", reads=("InstanceId", "Attribute"))
 def describe_instance_attribute(ctx: Context, p: dict) -> dict:
     attribute = p["Attribute"]
     if attribute not in _ATTRIBUTES:
         raise invalid("Attribute", attribute, f"It must be one of {', '.join(_ATTRIBUTES)}.")
-    vm, body = _vm_and_template(ctx, p["InstanceId"])
+    vm, body = instances.get_vm_with_template(ctx, p["InstanceId"])
     member, read = _ATTRIBUTES[attribute]
     return {"InstanceId": ids.fmt("i", vm.id), member: read(ctx, vm, body)}
 
@@ -421,7 +416,7 @@ def _new_capacity(ctx: Context, itype: str) -> tuple[str, int | None]:
 def modify_instance_attribute(ctx: Context, p: dict) -> dict:
     attribute, value = _requested(p)
     _refuse_unsupported(attribute, value)
-    vm, body = _vm_and_template(ctx, p["InstanceId"])
+    vm, body = instances.get_vm_with_template(ctx, p["InstanceId"])
     name = ids.fmt("i", vm.id)
     if vm.state == VM_STATE.DONE:
         raise EC2Error("IncorrectInstanceState", f"The instance '{name}' is terminated.")
@@ -444,12 +439,18 @@ def modify_instance_attribute(ctx: Context, p: dict) -> dict:
         ctx.session.decide_dry_run(needs)
     if attribute == "instanceType":
         ctx.session.vm_resize(vm.id, capacity)
-        ctx.session.vm_update(vm.id, tpl.serialize([("EC2_INSTANCE_TYPE", value)]))
+        _set(ctx, vm, "EC2_INSTANCE_TYPE", value)
     elif attribute == "userData":
         ctx.session.vm_updateconf(vm.id, tpl.serialize([("CONTEXT", [("EC2_USER_DATA", value)])]))
     elif attribute == "disableApiTermination":
-        ctx.session.vm_update(vm.id, tpl.serialize([(protection.NO_TERMINATION, "true" if value else "false")]))
+        _set(ctx, vm, protection.NO_TERMINATION, "true" if value else "false")
     elif attribute == "instanceInitiatedShutdownBehavior":
-        ctx.session.vm_update(vm.id, tpl.serialize([(protection.SHUTDOWN_BEHAVIOR, value)]))
-    ctx.session.vm(vm.id)  # this server's cache of the VM's EC2 attributes (DescribeInstances) learns the change
+        _set(ctx, vm, protection.SHUTDOWN_BEHAVIOR, value)
     return {}
+
+
+def _set(ctx: Context, vm: VM, name: str, text: str) -> None:
+    """One attribute of the VM's user template; this server's cache of its EC2 attributes (which
+    DescribeInstances reads) learns it without reading the VM again."""
+    ctx.session.vm_update(vm.id, tpl.serialize([(name, text)]))
+    ctx.session.made(vm.id, {**vm.user_template, name: text}, vm.arch)

@@ -212,13 +212,27 @@ def _next_token(token: str | None) -> int:
 
 
 def _get_vm(ctx: Context, text: str) -> VM:
-    vmid = ids.parse(text, "i")
+    return _still_listed(text, _read(text, ctx.session.vm))
+
+
+def get_vm_with_template(ctx: Context, text: str) -> tuple[VM, list]:
+    """The VM and its whole TEMPLATE, from one one.vm.info, found as _get_vm finds it."""
+    vm, body = _read(text, ctx.session.vm_with_template)
+    return _still_listed(text, vm), body
+
+
+def _read(text: str, read):
+    """*read* (the session's) of the VM id *text* names; EC2's NotFound for one oned does not have."""
     try:
-        vm = ctx.session.vm(vmid)
+        return read(ids.parse(text, "i"))
     except EC2Error as e:
         if e.code.endswith(".NotFound"):
             raise ids.not_found("i", text) from None
         raise
+
+
+def _still_listed(text: str, vm: VM) -> VM:
+    """A terminated instance is NotFound once it has been listed TERMINATED_VISIBLE seconds."""
     if vm.state == DONE and time.time() - vm.etime > TERMINATED_VISIBLE:
         raise ids.not_found("i", text)
     return vm
