@@ -254,3 +254,19 @@ def test_a_vnet_leases_only_once_its_driver_has_created_it(cloud, cloud_admin):
     wait(lambda: cloud_admin.vn.info(vn).STATE == 1, "the vnet READY")
     vmid = cloud_admin.vm.allocate(vm, True)  # on hold: nothing is deployed
     cloud_admin.vm.recover(vmid, 3)
+
+
+def test_a_nic_may_name_only_security_groups_its_user_may_use(cloud, cloud_admin, tmp_path):
+    """oned authorizes USE of every group a NIC gets (VirtualMachineNic::authorize adds them to the
+    request's AuthRequest; AuthManager words a refusal): a user cannot attach another's group."""
+    ids = provision(cloud, cloud_admin, tmp_path)
+    sg = cloud_admin.secgroup.allocate(f'NAME="{cloud.name("admins-only")}"\n')  # oneadmin's, not shared
+    alice = pyone.OneServer(cloud.url, session=f"{cloud.name('alice')}:alicepw")
+    vm = f'NAME="x"\nCPU="0.1"\nMEMORY="8"\nNIC=[NETWORK_ID="{ids["vn"]}", SECURITY_GROUPS="{sg}"]\n'
+    with pytest.raises(pyone.OneAuthorizationException) as e:
+        alice.vm.allocate(vm, True)
+    assert str(e.value) == f"[one.vm.allocate] User [{ids['uid']}] : Not authorized to perform USE SECGROUP [{sg}]."
+    cloud_admin.secgroup.chmod(sg, 1, 1, 0, 0, 0, 0, 1, 0, 0)  # others may USE it
+    vmid = alice.vm.allocate(vm, True)
+    assert str(sg) in alice.vm.info(vmid).TEMPLATE["NIC"]["SECURITY_GROUPS"].split(",")
+    alice.vm.action("terminate-hard", vmid)

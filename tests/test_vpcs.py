@@ -265,12 +265,19 @@ def test_run_instances_network_refusals(stack, ec2, net, params, code):  # noqa:
     assert after == before  # nothing was made
 
 
-def test_a_dry_run_with_a_subnet_decides_on_it(stack, ec2, net):  # noqa: F811
+def test_a_dry_run_refuses_what_the_launch_refuses(stack, ec2, net):  # noqa: F811
+    """A dry run checks the NIC as the launch does before it decides: an address outside the network
+    (the type's, or the subnet's) or a subnet that is not among the user's is the launch's 400, not 412."""
     before = _ids(ec2.describe_instances())
-    code, status = _code(
-        _run, ec2=ec2, stack=stack, SubnetId=net["subnet"], SecurityGroupIds=[net["sg_id"]], DryRun=True
-    )
-    assert (code, status) == ("DryRunOperation", 412)
+    for kw, code in [
+        ({"PrivateIpAddress": "10.9.0.50"}, "InvalidParameterValue"),  # the type's network is 10.0.0.10 on
+        ({"SubnetId": net["subnet"], "PrivateIpAddress": "10.0.0.20"}, "InvalidParameterValue"),
+        ({"SubnetId": "subnet-09999999"}, "InvalidSubnetID.NotFound"),  # none the user may use
+    ]:
+        assert _code(_run, ec2=ec2, stack=stack, DryRun=True, **kw) == (code, 400), kw
+        assert _code(_run, ec2=ec2, stack=stack, **kw) == (code, 400), kw
+    allowed = {"SubnetId": net["subnet"], "SecurityGroupIds": [net["sg_id"]], "PrivateIpAddress": "10.1.0.9"}
+    assert _code(_run, ec2=ec2, stack=stack, DryRun=True, **allowed) == ("DryRunOperation", 412)
     assert _ids(ec2.describe_instances()) == before
 
 

@@ -18,6 +18,30 @@ def check_names(filters: list[dict], known) -> None:
             raise EC2Error("InvalidParameterValue", f"The filter '{name}' is invalid")
 
 
+def present(value: str | None) -> list[str]:
+    """A filter's values of an optional member: an absent value matches no pattern, not even ``*``."""
+    return [value] if value else []
+
+
+def flag(value: bool) -> list[str]:
+    """A boolean member as the filter value EC2 compares it with."""
+    return ["true" if value else "false"]
+
+
+def matcher(filters: list[dict], table: dict):
+    """Whether an item (as described) matches every filter (their names checked by check_names): any
+    of its values (``table[name](item)``), any pattern; ``tag:KEY`` matches the values of its tag KEY
+    (its ``Tags``, or a network interface's ``TagSet``; an item without either matches none)."""
+    tests = [(f["Name"], wildcards(f.get("Values", []))) for f in filters]
+
+    def values(name: str, item: dict) -> list[str]:
+        if name.startswith("tag:"):
+            return [t["Value"] for t in item.get("Tags") or item.get("TagSet") or [] if t["Key"] == name[4:]]
+        return table[name](item)
+
+    return lambda item: all(any(map(test, values(name, item))) for name, test in tests)
+
+
 def _fnmatch_syntax(pattern: str) -> str:
     """EC2's filter wildcards (``*``, ``?``, a backslash making the next character literal, nothing
     else special) in fnmatch's syntax, where ``[`` opens a class and a backslash is a character."""

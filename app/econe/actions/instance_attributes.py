@@ -17,10 +17,9 @@ from one.codes import HOST_STATES, LCM_STATE, VM_STATE
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
 from ..objects import VM
-from . import nics, paging, protection
-from .filters import check_names, wildcards
+from . import instances, nics, paging, protection
+from .filters import check_names, flag, matcher
 from .instance_types import render_file_template, template_for
-from .instances import ARCHITECTURE, get_vm
 from .regions import ZONE
 from .registry import Context, action
 
@@ -101,7 +100,7 @@ def _wanted_vms(ctx: Context, wanted: list[str], pool: dict[int, tuple[VM, int]]
         if vmid in pool:
             out.append(pool[vmid])
         else:
-            get_vm(ctx, text)
+            instances.get_vm(ctx, text)
     return out
 
 
@@ -125,9 +124,9 @@ def describe_instance_status(ctx: Context, p: dict) -> dict:
         chosen = [(vm, hid) for vm, hid in chosen if states.instance_state(vm.state, vm.lcm_state)["Name"] == "running"]
     on_hosts = any(hid >= 0 and instance_status(vm.state, vm.lcm_state) != "not-applicable" for vm, hid in chosen)
     hosts = ctx.session.gateway.host_states() if on_hosts else {}
-    items = [_status_item(vm, hosts.get(hid)) for vm, hid in chosen]
-    tests = [(f["Name"], wildcards(f.get("Values", []))) for f in filters]
-    items = [s for s in items if all(any(map(test, _STATUS_FILTERS[name](s))) for name, test in tests)]
+    # the pool's short answer has no tags (econe caches them for DescribeInstances): tag:KEY matches none
+    matches = matcher(filters, _STATUS_FILTERS)
+    items = [s for s in (_status_item(vm, hosts.get(hid)) for vm, hid in chosen) if matches(s)]
     more = False
     if limit:
         more = len(items) > offset + limit
@@ -169,8 +168,6 @@ def _type_info(name: str, body: list) -> dict:
     # guest one, and CPU (the share of physical CPUs) is no count of them
     vcpus = _number(cap.get("VCPU"), int, 0) or 1
     memory = _number(cap.get("MEMORY"), int, 0)
-    os_ = tpl.get(body, "OS")
-    arch = tpl.vget(os_, "ARCH", "") if isinstance(os_, list) else ""
     return {
         "InstanceType": name,
         "CurrentGeneration": True,
@@ -180,7 +177,7 @@ def _type_info(name: str, body: list) -> dict:
         "SupportedVirtualizationTypes": ["hvm"],
         "BareMetal": False,
         "Hypervisor": "xen",  # as DescribeInstances says (the model allows only nitro or xen)
-        "ProcessorInfo": {"SupportedArchitectures": [arch or ARCHITECTURE]},
+        "ProcessorInfo": {"SupportedArchitectures": [instances.arch(body) or instances.ARCHITECTURE]},
         "VCpuInfo": {"DefaultVCpus": vcpus},
         "MemoryInfo": {"SizeInMiB": memory},
         "InstanceStorageSupported": False,
@@ -191,15 +188,11 @@ def _type_info(name: str, body: list) -> dict:
     }
 
 
-def _flag(value: bool) -> list[str]:
-    return ["true" if value else "false"]
-
-
 _TYPE_FILTERS = {
     "instance-type": lambda t: [t["InstanceType"]],
-    "current-generation": lambda t: _flag(t["CurrentGeneration"]),
-    "free-tier-eligible": lambda t: _flag(t["FreeTierEligible"]),
-    "bare-metal": lambda t: _flag(t["BareMetal"]),
+    "current-generation": lambda t: flag(t["CurrentGeneration"]),
+    "free-tier-eligible": lambda t: flag(t["FreeTierEligible"]),
+    "bare-metal": lambda t: flag(t["BareMetal"]),
     "hypervisor": lambda t: [t["Hypervisor"]],
     "vcpu-info.default-vcpus": lambda t: [str(t["VCpuInfo"]["DefaultVCpus"])],
     "memory-info.size-in-mib": lambda t: [str(t["MemoryInfo"]["SizeInMiB"])],
@@ -207,11 +200,11 @@ _TYPE_FILTERS = {
     "supported-root-device-type": lambda t: t["SupportedRootDeviceTypes"],
     "supported-virtualization-type": lambda t: t["SupportedVirtualizationTypes"],
     "supported-usage-class": lambda t: t["SupportedUsageClasses"],
-    "instance-storage-supported": lambda t: _flag(t["InstanceStorageSupported"]),
-    "hibernation-supported": lambda t: _flag(t["HibernationSupported"]),
-    "burstable-performance-supported": lambda t: _flag(t["BurstablePerformanceSupported"]),
-    "dedicated-hosts-supported": lambda t: _flag(t["DedicatedHostsSupported"]),
-    "auto-recovery-supported": lambda t: _flag(t["AutoRecoverySupported"]),
+    "instance-storage-supported": lambda t: flag(t["InstanceStorageSupported"]),
+    "hibernation-supported": lambda t: flag(t["HibernationSupported"]),
+    "burstable-performance-supported": lambda t: flag(t["BurstablePerformanceSupported"]),
+    "dedicated-hosts-supported": lambda t: flag(t["DedicatedHostsSupported"]),
+    "auto-recovery-supported": lambda t: flag(t["AutoRecoverySupported"]),
 }
 TYPES_MIN, TYPES_MAX = 5, 100  # EC2's bounds of DescribeInstanceTypes MaxResults
 
@@ -223,9 +216,7 @@ TYPES_MIN, TYPES_MAX = 5, 100  # EC2's bounds of DescribeInstanceTypes MaxResult
 )
 def describe_instance_types(ctx: Context, p: dict) -> dict:
     filters = p.get("Filters", [])
-    for f in filters:  # EC2's other filters name what OpenNebula has no value for: refused, by name
-        if f.get("Name") and f["Name"] not in _TYPE_FILTERS:
-            raise EC2Error("InvalidParameterValue", f"The filter '{f['Name']}' is invalid on this cloud")
+    check_names(filters, _TYPE_FILTERS)  # EC2's other filters name what OpenNebula has no value for: refused
     limit = paging.max_results(p, TYPES_MIN, TYPES_MAX)
     offset = paging.offset(p.get("NextToken"))
     bodies = _type_bodies(ctx)
@@ -236,8 +227,8 @@ def describe_instance_types(ctx: Context, p: dict) -> dict:
             "InvalidInstanceType", f"The following supplied instance types do not exist: [{', '.join(unknown)}]"
         )
     items = [_type_info(name, bodies[name]) for name in sorted(set(wanted) or bodies)]
-    tests = [(f["Name"], wildcards(f.get("Values", []))) for f in filters]
-    items = [t for t in items if all(any(map(test, _TYPE_FILTERS[name](t))) for name, test in tests)]
+    matches = matcher(filters, _TYPE_FILTERS)  # a type has no tags: tag:KEY matches none
+    items = [t for t in items if matches(t)]
     more = False
     if limit:
         more = len(items) > offset + limit
@@ -304,17 +295,12 @@ _ATTRIBUTES = {
 }
 
 
-def _vm_and_template(ctx: Context, text: str) -> tuple[VM, list]:
-    get_vm(ctx, text)  # the id, its owner and how long a terminated one stays visible, as elsewhere
-    return ctx.session.vm_with_template(ids.parse(text, "i"))
-
-
 @action("DescribeInstanceAttribute", reads=("InstanceId", "Attribute"))
 def describe_instance_attribute(ctx: Context, p: dict) -> dict:
     attribute = p["Attribute"]
     if attribute not in _ATTRIBUTES:
         raise invalid("Attribute", attribute, f"It must be one of {', '.join(_ATTRIBUTES)}.")
-    vm, body = _vm_and_template(ctx, p["InstanceId"])
+    vm, body = instances.get_vm_with_template(ctx, p["InstanceId"])
     member, read = _ATTRIBUTES[attribute]
     return {"InstanceId": ids.fmt("i", vm.id), member: read(ctx, vm, body)}
 
@@ -426,7 +412,7 @@ def _new_capacity(ctx: Context, itype: str) -> tuple[str, int | None]:
 def modify_instance_attribute(ctx: Context, p: dict) -> dict:
     attribute, value = _requested(p)
     _refuse_unsupported(attribute, value)
-    vm, body = _vm_and_template(ctx, p["InstanceId"])
+    vm, body = instances.get_vm_with_template(ctx, p["InstanceId"])
     name = ids.fmt("i", vm.id)
     if vm.state == VM_STATE.DONE:
         raise EC2Error("IncorrectInstanceState", f"The instance '{name}' is terminated.")
@@ -449,12 +435,18 @@ def modify_instance_attribute(ctx: Context, p: dict) -> dict:
         ctx.session.decide_dry_run(needs)
     if attribute == "instanceType":
         ctx.session.vm_resize(vm.id, capacity)
-        ctx.session.vm_update(vm.id, tpl.serialize([("EC2_INSTANCE_TYPE", value)]))
+        _set(ctx, vm, "EC2_INSTANCE_TYPE", value)
     elif attribute == "userData":
         ctx.session.vm_updateconf(vm.id, tpl.serialize([("CONTEXT", [("EC2_USER_DATA", value)])]))
     elif attribute == "disableApiTermination":
-        ctx.session.vm_update(vm.id, tpl.serialize([(protection.NO_TERMINATION, "true" if value else "false")]))
+        _set(ctx, vm, protection.NO_TERMINATION, "true" if value else "false")
     elif attribute == "instanceInitiatedShutdownBehavior":
-        ctx.session.vm_update(vm.id, tpl.serialize([(protection.SHUTDOWN_BEHAVIOR, value)]))
-    ctx.session.vm(vm.id)  # this server's cache of the VM's EC2 attributes (DescribeInstances) learns the change
+        _set(ctx, vm, protection.SHUTDOWN_BEHAVIOR, value)
     return {}
+
+
+def _set(ctx: Context, vm: VM, name: str, text: str) -> None:
+    """One attribute of the VM's user template; this server's cache of its EC2 attributes (which
+    DescribeInstances reads) learns it without reading the VM again."""
+    ctx.session.vm_update(vm.id, tpl.serialize([(name, text)]))
+    ctx.session.made(vm.id, {**vm.user_template, name: text}, vm.arch)

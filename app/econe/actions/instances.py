@@ -11,6 +11,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,7 +22,7 @@ from .. import ids, states
 from ..errors import EC2Error, invalid, missing
 from ..objects import VM
 from . import keypairs, nics, paging
-from .filters import check_names, wildcards
+from .filters import check_names, matcher, present
 from .instance_types import render_file_template, template_for
 from .protection import launch_attributes, refuse_protected
 from .regions import ZONE
@@ -69,7 +70,7 @@ def _token_lock(user: str, token: str):
                 del _token_locks[key]
 
 
-def _tags(vm: VM) -> list[dict]:
+def vm_tags(vm: VM) -> list[dict]:
     try:
         tags = json.loads(vm.user_template.get("EC2_TAGS") or "{}")
     except ValueError:
@@ -86,7 +87,7 @@ def _is_global(ip: str) -> bool:
         return False
 
 
-def describe(vm: VM, group_names: nics.GroupNames | None = None) -> dict:
+def describe(vm: VM, group_names: nics.GroupNames) -> dict:
     """The EC2 Instance of an OpenNebula VM (*group_names*: a security group's name by id)."""
     u = vm.user_template
     # a DONE VM's NICs still name the addresses it had, but their leases are back in the vnet
@@ -110,30 +111,26 @@ def describe(vm: VM, group_names: nics.GroupNames | None = None) -> dict:
         "Hypervisor": "xen",
         "ClientToken": u.get("EC2_CLIENT_TOKEN") or None,
         "KeyName": u.get("EC2_KEYNAME") or None,
-        "Tags": _tags(vm) or None,
-        **nics.instance_network(vm, group_names or nics.GroupNames(None)),
+        "Tags": vm_tags(vm) or None,
+        **nics.instance_network(vm, group_names),
     }
     if vm.state == DONE:
         out["StateTransitionReason"] = "User initiated"
     return out
 
 
-def _reservations(vms: list[VM], group_names) -> list[dict]:
-    """Instances grouped by reservation; OwnerId is the owner's numeric OpenNebula id, as for images."""
+def _reservations(described: list[tuple[VM, dict]]) -> list[dict]:
+    """Instances (each VM with its description) grouped by reservation; OwnerId is the owner's numeric
+    OpenNebula id, as for images."""
     groups: dict[str, dict] = {}
-    for vm in vms:
+    for vm, instance in described:
         rid = vm.user_template.get("EC2_RESERVATION_ID") or f"r-{vm.id:08d}"
         group = groups.setdefault(rid, {"ReservationId": rid, "OwnerId": str(vm.uid), "Groups": [], "Instances": []})
-        group["Instances"].append(describe(vm, group_names))
+        group["Instances"].append(instance)
     return list(groups.values())
 
 
 # ---------------------------------------------------------------- filters
-
-
-def _present(value: str | None) -> list[str]:
-    """An absent value matches no pattern, not even ``*``."""
-    return [value] if value else []
 
 
 _FILTERS = {
@@ -142,25 +139,13 @@ _FILTERS = {
     "instance-type": lambda d: [d["InstanceType"]],
     "instance-state-name": lambda d: [d["State"]["Name"]],
     "instance-state-code": lambda d: [str(d["State"]["Code"])],
-    "private-ip-address": lambda d: _present(d["PrivateIpAddress"]),
-    "client-token": lambda d: _present(d["ClientToken"]),
-    "key-name": lambda d: _present(d["KeyName"]),
+    "private-ip-address": lambda d: present(d["PrivateIpAddress"]),
+    "client-token": lambda d: present(d["ClientToken"]),
+    "key-name": lambda d: present(d["KeyName"]),
     "availability-zone": lambda d: [ZONE],
     "tag-key": lambda d: [t["Key"] for t in d["Tags"] or []],
     **nics.INSTANCE_FILTERS,
 }
-
-
-def _filter_values(name: str, item: dict) -> list[str]:
-    if name.startswith("tag:"):
-        return [t["Value"] for t in item["Tags"] or [] if t["Key"] == name[4:]]
-    return _FILTERS[name](item)
-
-
-def _matcher(filters: list[dict]):
-    """Whether an instance (as described) matches every filter: any of its values, any pattern."""
-    tests = [(f["Name"], wildcards(f.get("Values", []))) for f in filters]
-    return lambda item: all(any(map(test, _filter_values(name, item))) for name, test in tests)
 
 
 # ---------------------------------------------------------------- DescribeInstances
@@ -185,6 +170,7 @@ def describe_instances(ctx: Context, p: dict) -> dict:
     with_done = ctx.config.describe_with_terminated_instances
     more = False
     names = nics.GroupNames(ctx.session)
+    described: dict[int, dict] = {}
     if wanted:
         items = [get_vm(ctx, text) for text in wanted]
     elif limit and not filters:  # one page of oned's work, not the whole pool
@@ -193,23 +179,41 @@ def describe_instances(ctx: Context, p: dict) -> dict:
         items = [vm for vm in page[:limit] if _visible(vm, now, with_done)]
     else:
         vms = [vm for vm in ctx.session.vms(with_done) if _visible(vm, now, with_done)]
-        matches = _matcher(filters)
-        items = [vm for vm in vms if matches(describe(vm, names))] if filters else vms
+        if filters:  # each VM is described once: to match it, and in the answer
+            matches = matcher(filters, _FILTERS)
+            described = {vm.id: d for vm in vms if matches(d := describe(vm, names))}
+            vms = [vm for vm in vms if vm.id in described]
+        items = vms
         if limit:
             more = len(items) > offset + limit
             items = items[offset : offset + limit]
     token = paging.token(offset + limit) if more else None
-    return {"Reservations": _reservations(items, names), "NextToken": token}
+    answer = [(vm, described.get(vm.id) or describe(vm, names)) for vm in items]
+    return {"Reservations": _reservations(answer), "NextToken": token}
 
 
 def get_vm(ctx: Context, text: str) -> VM:
-    vmid = ids.parse(text, "i")
+    return _still_listed(text, _read(text, ctx.session.vm))
+
+
+def get_vm_with_template(ctx: Context, text: str) -> tuple[VM, list]:
+    """The VM and its whole TEMPLATE, from one one.vm.info, found as get_vm finds it."""
+    vm, body = _read(text, ctx.session.vm_with_template)
+    return _still_listed(text, vm), body
+
+
+def _read(text: str, read):
+    """*read* (the session's) of the VM id *text* names; EC2's NotFound for one oned does not have."""
     try:
-        vm = ctx.session.vm(vmid)
+        return read(ids.parse(text, "i"))
     except EC2Error as e:
         if e.code.endswith(".NotFound"):
             raise ids.not_found("i", text) from None
         raise
+
+
+def _still_listed(text: str, vm: VM) -> VM:
+    """A terminated instance is NotFound once it has been listed TERMINATED_VISIBLE seconds."""
     if vm.state == DONE and time.time() - vm.etime > TERMINATED_VISIBLE:
         raise ids.not_found("i", text)
     return vm
@@ -303,13 +307,11 @@ def run_instances(ctx: Context, p: dict) -> dict:
     key = keypairs.by_name(ctx, p["KeyName"]) if "KeyName" in p else None
     attrs = launch_attributes(p) + ([("EC2_KEYNAME", key.name)] if key else [])
     launch = Launch(user_data, tags, key, nics.choose(ctx, p, high), attrs)
-    if ctx.dry_run:  # the instance type must exist, and the user may use it and the image, and create VMs
-        needs = [("USE", "IMAGE", image_id), ("CREATE", "VM", None), *nics.needs(launch.nic)]
-        if ctx.config.use_file_templates:
-            render_file_template(ctx.config, p["InstanceType"], image_id, user_data, *keypairs.launch_values(key))
-        else:
-            needs.append(("USE", "TEMPLATE", template_for(ctx, p["InstanceType"]).id))
-        ctx.session.decide_dry_run(needs)
+    if ctx.dry_run:  # the VM is shaped as the launch shapes it (its NIC checked); then the user may use
+        # the image and the type's VM template, and create VMs (nics.choose checked the subnet and groups)
+        template_id = _maker(ctx, p["InstanceType"], image_id, launch).template_id
+        needs = [("USE", "IMAGE", image_id), ("CREATE", "VM", None)]
+        ctx.session.decide_dry_run(needs + ([("USE", "TEMPLATE", template_id)] if template_id is not None else []))
     token = p.get("ClientToken")
     if token:
         with _token_lock(ctx.user, token):
@@ -323,7 +325,7 @@ def run_instances(ctx: Context, p: dict) -> dict:
 def _run(ctx: Context, p, image_id: int, launch: Launch, token, low: int, high: int) -> dict:
     reservation = "r-" + secrets.token_hex(9)[:17]
     made: list[int] = []
-    make, arch = _maker(ctx, p["InstanceType"], image_id, launch)
+    maker = _maker(ctx, p["InstanceType"], image_id, launch)
     try:
         for index in range(high):
             user_attrs = [
@@ -337,9 +339,9 @@ def _run(ctx: Context, p, image_id: int, launch: Launch, token, low: int, high: 
             if launch.tags:
                 user_attrs.append(("EC2_TAGS", json.dumps(launch.tags, sort_keys=True)))
             user_attrs += launch.attrs
-            vmid = make(user_attrs, launch.tags.get("Name", ""))
+            vmid = maker.make(user_attrs, launch.tags.get("Name", ""))
             made.append(vmid)
-            ctx.session.made(vmid, dict(user_attrs), arch)
+            ctx.session.made(vmid, dict(user_attrs), maker.arch)
     except EC2Error as e:
         if len(made) >= low:
             ctx.log.warning("RunInstances made %d of %d: %s", len(made), high, e.detail or e.message)
@@ -361,7 +363,8 @@ def _run(ctx: Context, p, image_id: int, launch: Launch, token, low: int, high: 
 
 
 def _run_answer(ctx: Context, vms: list[VM]) -> dict:
-    reservations = _reservations(vms, nics.GroupNames(ctx.session))
+    names = nics.GroupNames(ctx.session)
+    reservations = _reservations([(vm, describe(vm, names)) for vm in vms])
     return {
         "ReservationId": reservations[0]["ReservationId"],
         "OwnerId": reservations[0]["OwnerId"],
@@ -370,7 +373,7 @@ def _run_answer(ctx: Context, vms: list[VM]) -> dict:
     }
 
 
-def _arch(body: list) -> str:
+def arch(body: list) -> str:
     """OS/ARCH of a template: the VM made from it has the same."""
     os_ = tpl.get(body, "OS")
     return tpl.vget(os_, "ARCH", "") if isinstance(os_, list) else ""
@@ -380,8 +383,17 @@ def _type_nics(body: list) -> list:
     return [v for k, v in body if k == "NIC" and isinstance(v, list)]
 
 
-def _maker(ctx: Context, itype: str, image_id: int, launch: Launch):
-    """What makes one VM of *itype*, resolved once per request: ``(make(user_attrs, name) -> VM id, OS/ARCH)``."""
+@dataclass(frozen=True)
+class Maker:
+    """What makes one VM of an instance type, resolved once per request."""
+
+    make: Callable[[list, str], int]  # (user attributes, name) -> the new VM's id
+    arch: str  # OS/ARCH of its template
+    template_id: int | None  # the VM template instantiated (None: a file template is allocated)
+
+
+def _maker(ctx: Context, itype: str, image_id: int, launch: Launch) -> Maker:
+    """The Maker of *itype*'s VMs; the client's error when the VM cannot be shaped as asked (its NIC)."""
     user_data, nic = launch.user_data, launch.nic
     context_values = [("EC2_USER_DATA", user_data)] if user_data else []
     context_values += keypairs.context_values(launch.key)
@@ -396,7 +408,7 @@ def _maker(ctx: Context, itype: str, image_id: int, launch: Launch):
             with nics.lease_errors(nic):
                 return ctx.session.vm_allocate(tpl.serialize(tpl.replace(vm, "NAME", name) if name else vm))
 
-        return make, _arch(body)
+        return Maker(make, arch(body), None)
     template = template_for(ctx, itype)
     # the extra template replaces DISK and CONTEXT entirely: send the type's own ones along
     disks = [("DISK", [("IMAGE_ID", str(image_id))])] + [(k, v) for k, v in template.body if k == "DISK"]
@@ -409,7 +421,7 @@ def _maker(ctx: Context, itype: str, image_id: int, launch: Launch):
         with nics.lease_errors(nic):
             return ctx.session.instantiate(template.id, name, tpl.serialize(disks + user_attrs))
 
-    return make, _arch(template.body)
+    return Maker(make, arch(template.body), template.id)
 
 
 # ---------------------------------------------------------------- Terminate/Start/Stop/Reboot
@@ -464,11 +476,20 @@ TERMINATE_WAIT = 10  # seconds one TerminateInstances waits for the drivers, all
 _waiting = threading.BoundedSemaphore(4)  # requests waiting at once: the rest answer at once
 
 
-def _terminate_op(vm: VM) -> str | None:
+def _terminate_step(vm: VM) -> str | None:
+    """The terminate oned takes in the VM's state; None when it is ending already."""
     if vm.state == DONE or (vm.state, vm.lcm_state) == (ACTIVE, EPILOG):
         return None
-    refuse_protected(vm)  # every instance named is checked before any is terminated
     return "terminate" if (vm.state, vm.lcm_state) == (ACTIVE, RUNNING) else "terminate-hard"
+
+
+def _terminate_op(vm: VM) -> str | None:
+    """TerminateInstances' choice: every instance named is checked for protection before any is
+    terminated (and only here: a failed RunInstances removes its own protected VMs)."""
+    op = _terminate_step(vm)
+    if op:
+        refuse_protected(vm)
+    return op
 
 
 def _terminator(deadline: float):
@@ -495,7 +516,7 @@ def _terminator(deadline: float):
                     vm = ctx.session.vm(vm.id)
             finally:
                 _waiting.release()
-            op = _terminate_op(vm)
+            op = _terminate_step(vm)
 
     return terminate
 

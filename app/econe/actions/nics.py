@@ -22,12 +22,12 @@ from .. import ids
 from ..errors import EC2Error
 from ..gateway import UserSession
 from ..objects import VM, Nic, VNet
-from .filters import check_names
+from .filters import check_names, matcher, present
 from .regions import ZONE
 from .registry import Context, action
 from .secgroups import DEFAULT as DEFAULT_GROUP
 from .secgroups import get_group, group_named, name_of
-from .vpcs import VPC, ipv4_ranges, matcher
+from .vpcs import VPC, ipv4_ranges
 
 RUN_READS = ("SubnetId", "SecurityGroups", "SecurityGroupIds", "PrivateIpAddress", "NetworkInterfaces")
 RUN_STORED = ("PrivateIpAddress", "NetworkInterfaces")  # the address is written into the NIC
@@ -149,14 +149,10 @@ def instance_network(vm: VM, names: GroupNames) -> dict:
     return {"VpcId": VPC, "SubnetId": enis[0]["SubnetId"], "NetworkInterfaces": enis, "SecurityGroups": groups}
 
 
-def _present(value) -> list[str]:
-    return [value] if value else []
-
-
 # DescribeInstances' network filters, on the described instance
 INSTANCE_FILTERS = {
-    "vpc-id": lambda d: _present(d.get("VpcId")),
-    "subnet-id": lambda d: _present(d.get("SubnetId")),
+    "vpc-id": lambda d: present(d.get("VpcId")),
+    "subnet-id": lambda d: present(d.get("SubnetId")),
     "network-interface.network-interface-id": lambda d: [e["NetworkInterfaceId"] for e in d["NetworkInterfaces"]],
     "network-interface.subnet-id": lambda d: [e["SubnetId"] for e in d["NetworkInterfaces"] if e["SubnetId"]],
     "network-interface.vpc-id": lambda d: [e["VpcId"] for e in d["NetworkInterfaces"]],
@@ -181,10 +177,10 @@ _ENI_FILTERS = {
     "attachment.device-index": lambda e: [str(e["Attachment"]["DeviceIndex"])],
     "attachment.status": lambda e: [e["Attachment"]["Status"]],
     "attachment.delete-on-termination": lambda e: ["true"],
-    "subnet-id": lambda e: _present(e["SubnetId"]),
+    "subnet-id": lambda e: present(e["SubnetId"]),
     "vpc-id": lambda e: [e["VpcId"]],
-    "private-ip-address": lambda e: _present(e["PrivateIpAddress"]),
-    "addresses.private-ip-address": lambda e: _present(e["PrivateIpAddress"]),
+    "private-ip-address": lambda e: present(e["PrivateIpAddress"]),
+    "addresses.private-ip-address": lambda e: present(e["PrivateIpAddress"]),
     "mac-address": lambda e: [e["MacAddress"]],
     "group-id": lambda e: [g["GroupId"] for g in e["Groups"]],
     "group-name": lambda e: [g["GroupName"] for g in e["Groups"] if g["GroupName"]],
@@ -290,7 +286,9 @@ def _group_ids(ctx: Context, id_texts: list[str], names: list[str]) -> tuple[int
 
 
 def choose(ctx: Context, p: dict, count: int) -> Choice | None:
-    """The NIC a RunInstances asks for, checked as EC2 checks it; None when it asks for nothing."""
+    """The NIC a RunInstances asks for, checked as EC2 checks it; None when it asks for nothing.
+    A dry run asks nothing more of the subnet and groups: the subnet is found among the networks the
+    user may USE, and oned answers one.secgroup.info only to a user who may USE the group."""
     subnet_text, id_texts, names = p.get("SubnetId"), p.get("SecurityGroupIds", []), p.get("SecurityGroups", [])
     ip_text, interfaces = p.get("PrivateIpAddress"), p.get("NetworkInterfaces", [])
     if interfaces:
@@ -317,15 +315,6 @@ def choose(ctx: Context, p: dict, count: int) -> Choice | None:
         if subnet is None:
             raise ids.not_found("subnet", subnet_text)
     return Choice(subnet, _group_ids(ctx, id_texts, names), ip, vnets)
-
-
-def needs(choice: Choice | None) -> list[tuple[str, str, int | None]]:
-    """What a dry run must also be allowed: USE of the subnet's network and of each group."""
-    if choice is None:
-        return []
-    out = [("USE", "NET", choice.subnet.id)] if choice.subnet else []
-    # group 0 adds nothing: oned puts it on every NIC of a network that has it
-    return out + [("USE", "SECGROUP", g) for g in choice.groups or () if g != DEFAULT_GROUP]
 
 
 def _check_in_range(ip: str, vnet: VNet) -> None:

@@ -18,7 +18,7 @@ from one import template as tpl
 from .. import ids
 from ..errors import EC2Error, invalid
 from ..objects import VNet
-from .filters import check_names, wildcards
+from .filters import check_names, flag, matcher
 from .regions import ZONE
 from .registry import Context, action
 from .secgroups import VPC  # the one VPC, vpc-00000000
@@ -26,23 +26,6 @@ from .secgroups import VPC  # the one VPC, vpc-00000000
 EMPTY_VPC_BLOCK = "172.31.0.0/16"  # EC2's default VPC block, for a user who may use no network
 # oned's vnet states (include/VirtualNetwork.h) as EC2's subnet states
 _STATES = {0: "pending", 1: "available", 2: "pending", 3: "unavailable", 5: "failed", 6: "available"}
-
-
-def matcher(filters: list[dict], table: dict):
-    """Whether an item (as described) matches every filter: any of its values, any pattern; ``tag:KEY``
-    matches the values of its tag KEY (``Tags``, or a network interface's ``TagSet``)."""
-    tests = [(f["Name"], wildcards(f.get("Values", []))) for f in filters]
-
-    def values(name: str, item: dict) -> list[str]:
-        if name.startswith("tag:"):
-            return [t["Value"] for t in item.get("Tags") or item.get("TagSet") or [] if t["Key"] == name[4:]]
-        return table[name](item)
-
-    return lambda item: all(any(map(test, values(name, item))) for name, test in tests)
-
-
-def _bool(value: bool) -> list[str]:
-    return ["true" if value else "false"]
 
 
 # ---------------------------------------------------------------- subnets
@@ -127,8 +110,8 @@ _SUBNET_FILTERS = {
     "available-ip-address-count": lambda s: [str(s["AvailableIpAddressCount"])],
     "availability-zone": lambda s: [s["AvailabilityZone"]],
     "availability-zone-id": lambda s: [s["AvailabilityZoneId"]],
-    "default-for-az": lambda s: _bool(s["DefaultForAz"]),
-    "map-public-ip-on-launch": lambda s: _bool(s["MapPublicIpOnLaunch"]),
+    "default-for-az": lambda s: flag(s["DefaultForAz"]),
+    "map-public-ip-on-launch": lambda s: flag(s["MapPublicIpOnLaunch"]),
     "tag-key": lambda s: [t["Key"] for t in s["Tags"]],
 }
 # the older spellings EC2 still takes, which some clients send
@@ -189,8 +172,8 @@ def _vpc_id(text: str) -> None:
 
 _VPC_FILTERS = {
     "vpc-id": lambda v: [v["VpcId"]],
-    "is-default": lambda v: _bool(v["IsDefault"]),
-    "isDefault": lambda v: _bool(v["IsDefault"]),  # EC2's older spelling: amazon.aws's ec2_instance sends it
+    "is-default": lambda v: flag(v["IsDefault"]),
+    "isDefault": lambda v: flag(v["IsDefault"]),  # EC2's older spelling: amazon.aws's ec2_instance sends it
     "state": lambda v: [v["State"]],
     "cidr": lambda v: [v["CidrBlock"]],
     "cidr-block-association.cidr-block": lambda v: [a["CidrBlock"] for a in v["CidrBlockAssociationSet"]],

@@ -166,8 +166,12 @@ def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tp
         )
     if not owner.can("vnet", vnet, "USE"):
         raise not_authorized(owner.uid, "USE", "NET", vnet["ID"])
-    ar, index = vnets.lease(vnet, vmid, d.get("IP"))
     nic_groups = sg_ids(d.get("SECURITY_GROUPS", "")) | sg_ids(tpl.get(vnet["TEMPLATE"], "SECURITY_GROUPS") or "0")
+    for sid in sorted(nic_groups):  # oned's VirtualMachineNic::authorize: USE of each group it has
+        sg = call.db.get("secgroup", sid)
+        if sg is not None and not owner.can("secgroup", sg, "USE"):
+            raise not_authorized(owner.uid, "USE", "SECGROUP", sid)
+    ar, index = vnets.lease(vnet, vmid, d.get("IP"))
     vnet["UPDATED_VMS"] = sorted(set(vnet["UPDATED_VMS"]) | {vmid})
     call.db.put("vnet", vnet)
     out = {
@@ -221,7 +225,9 @@ def _secgroup_rules(call: Call, ids: set[int], vmid: int) -> list[tuple[str, tpl
     return rules
 
 
-def _context(vec: tpl.Vector, disk_id: int, nics: list[tpl.Vector]) -> tpl.Vector:
+def network_context(vec: tpl.Vector, disk_id: int, nics: list[tpl.Vector]) -> tpl.Vector:
+    """A VM's CONTEXT as oned fills it (also on one.vm.updateconf): the NICs' ETHn_ values when
+    NETWORK is YES, its DISK_ID and TARGET."""
     d = dict(vec)
     if d.get("TOKEN", "").upper() == "YES":
         raise OneError(INTERNAL, "TOKEN set, but onegate endpoint was not defined in oned.conf.")
@@ -268,7 +274,7 @@ def build_vm(call: Call, t: tpl.Template, name: str | None, hold: bool, extra_us
         out.append((k, v))
     context = tpl.get(system, "CONTEXT")
     if isinstance(context, list):
-        out.append(("CONTEXT", _context(context, len(disks), nics)))
+        out.append(("CONTEXT", network_context(context, len(disks), nics)))
     os_vec = [(k, v) for k, v in (tpl.get(system, "OS") or []) if k != "UUID"] + [("UUID", str(uuid.uuid4()))]
     out.append(("OS", os_vec))
     out += _secgroup_rules(call, groups, vmid)

@@ -29,8 +29,7 @@ from .lifecycle import (
     set_state,
     vnc_port,
 )
-from .vmbuild import _context as network_context
-from .vmbuild import automatic_requirements, build_vm, new_disk
+from .vmbuild import automatic_requirements, build_vm, network_context, new_disk
 from .vmstate import (
     ACTIONS,
     ACTIVE,
