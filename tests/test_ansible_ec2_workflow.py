@@ -184,7 +184,8 @@ def test_instance_lifecycle_by_name(stack, tmp_path, names, own_key):  # noqa: F
         {"amazon.aws.ec2_instance": {**instance, "state": "stopped"}},
         {"amazon.aws.ec2_instance": {**instance, "state": "running"}},
     )
-    assert stopped["changed"] and started["changed"]
+    assert stopped["changed"] and [i["state"]["name"] for i in stopped["instances"]] == ["stopped"]
+    assert started["changed"] and [i["state"]["name"] for i in started["instances"]] == ["running"]
     gone, gone_again, left = play(
         stack,
         tmp_path,
