@@ -178,14 +178,17 @@ def test_instance_lifecycle_by_name(stack, tmp_path, names, own_key):  # noqa: F
 
     _inventory_has(stack, tmp_path, names["web1"], found["private_ip_address"])
 
-    stopped, started = play(
+    by_name = {"amazon.aws.ec2_instance_info": {"filters": {"tag:Name": names["web1"]}}}
+    stopped, when_stopped, started, when_started = play(  # ec2_instance answers with what it found before
         stack,
         tmp_path,
         {"amazon.aws.ec2_instance": {**instance, "state": "stopped"}},
+        by_name,
         {"amazon.aws.ec2_instance": {**instance, "state": "running"}},
+        by_name,
     )
-    assert stopped["changed"] and [i["state"]["name"] for i in stopped["instances"]] == ["stopped"]
-    assert started["changed"] and [i["state"]["name"] for i in started["instances"]] == ["running"]
+    assert stopped["changed"] and [i["state"]["name"] for i in when_stopped["instances"]] == ["stopped"]
+    assert started["changed"] and [i["state"]["name"] for i in when_started["instances"]] == ["running"]
     gone, gone_again, left = play(
         stack,
         tmp_path,
