@@ -7,55 +7,16 @@ no change, as Ansible's idempotence asks."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from .aws_play import BIN, aws_env, play
 from .test_econe_e2e import stack  # noqa: F401
-
-BIN = Path(sys.executable).parent
-
-
-def _env(stack) -> dict:  # noqa: F811
-    return {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": stack.demo.user,
-        "AWS_SECRET_ACCESS_KEY": stack.demo.secret,
-        "AWS_REGION": "opennebula",
-        "ANSIBLE_STDOUT_CALLBACK": "json",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-    }
-
-
-def play(stack, tmp_path, *tasks) -> list[dict]:  # noqa: F811
-    """Run *tasks* with the endpoint as module default; each task's result for localhost."""
-    book = tmp_path / "play.yml"
-    book.write_text(yaml.safe_dump([{"hosts": "localhost", "connection": "local", "gather_facts": False,
-                                     "module_defaults": {"group/amazon.aws.aws": {"endpoint_url": stack.econe.url}},
-                                     "tasks": list(tasks)}]))  # fmt: skip
-    done = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", str(book)],
-        capture_output=True,
-        text=True,
-        env=_env(stack),
-        timeout=300,
-    )
-    try:
-        results = [t["hosts"]["localhost"] for t in json.loads(done.stdout)["plays"][0]["tasks"]]
-    except (ValueError, KeyError, IndexError):
-        pytest.fail(done.stdout[-3000:] + done.stderr[-2000:])
-    failed = [(task, r.get("msg"), r.get("error")) for task, r in zip(tasks, results, strict=False) if r.get("failed")]
-    assert done.returncode == 0 and not failed, failed or done.stderr[-2000:]
-    return results
 
 
 def _openssh_ed25519() -> str:
@@ -210,7 +171,7 @@ def _inventory_has(stack, tmp_path, name: str, address: str) -> None:  # noqa: F
         "compose": {"ansible_host": "private_ip_address"},
         "keyed_groups": [{"key": "tags.env", "prefix": "env"}],
     }))  # fmt: skip
-    env = {**_env(stack), "ANSIBLE_INVENTORY_ENABLED": "amazon.aws.aws_ec2"}
+    env = {**aws_env(stack), "ANSIBLE_INVENTORY_ENABLED": "amazon.aws.aws_ec2"}
     done = subprocess.run(
         [str(BIN / "ansible-inventory"), "-i", str(source), "--list"],
         capture_output=True,

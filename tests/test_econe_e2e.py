@@ -20,16 +20,17 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import boto3
+import botocore.config
 import botocore.exceptions
 import pyone
 import pytest
-import yaml
 
 import demo
 from demo import _One
 from econe.auth import v2_signature, v2_string_to_sign
 from one import template as tpl
 
+from .aws_play import play
 from .cloud import Cloud
 from .conftest import Econe, start_econe, start_onelite
 
@@ -50,13 +51,15 @@ class Stack:
     def pyone_admin(self) -> pyone.OneServer:
         return pyone.OneServer(self.cloud.url, session=self.cloud.admin_session)
 
-    def client(self, user: str | None = None, secret: str | None = None):
+    def client(self, user: str | None = None, secret: str | None = None, url: str | None = None, **config):
+        """boto3's EC2 client for the demo user (or *user*), on the stack's econe (or the one at *url*)."""
         return boto3.client(
             "ec2",
-            endpoint_url=self.econe.url,
+            endpoint_url=url or self.econe.url,
             region_name="opennebula",
             aws_access_key_id=user or self.demo.user,
             aws_secret_access_key=secret or self.demo.secret,
+            config=botocore.config.Config(**config) if config else None,
         )
 
 
@@ -272,24 +275,15 @@ def test_ansible_amazon_aws_modules(stack, tmp_path):
     )
     wait_for(ec2, "instance_running", [vm["InstanceId"]])
     ami, iid = f"ami-{stack.demo.image:08d}", vm["InstanceId"]
-    tasks = [
-        {"amazon.aws.aws_az_info": {}, "register": "zones"},
-        {"amazon.aws.ec2_ami_info": {"image_ids": [ami]}, "register": "amis"},
-        {"amazon.aws.ec2_instance_info": {"instance_ids": [iid]}, "register": "by_id"},
-        {"amazon.aws.ec2_instance_info": {"filters": {"tag:role": "ans"}}, "register": "by_tag"},
-        {"amazon.aws.ec2_instance": {"instance_ids": [iid], "state": "terminated", "wait": False}, "register": "gone"},
-    ]
-    book = tmp_path / "aws.yml"
-    book.write_text(yaml.safe_dump([{"hosts": "localhost", "connection": "local", "gather_facts": False,
-                                     "module_defaults": {"group/amazon.aws.aws": {"endpoint_url": stack.econe.url}},
-                                     "tasks": tasks}]))  # fmt: skip
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": stack.demo.user, "AWS_SECRET_ACCESS_KEY": stack.demo.secret,
-           "AWS_REGION": "opennebula", "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOCALHOST_WARNING": "false",
-           "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false", "ANSIBLE_PYTHON_INTERPRETER": sys.executable}  # fmt: skip
-    done = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", str(book)],
-                          capture_output=True, text=True, env=env)  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    results = [t["hosts"]["localhost"] for t in json.loads(done.stdout)["plays"][0]["tasks"]]
+    results = play(
+        stack,
+        tmp_path,
+        {"amazon.aws.aws_az_info": {}},
+        {"amazon.aws.ec2_ami_info": {"image_ids": [ami]}},
+        {"amazon.aws.ec2_instance_info": {"instance_ids": [iid]}},
+        {"amazon.aws.ec2_instance_info": {"filters": {"tag:role": "ans"}}},
+        {"amazon.aws.ec2_instance": {"instance_ids": [iid], "state": "terminated", "wait": False}},
+    )
     zones, amis, by_id, by_tag, gone = results
     assert [z["zone_name"] for z in zones["availability_zones"]] == ["opennebula"]
     assert [i["image_id"] for i in amis["images"]] == [ami]
@@ -883,13 +877,7 @@ def test_file_template_instance_types(stack, tmp_path):
         instance_types={"m1.file": {"template": "m1.file.j2"}},
     )
     try:
-        ec2 = boto3.client(
-            "ec2",
-            endpoint_url=econe.url,
-            region_name="opennebula",
-            aws_access_key_id=stack.demo.user,
-            aws_secret_access_key=stack.demo.secret,
-        )
+        ec2 = stack.client(url=econe.url)
         run = ec2.run_instances(
             ImageId=f"ami-{stack.demo.image:08d}", InstanceType="m1.file", MinCount=1, MaxCount=1, UserData="hello"
         )
@@ -1325,8 +1313,7 @@ def test_max_count_is_capped_at_the_configured_limit(stack, tmp_path):
     """As EC2 does: MaxCount beyond the limit makes as many as the limit allows, MinCount beyond it nothing."""
     capped = start_econe(tmp_path, stack.cloud.url, stack.cloud.server_auth, max_count=2)
     try:
-        ec2 = boto3.client("ec2", endpoint_url=capped.url, region_name="opennebula",
-                           aws_access_key_id=stack.demo.user, aws_secret_access_key=stack.demo.secret)  # fmt: skip
+        ec2 = stack.client(url=capped.url)
         before = _all_vm_ids(stack)
         run = {"ImageId": f"ami-{stack.demo.image:08d}", "InstanceType": stack.demo.itype}
         assert _code(lambda: ec2.run_instances(**run, MinCount=3, MaxCount=5)) == "InstanceLimitExceeded"

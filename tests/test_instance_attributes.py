@@ -7,7 +7,6 @@ import base64
 import xml.etree.ElementTree as ET
 import xmlrpc.client
 
-import boto3
 import botocore.config
 import botocore.exceptions
 import pytest
@@ -165,9 +164,7 @@ def test_a_failed_launch_removes_its_protected_instances(stack):  # noqa: F811
     # meets VMs being deployed (it did in 5 runs of 5 before the fix)
     size = 32
     e2e._instance_type(stack, "t2.guarded", "10.7.0.1", size)
-    ec2 = boto3.client("ec2", endpoint_url=stack.econe.url, region_name="opennebula",
-                       aws_access_key_id=stack.demo.user, aws_secret_access_key=stack.demo.secret,
-                       config=botocore.config.Config(retries={"total_max_attempts": 1}))  # fmt: skip
+    ec2 = stack.client(retries={"total_max_attempts": 1})
     before = e2e._all_vm_ids(stack)
     run = {"ImageId": f"ami-{stack.demo.image:08d}", "InstanceType": stack.cloud.name("t2.guarded")}
     with pytest.raises(botocore.exceptions.ClientError) as e:
@@ -408,13 +405,7 @@ def test_file_template_types_are_described_and_resized_to(stack, tmp_path):  # n
         instance_types={name: {"template": f"{name}.j2"} for name in ("f1.small", "f1.large")},
     )
     try:
-        ec2 = boto3.client(
-            "ec2",
-            endpoint_url=econe.url,
-            region_name="opennebula",
-            aws_access_key_id=stack.demo.user,
-            aws_secret_access_key=stack.demo.secret,
-        )
+        ec2 = stack.client(url=econe.url)
         types = ec2.describe_instance_types()["InstanceTypes"]
         assert [(t["InstanceType"], t["VCpuInfo"]["DefaultVCpus"], t["MemoryInfo"]["SizeInMiB"]) for t in types] == [
             ("f1.large", 3, 192),

@@ -11,7 +11,6 @@ import hashlib
 import json
 import xml.etree.ElementTree as ET
 
-import boto3
 import botocore.exceptions
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -466,13 +465,7 @@ def test_file_templates_get_the_public_key_and_key_name(stack, ec2, tmp_path):  
     public = _openssh(ed25519.Ed25519PrivateKey.generate().public_key())
     ec2.import_key_pair(KeyName='file "key"', PublicKeyMaterial=public.encode())
     try:
-        client = boto3.client(
-            "ec2",
-            endpoint_url=econe.url,
-            region_name="opennebula",
-            aws_access_key_id=stack.demo.user,
-            aws_secret_access_key=stack.demo.secret,
-        )
+        client = stack.client(url=econe.url)
         run = client.run_instances(
             ImageId=f"ami-{stack.demo.image:08d}", InstanceType="m1.keyed", MinCount=1, MaxCount=1, KeyName='file "key"'
         )

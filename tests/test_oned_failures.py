@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-import boto3
 import botocore.config
 import botocore.exceptions
 import pytest
@@ -22,14 +21,7 @@ stack = e2e.stack  # the end-to-end tests' fixture: onelite, the demo, econe-ser
 
 def _client(stack):
     """boto3 without its retries: it would retry a 500 (as it should), and each try launches again."""
-    return boto3.client(
-        "ec2",
-        endpoint_url=stack.econe.url,
-        region_name="opennebula",
-        aws_access_key_id=stack.demo.user,
-        aws_secret_access_key=stack.demo.secret,
-        config=botocore.config.Config(retries={"total_max_attempts": 1}),
-    )
+    return stack.client(retries={"total_max_attempts": 1})
 
 
 def _failure(call) -> tuple[int, str, str, str]:

@@ -6,16 +6,12 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
-import yaml
 
+from .aws_play import play
 from .test_econe_e2e import _code, _dry, error_code, signed_v2, stack, wait_for  # noqa: F401
 
 
@@ -293,24 +289,15 @@ def test_ansible_ec2_security_group(stack, tmp_path):  # noqa: F811
              "rules": [{"proto": "tcp", "ports": [22, 80], "cidr_ip": "10.0.0.0/8"},
                        {"proto": "udp", "from_port": 53, "to_port": 53, "cidr_ip": "0.0.0.0/0"}],
              }  # fmt: skip
-    tasks = [
-        {"amazon.aws.ec2_security_group": group, "register": "made"},
-        {"amazon.aws.ec2_security_group": group, "register": "again"},
-        {"amazon.aws.ec2_security_group": {"name": "ans-web", "state": "absent"}, "register": "gone"},
-        {"amazon.aws.ec2_security_group": {"name": "ans-web", "state": "absent"}, "register": "gone_again"},
-    ]
-    book = tmp_path / "sg.yml"
-    book.write_text(yaml.safe_dump([{"hosts": "localhost", "connection": "local", "gather_facts": False,
-                                     "module_defaults": {"group/amazon.aws.aws": {"endpoint_url": stack.econe.url}},
-                                     "tasks": tasks}]))  # fmt: skip
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": stack.demo.user, "AWS_SECRET_ACCESS_KEY": stack.demo.secret,
-           "AWS_REGION": "opennebula", "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOCALHOST_WARNING": "false",
-           "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false", "ANSIBLE_PYTHON_INTERPRETER": sys.executable}  # fmt: skip
     started = time.monotonic()
-    done = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", str(book)],
-                          capture_output=True, text=True, env=env)  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    made, again, gone, gone_again = [t["hosts"]["localhost"] for t in json.loads(done.stdout)["plays"][0]["tasks"]]
+    made, again, gone, gone_again = play(
+        stack,
+        tmp_path,
+        {"amazon.aws.ec2_security_group": group},
+        {"amazon.aws.ec2_security_group": group},
+        {"amazon.aws.ec2_security_group": {"name": "ans-web", "state": "absent"}},
+        {"amazon.aws.ec2_security_group": {"name": "ans-web", "state": "absent"}},
+    )
     assert made["changed"] and not again["changed"], again
     assert gone["changed"] and not gone_again["changed"]
     gid = made["group_id"]

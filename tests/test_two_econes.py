@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-import boto3
 import botocore.exceptions
 import pytest
 
@@ -25,17 +24,6 @@ def other(stack):  # noqa: F811
     econe.stop()
 
 
-def _client(stack, econe):  # noqa: F811
-    """The same user, through the other server."""
-    return boto3.client(
-        "ec2",
-        endpoint_url=econe.url,
-        region_name="opennebula",
-        aws_access_key_id=stack.demo.user,
-        aws_secret_access_key=stack.demo.secret,
-    )
-
-
 def _listed_tags(client, iid: str) -> dict:
     """The instance's tags as the whole listing shows them (from the server's copy of the attributes)."""
     (found,) = [
@@ -45,7 +33,7 @@ def _listed_tags(client, iid: str) -> dict:
 
 
 def test_a_change_through_one_server_shows_on_the_other(stack, other):  # noqa: F811
-    one, two = stack.client(), _client(stack, other)
+    one, two = stack.client(), stack.client(url=other.url)
     iid = one.run_instances(
         ImageId=f"ami-{stack.demo.image:08d}", InstanceType=stack.demo.itype, MinCount=1, MaxCount=1
     )["Instances"][0]["InstanceId"]
@@ -69,7 +57,7 @@ def test_a_server_that_keeps_no_copy_still_lists_everything(stack):  # noqa: F81
     """cache_ttl 0: every listing reads the attributes again, and shows them (not an expired copy)."""
     econe = start_econe(stack.workdir / "nocache", stack.cloud.url, stack.cloud.server_auth, cache_ttl=0)
     try:
-        ec2 = _client(stack, econe)
+        ec2 = stack.client(url=econe.url)
         tags = [{"ResourceType": "instance", "Tags": [{"Key": "k", "Value": "v"}]}]
         made = ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType=stack.demo.itype,
                                  MinCount=1, MaxCount=1, TagSpecifications=tags)  # fmt: skip
