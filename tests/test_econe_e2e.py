@@ -87,6 +87,21 @@ def stack(module_cloud, tmp_path_factory):
     econe.stop()
 
 
+def start_file_templates(stack: Stack, workdir: Path, templates: dict[str, str]) -> Econe:
+    """An econe in file-template mode on the stack's cloud: *templates* maps each instance type to its
+    Jinja2 text, written as ``<type>.j2`` in *workdir*."""
+    for name, text in templates.items():
+        (workdir / f"{name}.j2").write_text(text)
+    return start_econe(
+        workdir,
+        stack.cloud.url,
+        stack.cloud.server_auth,
+        use_file_templates=True,
+        template_dir=str(workdir),
+        instance_types={name: {"template": f"{name}.j2"} for name in templates},
+    )
+
+
 def wait_for(client, name: str, ids: list[str]):
     config = {"Delay": 0.2, "MaxAttempts": 300}  # a minute: a real oned's scheduler places VMs every few seconds
     client.get_waiter(name).wait(InstanceIds=ids, WaiterConfig=config)
@@ -861,21 +876,14 @@ def test_min_count_not_met_removes_what_was_made(stack):
 
 
 def test_file_template_instance_types(stack, tmp_path):
-    (tmp_path / "m1.file.j2").write_text(
+    template = (
         'NAME = {{ instance_type }}\nCPU = "0.2"\nMEMORY = "96"\nDISK = [ IMAGE_ID = {{ img_id }} ]\n'
         'NIC = [ NETWORK_ID = "VNET" ]\nCONTEXT = [ EC2_USER_DATA = {{ user_data }} ]\n'
         'OS = [ ARCH = "aarch64" ]\nSCHED_REQUIREMENTS = "ID=\\"HOST\\""\n'.replace(
             "VNET", str(stack.demo.vnet)
         ).replace("HOST", str(stack.demo.host))
     )
-    econe = start_econe(
-        tmp_path,
-        stack.cloud.url,
-        stack.cloud.server_auth,
-        use_file_templates=True,
-        template_dir=str(tmp_path),
-        instance_types={"m1.file": {"template": "m1.file.j2"}},
-    )
+    econe = start_file_templates(stack, tmp_path, {"m1.file": template})
     try:
         ec2 = stack.client(url=econe.url)
         run = ec2.run_instances(

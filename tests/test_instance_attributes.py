@@ -14,8 +14,8 @@ import pytest
 from one import template as tpl
 
 from . import test_econe_e2e as e2e
-from .conftest import FIXTURES, start_econe
-from .test_econe_e2e import signed_v2, stack, wait_for  # noqa: F401
+from .conftest import FIXTURES
+from .test_econe_e2e import signed_v2, stack, start_file_templates, wait_for  # noqa: F401
 
 SET3 = FIXTURES / "set3"
 
@@ -390,20 +390,13 @@ def test_describe_instance_types_from_the_templates(stack, ec2):  # noqa: F811
 
 def test_file_template_types_are_described_and_resized_to(stack, tmp_path):  # noqa: F811
     """With file templates (econe.conf :instance_types:), the types and a resize come from the files."""
-    for name, cpu, vcpu, memory in (("f1.small", "0.2", "1", "96"), ("f1.large", "0.5", "3", "192")):
-        (tmp_path / f"{name}.j2").write_text(
-            f'NAME = {{{{ instance_type }}}}\nCPU = "{cpu}"\nVCPU = "{vcpu}"\nMEMORY = "{memory}"\n'
-            f'DISK = [ IMAGE_ID = {{{{ img_id }}}} ]\nNIC = [ NETWORK_ID = "{stack.demo.vnet}" ]\n'
-            f'SCHED_REQUIREMENTS = "ID=\\"{stack.demo.host}\\""\n'
-        )
-    econe = start_econe(
-        tmp_path,
-        stack.cloud.url,
-        stack.cloud.server_auth,
-        use_file_templates=True,
-        template_dir=str(tmp_path),
-        instance_types={name: {"template": f"{name}.j2"} for name in ("f1.small", "f1.large")},
-    )
+    templates = {
+        name: f'NAME = {{{{ instance_type }}}}\nCPU = "{cpu}"\nVCPU = "{vcpu}"\nMEMORY = "{memory}"\n'
+        f'DISK = [ IMAGE_ID = {{{{ img_id }}}} ]\nNIC = [ NETWORK_ID = "{stack.demo.vnet}" ]\n'
+        f'SCHED_REQUIREMENTS = "ID=\\"{stack.demo.host}\\""\n'
+        for name, cpu, vcpu, memory in (("f1.small", "0.2", "1", "96"), ("f1.large", "0.5", "3", "192"))
+    }
+    econe = start_file_templates(stack, tmp_path, templates)
     try:
         ec2 = stack.client(url=econe.url)
         types = ec2.describe_instance_types()["InstanceTypes"]

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 import demo
 
-from .conftest import FIXTURES, start_econe
-from .test_econe_e2e import stack, wait_for  # noqa: F401
+from .conftest import FIXTURES
+from .test_econe_e2e import stack, start_file_templates, wait_for  # noqa: F401
 
 # ---------------------------------------------------------------- helpers
 
@@ -449,19 +449,12 @@ def test_images_show_their_tags_and_filter_on_them(ec2, resources):
 
 
 def test_file_templates_get_the_public_key_and_key_name(stack, ec2, tmp_path):  # noqa: F811
-    (tmp_path / "m1.keyed.j2").write_text(
+    template = (
         'CPU = "0.1"\nMEMORY = "64"\nDISK = [ IMAGE_ID = {{ img_id }} ]\n'
         f'NIC = [ NETWORK_ID = "{stack.demo.vnet}" ]\n'
         "CONTEXT = [ SSH_PUBLIC_KEY = {{ public_key }}, KEY = {{ key_name }} ]\n"
     )
-    econe = start_econe(
-        tmp_path,
-        stack.cloud.url,
-        stack.cloud.server_auth,
-        use_file_templates=True,
-        template_dir=str(tmp_path),
-        instance_types={"m1.keyed": {"template": "m1.keyed.j2"}},
-    )
+    econe = start_file_templates(stack, tmp_path, {"m1.keyed": template})
     public = _openssh(ed25519.Ed25519PrivateKey.generate().public_key())
     ec2.import_key_pair(KeyName='file "key"', PublicKeyMaterial=public.encode())
     try:
