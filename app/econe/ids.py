@@ -27,6 +27,18 @@ def parse(text: str, prefix: str) -> int:
     return int(m.group("number"))
 
 
+def read(text: str, prefix: str, read, missing: EC2Error | None = None):
+    """What *read* (a user session's) answers for the object *text* names; oned's not-found becomes
+    EC2's NotFound of that id as the request wrote it (*missing*, or the kind's own)."""
+    oid = parse(text, prefix)
+    try:
+        return read(oid)
+    except EC2Error as e:
+        if e.code.endswith(".NotFound"):
+            raise (missing or not_found(prefix, text)) from None
+        raise
+
+
 def fmt(prefix: str, oid: int) -> str:
     return f"{prefix}-{oid:08d}"
 

@@ -116,13 +116,7 @@ def _executable_by(users: list[str], uid: int | None):
 
 
 def get_image(ctx: Context, text: str) -> Image:
-    image_id = ids.parse(text, "ami")
-    try:
-        return ctx.session.image(image_id)
-    except EC2Error as e:
-        if e.code.endswith(".NotFound"):
-            raise ids.not_found("ami", text) from None
-        raise
+    return ids.read(text, "ami", ctx.session.image)
 
 
 @action(

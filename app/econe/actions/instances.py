@@ -23,6 +23,7 @@ from ..errors import EC2Error, invalid, missing
 from ..objects import VM
 from . import keypairs, nics, paging
 from .filters import check_names, matcher, present
+from .images import get_image
 from .instance_types import render_file_template, template_for
 from .protection import launch_attributes, refuse_protected
 from .regions import ZONE
@@ -193,23 +194,13 @@ def describe_instances(ctx: Context, p: dict) -> dict:
 
 
 def get_vm(ctx: Context, text: str) -> VM:
-    return _still_listed(text, _read(text, ctx.session.vm))
+    return _still_listed(text, ids.read(text, "i", ctx.session.vm))
 
 
 def get_vm_with_template(ctx: Context, text: str) -> tuple[VM, list]:
     """The VM and its whole TEMPLATE, from one one.vm.info, found as get_vm finds it."""
-    vm, body = _read(text, ctx.session.vm_with_template)
+    vm, body = ids.read(text, "i", ctx.session.vm_with_template)
     return _still_listed(text, vm), body
-
-
-def _read(text: str, read):
-    """*read* (the session's) of the VM id *text* names; EC2's NotFound for one oned does not have."""
-    try:
-        return read(ids.parse(text, "i"))
-    except EC2Error as e:
-        if e.code.endswith(".NotFound"):
-            raise ids.not_found("i", text) from None
-        raise
 
 
 def _still_listed(text: str, vm: VM) -> VM:
@@ -295,13 +286,7 @@ def run_instances(ctx: Context, p: dict) -> dict:
     zone = p.get("Placement", {}).get("AvailabilityZone")
     if zone not in (None, "", ZONE):
         raise EC2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
-    image_id = ids.parse(p["ImageId"], "ami")
-    try:
-        ctx.session.image(image_id)
-    except EC2Error as e:
-        if e.code.endswith(".NotFound"):
-            raise ids.not_found("ami", p["ImageId"]) from None
-        raise
+    image_id = get_image(ctx, p["ImageId"]).id
     user_data = _user_data(p)
     tags = _instance_tags(p)
     key = keypairs.by_name(ctx, p["KeyName"]) if "KeyName" in p else None

@@ -280,13 +280,7 @@ def _matcher(filters: list[dict]):
 
 
 def get_group(ctx: Context, text: str) -> SecGroup:
-    sgid = ids.parse(text, "sg")
-    try:
-        return ctx.session.secgroup(sgid)
-    except EC2Error as e:
-        if e.code.endswith(".NotFound"):
-            raise secgroup_missing(sgid, text) from None
-        raise
+    return ids.read(text, "sg", ctx.session.secgroup, secgroup_missing(ids.parse(text, "sg"), text))
 
 
 def groups_named(ctx: Context, names: list[str]) -> list[SecGroup]:
