@@ -201,6 +201,23 @@ def response(tag: str, children: dict, version: str, request_id: str) -> bytes:
 _SCALAR, _STRUCTURE, _LIST = 0, 1, 2
 
 
+class Fragment(str):
+    """The members of a structure, written already (`fragment`): copied into an answer as they are."""
+
+
+def fragment(shape_name: str, value: dict, service_name: str = "ec2") -> Fragment:
+    """The XML of *value*'s members as a structure of the model's shape *shape_name*: made once for a
+    value many answers carry (an unchanged instance), by the same writer as the rest of the answer."""
+    out: list[str] = []
+    _members(out, _shape(service_name, shape_name), value)
+    return Fragment("".join(out))
+
+
+@functools.cache
+def _shape(service_name: str, shape_name: str):
+    return service(service_name).shape_for(shape_name)  # a new object at each call: `_layout` keys on it
+
+
 @functools.cache
 def _layout(shape) -> tuple:
     """(member, element name, kind, shape) in the model's order, computed once per shape."""
@@ -232,7 +249,10 @@ def _element(out: list, tag: str, kind: int, shape, value):
         if member.type_name == "structure":
             for v in value:
                 out.append(f"<{item}>")
-                _members(out, member, v)
+                if isinstance(v, Fragment):
+                    out.append(v)
+                else:
+                    _members(out, member, v)
                 out.append(f"</{item}>")
         elif member.type_name == "list":
             for v in value:

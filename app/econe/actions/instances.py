@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from one import template as tpl
 from one.codes import LCM_STATE, VM_STATE
 
-from .. import ids, states
+from .. import ids, model, states
 from ..errors import EC2Error, invalid, missing
 from ..objects import VM
 from . import keypairs, nics, paging
@@ -120,7 +120,18 @@ def describe(vm: VM, group_names: nics.GroupNames) -> dict:
     return out
 
 
-def _reservations(described: list[tuple[VM, dict]]) -> list[dict]:
+def _instance(vm: VM, names: nics.GroupNames) -> tuple[dict, model.Fragment]:
+    """*vm*'s description and its XML, kept with the VM (`VM.views`; the gateway hands out the same
+    object while the VM is unchanged) as long as its groups have the same names."""
+    groups = [names.groups(nic.security_groups) for nic in vm.nics] if vm.state != DONE else []
+    kept = vm.views.get("instance")
+    if kept is None or kept[0] != groups:
+        described = describe(vm, names)
+        kept = vm.views["instance"] = (groups, described, model.fragment("Instance", described))
+    return kept[1], kept[2]
+
+
+def _reservations(described: list[tuple[VM, dict | model.Fragment]]) -> list[dict]:
     """Instances (each VM with its description) grouped by reservation; OwnerId is the owner's numeric
     OpenNebula id, as for images."""
     groups: dict[str, dict] = {}
@@ -171,7 +182,6 @@ def describe_instances(ctx: Context, p: dict) -> dict:
     with_done = ctx.config.describe_with_terminated_instances
     more = False
     names = nics.GroupNames(ctx.session)
-    described: dict[int, dict] = {}
     if wanted:
         items = [get_vm(ctx, text) for text in wanted]
     elif limit and not filters:  # one page of oned's work, not the whole pool
@@ -179,18 +189,15 @@ def describe_instances(ctx: Context, p: dict) -> dict:
         more = len(page) > limit
         items = [vm for vm in page[:limit] if _visible(vm, now, with_done)]
     else:
-        vms = [vm for vm in ctx.session.vms(with_done) if _visible(vm, now, with_done)]
-        if filters:  # each VM is described once: to match it, and in the answer
+        items = [vm for vm in ctx.session.vms(with_done) if _visible(vm, now, with_done)]
+        if filters:
             matches = matcher(filters, _FILTERS)
-            described = {vm.id: d for vm in vms if matches(d := describe(vm, names))}
-            vms = [vm for vm in vms if vm.id in described]
-        items = vms
+            items = [vm for vm in items if matches(_instance(vm, names)[0])]
         if limit:
             more = len(items) > offset + limit
             items = items[offset : offset + limit]
     token = paging.token(offset + limit) if more else None
-    answer = [(vm, described.get(vm.id) or describe(vm, names)) for vm in items]
-    return {"Reservations": _reservations(answer), "NextToken": token}
+    return {"Reservations": _reservations([(vm, _instance(vm, names)[1]) for vm in items]), "NextToken": token}
 
 
 def get_vm(ctx: Context, text: str) -> VM:
