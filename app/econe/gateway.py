@@ -263,8 +263,11 @@ class Gateway:
 
     def made_with(self, vmid: int) -> tuple[dict, str] | None:
         """(EC2 attributes, arch) remembered for *vmid*, or None when unknown or too old."""
-        entry = self._made.get(vmid)
-        return entry[1:] if entry and time.time() - entry[0] < self.attrs_ttl else None
+        return self.made_with_each([vmid])[vmid]
+
+    def made_with_each(self, vmids: list[int]) -> dict[int, tuple[dict, str] | None]:
+        oldest, made = time.time() - self.attrs_ttl, self._made
+        return {vmid: entry[1:] if (entry := made.get(vmid)) and entry[0] > oldest else None for vmid in vmids}
 
     def attrs_due(self, user: str) -> bool:
         """Whether the EC2 attributes of *user*'s VMs are due to be read again with its next listing."""
@@ -426,7 +429,7 @@ class UserSession:
         if g.attrs_due(self.user):
             extended = _Later(UserSession(g, self.user)._call, "one.vmpool.infoextended", -3, start, end, state)
         vms = g.vm_records(self._call("one.vmpool.info", -3, start, end, state))
-        known = {vm.id: g.made_with(vm.id) for vm in vms}
+        known = g.made_with_each([vm.id for vm in vms])
         missing = [vmid for vmid, entry in known.items() if entry is None]
         if extended is not None:
             text = extended.result()
