@@ -68,12 +68,11 @@ class Cloud:
         self.uids[name] = uid
         return name
 
-    def server_session(self, user: str, lifetime: int = 600, egid: int | None = None) -> str:
-        """``serveradmin:user[:egid]:token`` as econe makes it; each lifetime gives another token."""
+    def server_session(self, user: str, lifetime: int = 600) -> str:
+        """``serveradmin:user:token`` as econe makes it; each lifetime gives another token."""
         server, password = self.one.server_auth
         key = hashlib.sha256(password.encode()).hexdigest()
-        token = cipher.encrypt(key, f"{server}:{user}:{int(time.time()) + lifetime}")
-        return f"{server}:{user}:{'' if egid is None else f'{egid}:'}{token}"
+        return f"{server}:{user}:{cipher.encrypt(key, f'{server}:{user}:{int(time.time()) + lifetime}')}"
 
     def info(self, session: str) -> tuple[list, float]:
         return timed(self.url, "one.user.info", session, -1, False)
@@ -83,9 +82,14 @@ class Cloud:
 
     def tokens(self, user: str) -> list[str]:
         """The TOKENs oneadmin sees in the user's record, in its order."""
+        return [token for token, _ in self.token_records(user)]
+
+    def token_records(self, user: str) -> list[tuple[str, int]]:
+        """(TOKEN, EXPIRATION_TIME) of each LOGIN_TOKEN in the user's record."""
         ok, xml, *_ = call(self.url, "one.user.info", self.admin, self.uids[user], False)
         assert ok, xml
-        return re.findall(r"<TOKEN>(.*?)</TOKEN>", xml)
+        found = re.findall(r"<TOKEN>(.*?)</TOKEN><EXPIRATION_TIME>(-?\d+)</EXPIRATION_TIME>", xml)
+        return [(token, int(expiry)) for token, expiry in found]
 
 
 @pytest.fixture(scope="module")
@@ -260,8 +264,9 @@ def test_a_user_may_choose_its_token_and_one_made_twice_is_kept_once(cloud):
     kim = cloud.user()
     own = f"{kim}:pw-{kim}"
     assert cloud.login(own, kim, "kims-token", 600) == [True, "kims-token", 0]
+    [(_, expiry)] = cloud.token_records(kim)
     assert cloud.login(own, kim, "kims-token", 60) == [True, "kims-token", 0]
-    assert cloud.tokens(kim) == ["kims-token"]
+    assert cloud.token_records(kim) == [("kims-token", expiry)]  # oned's std::map::insert keeps the first
     assert ok(cloud.info(f"{kim}:kims-token")[0])
 
 
