@@ -56,7 +56,18 @@ class Onelite:
         return terminate(self.proc, timeout)
 
 
-def start_onelite(data: Path, port: int | None = None, interval: float = 0.2, log: Path | None = None) -> Onelite:
+def start_onelite(
+    data: Path,
+    port: int | None = None,
+    interval: float = 0.2,
+    log: Path | None = None,
+    auth_driver_delay: float | None = 0.0,
+) -> Onelite:
+    """onelite serving *data* on a free loopback port (or *port*).
+
+    *auth_driver_delay*: the seconds its simulated external auth driver takes for a server_cipher
+    session that misses the session cache. 0 by default: tests that do not measure authentication
+    should not wait for it; None leaves onelite's own default (oned's measured 0.15 s)."""
     port = port or free_port()
     cmd = [
         sys.executable,
@@ -71,6 +82,8 @@ def start_onelite(data: Path, port: int | None = None, interval: float = 0.2, lo
         str(interval),
         "-v",
     ]
+    if auth_driver_delay is not None:
+        cmd += ["--auth-driver-delay", str(auth_driver_delay)]
     with open(log or (data.parent / f"onelite-{port}.log"), "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/RPC2"

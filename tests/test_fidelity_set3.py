@@ -1,14 +1,16 @@
 """onelite answers set 3 of the captured oned 6.10.5 scenarios (tests/fixtures/oned-6.10.5/set3) as oned
-did, for what issue #12 builds on: the user template keeps one attribute per name (key pairs live
-there), security groups (rule checks and their messages, names unique per owner, update and
-``one.secgroup.commit``, the VM lists of a group), template names unique per owner, and a VM whose NIC
-names security groups 0 and 100 (its ``SECURITY_GROUP_RULE`` copies).
+did, for what issues #12 and #13 build on: login tokens (several per user, made through a
+server_cipher session or the user's own, revoked, scoped to a group, chosen by the user), the user
+template keeps one attribute per name (key pairs live there), security groups (rule checks and their
+messages, names unique per owner, update and ``one.secgroup.commit``, the VM lists of a group),
+template names unique per owner, and a VM whose NIC names security groups 0 and 100 (its
+``SECURITY_GROUP_RULE`` copies).
 
 The replay (fidelity/replay.py, ``scenario_set3``) builds the cloud of the capture's INDEX header
 and replays the answers above in the capture's order; it does not replay the answers LEFT_OUT names,
-each for its reason (onelite lacks the methods, or another part of the issue covers them). The login
-tokens the user records show are set with the capture's token strings (oned lists tokens ordered by
-token), not replayed. Compared by fidelity/compare.py's ``differences``, with set 1's rule for the
+each for its reason (onelite lacks the methods, or another part of the issue covers them). onelite's
+answers are compared as the replay writes them back in the capture's login tokens
+(``Replayer.as_captured``), by fidelity/compare.py's ``differences``, with set 1's rule for the
 dummy datastore's made-up image sizes (set 3's image 0 is a file in a dummy datastore too).
 """
 
@@ -28,7 +30,6 @@ SET3 = sorted(p.stem for p in (FIXTURES / "set3").glob("*.xml"))
 
 # answers not replayed: (pattern over the answer names, why)
 LEFT_OUT = [
-    (r"login|after_revoke|via_login_token|token_b|after_logins|self_via_set_token", "login tokens: a later issue"),
     (r"^one\.document", "documents: onelite has none yet"),
     (r"ec2net\.after_terminate", "ec2net then held the lease of a reservation made from it (vnet 4), not replayed"),
     (r"reserv|^one\.vn\.(hold|release)|^one\.vn\.info\.public", "vnet reservations and held leases: a later issue"),
@@ -78,8 +79,28 @@ def test_the_replay_covers_what_is_not_left_out(set3):
 
 @pytest.mark.parametrize("name", REPLAYED)
 def test_set3_answer(set3, name):
-    problems = differences(set3.expected(name), set3.answers[name], FILE_IMAGE)
+    problems = differences(set3.expected(name), set3.as_captured(name), FILE_IMAGE)
     assert not problems, "\n".join(problems)
+
+
+LOGINS = [name for name in REPLAYED if re.search(r"login|token|revoke", name)]
+
+
+def test_every_login_capture_is_replayed():
+    assert len(LOGINS) == 17, LOGINS
+
+
+def test_onelite_makes_tokens_as_oned_does(set3):
+    """64 hex characters where oned made one, the user's own string where it chose one."""
+    assert len(set3.tokens) == 5  # a, b, egid_member, self_password, set_token
+    for captured, made in set3.tokens.items():
+        assert re.fullmatch(r"[0-9a-f]{64}", made) if re.fullmatch(r"[0-9a-f]{64}", captured) else made == captured
+
+
+@pytest.mark.parametrize("name", [name for name in REPLAYED if name.startswith("one.user.info")])
+def test_a_users_tokens_are_listed_by_token_as_oned_lists_them(set3, name):
+    tokens = re.findall(r"&lt;TOKEN&gt;(.*?)&lt;/TOKEN&gt;", set3.answers[name].decode())
+    assert tokens == sorted(tokens)
 
 
 @pytest.mark.parametrize("name", REPLAYED)

@@ -1,9 +1,9 @@
 """The cloud gateway: the only code that talks to oned.
 
-Every call runs as the requesting user through a ``server_cipher`` session, so OpenNebula's own
-permissions, ACLs and quotas decide what a user may do. The server account's own rights are used
-to read what signatures and DryRun need: the users (their secrets, read again every USERS_TTL
-seconds) and the ACL rules. Answers come back as plain dataclasses (`objects`); oned's refusals come back as
+Every call runs as the requesting user, with a login token econe obtains for it (`sessions`), so
+OpenNebula's own permissions, ACLs and quotas decide what a user may do. The server account's own
+rights are used to read what signatures and DryRun need: the users (their secrets, read again every
+USERS_TTL seconds) and the ACL rules. Answers come back as plain dataclasses (`objects`); oned's refusals come back as
 EC2 errors through one table (`ONED_ERRORS`); an unreachable oned is ``Unavailable``.
 
 Calls go over one XML-RPC connection per request (kept alive where the server allows it; oned 6.10.5
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import http.client
+import logging
 import threading
 import time
 import xmlrpc.client
@@ -24,7 +25,7 @@ from urllib.parse import urlparse
 
 from lxml import etree
 
-from one import acl, cipher
+from one import acl
 from one.codes import ACTION, AUTHENTICATION, AUTHORIZATION, LOCKED, NO_EXISTS
 
 from . import ids
@@ -48,9 +49,8 @@ from .objects import (
     template_pairs,
     xml,
 )
+from .sessions import NO_TOKEN_RETRY, TOKEN_LIFETIME, TOKEN_RENEW, LoginTokens, cipher_session
 
-TOKEN_LIFETIME = 1800  # seconds a server_cipher token is valid
-TOKEN_RENEW = 300  # renew this long before it expires
 # seconds econe's copy of the users is used before it is read again: a user created, disabled or
 # given a new password in OpenNebula counts for econe after at most this long
 USERS_TTL = 2
@@ -59,6 +59,8 @@ EC2_CACHE_SIZE = 200_000
 EXTENDED_AFTER = 20  # more VMs than this missing from the cache: one extended pool call instead
 VM_RECORDS = 20_000  # VM elements kept with the VM read from them (and its EC2 views): a few KB each
 TIMEOUT = 30
+log = logging.getLogger("econe")
+
 # ---------------------------------------------------------------- oned's errors
 
 _NAME_RULES = (
@@ -166,8 +168,17 @@ class RawXMLRPC:
         except xmlrpc.client.Fault as e:  # oned could not take the call econe built
             raise internal_error(f"{method}: {e.faultString}") from None
         if not ok:
-            raise ec2_error(rest[0] if rest else 0, value, not_found, visible, user)
+            code = rest[0] if rest else 0
+            raise OnedRefusal(ec2_error(code, value, not_found, visible, user), code)
         return value
+
+
+class OnedRefusal(EC2Error):
+    """oned's refusal of a call: the EC2 error for it, and oned's code (AUTHENTICATION: the session)."""
+
+    def __init__(self, error: EC2Error, oned_code: int):
+        super().__init__(error.code, error.message, error.status, error.detail)
+        self.oned_code = oned_code
 
 
 class Gateway:
@@ -178,7 +189,7 @@ class Gateway:
         self.attrs_ttl = attrs_ttl  # seconds a VM's EC2 attributes are used before they are read again
         self.server_user = server_user
         self.key = hashlib.sha256(server_password.encode()).hexdigest()
-        self._tokens: dict[str, tuple[str, float]] = {}
+        self._logins = LoginTokens(self._login)
         self._users: dict[str, Account] = {}
         self._users_at = -float("inf")  # time.monotonic() when the read they come from began
         self._users_done = -float("inf")  # when the last read ended
@@ -190,16 +201,27 @@ class Gateway:
         self._records: dict[str, VM] = {}  # a VM element of a pool answer, as oned wrote it -> its VM
         self._attrs_read: dict[str, float] = {}  # user -> when a listing last read the EC2 attributes
 
-    def session_string(self, user: str) -> str:
-        """``server:user:token``, renewed TOKEN_RENEW seconds before it expires."""
-        now = time.time()
-        with self._lock:
-            token, expiry = self._tokens.get(user, ("", 0.0))
-            if expiry - now < TOKEN_RENEW:
-                expiry = now + TOKEN_LIFETIME
-                token = cipher.encrypt(self.key, f"{self.server_user}:{user}:{int(expiry)}")
-                self._tokens[user] = (token, expiry)
-        return f"{self.server_user}:{user}:{token}"
+    def session_string(self, user: str, refused: str = "") -> str:
+        """The session econe acts for *user* with: ``user:<login token>`` (a new one when *refused*), or
+        the user's server_cipher session where oned gives none: always for the server account itself."""
+        if user == self.server_user:  # oned checks no login token of a server_cipher account
+            return cipher_session(self.server_user, self.key, user)
+        return self._logins.session(user, refused)
+
+    def _login(self, user: str) -> tuple[str, float]:
+        """A login token for *user*, asked for with the user's server_cipher session, and how long econe
+        uses it. oned refusing that session is the AuthFailure it always was (a removed user); refusing
+        the token (tokens disabled for the user's driver, or its 10 tokens taken) leaves the user on
+        that session, as before econe had tokens, for NO_TOKEN_RETRY."""
+        cipher = cipher_session(self.server_user, self.key, user)
+        try:
+            token = RawXMLRPC(self.url).value(cipher, user, "one.user.login", user, "", TOKEN_LIFETIME, -1)
+        except OnedRefusal as e:
+            if e.oned_code == AUTHENTICATION or e.code == "Unavailable":
+                raise
+            log.warning("no login token for %r, acting with its server_cipher session: %s", user, e.detail)
+            return cipher, NO_TOKEN_RETRY
+        return f"{user}:{token}", TOKEN_LIFETIME - TOKEN_RENEW
 
     def _as_server(self, method: str, *args) -> str:
         """A call with the server account's own rights. Its refusal is the service's trouble, never the client's."""
@@ -370,11 +392,19 @@ class UserSession:
         self.gateway = gateway
         self.user = user
         self.is_dry_run = dry_run
-        self._session = gateway.session_string(user)
         self._rpc = RawXMLRPC(gateway.url)  # connects at its first call
 
     def _call(self, method: str, *args, not_found: EC2Error | None = None, visible: bool = False):
-        return self._rpc.value(self._session, self.user, method, *args, not_found=not_found, visible=visible)
+        session = self.gateway.session_string(self.user)
+        try:
+            return self._rpc.value(session, self.user, method, *args, not_found=not_found, visible=visible)
+        except OnedRefusal as e:
+            if e.oned_code != AUTHENTICATION:
+                raise
+        # the session was refused (a token revoked or expired early): once more with a new one. oned
+        # authenticates before it does anything (Request::execute), so the refused call did nothing.
+        session = self.gateway.session_string(self.user, refused=session)
+        return self._rpc.value(session, self.user, method, *args, not_found=not_found, visible=visible)
 
     def _changes(self) -> None:
         """Every call that changes oned passes here: a dry run that reaches one is a bug."""

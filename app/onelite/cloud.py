@@ -1,5 +1,5 @@
-"""The state every handler works on: the store, the clock, the data directory, and the
-authenticated caller with oned's authorization rules (ownership, permission bits, ACLs)."""
+"""The state every handler works on: the store, the clock, the data directory, the session cache,
+and the authenticated caller with oned's authorization rules (ownership, permission bits, ACLs)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from one import acl
 
+from .auth import Sessions
+from .conf import session_expiration_time
 from .errors import INTERNAL, OneError, not_authorized, not_found
 from .store import Store
 
@@ -35,6 +37,8 @@ class Cloud:
     clock: Callable[[], float] = time.time
     on_steps: Callable[[float], None] | None = None  # told the due time whenever a driver step is queued
     request_id: int = 0  # of the call being served, as oned records it in VM history
+    # the one authenticated session oned caches per user (auth.py)
+    sessions: Sessions = field(default_factory=lambda: Sessions(session_expiration_time()))
 
     @property
     def image_dir(self) -> str:

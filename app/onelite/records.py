@@ -8,7 +8,7 @@ into them just before every write (``set_prev_state`` in VirtualMachinePool::upd
 
 from __future__ import annotations
 
-from .xmlgen import cd, el, ids, permissions, raw, template
+from .xmlgen import cd, el, esc, ids, permissions, raw, template
 
 # ---------------------------------------------------------------- owners
 
@@ -66,9 +66,10 @@ EMPTY_QUOTAS = quotas(None)
 
 
 def user(u: dict, gname: str, quota: dict | None = None, pool: bool = False) -> str:
+    # ordered by token, as oned's std::map keeps them; escaped, where oned writes a user's chosen token raw
     tokens = "".join(
-        f"<LOGIN_TOKEN><TOKEN>{t}</TOKEN><EXPIRATION_TIME>{exp}</EXPIRATION_TIME><EGID>{egid}</EGID></LOGIN_TOKEN>"
-        for t, exp, egid in u.get("LOGIN_TOKENS", [])
+        f"<LOGIN_TOKEN><TOKEN>{esc(t)}</TOKEN><EXPIRATION_TIME>{exp}</EXPIRATION_TIME><EGID>{egid}</EGID></LOGIN_TOKEN>"
+        for t, exp, egid in sorted(u["LOGIN_TOKENS"])
     )
     body = (
         f"<ID>{u['ID']}</ID><GID>{u['GID']}</GID>"

@@ -23,7 +23,7 @@ from one import template as tpl
 from .bootstrap import bootstrap
 from .cloud import Cloud
 from .conf import oned_conf
-from .engine import Engine
+from .engine import AUTH_DRIVER_DELAY, Engine
 from .hypervisor import Hypervisor
 from .store import Store
 
@@ -157,6 +157,7 @@ class OneliteServer:
         sched_interval: float = 1.0,
         safe_dirs: str = "/var/tmp /tmp",
         limits: Limits | None = None,
+        auth_driver_delay: float = AUTH_DRIVER_DELAY,
     ):
         os.umask(0o077)  # the database holds password hashes and the image files are users' data
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
@@ -164,7 +165,7 @@ class OneliteServer:
         self.store = Store(os.path.join(data_dir, "one.db"))
         if bootstrap(self.store, data_dir, safe_dirs):
             log.info("bootstrapped a new cloud in %s", data_dir)
-        self.engine = Engine(Cloud(self.store, data_dir))
+        self.engine = Engine(Cloud(self.store, data_dir), auth_driver_delay)
         self.hypervisor = Hypervisor(self.engine, sched_interval)
         limits = limits or Limits.of_oned_conf()
         # StreamRequestHandler puts timeout on the socket: each read waits that long at most

@@ -2,9 +2,11 @@
 
 Each scenario is the ordered list of the captures' request files (``requests/<name>.xml``),
 with waits where the capture waited for the scheduler or the drivers. Sessions are
-rewritten for this cloud (its oneadmin password, fresh server_cipher tokens, login tokens);
-ids are not rewritten: set 1 starts from a fresh cloud like the capture, and set 2's id
-sequences are seeded to the values its capture began with.
+rewritten for this cloud (its oneadmin password, fresh server_cipher tokens), and so are the
+login tokens oned made: each stands for the one onelite made in the same ``one.user.login``, in
+sessions and parameters, and ``as_captured`` writes onelite's back for the comparison. Ids are
+not rewritten: set 1 starts from a fresh cloud like the capture, and set 2's id sequences are
+seeded to the values its capture began with.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ import xmlrpc.client
 from pathlib import Path
 
 from one import cipher
+
+# a user's LOGIN_TOKEN records (escaped, inside the answer's string), and one of them: each begins
+# with its TOKEN, so sorting the records sorts them by token
+_LOGIN_TOKEN = re.compile(r"&lt;LOGIN_TOKEN&gt;.*?&lt;/LOGIN_TOKEN&gt;")
+_LOGIN_TOKENS = re.compile(rf"(?:{_LOGIN_TOKEN.pattern})+")
 
 
 def post(url: str, body: bytes) -> bytes:
@@ -79,7 +86,7 @@ class Replayer:
         self.files = files  # where the image files the capture's PATHs named are made
         self.admin = admin_session
         self.server_pw = server_pw
-        self.login_token = None
+        self.tokens: dict[str, str] = {}  # login token oned made -> the one onelite made in its place
         self.answers: dict[str, bytes] = {}
         # per VM action (set2/sequences.json's names): the states seen from its answer until it settled
         self.sequences: dict[str, list[tuple[int, int]]] = {}
@@ -105,15 +112,16 @@ class Replayer:
             key = hashlib.sha256(self.server_pw.encode()).hexdigest()
             expiry = int(time.time()) + 600
             return f"serveradmin:clouduser:{cipher.encrypt(key, f'serveradmin:clouduser:{expiry}')}"
-        if re.fullmatch(r"[0-9a-f]{64}", secret) and user == "clouduser":
-            return f"clouduser:{self.login_token}"
+        if secret in self.tokens:
+            return f"{user}:{self.tokens[secret]}"
         return original
 
     def run(self, name: str) -> bytes:
         req = (self.fixtures / "requests" / f"{name}.xml").read_bytes()
         params, method = xmlrpc.client.loads(req)
         if params:
-            params = (self.session(name, params[0]),) + tuple(self.local_paths(p) for p in params[1:])
+            rest = (self.tokens.get(p, p) if isinstance(p, str) else p for p in params[1:])  # a token to revoke
+            params = (self.session(name, params[0]),) + tuple(self.local_paths(p) for p in rest)
         raw = post(self.url, xmlrpc.client.dumps(params, method).encode())
         self.answers[name] = raw
         vm_actions = ("one.vm.action", "one.vm.attach", "one.vm.detach", "one.vm.disksaveas", "one.vm.recover")
@@ -124,9 +132,19 @@ class Replayer:
             (result,), _ = xmlrpc.client.loads(raw)
             self.seen().append(vm_state(result[1]))
         if method == "one.user.login":
-            (result,), _ = xmlrpc.client.loads(raw)
-            self.login_token = result[1]
+            (made,), _ = xmlrpc.client.loads(raw)
+            (captured,), _ = xmlrpc.client.loads(self.expected(name))
+            if made[0] and captured[0]:
+                self.tokens[captured[1]] = made[1]
         return raw
+
+    def as_captured(self, name: str) -> bytes:
+        """onelite's answer with the login tokens it made written as the capture's, and a user's
+        LOGIN_TOKEN records put in the order of those (oned lists them by token string)."""
+        text = self.answers[name].decode()
+        for captured, made in self.tokens.items():
+            text = text.replace(made, captured)
+        return _LOGIN_TOKENS.sub(lambda run: "".join(sorted(_LOGIN_TOKEN.findall(run.group()))), text).encode()
 
     def seen(self) -> list[tuple[int, int]]:
         """Where the states of the last VM action go."""
@@ -448,16 +466,8 @@ def wait_image(url: str, session: str, iid: int, timeout: float = 20):
     raise AssertionError(f"image {iid} never READY")
 
 
-# Set 3's login tokens (token, seconds valid, EGID) as one.user.info.after_keypair1 shows them: oned
-# lists a user's tokens ordered by token string, onelite in the order they were made, so the replay
-# makes these very strings in this order and the EGIDs fall where the capture's do.
-SET3_TOKENS = (
-    ("1140dd2b8e3d9bc01dc4aa25bdd219eca0bbe229cdc931dd00ca51260f4c7a41", 3600, 100),
-    ("47ddaf67f8503bb5f0951d8cb0203dd58607876319141c9e858aaa1d25a6d0ec", 3600, -1),
-    ("ec1130892b645e146fada688e0ac145ac70a9fbffd7346994c8c1bf3de74fcb6", 600, -1),
-    ("mytoken-set3", 600, -1),
-)
 SET3_SETTLE = 2  # seconds the capture waited before one.secgroup.info.after_commit.settled
+SET3_REVOKED_LATER = 0.5  # seconds before the revoked token was tried again
 
 
 def scenario_set3(r: Replayer):
@@ -486,9 +496,17 @@ def scenario_set3(r: Replayer):
     steps("one.image.info.os_ready", "one.template.allocate.m1_small", "one.template.chown.m1_small",
           "one.template.chmod.m1_small")  # fmt: skip
 
-    # the user template as a key store (after the capture's logins, whose tokens its records show)
-    for token, valid, egid in SET3_TOKENS:
-        do("one.user.login", "clouduser", token, valid, egid)
+    # login tokens: made through econe's kind of session and the user's own, used, revoked
+    steps("one.user.login.server_cipher.a", "one.user.login.server_cipher.b", "one.user.info.after_logins",
+          "one.vmpool.info.via_login_token", "one.vmpool.info.via_login_token_b", "one.user.login.revoke",
+          "one.user.info.after_revoke", "error.one.vmpool.info.after_revoke")  # fmt: skip
+    time.sleep(SET3_REVOKED_LATER)
+    steps("error.one.vmpool.info.after_revoke.later", "one.vmpool.info.token_b_after_revoke_a",
+          "error.one.user.login.egid_minus2", "error.one.user.login.egid_missing",
+          "error.one.user.login.egid_not_member", "one.user.login.egid_member", "one.user.login.self_password",
+          "one.user.login.set_token", "one.user.info.self_via_set_token")  # fmt: skip
+
+    # the user template as a key store (its records show the tokens above)
     steps("one.user.update.keypair1_merge", "one.user.info.after_keypair1",
           "one.user.update.keypair2_merge", "one.user.info.after_keypair2",
           "one.user.update.keypair_both_merge", "one.user.info.after_keypair_both",

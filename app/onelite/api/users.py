@@ -7,19 +7,17 @@ import secrets
 from one import acl
 
 from .. import names, records
-from ..auth import sha256
+from ..auth import stored_password
 from ..cloud import Call
-from ..errors import ACTION, INTERNAL, NO_EXISTS, Fault, OneError, not_authorized
+from ..conf import max_token_time
+from ..errors import ACTION, INTERNAL, NO_EXISTS, XML_RPC_API, Fault, OneError, not_authorized
 from ..registry import method
 from . import common
 from .quotas import group_quotas, user_quotas
 
 USERS_GID = 1
 FIRST_GROUP_ID = 100
-
-
-def _hash(driver: str, password: str) -> str:
-    return sha256(password) if driver == "core" else password
+MAX_TOKENS = 10  # login tokens a user may hold (LoginTokenPool::MAX_TOKENS)
 
 
 def new_user(call_or_db, uid: int, name: str, password: str, driver: str, gids: list[int]) -> dict:
@@ -28,7 +26,7 @@ def new_user(call_or_db, uid: int, name: str, password: str, driver: str, gids: 
         "NAME": name,
         "GID": gids[0],
         "GROUPS": sorted(set(gids)),
-        "PASSWORD": _hash(driver, password),
+        "PASSWORD": stored_password(driver, password),
         "AUTH_DRIVER": driver,
         "ENABLED": 1,
         "TEMPLATE": [("TOKEN_PASSWORD", secrets.token_hex(32))],
@@ -106,6 +104,7 @@ def user_delete(call: Call, oid: int) -> int:
     for gid in u["GROUPS"]:
         _drop_member(call, gid, oid)
     call.db.delete("user", oid)
+    call.cloud.sessions.drop(oid)
     for _rid, user, _res, _rights, _zone in call.db.acl_rules():
         if user == acl.INDIVIDUAL | oid:
             call.db.acl_delete(_rid)
@@ -135,10 +134,16 @@ def user_passwd(call: Call, oid: int, password: str) -> int:
     _manage(call, u)
     if not password:
         raise OneError(ACTION, "Invalid password, it cannot be empty")
-    u["PASSWORD"] = _hash(u["AUTH_DRIVER"], password)
-    u["LOGIN_TOKENS"] = []
+    _set_password(call, u, password)
     _store_user(call, u)
     return u["ID"]
+
+
+def _set_password(call: Call, u: dict, password: str) -> None:
+    """User::set_password: a new password ends the cached session and every login token."""
+    u["PASSWORD"] = stored_password(u["AUTH_DRIVER"], password)
+    u["LOGIN_TOKENS"] = []
+    call.cloud.sessions.drop(u["ID"])
 
 
 @method("one.user.chauth", int, str, str)
@@ -146,8 +151,9 @@ def user_chauth(call: Call, oid: int, driver: str, password: str) -> int:
     u = _user(call, oid)
     call.authorize("user", u, "ADMIN")
     u["AUTH_DRIVER"] = driver or u["AUTH_DRIVER"]
+    call.cloud.sessions.drop(u["ID"])  # User::set_auth_driver
     if password:
-        u["PASSWORD"] = _hash(u["AUTH_DRIVER"], password)
+        _set_password(call, u, password)
     _store_user(call, u)
     return u["ID"]
 
@@ -164,8 +170,9 @@ def user_enable(call: Call, oid: int, enable: bool) -> int:
         raise OneError(ACTION, "Cannot enable/disable oneadmin user")
     if u["ENABLED"] != int(enable):
         u["ENABLED"] = int(enable)
-        if not enable:
-            u["LOGIN_TOKENS"] = []  # User::disable drops its sessions and login tokens
+        if not enable:  # User::disable drops its session and login tokens
+            u["LOGIN_TOKENS"] = []
+            call.cloud.sessions.drop(oid)
         _store_user(call, u)
     return oid
 
@@ -232,26 +239,45 @@ def user_delgroup(call: Call, oid: int, gid: int) -> int:
 
 @method("one.user.login", str, str, int, int, required=3)
 def user_login(call: Call, name: str, token: str, valid: int, egid: int = -1) -> str:
+    """UserLogin: *token* (a new random one when empty) becomes a login token of user *name* for
+    *valid* seconds (-1: for ever), acting in group *egid* (-1: all its groups); *valid* 0 revokes
+    *token*, or all the user's tokens when it is empty. Tokens are checked before any session
+    (auth.py), and a login adds one without touching the others."""
     found = call.db.by_name("user", name)
     if not found:
-        raise OneError(ACTION, f"Error getting user {name}", -1)
+        raise OneError(NO_EXISTS, "Error getting user Pool.")
     u = found[0]
     _manage(call, u)
-    now = call.cloud.now()
-    tokens = [t for t in u.get("LOGIN_TOKENS", []) if t[1] < 0 or t[1] > now]
-    if valid == 0:  # oned: a zero validity revokes the token (or all of them)
-        tokens = [t for t in tokens if token and t[0] != token]
+    valid = token_validity(valid, max_token_time(u["AUTH_DRIVER"]))
+    tokens = u["LOGIN_TOKENS"]
+    if valid == 0:
+        if token and not any(t[0] == token for t in tokens):
+            raise OneError(XML_RPC_API, f"Could not find token: {token}")
+        u["LOGIN_TOKENS"] = [t for t in tokens if token and t[0] != token]
+    elif valid > 0 or valid == -1:
+        if egid != -1 and not call.is_admin and (egid not in u["GROUPS"] or egid not in call.gids):
+            raise OneError(XML_RPC_API, "EGID is not in user group list")
+        if egid == -1 and set(u["GROUPS"]) != call.gids:
+            raise OneError(XML_RPC_API, "Cannot create a full token with a specific group token")
+        now = call.cloud.now()
+        tokens = [t for t in tokens if t[1] == -1 or now <= t[1]]  # expired ones go when a token is made
+        if len(tokens) >= MAX_TOKENS:
+            raise OneError(XML_RPC_API, "Max number of tokens limit reached.")
+        token = token or secrets.token_hex(32)
+        if all(t[0] != token for t in tokens):  # one already there keeps its expiry and group (std::map::insert)
+            tokens.append([token, now + valid if valid > 0 else -1, egid])
         u["LOGIN_TOKENS"] = tokens
-        _store_user(call, u)
-        return token
-    if egid >= 0 and egid not in u["GROUPS"]:
-        raise OneError(ACTION, "EGID is not in user group list")
-    token = token or sha256(secrets.token_hex(32))
-    tokens = [t for t in tokens if t[0] != token]
-    tokens.append([token, now + valid if valid > 0 else -1, egid])
-    u["LOGIN_TOKENS"] = tokens
+    else:
+        raise OneError(XML_RPC_API, "Wrong valid period for token")
     _store_user(call, u)
     return token
+
+
+def token_validity(valid: int, max_time: int) -> int:
+    """The seconds a token is made for: *valid*, capped by the driver's MAX_TOKEN_TIME when that is
+    positive (a token for ever too). onelite's oned.conf, as the captured oned's, caps no driver and
+    disables tokens (0) for none."""
+    return max_time if max_time > 0 and (valid > max_time or valid == -1) else valid
 
 
 # ---------------------------------------------------------------- groups
