@@ -57,7 +57,7 @@ USERS_TTL = 2
 ACL_TTL = 60  # seconds the ACL rules are cached (DryRun only)
 EC2_CACHE_SIZE = 200_000
 EXTENDED_AFTER = 20  # more VMs than this missing from the cache: one extended pool call instead
-VM_RECORDS = 20_000  # VM elements kept with the VM read from them (and its EC2 views): a few KB each
+VM_RECORDS = 10_000  # VM elements kept with the VM read from them and its EC2 views: about 10 KiB each
 TIMEOUT = 30
 log = logging.getLogger("econe")
 

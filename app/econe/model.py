@@ -182,7 +182,7 @@ def _doc(tag: str, xmlns: str | None, inner: list[str]) -> bytes:
 def serialize(op, result: dict, version: str, request_id: str) -> bytes:
     if op.metadata["protocol"] == "query":  # STS: the members in a result wrapper, the request id after them
         out = []
-        _element(out, op.output_shape.serialization["resultWrapper"], _STRUCTURE, op.output_shape, result)
+        _element(out, op.output_shape.serialization["resultWrapper"], op.output_shape, result)
         out.append(f"<ResponseMetadata><RequestId>{_esc(request_id)}</RequestId></ResponseMetadata>")
         return _doc(f"{op.name}Response", op.metadata["xmlNamespace"], out)
     out = [f"<requestId>{_esc(request_id)}</requestId>"]
@@ -196,9 +196,6 @@ def response(tag: str, children: dict, version: str, request_id: str) -> bytes:
     out = [f"<requestId>{_esc(request_id)}</requestId>"]
     out += [f"<{name}>{_text(value)}</{name}>" for name, value in children.items()]
     return _doc(tag, namespace(version), out)
-
-
-_SCALAR, _STRUCTURE, _LIST = 0, 1, 2
 
 
 class Fragment(str):
@@ -215,51 +212,56 @@ def fragment(shape_name: str, value: dict, service_name: str = "ec2") -> Fragmen
 
 @functools.cache
 def _shape(service_name: str, shape_name: str):
-    return service(service_name).shape_for(shape_name)  # a new object at each call: `_layout` keys on it
-
-
-@functools.cache
-def _layout(shape) -> tuple:
-    """(member, element name, kind, shape) in the model's order, computed once per shape."""
-    kinds = {"structure": _STRUCTURE, "list": _LIST}
-    return tuple(
-        (m, s.serialization.get("name", m), kinds.get(s.type_name, _SCALAR), s) for m, s in shape.members.items()
-    )
+    return service(service_name).shape_for(shape_name)  # a new object at each call: `_writer` keys on it
 
 
 def _members(out: list, shape, value: dict):
-    # in the model's order: some clients (libcloud) read the first matching element
-    for member, tag, kind, mshape in _layout(shape):
-        v = value.get(member)
-        if v is None:
-            continue
-        if kind == _SCALAR:
-            out.append(f"<{tag}>{_text(v)}</{tag}>")
-        else:
-            _element(out, tag, kind, mshape, v)
+    _writer(shape)(out, value)
 
 
-def _element(out: list, tag: str, kind: int, shape, value):
+def _element(out: list, tag: str, shape, value):
     out.append(f"<{tag}>")
-    if kind == _STRUCTURE:
-        _members(out, shape, value)
+    _writer(shape)(out, value)
+    out.append(f"</{tag}>")
+
+
+@functools.cache
+def _writer(shape):
+    """The function writing a value of a structure or list *shape* into a list of strings, made from the
+    model once per shape: an instance has some 80 members, most of them absent, and a loop over the
+    model's members for each one cost more than the rest of a listing."""
+    lines, env = ["def write(out, value):"], {"_esc": _esc, "_text": _text, "Fragment": Fragment, "str": str}
+
+    def text(var: str) -> str:
+        return f"(_esc({var}) if {var}.__class__ is str else _text({var}))"
+
+    if shape.type_name == "structure":  # in the model's order: some clients (libcloud) read the first match
+        lines.append("    get = value.get")
+        for i, (member, mshape) in enumerate(shape.members.items()):
+            tag = mshape.serialization.get("name", member)
+            lines += [f"    v = get({member!r})", "    if v is not None:"]
+            if mshape.type_name in ("structure", "list"):
+                env[f"w{i}"] = mshape
+                lines += [f"        out.append({f'<{tag}>'!r})", f"        _writer(w{i})(out, v)",
+                          f"        out.append({f'</{tag}>'!r})"]  # fmt: skip
+            else:
+                lines.append(f"        out.append({f'<{tag}>'!r} + {text('v')} + {f'</{tag}>'!r})")
     else:
         member = shape.member
         item = member.serialization.get("name", "item")
+        env["w"] = member
         if member.type_name == "structure":
-            for v in value:
-                out.append(f"<{item}>")
-                if isinstance(v, Fragment):
-                    out.append(v)
-                else:
-                    _members(out, member, v)
-                out.append(f"</{item}>")
+            lines += ["    w_ = _writer(w)", "    for v in value:", f"        out.append({f'<{item}>'!r})",
+                      "        if v.__class__ is Fragment:", "            out.append(v)", "        else:",
+                      "            w_(out, v)", f"        out.append({f'</{item}>'!r})"]  # fmt: skip
         elif member.type_name == "list":
-            for v in value:
-                _element(out, item, _LIST, member, v)
+            lines += ["    for v in value:", f"        out.append({f'<{item}>'!r})", "        _writer(w)(out, v)",
+                      f"        out.append({f'</{item}>'!r})"]  # fmt: skip
         else:
-            out += [f"<{item}>{_text(v)}</{item}>" for v in value]
-    out.append(f"</{tag}>")
+            lines.append(f"    out += [{f'<{item}>'!r} + {text('v')} + {f'</{item}>'!r} for v in value]")
+    env["_writer"] = _writer
+    exec("\n".join(lines), env)  # noqa: S102 -- the source is made above from the model's names only
+    return env["write"]
 
 
 def _text(value) -> str:

@@ -131,26 +131,17 @@ def _instance(vm: VM, names: nics.GroupNames) -> tuple[dict, model.Fragment]:
     return kept[1], kept[2]
 
 
-def _reservations(described: list[tuple[VM, dict | model.Fragment]]) -> list[dict | model.Fragment]:
+def _reservations(described: list[tuple[VM, dict | model.Fragment]]) -> list[dict]:
     """Instances (each VM with its description) grouped by reservation; OwnerId is the owner's numeric
-    OpenNebula id, as for images. A reservation of one instance written already is kept with its VM."""
-    groups: dict[str, tuple[VM, dict]] = {}
+    OpenNebula id, as for images."""
+    groups: dict[str, dict] = {}
     for vm, instance in described:
         rid = vm.user_template.get("EC2_RESERVATION_ID") or f"r-{vm.id:08d}"
-        if rid not in groups:
-            groups[rid] = (vm, {"ReservationId": rid, "OwnerId": str(vm.uid), "Groups": [], "Instances": []})
-        groups[rid][1]["Instances"].append(instance)
-    return [_reservation(vm, group) for vm, group in groups.values()]
-
-
-def _reservation(vm: VM, group: dict) -> dict | model.Fragment:
-    (instance,) = group["Instances"] if len(group["Instances"]) == 1 else (None,)
-    if not isinstance(instance, model.Fragment):
-        return group
-    kept = vm.views.get("reservation")
-    if kept is None or kept[0] is not instance or kept[1] != group["ReservationId"]:
-        kept = vm.views["reservation"] = (instance, group["ReservationId"], model.fragment("Reservation", group))
-    return kept[2]
+        group = groups.get(rid)
+        if group is None:
+            group = groups[rid] = {"ReservationId": rid, "OwnerId": str(vm.uid), "Groups": [], "Instances": []}
+        group["Instances"].append(instance)
+    return list(groups.values())
 
 
 # ---------------------------------------------------------------- filters
