@@ -148,17 +148,16 @@ _POOL_HEAD, _VM_HEAD, _VM_TAIL, _POOL_TAIL = "<VM_POOL>", "<VM><ID>", "</VM>", "
 def split_vm_pool(text: str) -> list[str] | None:
     """The VM elements of a VM_POOL answer as oned wrote them, each without its leading ``<VM><ID>``;
     None when the answer is not plainly a list of them. oned escapes every text but its vectors'
-    CDATA sections, so ``<VM><ID>`` starts a VM unless it lies in one: a piece that does not close
-    every CDATA section it opens ends inside one (a CDATA section holds no ``]]>``), and the answer is
-    then left to the XML parser."""
+    CDATA sections, so ``<VM><ID>`` starts a VM unless it lies in one: a piece whose last ``<![CDATA[``
+    has no ``]]>`` after it ends inside one (a CDATA section holds no ``]]>``), and the answer is then
+    left to the XML parser."""
     if not (text.startswith(_POOL_HEAD) and text.endswith(_POOL_TAIL)):
         return None
     head, *records = text[: -len(_POOL_TAIL)].split(_VM_HEAD)
     if head != _POOL_HEAD:
         return None
-    cdata = "<![CDATA[" in text
     for record in records:
-        if not record.endswith(_VM_TAIL) or (cdata and record.count("<![CDATA[") != record.count("]]>")):
+        if not record.endswith(_VM_TAIL) or record.rfind("<![CDATA[") > record.rfind("]]>"):
             return None
     return records
 

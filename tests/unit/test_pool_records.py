@@ -77,6 +77,8 @@ def test_a_vm_element_written_into_a_vector_value_is_no_vm():
 def test_text_in_cdata_that_looks_like_a_vm_is_no_vm(value):
     gateway = Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x")
     text = f"<VM_POOL>{_vm(9, _GRAPHICS.format(value))}{_vm(6)}</VM_POOL>"
+    records = split_vm_pool(text)
+    assert records is None or [r[: r.index("<")] for r in records] == ["9", "6"]
     assert [vm.id for vm in gateway.vm_records(text)] == [vm.id for vm in parse_vm_pool(text)] == [9, 6]
     assert [vm.id for vm in gateway.vm_records(text)] == [9, 6]  # and again, from what it kept
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import contextlib
 import functools
 import ipaddress
@@ -133,15 +134,25 @@ def _instance(vm: VM, names: nics.GroupNames) -> tuple[dict, model.Fragment]:
 
 def _reservations(described: list[tuple[VM, dict | model.Fragment]]) -> list[dict]:
     """Instances (each VM with its description) grouped by reservation; OwnerId is the owner's numeric
-    OpenNebula id, as for images."""
+    OpenNebula id, as for images. The reservation of one unchanged instance is kept with its VM."""
+    rids = [vm.user_template.get("EC2_RESERVATION_ID") or f"r-{vm.id:08d}" for vm, _ in described]
+    sizes = collections.Counter(rids)
     groups: dict[str, dict] = {}
-    for vm, instance in described:
-        rid = vm.user_template.get("EC2_RESERVATION_ID") or f"r-{vm.id:08d}"
-        group = groups.get(rid)
-        if group is None:
-            group = groups[rid] = {"ReservationId": rid, "OwnerId": str(vm.uid), "Groups": [], "Instances": []}
-        group["Instances"].append(instance)
+    for (vm, instance), rid in zip(described, rids):
+        if sizes[rid] == 1:
+            kept = vm.views.get("reservation")
+            if kept is None or kept["Instances"][0] is not instance or kept["ReservationId"] != rid:
+                kept = vm.views["reservation"] = _reservation(vm, rid, [instance])
+            groups[rid] = kept
+        elif rid in groups:
+            groups[rid]["Instances"].append(instance)
+        else:
+            groups[rid] = _reservation(vm, rid, [instance])
     return list(groups.values())
+
+
+def _reservation(vm: VM, rid: str, instances: list) -> dict:
+    return {"ReservationId": rid, "OwnerId": str(vm.uid), "Groups": [], "Instances": instances}
 
 
 # ---------------------------------------------------------------- filters
