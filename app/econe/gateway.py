@@ -59,6 +59,7 @@ EC2_CACHE_SIZE = 200_000
 EXTENDED_AFTER = 20  # more VMs than this missing from the cache: one extended pool call instead
 VM_RECORDS = 10_000  # VM elements kept with the VM read from them and its EC2 views: about 10 KiB each
 TIMEOUT = 30
+SIGN_OUT_WITHIN = 5  # seconds a stopping econe spends revoking its login tokens
 log = logging.getLogger("econe")
 
 # ---------------------------------------------------------------- oned's errors
@@ -126,10 +127,10 @@ class RawXMLRPC:
 
     _TYPES = {"i4": int, "int": int, "i8": int, "boolean": lambda t: t == "1", "string": str, "double": float}
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, timeout: float = TIMEOUT):
         parts = urlparse(url)
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        self.conn = cls(parts.hostname, parts.port, timeout=TIMEOUT)
+        self.conn = cls(parts.hostname, parts.port, timeout=timeout)
         self.path = parts.path or "/RPC2"
 
     def call(self, method: str, *params):
@@ -222,6 +223,23 @@ class Gateway:
             log.warning("no login token for %r, acting with its server_cipher session: %s", user, e.detail)
             return cipher, NO_TOKEN_RETRY
         return f"{user}:{token}", TOKEN_LIFETIME - TOKEN_RENEW
+
+    def sign_out(self, within: float = SIGN_OUT_WITHIN) -> None:
+        """Revoke the login tokens this process holds (at its stop): oned keeps at most 10 per user, and a
+        restarted econe would otherwise leave one behind for up to TOKEN_LIFETIME. Each token revokes
+        itself (``one.user.login(user:token, user, token, 0)``: a user may end its own tokens), which
+        costs oned no driver call; what is not done *within* seconds, or once oned is unreachable, is
+        left to expire."""
+        deadline = time.monotonic() + within
+        for user, token in self._logins.tokens():
+            if time.monotonic() > deadline:
+                break
+            try:
+                RawXMLRPC(self.url, timeout=within).value(f"{user}:{token}", user, "one.user.login", user, token, 0, -1)
+            except EC2Error as e:
+                log.info("login token of %r not revoked: %s", user, e.detail or e.message)
+                if e.code == "Unavailable":
+                    break
 
     def _as_server(self, method: str, *args) -> str:
         """A call with the server account's own rights. Its refusal is the service's trouble, never the client's."""
@@ -354,7 +372,7 @@ class _Later:
     def _run(self, call, args):
         try:
             self._out = (call(*args), None)
-        except EC2Error as e:
+        except Exception as e:  # raised again where the result is asked for
             self._out = (None, e)
 
     def result(self):

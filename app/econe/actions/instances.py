@@ -121,15 +121,22 @@ def describe(vm: VM, group_names: nics.GroupNames) -> dict:
     return out
 
 
-def _instance(vm: VM, names: nics.GroupNames) -> tuple[dict, model.Fragment]:
-    """*vm*'s description and its XML, kept with the VM (`VM.views`; the gateway hands out the same
-    object while the VM is unchanged) as long as its groups have the same names."""
+def _described(vm: VM, names: nics.GroupNames) -> list:
+    """[names of the groups, description, its XML or None until written] of *vm*, kept with the VM
+    (`VM.views`; the gateway hands out the same object while the VM is unchanged) as long as its
+    groups have the same names."""
     groups = [names.groups(nic.security_groups) for nic in vm.nics] if vm.state != DONE else []
     kept = vm.views.get("instance")
     if kept is None or kept[0] != groups:
-        described = describe(vm, names)
-        kept = vm.views["instance"] = (groups, described, model.fragment("Instance", described))
-    return kept[1], kept[2]
+        kept = vm.views["instance"] = [groups, describe(vm, names), None]
+    return kept
+
+
+def _written(vm: VM, names: nics.GroupNames) -> model.Fragment:
+    kept = _described(vm, names)
+    if kept[2] is None:
+        kept[2] = model.fragment("Instance", kept[1])
+    return kept[2]
 
 
 def _reservations(described: list[tuple[VM, dict | model.Fragment]]) -> list[dict]:
@@ -205,12 +212,12 @@ def describe_instances(ctx: Context, p: dict) -> dict:
         items = [vm for vm in ctx.session.vms(with_done) if _visible(vm, now, with_done)]
         if filters:
             matches = matcher(filters, _FILTERS)
-            items = [vm for vm in items if matches(_instance(vm, names)[0])]
+            items = [vm for vm in items if matches(_described(vm, names)[1])]
         if limit:
             more = len(items) > offset + limit
             items = items[offset : offset + limit]
     token = paging.token(offset + limit) if more else None
-    return {"Reservations": _reservations([(vm, _instance(vm, names)[1]) for vm in items]), "NextToken": token}
+    return {"Reservations": _reservations([(vm, _written(vm, names)) for vm in items]), "NextToken": token}
 
 
 def get_vm(ctx: Context, text: str) -> VM:
