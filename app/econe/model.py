@@ -159,7 +159,7 @@ def _value(shape, node, name: str):
 
 
 def namespace(version: str) -> str:
-    return f"http://ec2.amazonaws.com/doc/{version or service().api_version}/"
+    return f"http://ec2.amazonaws.com/doc/{version or service('ec2').api_version}/"  # the key operation() uses
 
 
 # characters XML 1.0 cannot carry, replaced so that every answer parses
@@ -225,6 +225,22 @@ def _element(out: list, tag: str, shape, value):
     out.append(f"<{tag}>")
     _writer(shape)(out, value)
     out.append(f"</{tag}>")
+
+
+def prepare(operations) -> None:
+    """Make the writers of these operations' answers now (at start), not in a client's first request:
+    botocore resolves an EC2 shape's members when they are first read (an instance's, ~50 ms)."""
+    seen: set[int] = set()
+
+    def walk(shape):
+        if shape is not None and shape.type_name in ("structure", "list") and id(shape) not in seen:
+            seen.add(id(shape))
+            _writer(shape)
+            for member in shape.members.values() if shape.type_name == "structure" else (shape.member,):
+                walk(member)
+
+    for op in operations:
+        walk(op.output_shape)
 
 
 @functools.cache

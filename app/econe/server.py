@@ -18,7 +18,8 @@ import sys
 import threading
 import time
 
-from . import __version__
+from . import __version__, model
+from .actions import ACTIONS
 from .config import DEFAULT_PATH, Config, ConfigError, load
 from .edge import EdgeServer
 from .gateway import Gateway
@@ -52,6 +53,7 @@ def setup_logging(cfg: Config, to_stderr: bool) -> None:
 
 def serve(cfg: Config) -> int:
     log = logging.getLogger("econe")
+    model.prepare(op for name, act in ACTIONS.items() if (op := model.operation(name, act.service)))
     gateway = Gateway(cfg.one_xmlrpc, cfg.server_user, cfg.server_password, cfg.cache_ttl)
     server = EdgeServer(
         (cfg.host, cfg.port),
