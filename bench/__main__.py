@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
     parser.add_argument("--onelite-sizes", default="1000,10000")
     parser.add_argument("--econe-sizes", default="100,1000,5000")
-    parser.add_argument("--real-sizes", default="100,1000", help="VMs on the existing oned, when one is named")
+    parser.add_argument("--real-sizes", default="100,1000,5000", help="VMs on the existing oned, when one is named")
     parser.add_argument("--upload-mib", type=int, default=1024)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)

@@ -222,3 +222,20 @@ def test_econe_processes_make_the_same_server_cipher_session_within_a_period():
     expiry = int(cipher.decrypt(key, session.split(":")[2]).split(":")[2])
     assert expiry >= start + CIPHER_PERIOD - 2 + CIPHER_PERIOD  # a whole period after the last moment it is made
     assert cipher_session("serveradmin", key, "serveradmin", start + CIPHER_PERIOD) not in sessions
+
+
+def test_a_stopped_econe_revokes_the_tokens_it_held(env, tmp_path):
+    """oned keeps at most 10 login tokens per user: econe processes that restart would otherwise leave
+    one each for an hour, until the user (and every econe serving it) gets none."""
+    user = _user(env)
+    _describe(env.one, user)
+    kept = _tokens(env, user)
+    for _ in range(3):
+        econe = start_econe(tmp_path, env.cloud.url, env.cloud.server_auth)
+        try:
+            _describe(econe, user)
+            assert len(_tokens(env, user)) == len(kept) + 1
+        finally:
+            econe.stop()
+        assert _tokens(env, user) == kept  # its own gone, the other econe's left alone
+    _describe(env.one, user)

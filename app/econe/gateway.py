@@ -13,6 +13,7 @@ than pyone's generated bindings (which cost ~0.1 ms per VM, and keep no error co
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
 import logging
@@ -36,12 +37,15 @@ from .objects import (
     SecGroup,
     Template,
     VNet,
+    parse_ec2_attrs,
     parse_image,
     parse_secgroup,
     parse_template,
     parse_vm,
     parse_vm_pool,
+    parse_vm_records,
     parse_vnet,
+    split_vm_pool,
     template_pairs,
     xml,
 )
@@ -53,7 +57,9 @@ USERS_TTL = 2
 ACL_TTL = 60  # seconds the ACL rules are cached (DryRun only)
 EC2_CACHE_SIZE = 200_000
 EXTENDED_AFTER = 20  # more VMs than this missing from the cache: one extended pool call instead
+VM_RECORDS = 10_000  # VM elements kept with the VM read from them and its EC2 views: about 10 KiB each
 TIMEOUT = 30
+SIGN_OUT_WITHIN = 5  # seconds a stopping econe spends revoking its login tokens
 log = logging.getLogger("econe")
 
 # ---------------------------------------------------------------- oned's errors
@@ -121,10 +127,10 @@ class RawXMLRPC:
 
     _TYPES = {"i4": int, "int": int, "i8": int, "boolean": lambda t: t == "1", "string": str, "double": float}
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, timeout: float = TIMEOUT):
         parts = urlparse(url)
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        self.conn = cls(parts.hostname, parts.port, timeout=TIMEOUT)
+        self.conn = cls(parts.hostname, parts.port, timeout=timeout)
         self.path = parts.path or "/RPC2"
 
     def call(self, method: str, *params):
@@ -193,6 +199,8 @@ class Gateway:
         self._rules: tuple[float, list] = (0.0, [])
         self._lock = threading.Lock()
         self._made: dict[int, tuple[float, dict, str]] = {}
+        self._records: dict[str, VM] = {}  # a VM element of a pool answer, as oned wrote it -> its VM
+        self._attrs_read: dict[str, float] = {}  # user -> when a listing last read the EC2 attributes
 
     def session_string(self, user: str, refused: str = "") -> str:
         """The session econe acts for *user* with: ``user:<login token>`` (a new one when *refused*), or
@@ -215,6 +223,23 @@ class Gateway:
             log.warning("no login token for %r, acting with its server_cipher session: %s", user, e.detail)
             return cipher, NO_TOKEN_RETRY
         return f"{user}:{token}", TOKEN_LIFETIME - TOKEN_RENEW
+
+    def sign_out(self, within: float = SIGN_OUT_WITHIN) -> None:
+        """Revoke the login tokens this process holds (at its stop): oned keeps at most 10 per user, and a
+        restarted econe would otherwise leave one behind for up to TOKEN_LIFETIME. Each token revokes
+        itself (``one.user.login(user:token, user, token, 0)``: a user may end its own tokens), which
+        costs oned no driver call; what is not done *within* seconds, or once oned is unreachable, is
+        left to expire."""
+        deadline = time.monotonic() + within
+        for user, token in self._logins.tokens():
+            if time.monotonic() > deadline:
+                break
+            try:
+                RawXMLRPC(self.url, timeout=within).value(f"{user}:{token}", user, "one.user.login", user, token, 0, -1)
+            except EC2Error as e:
+                log.info("login token of %r not revoked: %s", user, e.detail or e.message)
+                if e.code == "Unavailable":
+                    break
 
     def _as_server(self, method: str, *args) -> str:
         """A call with the server account's own rights. Its refusal is the service's trouble, never the client's."""
@@ -278,8 +303,51 @@ class Gateway:
 
     def made_with(self, vmid: int) -> tuple[dict, str] | None:
         """(EC2 attributes, arch) remembered for *vmid*, or None when unknown or too old."""
-        entry = self._made.get(vmid)
-        return entry[1:] if entry and time.time() - entry[0] < self.attrs_ttl else None
+        return self.made_with_each([vmid])[vmid]
+
+    def made_with_each(self, vmids: list[int]) -> dict[int, tuple[dict, str] | None]:
+        oldest, made = time.time() - self.attrs_ttl, self._made
+        return {vmid: entry[1:] if (entry := made.get(vmid)) and entry[0] > oldest else None for vmid in vmids}
+
+    def attrs_due(self, user: str) -> bool:
+        """Whether the EC2 attributes of *user*'s VMs are due to be read again with its next listing."""
+        return time.time() - self._attrs_read.get(user, -float("inf")) >= self.attrs_ttl
+
+    def attrs_read(self, user: str) -> None:
+        self._attrs_read[user] = time.time()
+
+    def vm_records(self, text: str) -> list[VM]:
+        """The VMs of a VM_POOL answer. A VM whose element reads as it did before comes back as the
+        same object, with what was derived from it (`VM.views`): an unchanged VM is neither parsed nor
+        described again. Most of a listing's VMs are unchanged since the last one."""
+        records = split_vm_pool(text)
+        if records is None:
+            return parse_vm_pool(text)
+        known = self._records
+        vms = [known.get(r) for r in records]
+        new = [r for r, vm in zip(records, vms) if vm is None]
+        if new:
+            try:
+                parsed = parse_vm_records(new)
+            except etree.XMLSyntaxError:
+                parsed = []
+            if len(parsed) != len(new):  # not plainly one VM per piece: no reuse
+                return parse_vm_pool(text)
+            fresh = iter(parsed)
+            with self._lock:
+                vms = [vm or known.setdefault(r, next(fresh)) for r, vm in zip(records, vms)]
+                if len(known) > VM_RECORDS:  # keep the newest nine tenths
+                    self._records = dict(list(known.items())[-VM_RECORDS * 9 // 10 :])
+        return vms
+
+    @staticmethod
+    def with_attrs(vm: VM, attrs: dict, arch: str) -> VM:
+        """*vm* (from a short pool answer) with its EC2 attributes and arch: the same object again while they are."""
+        made = vm.views.get("attrs")
+        if made is None or made[0] != attrs or made[1] != arch:
+            full = dataclasses.replace(vm, user_template={**vm.user_template, **attrs}, arch=arch, views={})
+            vm.views["attrs"] = made = (attrs, arch, full)
+        return made[2]
 
     def as_user(self, user: str, dry_run: bool = False) -> UserSession:
         return UserSession(self, user, dry_run)
@@ -291,6 +359,28 @@ class Gateway:
         the states leave this method: no host name or address reaches a client."""
         pool = xml(self._as_server("one.hostpool.info"))
         return {int(h.findtext("ID")): int(h.findtext("STATE")) for h in pool.iterfind("HOST")}
+
+
+class _Later:
+    """A call made on a thread of its own; `result` waits for it and returns (or raises) what it did."""
+
+    def __init__(self, call, *args):
+        self._out: tuple = (None, None)
+        self._thread = threading.Thread(target=self._run, args=(call, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, call, args):
+        try:
+            self._out = (call(*args), None)
+        except Exception as e:  # raised again where the result is asked for
+            self._out = (None, e)
+
+    def result(self):
+        self._thread.join()
+        value, error = self._out
+        if error is not None:
+            raise error
+        return value
 
 
 # what DryRun reads to decide, per kind of object: its info call
@@ -379,21 +469,32 @@ class UserSession:
         """The short pool answer carries everything but the EC2 attributes of the user template and
         the OS/ARCH of the template, which change seldom (the actions that change them re-read the VM;
         what another econe server changed shows once the entry is attrs_ttl old): those come from a
-        cache, filled from the extended answer (or one vm.info per VM when few are missing)."""
-        vms = parse_vm_pool(self._call("one.vmpool.info", -3, start, end, state))
-        known = {vm.id: self.gateway.made_with(vm.id) for vm in vms}
+        cache, filled from the extended answer (or one vm.info per VM when few are missing). When they
+        are due, the extended answer is asked for at the same time as the short one, on a second
+        connection: a first listing costs about the larger of the two calls, not their sum."""
+        g = self.gateway
+        extended = None
+        if g.attrs_due(self.user):
+            extended = _Later(UserSession(g, self.user)._call, "one.vmpool.infoextended", -3, start, end, state)
+        vms = g.vm_records(self._call("one.vmpool.info", -3, start, end, state))
+        known = g.made_with_each([vm.id for vm in vms])
         missing = [vmid for vmid, entry in known.items() if entry is None]
-        # what is read here is used as read, whatever the cache keeps (cache_ttl may be 0)
-        if len(missing) > EXTENDED_AFTER:
-            fulls = parse_vm_pool(self._call("one.vmpool.infoextended", -3, start, end, state))
+        if extended is not None:
+            text = extended.result()
+        elif len(missing) > EXTENDED_AFTER:
+            text = self._call("one.vmpool.infoextended", -3, start, end, state)
         else:
-            fulls = [self.vm(vmid) for vmid in missing]
-        for full in fulls:
-            known[full.id] = (self.gateway.remember(full.id, full.user_template, full.arch), full.arch)
-        for vm in vms:
-            attrs, vm.arch = known.get(vm.id) or ({}, "")
-            vm.user_template.update(attrs)
-        return vms
+            text = None
+        # what is read here is used as read, whatever the cache keeps (cache_ttl may be 0)
+        if text is not None:
+            for vmid, (attrs, arch) in parse_ec2_attrs(text).items():
+                known[vmid] = (g.remember(vmid, attrs, arch), arch)
+            g.attrs_read(self.user)
+        for vmid in missing:
+            if known.get(vmid) is None:  # few missing, or made since the extended answer
+                full = self.vm(vmid)
+                known[vmid] = (g.remember(vmid, full.user_template, full.arch), full.arch)
+        return [g.with_attrs(vm, *(known.get(vm.id) or ({}, ""))) for vm in vms]
 
     def vm(self, vmid: int) -> VM:
         vm = parse_vm(xml(self._call("one.vm.info", vmid, False, not_found=_vm_missing(vmid))))

@@ -159,7 +159,7 @@ def _value(shape, node, name: str):
 
 
 def namespace(version: str) -> str:
-    return f"http://ec2.amazonaws.com/doc/{version or service().api_version}/"
+    return f"http://ec2.amazonaws.com/doc/{version or service('ec2').api_version}/"  # the key operation() uses
 
 
 # characters XML 1.0 cannot carry, replaced so that every answer parses
@@ -176,13 +176,15 @@ def _esc(text: str) -> str:
 
 def _doc(tag: str, xmlns: str | None, inner: list[str]) -> bytes:
     attr = f' xmlns="{xmlns}"' if xmlns else ""
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<{tag}{attr}>' + "".join(inner) + f"</{tag}>").encode()
+    inner.insert(0, f'<?xml version="1.0" encoding="UTF-8"?>\n<{tag}{attr}>')
+    inner.append(f"</{tag}>")
+    return "".join(inner).encode()  # one copy of a large answer, not three
 
 
 def serialize(op, result: dict, version: str, request_id: str) -> bytes:
     if op.metadata["protocol"] == "query":  # STS: the members in a result wrapper, the request id after them
         out = []
-        _element(out, op.output_shape.serialization["resultWrapper"], _STRUCTURE, op.output_shape, result)
+        _element(out, op.output_shape.serialization["resultWrapper"], op.output_shape, result)
         out.append(f"<ResponseMetadata><RequestId>{_esc(request_id)}</RequestId></ResponseMetadata>")
         return _doc(f"{op.name}Response", op.metadata["xmlNamespace"], out)
     out = [f"<requestId>{_esc(request_id)}</requestId>"]
@@ -198,48 +200,86 @@ def response(tag: str, children: dict, version: str, request_id: str) -> bytes:
     return _doc(tag, namespace(version), out)
 
 
-_SCALAR, _STRUCTURE, _LIST = 0, 1, 2
+class Fragment(str):
+    """The members of a structure, written already (`fragment`): copied into an answer as they are."""
+
+
+def fragment(shape_name: str, value: dict, service_name: str = "ec2") -> Fragment:
+    """The XML of *value*'s members as a structure of the model's shape *shape_name*: made once for a
+    value many answers carry (an unchanged instance), by the same writer as the rest of the answer."""
+    out: list[str] = []
+    _members(out, _shape(service_name, shape_name), value)
+    return Fragment("".join(out))
 
 
 @functools.cache
-def _layout(shape) -> tuple:
-    """(member, element name, kind, shape) in the model's order, computed once per shape."""
-    kinds = {"structure": _STRUCTURE, "list": _LIST}
-    return tuple(
-        (m, s.serialization.get("name", m), kinds.get(s.type_name, _SCALAR), s) for m, s in shape.members.items()
-    )
+def _shape(service_name: str, shape_name: str):
+    return service(service_name).shape_for(shape_name)  # a new object at each call: `_writer` keys on it
 
 
 def _members(out: list, shape, value: dict):
-    # in the model's order: some clients (libcloud) read the first matching element
-    for member, tag, kind, mshape in _layout(shape):
-        v = value.get(member)
-        if v is None:
-            continue
-        if kind == _SCALAR:
-            out.append(f"<{tag}>{_text(v)}</{tag}>")
-        else:
-            _element(out, tag, kind, mshape, v)
+    _writer(shape)(out, value)
 
 
-def _element(out: list, tag: str, kind: int, shape, value):
+def _element(out: list, tag: str, shape, value):
     out.append(f"<{tag}>")
-    if kind == _STRUCTURE:
-        _members(out, shape, value)
+    _writer(shape)(out, value)
+    out.append(f"</{tag}>")
+
+
+def prepare(operations) -> None:
+    """Make the writers of these operations' answers now (at start), not in a client's first request:
+    botocore resolves an EC2 shape's members when they are first read (an instance's, ~50 ms)."""
+    seen: set[int] = set()
+
+    def walk(shape):
+        if shape is not None and shape.type_name in ("structure", "list") and id(shape) not in seen:
+            seen.add(id(shape))
+            _writer(shape)
+            for member in shape.members.values() if shape.type_name == "structure" else (shape.member,):
+                walk(member)
+
+    for op in operations:
+        walk(op.output_shape)
+
+
+@functools.cache
+def _writer(shape):
+    """The function writing a value of a structure or list *shape* into a list of strings, made from the
+    model once per shape: an instance has some 80 members, most of them absent, and a loop over the
+    model's members for each one cost more than the rest of a listing."""
+    lines, env = ["def write(out, value):"], {"_esc": _esc, "_text": _text, "Fragment": Fragment, "str": str}
+
+    def text(var: str) -> str:
+        return f"(_esc({var}) if {var}.__class__ is str else _text({var}))"
+
+    if shape.type_name == "structure":  # in the model's order: some clients (libcloud) read the first match
+        lines.append("    get = value.get")
+        for i, (member, mshape) in enumerate(shape.members.items()):
+            tag = mshape.serialization.get("name", member)
+            lines += [f"    v = get({member!r})", "    if v is not None:"]
+            if mshape.type_name in ("structure", "list"):
+                env[f"w{i}"] = mshape
+                lines += [f"        out.append({f'<{tag}>'!r})", f"        _writer(w{i})(out, v)",
+                          f"        out.append({f'</{tag}>'!r})"]  # fmt: skip
+            else:
+                lines.append(f"        out.append({f'<{tag}>'!r} + {text('v')} + {f'</{tag}>'!r})")
     else:
         member = shape.member
         item = member.serialization.get("name", "item")
+        env["w"] = member
         if member.type_name == "structure":
-            for v in value:
-                out.append(f"<{item}>")
-                _members(out, member, v)
-                out.append(f"</{item}>")
+            lines += ["    w_ = _writer(w)", "    for v in value:", f"        out.append({f'<{item}>'!r})",
+                      "        if v.__class__ is Fragment:", "            out.append(v)", "        else:",
+                      "            w_(out, v)", f"        out.append({f'</{item}>'!r})"]  # fmt: skip
         elif member.type_name == "list":
-            for v in value:
-                _element(out, item, _LIST, member, v)
+            lines += ["    for v in value:", f"        out.append({f'<{item}>'!r})", "        _writer(w)(out, v)",
+                      f"        out.append({f'</{item}>'!r})"]  # fmt: skip
         else:
-            out += [f"<{item}>{_text(v)}</{item}>" for v in value]
-    out.append(f"</{tag}>")
+            lines.append(f"    out += [{f'<{item}>'!r} + {text('v')} + {f'</{item}>'!r} for v in value]")
+    env["_writer"] = _writer
+    exec("\n".join(lines), env)  # noqa: S102 -- the source is made above from the model's names only
+    return env["write"]
 
 
 def _text(value) -> str:

@@ -33,6 +33,10 @@ class Nic:
 
 @dataclass
 class VM:
+    """A VM as oned answered it. The gateway hands the same object out again for an unchanged VM
+    (`Gateway.vm_records`): nobody changes one, and *views* keeps what is derived from it (its EC2
+    description), valid as long as the object."""
+
     id: int
     name: str
     uid: int
@@ -46,6 +50,7 @@ class VM:
     user_template: dict[str, str] = field(default_factory=dict)
     template: dict[str, str] = field(default_factory=dict)
     arch: str = ""  # TEMPLATE/OS/ARCH; the short pool answer has no OS, the cache carries it
+    views: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -135,6 +140,43 @@ def parse_vm(el) -> VM:
 def parse_vm_pool(text: str) -> list[VM]:
     """VMs of a VM_POOL answer (the tree is built in one C call: much faster than iterparse)."""
     return [parse_vm(el) for el in xml(text).iterfind("VM")]
+
+
+_POOL_HEAD, _VM_HEAD, _VM_TAIL, _POOL_TAIL = "<VM_POOL>", "<VM><ID>", "</VM>", "</VM_POOL>"
+
+
+def split_vm_pool(text: str) -> list[str] | None:
+    """The VM elements of a VM_POOL answer as oned wrote them, each without its leading ``<VM><ID>``;
+    None when the answer is not plainly a list of them. oned escapes every text but its vectors'
+    CDATA sections, so ``<VM><ID>`` starts a VM unless it lies in one: a piece whose last ``<![CDATA[``
+    has no ``]]>`` after it ends inside one (a CDATA section holds no ``]]>``), and the answer is then
+    left to the XML parser."""
+    if not (text.startswith(_POOL_HEAD) and text.endswith(_POOL_TAIL)):
+        return None
+    head, *records = text[: -len(_POOL_TAIL)].split(_VM_HEAD)
+    if head != _POOL_HEAD:
+        return None
+    for record in records:
+        if not record.endswith(_VM_TAIL) or record.rfind("<![CDATA[") > record.rfind("]]>"):
+            return None
+    return records
+
+
+def parse_vm_records(records: list[str]) -> list[VM]:
+    """The VMs of pieces `split_vm_pool` made, parsed together."""
+    if not records:
+        return []
+    return parse_vm_pool(_POOL_HEAD + _VM_HEAD + _VM_HEAD.join(records) + _POOL_TAIL)
+
+
+def parse_ec2_attrs(text: str) -> dict[int, tuple[dict[str, str], str]]:
+    """For each VM of an extended VM_POOL answer: its user template's EC2 attributes and its OS/ARCH."""
+    out = {}
+    for el in xml(text).iterfind("VM"):
+        ut = el.find("USER_TEMPLATE")
+        attrs = {x.tag: x.text or "" for x in ut if x.tag.startswith("EC2_") and not len(x)} if ut is not None else {}
+        out[int(el.findtext("ID"))] = (attrs, el.findtext("TEMPLATE/OS/ARCH") or "")
+    return out
 
 
 def parse_template(el) -> Template:

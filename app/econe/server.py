@@ -18,9 +18,11 @@ import sys
 import threading
 import time
 
-from . import __version__
+from . import __version__, model
+from .actions import ACTIONS
 from .config import DEFAULT_PATH, Config, ConfigError, load
 from .edge import EdgeServer
+from .gateway import Gateway
 from .web import MAX_FORM, make_app
 
 LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
@@ -51,9 +53,11 @@ def setup_logging(cfg: Config, to_stderr: bool) -> None:
 
 def serve(cfg: Config) -> int:
     log = logging.getLogger("econe")
+    model.prepare(op for name, act in ACTIONS.items() if (op := model.operation(name, act.service)))
+    gateway = Gateway(cfg.one_xmlrpc, cfg.server_user, cfg.server_password, cfg.cache_ttl)
     server = EdgeServer(
         (cfg.host, cfg.port),
-        make_app(cfg),
+        make_app(cfg, gateway),
         threads=cfg.threads,
         request_timeout=cfg.request_timeout,
         max_body=cfg.max_upload_size + MAX_FORM,  # an upload's fields and file part
@@ -75,6 +79,7 @@ def serve(cfg: Config) -> int:
         print(f"econe-server: cannot listen on {cfg.host}:{cfg.port}: {e}", file=sys.stderr)
         return 1
     server.serve()
+    gateway.sign_out()
     log.info("stopped")
     return 0
 

@@ -57,6 +57,11 @@ class LoginTokens:
             self._held[user] = (session, asked + valid)
             return session
 
+    def tokens(self) -> list[tuple[str, str]]:
+        """(user, token) of every login token held (a user on its server_cipher session holds none)."""
+        held = list(self._held.items())
+        return [(user, session.split(":", 1)[1]) for user, (session, _) in held if session.count(":") == 1]
+
     def _usable(self, user: str, refused: str) -> str | None:
         session, until = self._held.get(user, ("", 0.0))
         return session if session and session != refused and time.monotonic() < until else None

@@ -3,7 +3,8 @@
 Each XML-RPC call runs inside one transaction (see engine.py), so a call that
 fails half-way leaves nothing behind. VMs also keep their pool-form XML and a
 small quota summary in columns, so pool listings and quota sums never decode
-the whole document.
+the whole document; and, as oned keeps a VM's body and short body in columns, its
+extended pool form, so an extended listing costs about what a short one does.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ CREATE TABLE IF NOT EXISTS objects (
     kind TEXT NOT NULL, oid INTEGER NOT NULL, name TEXT NOT NULL,
     uid INTEGER NOT NULL DEFAULT 0, gid INTEGER NOT NULL DEFAULT 0,
     perms TEXT NOT NULL DEFAULT '', state INTEGER NOT NULL DEFAULT 0,
-    body TEXT NOT NULL, pool_xml TEXT, qsum TEXT,
+    body TEXT NOT NULL, pool_xml TEXT, qsum TEXT, full_xml TEXT,
     PRIMARY KEY (kind, oid)
 );
 CREATE INDEX IF NOT EXISTS objects_name ON objects (kind, name);
@@ -38,6 +39,9 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(objects)")}
+        if "full_xml" not in columns:  # a state directory of an earlier onelite
+            self.db.execute("ALTER TABLE objects ADD COLUMN full_xml TEXT")
 
     # -- transactions --------------------------------------------------------
     def begin(self):
@@ -57,10 +61,12 @@ class Store:
         row = self.db.execute("SELECT body FROM objects WHERE kind=? AND oid=?", (kind, oid)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def put(self, kind: str, obj: dict, pool_xml: str | None = None, qsum: dict | None = None):
+    def put(
+        self, kind: str, obj: dict, pool_xml: str | None = None, qsum: dict | None = None, full_xml: str | None = None
+    ):
         self.db.execute(
-            "INSERT OR REPLACE INTO objects (kind, oid, name, uid, gid, perms, state, body, pool_xml, qsum)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO objects (kind, oid, name, uid, gid, perms, state, body, pool_xml, qsum, full_xml)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 kind,
                 obj["ID"],
@@ -72,6 +78,7 @@ class Store:
                 json.dumps(obj, separators=(",", ":")),
                 pool_xml,
                 json.dumps(qsum, separators=(",", ":")) if qsum is not None else None,
+                full_xml,
             ),
         )
 
@@ -87,9 +94,10 @@ class Store:
         rows = self.db.execute("SELECT body FROM objects WHERE kind=? AND name=?", (kind, name))
         return [json.loads(r[0]) for r in rows]
 
-    def rows(self, kind: str, where: str = "", args: tuple = ()):
-        """(oid, uid, gid, perms, state, pool_xml) rows, highest id first, without decoding bodies."""
-        sql = "SELECT oid, uid, gid, perms, state, pool_xml FROM objects WHERE kind=?"
+    def rows(self, kind: str, where: str = "", args: tuple = (), full: bool = False):
+        """(oid, uid, gid, perms, state, pool_xml or, *full*, full_xml) rows, highest id first, without
+        decoding bodies."""
+        sql = f"SELECT oid, uid, gid, perms, state, {'full_xml' if full else 'pool_xml'} FROM objects WHERE kind=?"
         if where:
             sql += " AND " + where
         return self.db.execute(sql + " ORDER BY oid DESC", (kind, *args)).fetchall()

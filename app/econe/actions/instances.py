@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import contextlib
 import functools
 import ipaddress
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from one import template as tpl
 from one.codes import LCM_STATE, VM_STATE
 
-from .. import ids, states
+from .. import ids, model, states
 from ..errors import EC2Error, invalid, missing
 from ..objects import VM
 from . import keypairs, nics, paging
@@ -120,15 +121,45 @@ def describe(vm: VM, group_names: nics.GroupNames) -> dict:
     return out
 
 
-def _reservations(described: list[tuple[VM, dict]]) -> list[dict]:
+def _described(vm: VM, names: nics.GroupNames) -> list:
+    """[names of the groups, description, its XML or None until written] of *vm*, kept with the VM
+    (`VM.views`; the gateway hands out the same object while the VM is unchanged) as long as its
+    groups have the same names."""
+    groups = [names.groups(nic.security_groups) for nic in vm.nics] if vm.state != DONE else []
+    kept = vm.views.get("instance")
+    if kept is None or kept[0] != groups:
+        kept = vm.views["instance"] = [groups, describe(vm, names), None]
+    return kept
+
+
+def _written(vm: VM, names: nics.GroupNames) -> model.Fragment:
+    kept = _described(vm, names)
+    if kept[2] is None:
+        kept[2] = model.fragment("Instance", kept[1])
+    return kept[2]
+
+
+def _reservations(described: list[tuple[VM, dict | model.Fragment]]) -> list[dict]:
     """Instances (each VM with its description) grouped by reservation; OwnerId is the owner's numeric
-    OpenNebula id, as for images."""
+    OpenNebula id, as for images. The reservation of one unchanged instance is kept with its VM."""
+    rids = [vm.user_template.get("EC2_RESERVATION_ID") or f"r-{vm.id:08d}" for vm, _ in described]
+    sizes = collections.Counter(rids)
     groups: dict[str, dict] = {}
-    for vm, instance in described:
-        rid = vm.user_template.get("EC2_RESERVATION_ID") or f"r-{vm.id:08d}"
-        group = groups.setdefault(rid, {"ReservationId": rid, "OwnerId": str(vm.uid), "Groups": [], "Instances": []})
-        group["Instances"].append(instance)
+    for (vm, instance), rid in zip(described, rids):
+        if sizes[rid] == 1:
+            kept = vm.views.get("reservation")
+            if kept is None or kept["Instances"][0] is not instance or kept["ReservationId"] != rid:
+                kept = vm.views["reservation"] = _reservation(vm, rid, [instance])
+            groups[rid] = kept
+        elif rid in groups:
+            groups[rid]["Instances"].append(instance)
+        else:
+            groups[rid] = _reservation(vm, rid, [instance])
     return list(groups.values())
+
+
+def _reservation(vm: VM, rid: str, instances: list) -> dict:
+    return {"ReservationId": rid, "OwnerId": str(vm.uid), "Groups": [], "Instances": instances}
 
 
 # ---------------------------------------------------------------- filters
@@ -171,7 +202,6 @@ def describe_instances(ctx: Context, p: dict) -> dict:
     with_done = ctx.config.describe_with_terminated_instances
     more = False
     names = nics.GroupNames(ctx.session)
-    described: dict[int, dict] = {}
     if wanted:
         items = [get_vm(ctx, text) for text in wanted]
     elif limit and not filters:  # one page of oned's work, not the whole pool
@@ -179,18 +209,15 @@ def describe_instances(ctx: Context, p: dict) -> dict:
         more = len(page) > limit
         items = [vm for vm in page[:limit] if _visible(vm, now, with_done)]
     else:
-        vms = [vm for vm in ctx.session.vms(with_done) if _visible(vm, now, with_done)]
-        if filters:  # each VM is described once: to match it, and in the answer
+        items = [vm for vm in ctx.session.vms(with_done) if _visible(vm, now, with_done)]
+        if filters:
             matches = matcher(filters, _FILTERS)
-            described = {vm.id: d for vm in vms if matches(d := describe(vm, names))}
-            vms = [vm for vm in vms if vm.id in described]
-        items = vms
+            items = [vm for vm in items if matches(_described(vm, names)[1])]
         if limit:
             more = len(items) > offset + limit
             items = items[offset : offset + limit]
     token = paging.token(offset + limit) if more else None
-    answer = [(vm, described.get(vm.id) or describe(vm, names)) for vm in items]
-    return {"Reservations": _reservations(answer), "NextToken": token}
+    return {"Reservations": _reservations([(vm, _written(vm, names)) for vm in items]), "NextToken": token}
 
 
 def get_vm(ctx: Context, text: str) -> VM:

@@ -215,3 +215,8 @@ def secgroup_chown(call: Call, oid: int, uid: int, gid: int) -> int:
 @method("one.secgroup.chmod", int, int, int, int, int, int, int, int, int, int)
 def secgroup_chmod(call: Call, oid: int, *bits: int) -> int:
     return common.chmod(call, "secgroup", oid, list(bits))
+
+
+@method("one.secgroup.rename", int, str)
+def secgroup_rename(call: Call, oid: int, name: str) -> int:
+    return common.rename(call, "secgroup", oid, name)

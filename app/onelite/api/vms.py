@@ -74,7 +74,7 @@ def vm_info(call: Call, oid: int, decrypt: bool = False) -> str:
     return records.vm(vm, uname, gname)
 
 
-def _pool_rows(call: Call, flag: int, start: int, end: int, state: int, query: str):
+def _pool_rows(call: Call, flag: int, start: int, end: int, state: int, query: str, full: bool = False):
     if query:
         raise OneError(INTERNAL, "JSON query search is not supported by the SQL backend")
     if state < -2 or state > 11:
@@ -97,7 +97,7 @@ def _pool_rows(call: Call, flag: int, start: int, end: int, state: int, query: s
     if flag == -3 or flag >= 0:
         clauses.append("uid = ?")
         args.append(call.uid if flag == -3 else flag)
-    rows = [r for r in call.db.rows("vm", " AND ".join(clauses), tuple(args)) if keep(r[0], r[1], r[2], r[3])]
+    rows = [r for r in call.db.rows("vm", " AND ".join(clauses), tuple(args), full) if keep(r[0], r[1], r[2], r[3])]
     return common.page(rows, start, end)
 
 
@@ -109,12 +109,13 @@ def vmpool_info(call: Call, flag: int, start: int, end: int, state: int, query: 
 
 @method("one.vmpool.infoextended", int, int, int, int, str, required=4)
 def vmpool_infoextended(call: Call, flag: int, start: int, end: int, state: int, query: str = "") -> str:
-    rows = _pool_rows(call, flag, start, end, state, query)
     out = []
-    for r in rows:
-        vm = call.db.get("vm", r[0])
-        uname, gname = common.names(call, vm)
-        out.append(records.vm(vm, uname, gname, last_history=True))
+    for r in _pool_rows(call, flag, start, end, state, query, full=True):
+        if r[5] is None:  # saved by an earlier onelite
+            vm = call.db.get("vm", r[0])
+            out.append(records.vm(vm, *common.names(call, vm), last_history=True))
+        else:
+            out.append(r[5])
     return "<VM_POOL>" + "".join(out) + "</VM_POOL>"
 
 

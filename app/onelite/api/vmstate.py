@@ -117,7 +117,13 @@ def qsum(vm: dict) -> dict | None:
 
 def save_vm(call: Call, vm: dict) -> None:
     uname, gname = call.uname(vm["UID"]), call.gname(vm["GID"])
-    call.db.put("vm", vm, pool_xml=records.vm_short(vm, uname, gname), qsum=qsum(vm))
+    call.db.put(
+        "vm",
+        vm,
+        pool_xml=records.vm_short(vm, uname, gname),
+        qsum=qsum(vm),
+        full_xml=records.vm(vm, uname, gname, last_history=True),
+    )
     if vm.get("_NEXT"):
         call.cloud.owe(call.db, "vm", vm["ID"], vm["_NEXT"][0][2])
     else:
