@@ -95,8 +95,8 @@ def test_unknown_key_wrong_signature_and_disabled_user_get_one_answer(stack):
     assert _boto3(stack, stack.cloud.name("nobody"), secret) == _boto3(stack, name, "0" * 64) == SAME
 
     _disable(stack, uid)
-    # until econe next reads the users, onelite refuses the user's session itself; oned 6.10.5 lets a
-    # server_cipher session act for a disabled user, so there the answers are 200 until that read
+    # oned (and onelite) refuse the login token econe holds for a disabled user at once; where econe
+    # holds none yet, its server_cipher session still acts for the user until econe next reads the users
     deadline = time.time() + USERS_TTL + 5
     while True:
         disabled, disabled_id = _v2(stack, name, secret)
