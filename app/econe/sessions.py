@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 from one import cipher
 
+from .errors import EC2Error
+
 TOKEN_LIFETIME = 3600  # seconds a login token econe asks for is valid
 TOKEN_RENEW = 300  # a new token is asked for this long before the one held expires
 NO_TOKEN_RETRY = 300  # oned gave a user no token (tokens disabled, too many): its server_cipher session this long
@@ -41,6 +43,7 @@ class LoginTokens:
         self._login = login
         self._held: dict[str, tuple[str, float]] = {}  # user -> (session, time.monotonic() to stop using it)
         self._locks: dict[str, threading.Lock] = {}  # one per user seen, as many as oned has users
+        self._failed: dict[str, tuple[float, EC2Error]] = {}  # user -> (when its last login failed, why)
         self._guard = threading.Lock()
 
     def session(self, user: str, refused: str = "") -> str:
@@ -49,11 +52,19 @@ class LoginTokens:
             return held
         with self._guard:
             lock = self._locks.setdefault(user, threading.Lock())
+        waited = time.monotonic()
         with lock:  # concurrent first requests of a user: one login, the others take its session
             if (held := self._usable(user, refused)) is not None:
                 return held
+            at, failure = self._failed.get(user, (0.0, None))
+            if failure is not None and at >= waited:  # the login they waited for failed: its answer, not N more
+                raise EC2Error(failure.code, failure.message, failure.status, failure.detail)
             asked = time.monotonic()
-            session, valid = self._login(user)
+            try:
+                session, valid = self._login(user)
+            except EC2Error as e:
+                self._failed[user] = (time.monotonic(), e)
+                raise
             self._held[user] = (session, asked + valid)
             return session
 
