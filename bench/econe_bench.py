@@ -107,8 +107,10 @@ def listing_rows(where: str, url: str, auth_file: Path, work: Path, d, size: int
     and the first listing after a start against the warm one."""
     rows: list[tuple] = []
     server_user, server_password = Path(auth_file).read_text().strip().split(":", 1)
-    session = Gateway(url, server_user, server_password).session_string(d.user)  # a login token, as econe's
+    gateway = Gateway(url, server_user, server_password)
+    session = gateway.session_string(d.user)  # a login token, as econe's
     floor = median_ms(econe_calls(url, session, [("one.vmpool.info", -3, -1, -1, listing_state)]))
+    gateway.sign_out()  # oned keeps 10 tokens per user: the bench's own goes as econe's do
     describe = Signed(econe.url, d.user, d.secret, {"Action": "DescribeInstances"})
     conn = http.client.HTTPConnection("127.0.0.1", econe.port, timeout=300)
     describe.send(conn)  # warm: econe's token and its EC2-attribute cache are filled
@@ -238,7 +240,7 @@ def run(sizes: list[int], upload_mib: int) -> list[tuple]:
         else None
     )
     describe_all = Signed(econe.url, d.user, d.secret, {"Action": "DescribeInstances"})
-    # econe's own session for the user (server_cipher) and listing state, from the file it runs with
+    # econe's kind of session for the user (a login token) and listing state, from the file it runs with
     cfg = load_config(str(econe.conf), {"ONE_CIPHER_AUTH": str(one.data / "ec2_auth")})
     econe_session = Gateway(cfg.one_xmlrpc, cfg.server_user, cfg.server_password).session_string(d.user)
     listing_state = -2 if cfg.describe_with_terminated_instances else -1  # as UserSession.vms

@@ -25,7 +25,7 @@ from econe.sessions import CIPHER_PERIOD, cipher_session
 from one import cipher
 
 from .cloud import Cloud
-from .conftest import Econe, start_econe
+from .conftest import Econe, start_econe, start_onelite
 
 _numbers = count()
 
@@ -180,15 +180,16 @@ def test_concurrent_first_requests_of_a_user_make_one_token(env):
 
 
 def test_a_user_at_oneds_token_limit_is_still_served(env):
-    """oned keeps at most 10 login tokens per user (LoginTokenPool::MAX_TOKENS) and refuses an 11th: econe
-    then acts for the user with its server_cipher session, as before it had tokens. (onelite has no
-    limit: there econe gets its token.)"""
+    """oned keeps at most 10 login tokens per user (LoginTokenPool::MAX_TOKENS; onelite too) and refuses an
+    11th: econe then acts for the user with its server_cipher session, as before it had tokens."""
     user = _user(env)
     own = demo._One(env.cloud.url, f"{user.name}:{user.password}")
     for _ in range(10):
         own("one.user.login", user.name, "", 600, -1)
+    mine = _tokens(env, user)
     _describe(env.one, user)
     _describe(env.one, user)
+    assert _tokens(env, user) == mine  # served without a token of its own
 
 
 def test_key_pairs_keep_the_token_password_of_the_user_template(env):
@@ -239,3 +240,25 @@ def test_a_stopped_econe_revokes_the_tokens_it_held(env, tmp_path):
             econe.stop()
         assert _tokens(env, user) == kept  # its own gone, the other econe's left alone
     _describe(env.one, user)
+
+
+@pytest.mark.onelite_only("oned's auth driver takes 0.15 s: too short to stop econe during a user's login for sure")
+def test_an_econe_stopped_during_a_login_leaves_no_token(tmp_path):
+    """A stop lets the requests in flight finish: their logins end before econe revokes what it holds,
+    and none begins after."""
+    one = start_onelite(tmp_path / "one", auth_driver_delay=1.0)  # every uncached server_cipher session: 1 s
+    try:
+        d = demo.provision(one.url, one.admin_session, str(tmp_path))
+        econe = start_econe(tmp_path, one.url, one.data / "ec2_auth")
+        answers = []
+        user = User(d.user, d.uid, d.password)
+        first = threading.Thread(target=lambda: answers.append(_ec2(econe, user).describe_instances()))
+        first.start()  # reads the users, then logs the user in: a second of oned's driver each
+        time.sleep(0.4)
+        econe.stop()
+        first.join()
+        assert answers and answers[0]["ResponseMetadata"]["HTTPStatusCode"] == 200
+        record = ET.fromstring(demo._One(one.url, one.admin_session)("one.user.info", d.uid, False))
+        assert record.findall("LOGIN_TOKEN") == []
+    finally:
+        one.stop()

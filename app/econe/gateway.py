@@ -57,7 +57,10 @@ USERS_TTL = 2
 ACL_TTL = 60  # seconds the ACL rules are cached (DryRun only)
 EC2_CACHE_SIZE = 200_000
 EXTENDED_AFTER = 20  # more VMs than this missing from the cache: one extended pool call instead
-VM_RECORDS = 10_000  # VM elements kept with the VM read from them and its EC2 views: about 10 KiB each
+# VM elements kept with the VM read from them and its EC2 views, by the size of their text: what is
+# derived from an element costs about 9 times it (10.5 KiB for a 1 KiB element, measured)
+VM_RECORDS_BYTES = 8 * 2**20
+VM_RECORD_MAX = 64 * 2**10  # a larger element (a user's long vector values) is read again each time
 TIMEOUT = 30
 SIGN_OUT_WITHIN = 5  # seconds a stopping econe spends revoking its login tokens
 log = logging.getLogger("econe")
@@ -191,6 +194,7 @@ class Gateway:
         self.server_user = server_user
         self.key = hashlib.sha256(server_password.encode()).hexdigest()
         self._logins = LoginTokens(self._login)
+        self._signed_out = False
         self._users: dict[str, Account] = {}
         self._users_at = -float("inf")  # time.monotonic() when the read they come from began
         self._users_done = -float("inf")  # when the last read ended
@@ -200,6 +204,7 @@ class Gateway:
         self._lock = threading.Lock()
         self._made: dict[int, tuple[float, dict, str]] = {}
         self._records: dict[str, VM] = {}  # a VM element of a pool answer, as oned wrote it -> its VM
+        self._records_size = 0  # the length of the elements kept
         self._attrs_read: dict[str, float] = {}  # user -> when a listing last read the EC2 attributes
 
     def session_string(self, user: str, refused: str = "") -> str:
@@ -215,6 +220,8 @@ class Gateway:
         the token (tokens disabled for the user's driver, or its 10 tokens taken) leaves the user on
         that session, as before econe had tokens, for NO_TOKEN_RETRY."""
         cipher = cipher_session(self.server_user, self.key, user)
+        if self._signed_out:
+            return cipher, NO_TOKEN_RETRY
         try:
             token = RawXMLRPC(self.url).value(cipher, user, "one.user.login", user, "", TOKEN_LIFETIME, -1)
         except OnedRefusal as e:
@@ -230,14 +237,16 @@ class Gateway:
         itself (``one.user.login(user:token, user, token, 0)``: a user may end its own tokens), which
         costs oned no driver call; what is not done *within* seconds, or once oned is unreachable, is
         left to expire."""
+        self._signed_out = True  # a request Cheroot gave up on and that still runs makes no new token
         deadline = time.monotonic() + within
         for user, token in self._logins.tokens():
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 break
             try:
-                RawXMLRPC(self.url, timeout=within).value(f"{user}:{token}", user, "one.user.login", user, token, 0, -1)
-            except EC2Error as e:
-                log.info("login token of %r not revoked: %s", user, e.detail or e.message)
+                RawXMLRPC(self.url, timeout=left).value(f"{user}:{token}", user, "one.user.login", user, token, 0, -1)
+            except EC2Error as e:  # oned's words would name the token
+                log.info("the login token econe held for %r was not revoked: %s", user, e.code)
                 if e.code == "Unavailable":
                     break
 
@@ -335,10 +344,24 @@ class Gateway:
                 return parse_vm_pool(text)
             fresh = iter(parsed)
             with self._lock:
-                vms = [vm or known.setdefault(r, next(fresh)) for r, vm in zip(records, vms)]
-                if len(known) > VM_RECORDS:  # keep the newest nine tenths
-                    self._records = dict(list(known.items())[-VM_RECORDS * 9 // 10 :])
+                vms = [vm or self._keep(r, next(fresh)) for r, vm in zip(records, vms)]
         return vms
+
+    def _keep(self, record: str, vm: VM) -> VM:
+        """Keep *vm* as read from *record* (under the lock), within VM_RECORDS_BYTES: the oldest go first."""
+        if len(record) > VM_RECORD_MAX or record in self._records:
+            return self._records.get(record, vm)
+        self._records[record] = vm
+        self._records_size += len(record)
+        if self._records_size > VM_RECORDS_BYTES:  # keep the newest nine tenths
+            kept, size = [], 0
+            for r, v in reversed(self._records.items()):
+                size += len(r)
+                if size > VM_RECORDS_BYTES * 9 // 10:
+                    break
+                kept.append((r, v))
+            self._records, self._records_size = dict(reversed(kept)), sum(len(r) for r, _ in kept)
+        return vm
 
     @staticmethod
     def with_attrs(vm: VM, attrs: dict, arch: str) -> VM:

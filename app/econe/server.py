@@ -51,6 +51,9 @@ def setup_logging(cfg: Config, to_stderr: bool) -> None:
     root.propagate = False
 
 
+STOP_WAIT = 30  # seconds a stop waits for the requests in flight before econe revokes its tokens
+
+
 def serve(cfg: Config) -> int:
     log = logging.getLogger("econe")
     model.prepare(op for name, act in ACTIONS.items() if (op := model.operation(name, act.service)))
@@ -64,10 +67,17 @@ def serve(cfg: Config) -> int:
         trusted=cfg.trusted_proxies,
     )
 
+    stopped = threading.Event()  # set once the requests in flight are done (or given up by Cheroot)
+
     def stop(*_):
         # stop() joins the worker threads: never from the signal handler's own (serving) thread
         log.info("SIGTERM: finishing requests in flight and stopping")
-        threading.Thread(target=server.stop, daemon=True).start()
+
+        def finish():
+            server.stop()
+            stopped.set()
+
+        threading.Thread(target=finish, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -78,7 +88,8 @@ def serve(cfg: Config) -> int:
         log.error("cannot listen on %s:%d: %s", cfg.host, cfg.port, e)
         print(f"econe-server: cannot listen on {cfg.host}:{cfg.port}: {e}", file=sys.stderr)
         return 1
-    server.serve()
+    server.serve()  # returns as a stop begins, while requests in flight still run (and log users in)
+    stopped.wait(STOP_WAIT)
     gateway.sign_out()
     log.info("stopped")
     return 0

@@ -108,3 +108,19 @@ def test_the_extended_answer_gives_each_vms_ec2_attributes_and_arch():
     for vmid, (ec2, arch) in attrs.items():
         assert ec2 == {k: v for k, v in full[vmid].user_template.items() if k.startswith("EC2_")}
         assert arch == full[vmid].arch
+
+
+def test_the_vms_kept_are_bounded_by_the_size_of_their_elements(monkeypatch):
+    from econe import gateway as gw
+
+    one = len(_vm(10)) - len("<VM><ID>")  # the length of a piece of 2-digit id
+    monkeypatch.setattr(gw, "VM_RECORDS_BYTES", 5 * one)
+    gateway = Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x")
+    text = "<VM_POOL>" + "".join(_vm(i) for i in range(10, 30)) + "</VM_POOL>"
+    assert [vm.id for vm in gateway.vm_records(text)] == list(range(10, 30))
+    assert 0 < gateway._records_size <= 5 * one and len(gateway._records) <= 5
+    assert {vm.id for vm in gateway._records.values()} <= set(range(25, 30))  # the newest are the ones kept
+
+    monkeypatch.setattr(gw, "VM_RECORD_MAX", one - 1)  # every element too large to keep: read each time
+    gateway = Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x")
+    assert [vm.id for vm in gateway.vm_records(text)] == list(range(10, 30)) and not gateway._records
