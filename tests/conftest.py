@@ -138,6 +138,21 @@ def write_conf(path: Path, settings: dict) -> Path:
     return path
 
 
+def ec2_client(url: str, key: str, secret: str, **config):
+    """boto3's EC2 client for the access key *key* on the econe at *url*; *config*: botocore's Config."""
+    import boto3
+    import botocore.config
+
+    return boto3.client(
+        "ec2",
+        endpoint_url=url,
+        region_name="opennebula",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=botocore.config.Config(**config) if config else None,
+    )
+
+
 def start_econe(workdir: Path, one_url: str, auth_file: Path, **settings) -> Econe:
     port = free_port()
     (workdir / "tmp").mkdir(parents=True, exist_ok=True)

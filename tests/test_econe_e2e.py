@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-import boto3
-import botocore.config
 import botocore.exceptions
 import pyone
 import pytest
@@ -32,7 +30,7 @@ from one import template as tpl
 
 from .aws_play import play
 from .cloud import Cloud
-from .conftest import Econe, start_econe, start_onelite
+from .conftest import Econe, ec2_client, start_econe, start_onelite
 
 
 @dataclass
@@ -53,14 +51,7 @@ class Stack:
 
     def client(self, user: str | None = None, secret: str | None = None, url: str | None = None, **config):
         """boto3's EC2 client for the demo user (or *user*), on the stack's econe (or the one at *url*)."""
-        return boto3.client(
-            "ec2",
-            endpoint_url=url or self.econe.url,
-            region_name="opennebula",
-            aws_access_key_id=user or self.demo.user,
-            aws_secret_access_key=secret or self.demo.secret,
-            config=botocore.config.Config(**config) if config else None,
-        )
+        return ec2_client(url or self.econe.url, user or self.demo.user, secret or self.demo.secret, **config)
 
 
 @pytest.fixture(scope="module")
@@ -788,14 +779,7 @@ def test_oned_going_away_is_unavailable_and_the_service_carries_on(tmp_path):
     d = demo.provision(one.url, one.admin_session, str(tmp_path))
     econe = start_econe(tmp_path, one.url, one.data / "ec2_auth")
     try:
-        ec2 = boto3.client(
-            "ec2",
-            endpoint_url=econe.url,
-            region_name="opennebula",
-            aws_access_key_id=d.user,
-            aws_secret_access_key=d.secret,
-            config=botocore.config.Config(retries={"max_attempts": 1}),
-        )
+        ec2 = ec2_client(econe.url, d.user, d.secret, retries={"max_attempts": 1})
         assert ec2.describe_instances()["Reservations"] == []
         one.stop()
         with pytest.raises(botocore.exceptions.ClientError) as e:
@@ -857,9 +841,7 @@ def _instance_type(stack, name: str, first_ip: str, size: int, *attrs) -> int:
 def test_min_count_not_met_removes_what_was_made(stack):
     _instance_type(stack, "t2.pair", "10.9.0.1", 2)  # the third VM cannot get a lease
     itype = stack.cloud.name("t2.pair")
-    ec2 = boto3.client("ec2", endpoint_url=stack.econe.url, region_name="opennebula",
-                       aws_access_key_id=stack.demo.user, aws_secret_access_key=stack.demo.secret,
-                       config=botocore.config.Config(retries={"total_max_attempts": 1}))  # fmt: skip
+    ec2 = stack.client(retries={"total_max_attempts": 1})
     before = {i["InstanceId"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
     with pytest.raises(botocore.exceptions.ClientError) as e:  # one try: boto3 would retry a 500
         ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType=itype, MinCount=3, MaxCount=3)

@@ -14,8 +14,6 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from itertools import count
 
-import boto3
-import botocore.config
 import botocore.exceptions
 import pytest
 
@@ -25,7 +23,7 @@ from econe.sessions import CIPHER_PERIOD, cipher_session
 from one import cipher
 
 from .cloud import Cloud
-from .conftest import Econe, start_econe, start_onelite
+from .conftest import Econe, ec2_client, start_econe, start_onelite
 
 _numbers = count()
 
@@ -75,14 +73,7 @@ def _user(env: Env) -> User:
 
 
 def _ec2(econe: Econe, user: User):
-    return boto3.client(
-        "ec2",
-        endpoint_url=econe.url,
-        region_name="opennebula",
-        aws_access_key_id=user.name,
-        aws_secret_access_key=user.secret,
-        config=botocore.config.Config(retries={"total_max_attempts": 1}),
-    )
+    return ec2_client(econe.url, user.name, user.secret, retries={"total_max_attempts": 1})
 
 
 def _describe(econe: Econe, user: User) -> None:
