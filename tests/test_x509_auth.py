@@ -72,12 +72,10 @@ def x509(stack):
     admin("one.user.enable", dora_id, False)
     ed = stack.cloud.name("ed")  # an ssh user whose password is a DN: not an x509 user
     admin("one.user.allocate", ed, escape_dn("/C=ES/CN=Ed"), "ssh", [stack.demo.gid])
-    work = stack.workdir
-    both = start_econe(work, stack.cloud.url, stack.cloud.server_auth, auth=["ec2", "x509"])
-    only = start_econe(work, stack.cloud.url, stack.cloud.server_auth, auth="x509")
-    untrusting = start_econe(
-        work, stack.cloud.url, stack.cloud.server_auth, auth=["ec2", "x509"], trusted_proxies=["192.0.2.0/24"]
-    )
+    cloud, work = stack.cloud, stack.workdir
+    both = start_econe(work, cloud.url, cloud.server_auth, auth=["ec2", "x509"], datastore_id=cloud.datastore)
+    only = start_econe(work, cloud.url, cloud.server_auth, auth="x509", datastore_id=cloud.datastore)
+    untrusting = start_econe(work, cloud.url, cloud.server_auth, auth=["ec2", "x509"], trusted_proxies=["192.0.2.0/24"])
     yield {"carol": carol, "dora": dora, "ed": ed, "both": both, "only": only, "untrusting": untrusting}
     for econe in (both, only, untrusting):
         econe.stop()
@@ -192,3 +190,36 @@ def test_x509_requests_are_logged_with_their_user(stack, x509):
     time.sleep(0.2)
     lines = [line for line in x509["both"].log.read_text().splitlines() if "action=GetCallerIdentity" in line]
     assert any(f"client=10.1.2.3 user={x509['carol']} " in line and "status=200" in line for line in lines)
+
+
+def _upload(econe, dn: str, file_bytes: bytes, announced: int | None = None) -> tuple[int, ET.Element]:
+    """An UploadImage as an x509 client sends it through the proxy: no signature, the proxy's DN; the
+    body announced as *announced* bytes (more than is sent: the answer must come before the rest)."""
+    boundary = "x509boundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="Action"\r\n\r\nUploadImage\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="Version"\r\n\r\n2016-11-15\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="disk.raw"\r\n\r\n'
+    ).encode() + file_bytes
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    length = announced or len(body) + len(tail)
+    head = (
+        f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{econe.port}\r\nForwarded: {_forwarded(dn)}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+    return e2e._raw_post(econe.port, head, body if announced else body + tail)
+
+
+def test_an_x509_user_uploads_an_image(stack, x509):
+    status, root = _upload(x509["both"], CAROL_SEEN, b"\0" * 4096)
+    assert status == 200, ET.tostring(root)[:300]
+    ami = next(e.text for e in root.iter() if e.tag.endswith("imageId"))
+    image = ET.fromstring(stack.admin("one.image.info", int(ami.split("-")[1]), False))
+    assert image.findtext("UNAME") == x509["carol"]
+    stack.admin("one.image.delete", int(ami.split("-")[1]))
+
+
+def test_an_upload_with_an_unknown_dn_stages_nothing(stack, x509):
+    status, root = _upload(x509["both"], "C = ES, CN = Mallory", b"\0" * 65536, announced=8 * 1024 * 1024)
+    assert (status, root.findtext("Errors/Error/Code")) == (401, "AuthFailure")
+    assert list((stack.workdir / "tmp").iterdir()) == []
