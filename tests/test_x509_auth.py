@@ -14,6 +14,8 @@ import xml.etree.ElementTree as ET
 from urllib.parse import urlencode
 
 import boto3
+import botocore
+import botocore.config
 import botocore.exceptions
 import pytest
 
@@ -223,3 +225,24 @@ def test_an_upload_with_an_unknown_dn_stages_nothing(stack, x509):
     status, root = _upload(x509["both"], "C = ES, CN = Mallory", b"\0" * 65536, announced=8 * 1024 * 1024)
     assert (status, root.findtext("Errors/Error/Code")) == (401, "AuthFailure")
     assert list((stack.workdir / "tmp").iterdir()) == []
+
+
+def test_boto3_unsigned_is_an_x509_client(stack, x509):
+    """boto3 signs nothing with ``signature_version=UNSIGNED`` (and presents ``client_cert`` to the
+    proxy): its POSTed requests act for the x509 user the proxy names."""
+    client = boto3.client(
+        "ec2",
+        endpoint_url=x509["both"].url,
+        region_name="opennebula",
+        config=botocore.config.Config(signature_version=botocore.UNSIGNED),
+    )
+    client.meta.events.register("before-send.ec2.*", lambda request, **_: request.headers.update(
+        Forwarded=_forwarded(CAROL_SEEN)
+    ))  # fmt: skip
+    made = client.run_instances(
+        ImageId=f"ami-{stack.demo.image:08d}", InstanceType=stack.demo.itype, MinCount=1, MaxCount=1
+    )["Instances"][0]
+    assert made["InstanceId"] in {
+        i["InstanceId"] for r in client.describe_instances()["Reservations"] for i in r["Instances"]
+    }
+    client.terminate_instances(InstanceIds=[made["InstanceId"]])
