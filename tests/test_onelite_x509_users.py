@@ -6,8 +6,9 @@ through the server account as for any other.
 There are no captured oned answers for x509 users: the expected answers come from oned's source at
 release-6.10.5 (src/um/UserPool.cc UserPool::allocate, src/um/User.cc User::pass_is_valid and
 set_password, src/rm/RequestManagerUser.cc UserChangePassword and UserChangeAuth, whose failures
-answer ACTION; a refused allocate answers INTERNAL, as the captured empty-password answer does). The
-tests run on an existing oned too (``--conformance``): they make only users named with the run's prefix."""
+answer ACTION; a refused allocate answers INTERNAL, as the captured empty-password answer does). They
+use ``module_cloud`` and make only users named with its prefix, so ``pytest --conformance`` can hold an
+existing oned to them (not tried on one yet; make conformance does not list this module)."""
 
 from __future__ import annotations
 
