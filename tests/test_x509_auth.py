@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import re
-import time
 import xml.etree.ElementTree as ET
 from urllib.parse import urlencode
 
@@ -72,13 +71,17 @@ def x509(stack):
     dora = stack.cloud.name("dora")  # disabled
     dora_id = admin("one.user.allocate", dora, escape_dn("/C=ES/CN=Dora"), "x509", [stack.demo.gid])
     admin("one.user.enable", dora_id, False)
+    jose = stack.cloud.name("jose")  # a DN beyond ASCII, as Ruby's Name#to_s writes it
+    admin("one.user.allocate", jose, escape_dn("/C=ES/CN=Jos\\xC3\\xA9 P\\xC3\\xA9rez"), "x509", [stack.demo.gid])
+    for twin in ("twin1", "twin2"):  # one DN, two users: neither is chosen
+        admin("one.user.allocate", stack.cloud.name(twin), escape_dn("/C=ES/CN=Twin"), "x509", [stack.demo.gid])
     ed = stack.cloud.name("ed")  # an ssh user whose password is a DN: not an x509 user
     admin("one.user.allocate", ed, escape_dn("/C=ES/CN=Ed"), "ssh", [stack.demo.gid])
     cloud, work = stack.cloud, stack.workdir
     both = start_econe(work, cloud.url, cloud.server_auth, auth=["ec2", "x509"], datastore_id=cloud.datastore)
     only = start_econe(work, cloud.url, cloud.server_auth, auth="x509", datastore_id=cloud.datastore)
     untrusting = start_econe(work, cloud.url, cloud.server_auth, auth=["ec2", "x509"], trusted_proxies=["192.0.2.0/24"])
-    yield {"carol": carol, "dora": dora, "ed": ed, "both": both, "only": only, "untrusting": untrusting}
+    yield {"carol": carol, "dora": dora, "ed": ed, "jose": jose, "both": both, "only": only, "untrusting": untrusting}
     for econe in (both, only, untrusting):
         econe.stop()
 
@@ -87,8 +90,6 @@ def test_a_verified_dn_acts_as_its_x509_user(stack, x509):
     assert _who(x509["both"].url, CAROL_SEEN) == (200, x509["carol"])
     assert _who(x509["only"].url, CAROL_SEEN) == (200, x509["carol"])
     assert _who(x509["both"].url, "C = ES, O = Example Org, CN = Carol Doe (old card)") == (200, x509["carol"])
-    # the slash form (Apache's and nginx's legacy variables) names the same user
-    assert _who(x509["both"].url, CAROL_DN) == (200, x509["carol"])
 
 
 def test_an_x509_user_runs_and_lists_its_instances(stack, x509):
@@ -112,7 +113,23 @@ def test_an_x509_user_runs_and_lists_its_instances(stack, x509):
     assert status == 200
     assert [e.text for e in root.iterfind(".//e:instanceId", ns)] == [instance]
     status, root = _call(x509["both"].url, "TerminateInstances", headers, **{"InstanceId.1": instance})
-    assert status == 200
+    assert status == 200, ET.tostring(root)
+
+
+def test_a_dn_beyond_ascii_as_lighttpd_forwards_it(stack, x509):
+    """lighttpd writes the UTF-8 bytes of SSL_CLIENT_S_DN as they are, each after a backslash where
+    its C char is signed (x86), without one where it is not (arm64); a header's bytes reach econe as
+    latin-1 text."""
+    utf8 = "CN = José Pérez".encode().decode("latin-1")
+    escaped = "".join("\\" + c if ord(c) > 0x7F else c for c in utf8)
+    for remote_user in (escaped, utf8):
+        forwarded = f'for=10.1.2.3;proto=https;remote_user="C = ES, {remote_user}"'
+        assert _who(x509["both"].url, None, Forwarded=forwarded) == (200, x509["jose"])
+
+
+def test_a_header_that_is_not_utf8_is_no_server_error(stack, x509):
+    for headers in ({"X-Anything": "\xff\xfe"}, {"Forwarded": 'for=10.1.2.3;remote_user="C = ES, CN = \xff"'}):
+        assert _who(x509["both"].url, None, **headers)[:2] == (401, "AuthFailure")
 
 
 def test_unknown_disabled_and_non_x509_dns_get_the_same_answer(stack, x509):
@@ -121,6 +138,7 @@ def test_unknown_disabled_and_non_x509_dns_get_the_same_answer(stack, x509):
         "unknown": _who(url, "C = ES, O = Example Org, CN = Mallory"),
         "disabled": _who(url, "C = ES, CN = Dora"),
         "ssh user": _who(url, "C = ES, CN = Ed"),
+        "shared": _who(url, "C = ES, CN = Twin"),
         "part of a DN": _who(url, "C = ES, O = Example Org"),
         "a user's name": _who(url, x509["carol"]),
         "empty": _who(url, ""),
@@ -129,6 +147,7 @@ def test_unknown_disabled_and_non_x509_dns_get_the_same_answer(stack, x509):
     log = x509["both"].log.read_text()
     assert re.search(r"(?m)no x509 user has the DN /C=ES/O=Example\\20Org/CN=Mallory$", log)
     assert re.search(rf"x509 user '{x509['dora']}' is disabled", log)
+    assert re.search(r"x509 users '[^']*twin1', '[^']*twin2' share the DN /C=ES/CN=Twin", log)
 
 
 def test_only_a_trusted_proxy_element_names_the_user(stack, x509):
@@ -138,7 +157,11 @@ def test_only_a_trusted_proxy_element_names_the_user(stack, x509):
     earlier = {"Forwarded": f"{_forwarded(CAROL_SEEN, '10.9.9.9')}, for=10.1.2.3;proto=https"}
     # a client's own headers of other names are not the proxy's word
     forged = {"X-SSL-Client-S-DN": CAROL_SEEN, "SSL_CLIENT_S_DN": CAROL_DN, "Remote-User": x509["carol"]}
-    for headers in (earlier, forged):
+    # a client's unclosed quote would take in the element the proxy appends after it
+    unclosed = {
+        "Forwarded": f'for=10.9.9.9;remote_user="/C=ES/O=Example\\20Org/CN=Carol\\20Doe, {_forwarded("C = ES")}'
+    }
+    for headers in (earlier, forged, unclosed):
         assert _who(x509["only"].url, None, **headers) == SAME
         assert _who(x509["both"].url, None, **headers)[:2] == (401, "AuthFailure")
 
@@ -188,8 +211,7 @@ def test_auth_in_econe_conf(tmp_path, monkeypatch):
 
 
 def test_x509_requests_are_logged_with_their_user(stack, x509):
-    _who(x509["both"].url, CAROL_SEEN)
-    time.sleep(0.2)
+    _who(x509["both"].url, CAROL_SEEN)  # its line is written before the answer is sent
     lines = [line for line in x509["both"].log.read_text().splitlines() if "action=GetCallerIdentity" in line]
     assert any(f"client=10.1.2.3 user={x509['carol']} " in line and "status=200" in line for line in lines)
 

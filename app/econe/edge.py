@@ -134,8 +134,15 @@ def error_response(status: int, code: str, message: str, to_head: bool = False) 
 # ---------------------------------------------------------------- the client address (pure)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_ELEMENTS = re.compile(r'(?:"(?:[^"\\]|\\.)*"|[^,"])+')  # a Forwarded header's elements: split on commas outside quotes
-_PAIRS = re.compile(r'(?:"(?:[^"\\]|\\.)*"|[^;"])+')
+# A Forwarded header's tokens: a quoted string, a run of other text, a separator, a quote that does not close
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*+"|[^,;"]++|[,;"]')
+_PLAIN = re.compile(r"[^,;]++|[,;]")  # the same past a quote that does not close: no later one can
+# RFC 7239's grammar. Only in a header that follows it, every quote closed, is the last element surely
+# the one the proxy appended (a client's unclosed quote would take it in). Possessive quantifiers: what
+# one part took is never tried by the next, so a mismatch costs linear time.
+_PAIR = r'[!#$%&\'*+.^_`|~0-9A-Za-z-]++=(?:[!#$%&\'*+.^_`|~0-9A-Za-z-]++|"(?:[^"\\]|\\.)*+")'
+_ELEMENT = rf"(?:{_PAIR}(?:[ \t]*+;[ \t]*+{_PAIR})*+)?+"
+_WELL_FORMED = re.compile(rf"[ \t]*+{_ELEMENT}(?:[ \t]*+,[ \t]*+{_ELEMENT})*+[ \t]*+")
 
 
 @dataclass(frozen=True)
@@ -164,17 +171,33 @@ def _node(value: str):
     return _ip(value) or _ip(value.rpartition(":")[0])
 
 
-def _params(element: str) -> dict[str, str]:
-    """The parameters of one Forwarded element, names in lower case, quoted strings unquoted (RFC 7230 3.2.6)."""
-    out = {}
-    for pair in _PAIRS.findall(element):
-        name, eq, value = pair.partition("=")
-        if eq:
-            value = value.strip()
-            if len(value) > 1 and value[0] == value[-1] == '"':
-                value = re.sub(r"\\(.)", r"\1", value[1:-1])
-            out[name.strip().lower()] = value
-    return out
+def _elements(header: str) -> list[dict[str, str]]:
+    """The parameters of each element of a Forwarded header, names in lower case, quoted strings
+    unquoted (RFC 9110 5.6.4); leniently, as a client may have written the start of it. Linear: a quote
+    that does not close is taken as text, and so is every later one (it would have closed the first)."""
+    elements, pairs, pair, pattern, pos = [], [], "", _TOKENS, 0
+    while pos < len(header):
+        token = pattern.match(header, pos)[0]
+        pos += len(token)
+        if token in (",", ";"):
+            pairs.append(pair)
+            pair = ""
+            if token == ",":
+                elements.append(pairs)
+                pairs = []
+        else:
+            pattern = _PLAIN if token == '"' else pattern
+            pair += token
+    elements.append([*pairs, pair])
+    return [dict(_param(pair) for pair in pairs if "=" in pair) for pairs in elements]
+
+
+def _param(pair: str) -> tuple[str, str]:
+    name, _, value = pair.partition("=")
+    value = value.strip()
+    if len(value) > 1 and value[0] == value[-1] == '"':
+        value = re.sub(r"\\(.)", r"\1", value[1:-1])
+    return name.strip().lower(), value
 
 
 def _forwarded_for(elements: list[dict]) -> list:
@@ -199,8 +222,8 @@ def client_of(peer: str, forwarded: str | None, trusted: tuple[Network, ...]) ->
     ip = _ip(peer)
     if ip is None or not any(ip in net for net in trusted) or not forwarded:
         return Client(peer, None)
-    elements = [_params(element) for element in _ELEMENTS.findall(forwarded)]
-    dn = elements[-1].get("remote_user") if elements else None
+    elements = _elements(forwarded)
+    dn = elements[-1].get("remote_user") if _WELL_FORMED.fullmatch(forwarded) else None
     nodes = _forwarded_for(elements)
     for node in reversed(nodes):
         if node is None:

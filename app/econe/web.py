@@ -55,7 +55,8 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
     request_id = str(uuid.uuid4())
     rlog = RequestLog(log, {"request_id": request_id})
     # who sent it, as a trusted proxy forwards it (never Bottle's remote_route: X-Forwarded-For from anyone)
-    client = client_of(request.environ.get("REMOTE_ADDR", ""), request.get_header("Forwarded"), config.trusted_proxies)
+    environ = request.environ
+    client = client_of(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_FORWARDED"), config.trusted_proxies)
     started = time.perf_counter()
     action, user, status = "-", "-", 200
     version = ""
@@ -87,13 +88,14 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
                 raise EC2Error("InvalidParameter", f"The parameter file is not supported by {action} on this cloud.")
             if act.takes_file and not with_file:
                 raise EC2Error("MissingParameter", "The request must contain the file to upload (multipart field file)")
+            headers = _headers(environ)
             signed = auth.Request(
                 method=request.method,
-                hosts=_hosts(request, config),
+                hosts=_hosts(headers, config),
                 paths=_paths(request, config),
                 query=query,
                 form=form,
-                headers={k.lower(): v for k, v in request.headers.items()},
+                headers=headers,
                 body_sha256=body_hash,
                 service=act.service,
             )
@@ -226,10 +228,21 @@ def _read_body(request, config: Config, admit_file) -> tuple[list, str | None, s
     return parse_qsl(text, keep_blank_values=True), None, hashlib.sha256(raw).hexdigest()
 
 
-def _hosts(request, config: Config) -> list[str]:
+def _headers(environ) -> dict[str, str]:
+    """The request's headers, names in lower case, values as UTF-8 text (what a client signs). Bottle's
+    raise on a value that is not UTF-8: here its bytes become U+FFFD, and a signature over it fails."""
+    names = {"CONTENT_TYPE": "content-type", "CONTENT_LENGTH": "content-length"}
+    return {
+        names.get(key) or key[5:].replace("_", "-").lower(): value.encode("latin-1").decode("utf-8", "replace")
+        for key, value in environ.items()
+        if key.startswith("HTTP_") or key in names
+    }
+
+
+def _hosts(headers: dict[str, str], config: Config) -> list[str]:
     """Host names the client may have signed for: its Host header, and the public proxy URL's."""
     hosts = []
-    header = request.get_header("Host")
+    header = headers.get("host")
     if header:
         hosts += [header, header.rsplit(":", 1)[0]] if ":" in header and not header.endswith("]") else [header]
     if config.ssl_server:

@@ -28,25 +28,20 @@ def _unescaped(value: bytes) -> bytes:
     return _ESCAPE.sub(lambda m: bytes.fromhex(m[1].decode()) if len(m[1]) == 2 else m[1], value)
 
 
-def _printable(text: bytes) -> str:
-    """Bytes outside printable ASCII as \\xHH, as X509_NAME_oneline writes them."""
-    return "".join(chr(b) if 0x20 <= b <= 0x7E else f"\\x{b:02X}" for b in text)
-
-
 def _oneline(value: bytes) -> str:
-    """A value as OpenSSL 3's X509_NAME_oneline writes it: printable, its separators "/" and "+" after a backslash."""
-    return _printable(re.sub(rb"([/+])", rb"\\\1", value))
+    """A value as OpenSSL 3's X509_NAME_oneline writes it: "/" and "+" after a backslash, bytes outside
+    printable ASCII as \\xHH."""
+    value = re.sub(rb"([/+])", rb"\\\1", value)
+    return "".join(chr(b) if 0x20 <= b <= 0x7E else f"\\x{b:02X}" for b in value)
 
 
 def opennebula_dn(seen: str) -> str | None:
-    """The DN a proxy forwarded, as an x509 user's password holds it: OpenSSL's legacy one-line form
-    (``/C=ES/O=Example/CN=Jo Doe``, X509_NAME_oneline, which OpenNebula reads certificates with),
-    whitespace escaped (``one.x509.escape_dn``). *seen* is that form already (Apache's and nginx's
-    legacy variables) or OpenSSL's one-line print (lighttpd's); None when it is neither. Header
-    text arrives as latin-1: its bytes are what the proxy sent."""
-    raw = seen.encode("latin-1", "replace")
-    if raw.startswith(b"/"):
-        return escape_dn(_printable(raw))
+    """The DN a proxy forwarded in OpenSSL's one-line print (lighttpd's SSL_CLIENT_S_DN), as an x509
+    user's password holds it: OpenSSL's legacy one-line form (``/C=ES/O=Example/CN=Jo Doe``,
+    X509_NAME_oneline, which OpenNebula reads certificates with), whitespace escaped
+    (``one.x509.escape_dn``); None when it is no such print. Header text arrives as latin-1 (PEP 3333):
+    its bytes are what the proxy sent."""
+    raw = seen.encode("latin-1")
     if len(raw) >= ONELINE_MAX:  # perhaps cut short, and then perhaps the DN of someone else
         return None
     parts, pos, joint = [], 0, "/"
@@ -64,7 +59,7 @@ def user_of(seen: str | None, users_of) -> str:
     """The name of the x509 user with the DN *seen*; *users_of(dn)* lists (name, enabled) of the x509
     users whose password lists *dn*."""
     if seen is None:
-        raise auth_failure("no signature, and no client certificate DN from a trusted proxy")
+        raise auth_failure("no client certificate DN from a trusted proxy")
     dn = opennebula_dn(seen)
     if dn is None:
         raise auth_failure(f"the trusted proxy forwarded a DN econe cannot read: {seen!r}")
@@ -72,7 +67,7 @@ def user_of(seen: str | None, users_of) -> str:
     if not users:
         raise auth_failure(f"no x509 user has the DN {dn}")  # printable: escaped as OpenNebula escapes it
     if len(users) > 1:
-        raise auth_failure(f"x509 users {', '.join(repr(n) for n, _ in users)} share the DN {dn}")
+        raise auth_failure(f"x509 users {', '.join(sorted(repr(n) for n, _ in users))} share the DN {dn}")
     name, enabled = users[0]
     if not enabled:
         raise auth_failure(f"x509 user {name!r} is disabled")
