@@ -30,6 +30,7 @@ stack = e2e.stack  # onelite (or a real oned), the demo cloud, and an ec2-only e
 CAROL_SEEN = "C = ES, O = Example Org, CN = Carol Doe"
 CAROL_DN = "/C=ES/O=Example Org/CN=Carol Doe"
 OTHER_DN = "/C=ES/O=Example Org/CN=Carol Doe (old card)"
+PROXY_SECRET = "b7f3c0d65a2e4e0f9c1d8a7b6e5f4a3c"  # what lighttpd sends in X-Econe-Proxy-Secret
 SAME = (401, "AuthFailure", "AWS was not able to validate the provided access credentials")
 
 
@@ -81,8 +82,21 @@ def x509(stack):
     both = start_econe(work, cloud.url, cloud.server_auth, auth=["ec2", "x509"], datastore_id=cloud.datastore)
     only = start_econe(work, cloud.url, cloud.server_auth, auth="x509", datastore_id=cloud.datastore)
     untrusting = start_econe(work, cloud.url, cloud.server_auth, auth=["ec2", "x509"], trusted_proxies=["192.0.2.0/24"])
-    yield {"carol": carol, "dora": dora, "ed": ed, "jose": jose, "both": both, "only": only, "untrusting": untrusting}
-    for econe in (both, only, untrusting):
+    secret_file = work / "proxy_secret"
+    secret_file.write_text(f"{PROXY_SECRET}\n")
+    secret_file.chmod(0o600)
+    vouched = start_econe(work, cloud.url, cloud.server_auth, auth=["ec2", "x509"], proxy_secret_file=str(secret_file))
+    yield {
+        "carol": carol,
+        "dora": dora,
+        "ed": ed,
+        "jose": jose,
+        "both": both,
+        "only": only,
+        "untrusting": untrusting,
+        "vouched": vouched,
+    }
+    for econe in (both, only, untrusting, vouched):
         econe.stop()
 
 
@@ -268,3 +282,38 @@ def test_boto3_unsigned_is_an_x509_client(stack, x509):
         i["InstanceId"] for r in client.describe_instances()["Reservations"] for i in r["Instances"]
     }
     client.terminate_instances(InstanceIds=[made["InstanceId"]])
+
+
+def test_with_a_proxy_secret_a_dn_counts_only_beside_it(stack, x509):
+    """Anyone on the proxy's address (the frontend's loopback) could send what the proxy sends; with
+    ``proxy_secret_file`` a DN counts only from a request carrying the secret the proxy adds."""
+    url = x509["vouched"].url
+    assert _who(url, CAROL_SEEN, **{"X-Econe-Proxy-Secret": PROXY_SECRET}) == (200, x509["carol"])
+    for sent in ({}, {"X-Econe-Proxy-Secret": "guess"}, {"X-Econe-Proxy-Secret": PROXY_SECRET[:-1]}):
+        assert _who(url, CAROL_SEEN, **sent)[:2] == (401, "AuthFailure")
+    assert "a client certificate DN without the proxy secret" in x509["vouched"].log.read_text()
+    assert PROXY_SECRET not in x509["vouched"].log.read_text()
+    assert "x509 without proxy_secret_file" not in x509["vouched"].log.read_text()
+    assert (
+        "x509 without proxy_secret_file: any process connecting from a trusted proxy's address (127.0.0.1/32, ::1/128)"
+        in x509["both"].log.read_text()
+    )
+    # EC2 signatures need no secret
+    assert stack.client(url=url).describe_regions()["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "reason"),
+    [("s3cret\n", 0o644, "is readable by others than its owner"), ("\n", 0o600, "is empty"), (None, 0, "cannot read")],
+)
+def test_a_proxy_secret_file_is_checked_at_start(tmp_path, monkeypatch, content, mode, reason):
+    auth_file = tmp_path / "ec2_auth"
+    auth_file.write_text("serveradmin:pw")
+    monkeypatch.setenv("ONE_CIPHER_AUTH", str(auth_file))
+    secret = tmp_path / "secret"
+    if content is not None:
+        secret.write_text(content)
+        secret.chmod(mode)
+    conf = write_conf(tmp_path / "econe.conf", {"auth": ["ec2", "x509"], "proxy_secret_file": str(secret)})
+    with pytest.raises(ConfigError, match=rf"econe.conf: :proxy_secret_file: {secret} {reason}"):
+        load(str(conf))

@@ -47,6 +47,10 @@ class Config:
     max_upload_size: int = 10 * 1024**3
     # the proxies whose Forwarded header names the client (addresses or networks)
     trusted_proxies: tuple = field(default_factory=lambda: _networks(["127.0.0.1", "::1"]))
+    # the file of the secret the proxy adds (X-Econe-Proxy-Secret): with it, only a request that carries it
+    # may name an x509 user, not any process on a trusted proxy's address; proxy_secret holds its text
+    proxy_secret_file: str | None = None
+    proxy_secret: str = ""
     threads: int = 16
     request_timeout: int = 10  # seconds a client has to send a request, and a body's window of MIN_RATE (edge.py)
     max_count: int = 100  # instances one RunInstances may make
@@ -59,8 +63,8 @@ class Config:
     source: str = ""
 
 
-# key -> (checker, description); the original keys, plus pid_file, trusted_proxies, threads, max_count,
-# request_timeout and cache_ttl
+# key -> (checker, description); the original keys, plus pid_file, trusted_proxies, proxy_secret_file,
+# threads, max_count, request_timeout and cache_ttl
 def _url(v):
     return isinstance(v, str) and urlparse(v).scheme in ("http", "https") and bool(urlparse(v).netloc)
 
@@ -94,6 +98,10 @@ KEYS = {
     "trusted_proxies": (
         lambda v: _networks(v) is not None,
         "must be a list of proxy addresses or networks, like 127.0.0.1 or 10.0.0.0/8",
+    ),
+    "proxy_secret_file": (
+        lambda v: v is None or isinstance(v, str) and v.startswith("/"),
+        "must be an absolute file path",
     ),
     "threads": (_int_range(1, 512), "must be an integer 1-512"),
     "request_timeout": (_int_range(1, 3600), "must be a number of seconds 1-3600"),
@@ -184,6 +192,9 @@ def load(path: str, environ=os.environ) -> Config:
     types = data.get(":instance_types") or data.get("instance_types") or {}
     cfg.instance_types = _instance_types(name, types, cfg.template_dir, cfg.use_file_templates)
     cfg.server_user, cfg.server_password = _server_account(environ)
+    if cfg.proxy_secret_file:
+        label = f"{name}: {seen['proxy_secret_file']} {cfg.proxy_secret_file}"
+        cfg.proxy_secret = _proxy_secret(cfg.proxy_secret_file, label)
     return cfg
 
 
@@ -203,6 +214,20 @@ def _instance_types(name: str, types: dict, template_dir: str, required: bool) -
             raise ConfigError(f"{name}: {label} template {full} is not readable")
         out[str(type_name)] = InstanceType(str(type_name), full)
     return out
+
+
+def _proxy_secret(path: str, label: str) -> str:
+    """The proxy's secret: the first line of the file *path*, which only its owner may read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            if os.fstat(f.fileno()).st_mode & 0o077:
+                raise ConfigError(f"{label} is readable by others than its owner (chmod 600 it)")
+            secret = f.readline().strip()
+    except OSError as e:
+        raise ConfigError(f"{label} cannot read: {e.strerror}") from None
+    if not secret:
+        raise ConfigError(f"{label} is empty")
+    return secret
 
 
 def _server_account(environ) -> tuple[str, str]:

@@ -82,6 +82,12 @@ def serve(cfg: Config) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("econe %s listening on http://%s:%d/ (oned %s)", __version__, cfg.host, cfg.port, cfg.one_xmlrpc)
+    if "x509" in cfg.auth and not cfg.proxy_secret:
+        log.warning(
+            "x509 without proxy_secret_file: any process connecting from a trusted proxy's address (%s) may act "
+            "as any x509 user",
+            ", ".join(map(str, cfg.trusted_proxies)),
+        )
     try:
         server.prepare()
     except OSError as e:

@@ -7,6 +7,7 @@ No business logic here: a request id, body limits, parameters, signature check, 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 import re
@@ -23,7 +24,7 @@ from . import auth, model, multipart, x509
 from .actions import ACTIONS, Context, check_limits, check_stored, check_supported
 from .config import Config
 from .edge import client_of, content_length
-from .errors import EC2Error, dry_run_succeeded
+from .errors import EC2Error, auth_failure, dry_run_succeeded
 from .gateway import Gateway
 
 METHODS = ("GET", "HEAD", "POST")  # HEAD: GET's answer without its body (Bottle drops it)
@@ -163,6 +164,10 @@ def _authenticate(req: auth.Request, client, config: Config, gateway: Gateway) -
         auth.signature_version(req) is not None or "x509" not in config.auth or client.dn is None
     ):
         return auth.verify(req, gateway.account, datetime.now(UTC))
+    if client.dn is not None and config.proxy_secret:
+        sent = req.headers.get("x-econe-proxy-secret", "")
+        if not hmac.compare_digest(sent.encode(), config.proxy_secret.encode()):
+            raise auth_failure("a client certificate DN without the proxy secret (X-Econe-Proxy-Secret)")
     return x509.user_of(client.dn, gateway.x509_users)
 
 
