@@ -33,7 +33,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 4567
     ssl_server: str | None = None
-    auth: str = "ec2"
+    auth: tuple = ("ec2",)  # how clients authenticate: EC2 signatures, client certificates (x509), or both
     core_auth: str = "cipher"
     datastore_id: int = 1
     tmpdir: str = "/var/tmp"
@@ -76,7 +76,7 @@ KEYS = {
     "host": (lambda v: isinstance(v, str) and v != "", "must be a host name or address"),
     "port": (_int_range(1, 65535), "must be an integer 1-65535"),
     "ssl_server": (lambda v: v is None or _url(v), "must be the proxy's public URL, like https://host:8443"),
-    "auth": (lambda v: v in ("ec2", "x509"), "must be ec2 or x509"),
+    "auth": (lambda v: _methods(v) is not None, "must be ec2, x509 or a list of both, like [ec2, x509]"),
     "core_auth": (lambda v: v in ("cipher", "x509"), "must be cipher or x509"),
     "datastore_id": (_int_range(0, 2**31 - 1), "must be a datastore id (integer >= 0)"),
     "tmpdir": (lambda v: isinstance(v, str) and v.startswith("/"), "must be an absolute directory path"),
@@ -118,6 +118,14 @@ def _size(v) -> int | None:
         if number.isdigit() and int(number) > 0:
             return int(number) * _SIZE_UNITS[unit]
     return None
+
+
+def _methods(v) -> tuple | None:
+    """The authentication methods of ``:auth:``: one, or a list of different ones."""
+    methods = [v] if isinstance(v, str) else v
+    if not isinstance(methods, list) or not methods or len(set(map(str, methods))) < len(methods):
+        return None
+    return tuple(methods) if all(m in ("ec2", "x509") for m in methods) else None
 
 
 def _networks(v) -> tuple | None:
@@ -165,16 +173,14 @@ def load(path: str, environ=os.environ) -> Config:
             value = _size(value)
         if key == "trusted_proxies":
             value = _networks(value)
+        if key == "auth":
+            value = _methods(value)
         if key == "instance_types":
             continue
         if hasattr(cfg, key):
             setattr(cfg, key, value)
-    for key in ("auth", "core_auth"):
-        if getattr(cfg, key) == "x509":
-            raise ConfigError(
-                f"{name}: {seen.get(key, key + ':')} x509 is not implemented by this version; use "
-                f"{'ec2' if key == 'auth' else 'cipher'}"
-            )
+    if cfg.core_auth == "x509":  # the server account signing its sessions with a certificate
+        raise ConfigError(f"{name}: {seen['core_auth']} x509 is not implemented by this version; use cipher")
     types = data.get(":instance_types") or data.get("instance_types") or {}
     cfg.instance_types = _instance_types(name, types, cfg.template_dir, cfg.use_file_templates)
     cfg.server_user, cfg.server_password = _server_account(environ)

@@ -142,6 +142,8 @@ _PAIRS = re.compile(r'(?:"(?:[^"\\]|\\.)*"|[^;"])+')
 class Client:
     address: str  # the client's: forwarded by a trusted proxy, or the connection's peer
     proxy: str | None  # the trusted proxy the request came through; None when the client connected itself
+    # the subject DN of the client certificate the proxy verified (its element's ``remote_user``), as the proxy wrote it
+    dn: str | None = None
 
 
 def _ip(text: str):
@@ -155,24 +157,29 @@ def _ip(text: str):
 
 
 def _node(value: str):
-    """The address of a Forwarded ``for`` value (RFC 7239 6: ``1.2.3.4``, ``"1.2.3.4:80"``, ``"[v6]:80"``), or None."""
-    value = re.sub(r"\\(.)", r"\1", value.strip().strip('"'))
+    """The address of an unquoted Forwarded ``for`` value (RFC 7239 6: ``1.2.3.4``, ``1.2.3.4:80``,
+    ``[v6]:80``), or None."""
     if value.startswith("["):
         return _ip(value[1 : value.find("]")])
     return _ip(value) or _ip(value.rpartition(":")[0])
 
 
-def _forwarded_for(header: str) -> list:
-    """The ``for`` address of each element of a Forwarded header, in order (None where it has none)."""
-    out = []
-    for element in _ELEMENTS.findall(header):
-        found = None
-        for pair in _PAIRS.findall(element):
-            name, eq, value = pair.partition("=")
-            if eq and name.strip().lower() == "for":
-                found = _node(value)
-        out.append(found)
+def _params(element: str) -> dict[str, str]:
+    """The parameters of one Forwarded element, names in lower case, quoted strings unquoted (RFC 7230 3.2.6)."""
+    out = {}
+    for pair in _PAIRS.findall(element):
+        name, eq, value = pair.partition("=")
+        if eq:
+            value = value.strip()
+            if len(value) > 1 and value[0] == value[-1] == '"':
+                value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            out[name.strip().lower()] = value
     return out
+
+
+def _forwarded_for(elements: list[dict]) -> list:
+    """The ``for`` address of each element, in order (None where it has none)."""
+    return [_node(params["for"]) if "for" in params else None for params in elements]
 
 
 _FORWARDED = re.compile(rb"^forwarded:[ \t]*(.*?)[ \t]*\r?$", re.I | re.M)
@@ -186,18 +193,21 @@ def forwarded_in(head: bytes) -> str | None:
 
 def client_of(peer: str, forwarded: str | None, trusted: tuple[Network, ...]) -> Client:
     """Who sent a request: the address a trusted proxy forwards (RFC 7239; walking from the last
-    element, which the nearest proxy appended, past any other trusted proxy), else the peer. A
-    forwarding header from anyone else says nothing."""
+    element, which the nearest proxy appended, past any other trusted proxy), else the peer; and the
+    DN of the client certificate that proxy verified, which only its own element, the last, can carry
+    (any earlier one came to it from the client). A forwarding header from anyone else says nothing."""
     ip = _ip(peer)
     if ip is None or not any(ip in net for net in trusted) or not forwarded:
         return Client(peer, None)
-    nodes = _forwarded_for(forwarded)
+    elements = [_params(element) for element in _ELEMENTS.findall(forwarded)]
+    dn = elements[-1].get("remote_user") if elements else None
+    nodes = _forwarded_for(elements)
     for node in reversed(nodes):
         if node is None:
-            return Client("unknown", peer)  # an element without a usable address: the chain ends there
+            return Client("unknown", peer, dn)  # an element without a usable address: the chain ends there
         if not any(node in net for net in trusted):
-            return Client(str(node), peer)
-    return Client(str(nodes[0]), peer) if nodes else Client(peer, None)  # proxies all the way
+            return Client(str(node), peer, dn)
+    return Client(str(nodes[0]), peer, dn) if nodes else Client(peer, None)  # proxies all the way
 
 
 # ---------------------------------------------------------------- Cheroot, held to the above

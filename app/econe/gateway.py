@@ -27,6 +27,7 @@ from lxml import etree
 
 from one import acl
 from one.codes import ACTION, AUTHENTICATION, AUTHORIZATION, LOCKED, NO_EXISTS
+from one.x509 import dns_of
 
 from . import ids
 from .auth import Account
@@ -196,6 +197,7 @@ class Gateway:
         self._logins = LoginTokens(self._login)
         self._signed_out = False
         self._users: dict[str, Account] = {}
+        self._dns: dict[str, list[tuple[str, bool]]] = {}  # DN of an x509 user -> (its name, enabled): usually one
         self._users_at = -float("inf")  # time.monotonic() when the read they come from began
         self._users_done = -float("inf")  # when the last read ended
         self._users_failed: EC2Error | None = None  # how it ended, when it failed
@@ -259,31 +261,45 @@ class Gateway:
 
     def account(self, name: str) -> Account | None:
         """The user *name* as econe's copy of the user pool has it; None when it has no core or public
-        user of that name. The copy is read again once it is USERS_TTL old, by the first request that
-        needs it, whichever key that request names, and requests that come meanwhile wait for that one
-        read: an unknown key costs what a known one does, and a flood of them one read per USERS_TTL."""
+        user of that name."""
+        self._fresh_users()
+        return self._users.get(name)
+
+    def x509_users(self, dn: str) -> list[tuple[str, bool]]:
+        """(name, enabled) of each x509 user whose password lists *dn* (OpenNebula's form of it)."""
+        self._fresh_users()
+        return self._dns.get(dn, [])
+
+    def _fresh_users(self) -> None:
+        """econe's copy of the user pool is read again once it is USERS_TTL old, by the first request
+        that needs it, whichever user that request names, and requests that come meanwhile wait for
+        that one read: an unknown user costs what a known one does, and a flood of them one read per
+        USERS_TTL."""
         asked = time.monotonic()
         if asked - self._users_at >= USERS_TTL:
             with self._users_lock:
                 if self._users_done < asked:  # no read ended while this request waited: it reads
                     began = time.monotonic()
                     try:
-                        self._users, self._users_at, self._users_failed = self._read_users(), began, None
+                        (self._users, self._dns), self._users_at, self._users_failed = self._read_users(), began, None
                     except EC2Error as e:
                         self._users_failed = e  # the requests that waited for this read get its failure
                     self._users_done = time.monotonic()
                 failed = self._users_failed
             if failed:
                 raise EC2Error(failed.code, failed.message, failed.status, failed.detail)
-        return self._users.get(name)
 
-    def _read_users(self) -> dict[str, Account]:
-        pool = xml(self._as_server("one.userpool.info"))
-        return {
-            u.findtext("NAME"): Account(u.findtext("PASSWORD") or "", u.findtext("ENABLED") == "1")
-            for u in pool.iterfind("USER")
-            if u.findtext("AUTH_DRIVER") in ("core", "public")  # the drivers whose PASSWORD is the EC2 secret
-        }
+    def _read_users(self) -> tuple[dict[str, Account], dict[str, list[tuple[str, bool]]]]:
+        accounts, dns = {}, {}
+        for u in xml(self._as_server("one.userpool.info")).iterfind("USER"):
+            name, password, enabled = u.findtext("NAME"), u.findtext("PASSWORD") or "", u.findtext("ENABLED") == "1"
+            driver = u.findtext("AUTH_DRIVER")
+            if driver in ("core", "public"):  # the drivers whose PASSWORD is the EC2 secret
+                accounts[name] = Account(password, enabled)
+            elif driver == "x509":
+                for dn in set(dns_of(password)):
+                    dns.setdefault(dn, []).append((name, enabled))
+        return accounts, dns
 
     def acl_rules(self) -> list[tuple[int, int, int]]:
         """oned's ACL rules ``(user, resource, rights)``, read with the server account (users may not),

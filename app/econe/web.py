@@ -19,7 +19,7 @@ import bottle
 
 from one import template as tpl
 
-from . import auth, model, multipart
+from . import auth, model, multipart, x509
 from .actions import ACTIONS, Context, check_limits, check_stored, check_supported
 from .config import Config
 from .edge import client_of, content_length
@@ -97,7 +97,7 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
                 body_sha256=body_hash,
                 service=act.service,
             )
-            user = auth.verify(signed, gateway.account, datetime.now(UTC))
+            user = _authenticate(signed, client, config, gateway)
             op, inputs = _inputs(action, act, params)
             call = op, act, inputs
 
@@ -151,6 +151,17 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
             status,
             (time.perf_counter() - started) * 1000,
         )
+
+
+def _authenticate(req: auth.Request, client, config: Config, gateway: Gateway) -> str:
+    """The user a request acts for: the one who signed it, or the one whose client certificate a
+    trusted proxy verified. With both methods on, a signature decides; a request without one is x509's
+    when the proxy forwarded a DN."""
+    if "ec2" in config.auth and (
+        auth.signature_version(req) is not None or "x509" not in config.auth or client.dn is None
+    ):
+        return auth.verify(req, gateway.account, datetime.now(UTC))
+    return x509.user_of(client.dn, gateway.x509_users)
 
 
 def _inputs(action: str, act, params: list[tuple[str, str]]) -> tuple:

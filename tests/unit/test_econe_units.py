@@ -45,7 +45,7 @@ def test_symbol_and_plain_keys(tmp_path, auth_file):
         (":port: abc\n", "econe.conf: :port: must be an integer 1-65535, got 'abc'"),
         (":port: 70000\n", "econe.conf: :port: must be an integer 1-65535, got 70000"),
         (":nonsense: 1\n", "econe.conf: :nonsense: unknown key"),
-        ("auth: kerberos\n", "econe.conf: auth: must be ec2 or x509, got 'kerberos'"),
+        ("auth: kerberos\n", "econe.conf: auth: must be ec2, x509 or a list of both, like [ec2, x509], got 'kerberos'"),
         (":one_xmlrpc: localhost:2633\n", "econe.conf: :one_xmlrpc: must be an http(s) URL"),
         (":describe_with_terminated_instances: maybe\n", "must be true or false"),
         (":max_upload_size: lots\n", "econe.conf: :max_upload_size: must be a size"),
