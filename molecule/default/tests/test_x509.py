@@ -40,7 +40,8 @@ elif what == "ami":
     open("/var/tmp/ami-x509.img", "wb").write(bytes(1048576))
     groups = p.grouppool.info(s)[1]
     gid = int(groups.split("<NAME>ec2</NAME>")[0].rsplit("<ID>", 1)[1].split("<")[0])
-    image = p.image.allocate(s, 'NAME="ami-x509"\nTYPE="OS"\nPATH="/var/tmp/ami-x509.img"\nEC2_AMI="YES"\n', 1, False)[1]
+    body = 'NAME="ami-x509"\nTYPE="OS"\nPATH="/var/tmp/ami-x509.img"\nEC2_AMI="YES"\n'
+    image = p.image.allocate(s, body, 1, False)[1]
     p.image.chown(s, image, -1, gid)
     p.image.chmod(s, image, 1, 1, 0, 1, 0, 0, 0, 0, 0)
     print(image)
@@ -184,6 +185,7 @@ def test_a_forged_dn_header_through_the_proxy_is_dropped():
 
 
 def test_an_ec2_signed_request_still_works_with_both_methods():
+    secret = hashlib.sha256(b"alicepw").hexdigest()
     ec2 = boto3.client("ec2", endpoint_url=PROXY.rstrip("/"), region_name="opennebula", verify=False,
-                       aws_access_key_id="alice", aws_secret_access_key=hashlib.sha256(b"alicepw").hexdigest())  # fmt: skip
+                       aws_access_key_id="alice", aws_secret_access_key=secret)  # fmt: skip
     assert "Reservations" in ec2.describe_instances()
