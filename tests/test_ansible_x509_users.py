@@ -6,6 +6,9 @@ an existing oned with --conformance)."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 
 import pyone
 import pytest
@@ -97,3 +100,17 @@ def test_the_roles_escape_is_opennebulas():
     spec.loader.exec_module(module)
     for dn in (CAROL_DN, *DAVE_DNS, "/CN=a\nb\rc\vd\fe", "/CN=ü ü", "/CN=a\u00a0b"):
         assert module.escape_dn(dn) == escape_dn(dn), dn
+
+
+def test_site_refuses_x509_without_a_client_ca(tmp_path):
+    """x509 on and no CA for the proxy: site.yml stops before any role, saying what is missing."""
+    inventory = tmp_path / "inventory"
+    inventory.write_text(
+        f"[frontend]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    )
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    run = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks" / "site.yml"),
+           "--check", "-e", '{"ansible_become": false, "econe_server_auth": ["ec2", "x509"]}']  # fmt: skip
+    done = subprocess.run(run, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode != 0 and "lighttpd_ssl_proxy_client_ca is empty" in done.stdout, done.stdout[-2000:]
+    assert "ok=1 " in done.stdout and "changed=0" in done.stdout  # the facts, then the assert failed
