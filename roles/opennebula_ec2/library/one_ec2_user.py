@@ -136,7 +136,7 @@ def main():
             uid = one.user.allocate(p["name"], p["password"], p["auth_driver"], [gid] if gid is not None else [])
     else:
         if user.AUTH_DRIVER != p["auth_driver"] or (x509 and user.PASSWORD != p["password"]):
-            # one call sets both: a switch of driver, and a new DN (an x509 user may not set its own)
+            # chauth sets driver and password at once: a switch of driver, or an x509 user's new DN
             changed = True
             if not module.check_mode:
                 one.user.chauth(uid, p["auth_driver"], p["password"])
