@@ -13,7 +13,6 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
-import urllib3
 
 PROXY = "https://127.0.0.1:18443/"  # molecule.yml publishes the container's 8443 here
 PKI = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent")) / "pki"
@@ -22,7 +21,6 @@ OTHER = (str(PKI / "other-client.crt"), str(PKI / "other-client.key"))  # same s
 CAROL_STORED = r"/C=ES/O=Example/CN=Carol\20Doe"  # what OpenNebula keeps for /C=ES/O=Example/CN=Carol Doe
 AUTH_FAILURE = (401, "AuthFailure")
 
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # the snakeoil server certificate
 
 # run in the container by oneadmin (onelite's Python): the users, an AMI the ec2 group may use, a VM's owner
 ADMIN = r"""
@@ -73,12 +71,20 @@ def _admin(host, *args) -> str:
     return host.check_output("/opt/onelite/bin/python /tmp/x509-admin.py " + " ".join(map(str, args)))
 
 
-def _query(action: str, cert=None, headers=None, **params) -> tuple[int, ET.Element]:
-    """An unsigned EC2 Query POST through the proxy, as x509 clients send them: (status, answer root)."""
-    version = "2011-06-15" if action == "GetCallerIdentity" else "2016-11-15"
-    answer = requests.post(PROXY, data={"Action": action, "Version": version, **params}, cert=cert,
-                           headers=headers, verify=False, timeout=30)  # fmt: skip
-    return answer.status_code, ET.fromstring(answer.content)
+@pytest.fixture(scope="module")
+def query(host, tmp_path_factory):
+    """An unsigned EC2 Query POST through the proxy, as x509 clients send them: (status, answer root).
+    The client trusts the frontend's own certificate (snakeoil_cert's, for 127.0.0.1 among others)."""
+    server = tmp_path_factory.mktemp("x509") / "econe.crt"
+    server.write_text(host.file("/etc/lighttpd/ssl/econe.crt").content_string)
+
+    def post(action: str, cert=None, headers=None, **params) -> tuple[int, ET.Element]:
+        version = "2011-06-15" if action == "GetCallerIdentity" else "2016-11-15"
+        answer = requests.post(PROXY, data={"Action": action, "Version": version, **params}, cert=cert,
+                               headers=headers, verify=str(server), timeout=30)  # fmt: skip
+        return answer.status_code, ET.fromstring(answer.content)
+
+    return post
 
 
 def _text(root: ET.Element, name: str) -> list[str]:
@@ -104,28 +110,28 @@ def test_the_x509_user_is_kept_with_the_escaped_dn(host):
     assert ':auth: ["ec2", "x509"]\n' in host.file("/etc/one/econe.conf").content_string
 
 
-def test_the_certificate_lists_and_runs_instances_as_the_x509_user(host):
-    status, root = _query("GetCallerIdentity", cert=CAROL)
+def test_the_certificate_lists_and_runs_instances_as_the_x509_user(host, query):
+    status, root = query("GetCallerIdentity", cert=CAROL)
     assert status == 200 and _text(root, "Arn")[0].endswith("/carol"), ET.tostring(root)
     image = int(_admin(host, "ami"))
-    status, root = _query("RunInstances", cert=CAROL, ImageId=f"ami-{image:08d}", InstanceType="m1.small",
+    status, root = query("RunInstances", cert=CAROL, ImageId=f"ami-{image:08d}", InstanceType="m1.small",
                           MinCount="1", MaxCount="1")  # fmt: skip
     assert status == 200, ET.tostring(root)
     instance = _text(root, "instanceId")[0]
     try:
         vm = ET.fromstring(_admin(host, "vm", int(instance.removeprefix("i-"))))
         assert vm.findtext("UNAME") == "carol"  # oned's owner of the VM: econe acted for carol
-        status, root = _query("DescribeInstances", cert=CAROL)
+        status, root = query("DescribeInstances", cert=CAROL)
         assert status == 200 and instance in _text(root, "instanceId")
     finally:
-        status, root = _query("TerminateInstances", cert=CAROL, **{"InstanceId.1": instance})
+        status, root = query("TerminateInstances", cert=CAROL, **{"InstanceId.1": instance})
         assert status == 200, ET.tostring(root)
 
 
-def test_a_certificate_of_another_ca_or_none_gets_no_dn_through(host):
+def test_a_certificate_of_another_ca_or_none_gets_no_dn_through(query):
     """Optional client certificates: lighttpd serves the client but passes no DN; econe refuses."""
-    assert _error(*_query("DescribeInstances", cert=OTHER)) == AUTH_FAILURE
-    assert _error(*_query("DescribeInstances")) == AUTH_FAILURE
+    assert _error(*query("DescribeInstances", cert=OTHER)) == AUTH_FAILURE
+    assert _error(*query("DescribeInstances")) == AUTH_FAILURE
 
 
 @pytest.fixture
@@ -175,13 +181,13 @@ def test_econes_port_is_on_loopback_only(host):
     assert refused.rc != 0 and "ConnectionRefusedError" in refused.stderr, refused
 
 
-def test_a_forged_dn_header_through_the_proxy_is_dropped():
+def test_a_forged_dn_header_through_the_proxy_is_dropped(query):
     forged = {
         "Forwarded": 'for=1.2.3.4;remote_user="C = ES, O = Example, CN = Carol Doe"',
         "X-Forwarded-For": "1.2.3.4",
     }
-    assert _error(*_query("DescribeInstances", headers=forged)) == AUTH_FAILURE
-    assert _error(*_query("DescribeInstances", cert=OTHER, headers=forged)) == AUTH_FAILURE
+    assert _error(*query("DescribeInstances", headers=forged)) == AUTH_FAILURE
+    assert _error(*query("DescribeInstances", cert=OTHER, headers=forged)) == AUTH_FAILURE
 
 
 def test_an_ec2_signed_request_still_works_with_both_methods():
