@@ -295,7 +295,8 @@ def test_login_refusals_are_oneds(cloud):
 
 def test_a_drivers_max_token_time_caps_its_tokens():
     """UserLogin caps a token's life (an endless one too) by its driver's MAX_TOKEN_TIME when that is
-    positive; onelite's oned.conf, as the captured oned's, caps no driver."""
+    positive; onelite's oned.conf, as the captured oned's, caps ldap's alone (a day)."""
     assert [token_validity(valid, 600) for valid in (3600, -1, 60)] == [600, 600, 60]
     assert [token_validity(valid, -1) for valid in (3600, -1, 60)] == [3600, -1, 60]
     assert [max_token_time(driver) for driver in ("core", "public", "server_cipher", "x509")] == [-1] * 4
+    assert max_token_time("ldap") == 86400

@@ -23,9 +23,20 @@ def external_auth_drivers() -> frozenset[str]:
     return frozenset(tpl.vget(tpl.get(oned_conf(), "AUTH_MAD"), "AUTHN", "").split(","))
 
 
+def _auth_mad_conf(driver: str) -> tpl.Vector | None:
+    """*driver*'s AUTH_MAD_CONF, None when oned.conf has none."""
+    return next((c for c in tpl.get_all(oned_conf(), "AUTH_MAD_CONF") if tpl.vget(c, "NAME") == driver), None)
+
+
 def max_token_time(driver: str) -> int:
     """AUTH_MAD_CONF's MAX_TOKEN_TIME of *driver*: the longest a login token may live, -1 when not capped."""
-    for conf in tpl.get_all(oned_conf(), "AUTH_MAD_CONF"):
-        if tpl.vget(conf, "NAME") == driver:
-            return int(tpl.vget(conf, "MAX_TOKEN_TIME", "-1"))
-    return -1
+    conf = _auth_mad_conf(driver)
+    return int(tpl.vget(conf, "MAX_TOKEN_TIME", "-1")) if conf is not None else -1
+
+
+def auth_conf_flag(driver: str, name: str, default: bool) -> bool:
+    """AUTH_MAD_CONF's YES/NO *name* of *driver* as oned reads it (VectorAttribute::vector_value): any
+    value but YES (in any case) is NO; *default* when the driver or the value is missing or empty."""
+    conf = _auth_mad_conf(driver)
+    value = tpl.vget(conf, name, "") if conf is not None else ""
+    return value.upper() == "YES" if value else default

@@ -9,7 +9,7 @@ from one import acl
 from .. import names, records
 from ..auth import stored_password
 from ..cloud import Call
-from ..conf import max_token_time
+from ..conf import auth_conf_flag, max_token_time
 from ..errors import ACTION, INTERNAL, NO_EXISTS, XML_RPC_API, Fault, OneError, not_authorized
 from ..registry import method
 from . import common
@@ -18,6 +18,7 @@ from .quotas import group_quotas, user_quotas
 USERS_GID = 1
 FIRST_GROUP_ID = 100
 MAX_TOKENS = 10  # login tokens a user may hold (LoginTokenPool::MAX_TOKENS)
+INVALID_PASS_CHARS = " \t\n\v\f\r"  # User::INVALID_PASS_CHARS: an x509 DN holds its spaces escaped (one.x509)
 
 
 def new_user(call_or_db, uid: int, name: str, password: str, driver: str, gids: list[int]) -> dict:
@@ -80,9 +81,10 @@ def user_allocate(call: Call, name: str, password: str, driver: str = "", groups
     for gid in gids:
         call.get("group", gid)
     call.authorize_create("user")
+    # the driver's PASSWORD_REQUIRED (YES when unset: every driver but ldap), before the name
+    if auth_conf_flag(driver, "PASSWORD_REQUIRED", True) and (error := password_error(password)):
+        raise OneError(INTERNAL, error + ".")
     driver = driver or "core"
-    if driver == "core" and not password:
-        raise OneError(INTERNAL, "Invalid password, it cannot be empty.")
     error = names.name_error(name, names.USER_FORBIDDEN)
     if error:
         raise OneError(INTERNAL, error + ".")  # UserPool ends these with a full stop
@@ -130,17 +132,29 @@ def userpool_info(call: Call) -> str:
 
 @method("one.user.passwd", int, str)
 def user_passwd(call: Call, oid: int, password: str) -> int:
+    """UserChangePassword: users of a driver whose PASSWORD_CHANGE is not YES (x509, public, the server
+    accounts) cannot change their own password; an admin can change anyone's."""
     u = _user(call, oid)
     _manage(call, u)
-    if not password:
-        raise OneError(ACTION, "Invalid password, it cannot be empty")
+    if not auth_conf_flag(u["AUTH_DRIVER"], "PASSWORD_CHANGE", False) and not call.is_admin:
+        raise OneError(ACTION, f"Password for driver {u['AUTH_DRIVER']} cannot be changed.")
     _set_password(call, u, password)
     _store_user(call, u)
     return u["ID"]
 
 
+def password_error(password: str) -> str | None:
+    """Why oned refuses *password* for any driver (User::pass_is_valid), None when it takes it."""
+    if not password:
+        return "Invalid password, it cannot be empty"
+    bad = next((c for c in password if c in INVALID_PASS_CHARS), None)
+    return None if bad is None else f"Invalid password, character '{bad}' is not allowed"
+
+
 def _set_password(call: Call, u: dict, password: str) -> None:
-    """User::set_password: a new password ends the cached session and every login token."""
+    """User::set_password: a valid new password ends the cached session and every login token."""
+    if error := password_error(password):
+        raise OneError(ACTION, error)
     u["PASSWORD"] = stored_password(u["AUTH_DRIVER"], password)
     u["LOGIN_TOKENS"] = []
     call.cloud.sessions.drop(u["ID"])
@@ -151,9 +165,9 @@ def user_chauth(call: Call, oid: int, driver: str, password: str) -> int:
     u = _user(call, oid)
     call.authorize("user", u, "ADMIN")
     u["AUTH_DRIVER"] = driver or u["AUTH_DRIVER"]
-    call.cloud.sessions.drop(u["ID"])  # User::set_auth_driver
+    call.cloud.sessions.drop(u["ID"])  # User::set_auth_driver, which stands when the password is refused
     if password:
-        _set_password(call, u, password)
+        _set_password(call, u, password)  # refused: *u*, a copy, is not stored; oned puts the old driver back
     _store_user(call, u)
     return u["ID"]
 
@@ -275,8 +289,8 @@ def user_login(call: Call, name: str, token: str, valid: int, egid: int = -1) ->
 
 def token_validity(valid: int, max_time: int) -> int:
     """The seconds a token is made for: *valid*, capped by the driver's MAX_TOKEN_TIME when that is
-    positive (a token for ever too). onelite's oned.conf, as the captured oned's, caps no driver and
-    disables tokens (0) for none."""
+    positive (a token for ever too). onelite's oned.conf, as the captured oned's, caps ldap's tokens
+    (86400 s) and no other driver's, and disables tokens (0) for none."""
     return max_time if max_time > 0 and (valid > max_time or valid == -1) else valid
 
 
