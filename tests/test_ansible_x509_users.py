@@ -64,7 +64,7 @@ def test_a_changed_dn_and_a_core_user_made_x509_are_applied_and_check_mode_chang
     new_dn = "/C=ES/O=Example/OU=Cloud Team/CN=Carol Doe"
     users = [{"name": carol, "driver": "x509", "dn": new_dn}, {"name": erin, "driver": "x509", "dn": "/CN=Erin"}]
     checked = _x509_play(tmp_path, cloud, users, ("--check", "--diff"))
-    assert checked["changed"] == 1, checked  # the x509 users task (both users: see below)
+    assert checked["changed"] == 1, checked  # one task, the x509 users', for both
     found = _users(admin)
     assert (found[carol].AUTH_DRIVER, found[carol].PASSWORD) == ("x509", CAROL_STORED)  # check mode left them
     assert found[erin].AUTH_DRIVER == "core"
