@@ -1,5 +1,5 @@
-"""What the opennebula_ec2 modules share: the connection to oned (pyone), ACL rule strings, and
-quoting values into OpenNebula templates."""
+"""What the opennebula_ec2 modules share: the connection to oned (pyone), ACL rule strings, quoting
+values into OpenNebula templates, and x509 users' DNs as OpenNebula keeps them."""
 
 from __future__ import annotations
 
@@ -34,6 +34,17 @@ def quote(value) -> str:
     if bad:
         raise ValueError(f"it contains the character U+{ord(bad.group()):04X}")
     return '"' + text.replace('"', '\\"') + '"'
+
+
+_WHITESPACE = re.compile(r"[ \t\n\v\f\r]")  # Ruby's \s
+
+
+def escape_dn(dn: str) -> str:
+    """*dn* as an x509 user's password holds it, each whitespace character a backslash and its code in
+    lower-case hex (``CN=Jo Doe`` -> ``CN=Jo\\20Doe``): OpenNebula's X509Auth.escape_dn. The same rule as
+    app/one/x509.py (econe's side, which the modules cannot import); tests/test_ansible_x509_users.py
+    holds this copy to it."""
+    return _WHITESPACE.sub(lambda m: "\\" + format(ord(m.group()), "x"), dn)
 
 
 CONNECTION_ARGS = dict(
