@@ -181,10 +181,42 @@ def test_econes_port_is_on_loopback_only(host):
     assert refused.rc != 0 and "ConnectionRefusedError" in refused.stderr, refused
 
 
+# run in the container: an unsigned GetCallerIdentity straight to econe's port, with carol's DN as
+# lighttpd forwards it, and the proxy secret read from argv[1] when there is one: status and answer
+STRAIGHT = r"""
+import sys, urllib.error, urllib.request
+headers = {"Forwarded": 'for=10.0.0.7;proto=https;remote_user="C = ES, O = Example, CN = Carol Doe"'}
+if len(sys.argv) > 1:
+    headers["X-Econe-Proxy-Secret"] = open(sys.argv[1]).read().strip()
+request = urllib.request.Request("http://127.0.0.1:4567/?Action=GetCallerIdentity&Version=2011-06-15", headers=headers)
+try:
+    answer = urllib.request.urlopen(request, timeout=10)
+except urllib.error.HTTPError as e:
+    answer = e
+print(answer.status, answer.read().decode())
+"""
+SECRET = "/var/lib/one/.one/econe_proxy_secret"
+
+
+def test_a_forged_dn_sent_straight_to_econes_port_is_refused(host):
+    """Any process on the frontend connects from 127.0.0.1, the proxy's address: only the proxy's
+    secret (in files only root, oneadmin and lighttpd read) makes its DN count."""
+    host.run_expect([0], f"cat > /tmp/x509-straight.py <<'PY'\n{STRAIGHT}\nPY")
+    forged = host.check_output("/usr/bin/python3 /tmp/x509-straight.py")
+    assert forged.startswith("401 ") and "<Code>AuthFailure</Code>" in forged, forged
+    vouched = host.check_output(f"/usr/bin/python3 /tmp/x509-straight.py {SECRET}")  # root reads the secret
+    assert vouched.startswith("200 ") and "user/carol</Arn>" in vouched, vouched
+    secret, proxy_conf = host.file(SECRET), host.file("/etc/lighttpd/econe-proxy.conf")
+    assert (secret.user, secret.mode) == ("oneadmin", 0o600)
+    assert (proxy_conf.user, proxy_conf.group, proxy_conf.mode) == ("root", "www-data", 0o640)
+    assert secret.content_string.strip() in proxy_conf.content_string
+
+
 def test_a_forged_dn_header_through_the_proxy_is_dropped(query):
     forged = {
         "Forwarded": 'for=1.2.3.4;remote_user="C = ES, O = Example, CN = Carol Doe"',
         "X-Forwarded-For": "1.2.3.4",
+        "X-Econe-Proxy-Secret": "a guess",
     }
     assert _error(*query("DescribeInstances", headers=forged)) == AUTH_FAILURE
     assert _error(*query("DescribeInstances", cert=OTHER, headers=forged)) == AUTH_FAILURE
