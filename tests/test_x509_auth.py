@@ -79,25 +79,23 @@ def x509(stack):
     ed = stack.cloud.name("ed")  # an ssh user whose password is a DN: not an x509 user
     admin("one.user.allocate", ed, escape_dn("/C=ES/CN=Ed"), "ssh", [stack.demo.gid])
     cloud, work = stack.cloud, stack.workdir
-    both = start_econe(work, cloud.url, cloud.server_auth, auth=["ec2", "x509"], datastore_id=cloud.datastore)
-    only = start_econe(work, cloud.url, cloud.server_auth, auth="x509", datastore_id=cloud.datastore)
-    untrusting = start_econe(work, cloud.url, cloud.server_auth, auth=["ec2", "x509"], trusted_proxies=["192.0.2.0/24"])
     secret_file = work / "proxy_secret"
     secret_file.write_text(f"{PROXY_SECRET}\n")
     secret_file.chmod(0o600)
-    vouched = start_econe(work, cloud.url, cloud.server_auth, auth=["ec2", "x509"], proxy_secret_file=str(secret_file))
-    yield {
-        "carol": carol,
-        "dora": dora,
-        "ed": ed,
-        "jose": jose,
-        "both": both,
-        "only": only,
-        "untrusting": untrusting,
-        "vouched": vouched,
+    settings = {
+        "both": {"auth": ["ec2", "x509"], "datastore_id": cloud.datastore},
+        "only": {"auth": "x509", "datastore_id": cloud.datastore},
+        "untrusting": {"auth": ["ec2", "x509"], "trusted_proxies": ["192.0.2.0/24"]},
+        "vouched": {"auth": ["ec2", "x509"], "proxy_secret_file": str(secret_file)},
     }
-    for econe in (both, only, untrusting, vouched):
-        econe.stop()
+    econes = {}
+    try:  # those started are stopped, even when a later one does not start
+        for name, conf in settings.items():
+            econes[name] = start_econe(work, cloud.url, cloud.server_auth, **conf)
+        yield {"carol": carol, "dora": dora, "ed": ed, "jose": jose, **econes}
+    finally:
+        for econe in econes.values():
+            econe.stop()
 
 
 def test_a_verified_dn_acts_as_its_x509_user(stack, x509):
@@ -304,7 +302,12 @@ def test_with_a_proxy_secret_a_dn_counts_only_beside_it(stack, x509):
 
 @pytest.mark.parametrize(
     ("content", "mode", "reason"),
-    [("s3cret\n", 0o644, "is readable by others than its owner"), ("\n", 0o600, "is empty"), (None, 0, "cannot read")],
+    [
+        (b"s3cret\n", 0o644, "is readable by others than its owner"),
+        (b"\n", 0o600, "is empty"),
+        (None, 0, "cannot read"),
+        (b"\xff\xfe", 0o600, "is not text"),
+    ],
 )
 def test_a_proxy_secret_file_is_checked_at_start(tmp_path, monkeypatch, content, mode, reason):
     auth_file = tmp_path / "ec2_auth"
@@ -312,7 +315,7 @@ def test_a_proxy_secret_file_is_checked_at_start(tmp_path, monkeypatch, content,
     monkeypatch.setenv("ONE_CIPHER_AUTH", str(auth_file))
     secret = tmp_path / "secret"
     if content is not None:
-        secret.write_text(content)
+        secret.write_bytes(content)
         secret.chmod(mode)
     conf = write_conf(tmp_path / "econe.conf", {"auth": ["ec2", "x509"], "proxy_secret_file": str(secret)})
     with pytest.raises(ConfigError, match=rf"econe.conf: :proxy_secret_file: {secret} {reason}"):

@@ -50,7 +50,7 @@ class Config:
     # the file of the secret the proxy adds (X-Econe-Proxy-Secret): with it, only a request that carries it
     # may name an x509 user, not any process on a trusted proxy's address; proxy_secret holds its text
     proxy_secret_file: str | None = None
-    proxy_secret: str = ""
+    proxy_secret: str = field(default="", repr=False)
     threads: int = 16
     request_timeout: int = 10  # seconds a client has to send a request, and a body's window of MIN_RATE (edge.py)
     max_count: int = 100  # instances one RunInstances may make
@@ -59,7 +59,7 @@ class Config:
     cache_ttl: int = 30
     # server account for acting as users (file named by ONE_CIPHER_AUTH)
     server_user: str = ""
-    server_password: str = ""
+    server_password: str = field(default="", repr=False)
     source: str = ""
 
 
@@ -225,6 +225,8 @@ def _proxy_secret(path: str, label: str) -> str:
             secret = f.readline().strip()
     except OSError as e:
         raise ConfigError(f"{label} cannot read: {e.strerror}") from None
+    except UnicodeError:
+        raise ConfigError(f"{label} is not text (UTF-8)") from None
     if not secret:
         raise ConfigError(f"{label} is empty")
     return secret
