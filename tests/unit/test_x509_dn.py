@@ -18,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from econe.edge import client_of
 from econe.x509 import ONELINE_MAX, opennebula_dn
@@ -133,3 +135,19 @@ def test_a_malformed_header_is_read_in_linear_time():
         started = time.process_time()
         assert client_of("127.0.0.1", text, PROXY).dn is None
         assert time.process_time() - started < 0.5
+
+
+_HEADER_TEXT = st.text(st.sampled_from(list(' ,;="\\=abcCN0.-_/é\t') + ["\x7f", "\xff"]), max_size=80)
+
+
+@settings(max_examples=400, deadline=None)
+@given(client=_HEADER_TEXT, dn=_HEADER_TEXT)
+def test_any_header_before_the_proxys_element_reads_without_error(client, dn):
+    """Whatever a client put before it, the proxy's own element is either read whole, its DN as the
+    proxy quoted it, or not at all; and any text is a DN econe reads or refuses, never an exception."""
+    quoted = dn.replace("\\", "\\\\").replace('"', '\\"')
+    seen = client_of("127.0.0.1", f'{client}, for=10.0.0.5;proto=https;remote_user="{quoted}"', PROXY)
+    assert seen.dn in (dn, None)
+    assert opennebula_dn(dn) is None or opennebula_dn(dn).startswith("/")
+    alone = client_of("127.0.0.1", f'for=10.0.0.5;proto=https;remote_user="{quoted}"', PROXY)
+    assert alone.dn == dn  # what the proxy writes is always read
