@@ -203,8 +203,9 @@ def main(argv=None) -> int:
     parser.add_argument("--version", action="version", version=f"econe-server {__version__}")
     parser.add_argument(
         "command",
-        choices=["start", "stop", "restart", "status", "run"],
-        help="run: stay in the foreground; start/stop/restart/status: manage a background server",
+        choices=["start", "stop", "restart", "status", "run", "check"],
+        help="run: stay in the foreground; start/stop/restart/status: manage a background server; "
+        "check: read the configuration (and the files it names), say what is wrong, start nothing",
     )
     args = parser.parse_args(argv)
     try:
@@ -212,6 +213,9 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"econe-server: {e}", file=sys.stderr)
         return 2
+    if args.command == "check":
+        print(f"econe-server: {args.config} is valid")
+        return 0
     if args.pid_file:
         cfg.pid_file = args.pid_file
     if args.log_file:
