@@ -36,13 +36,25 @@ class _DefaultRequestId(logging.Filter):
         return True
 
 
+class _LogFile(logging.handlers.WatchedFileHandler):
+    """The log file, reopened when logrotate moves it. A reopen that fails (its directory removed, a
+    rotation that left it unwritable) is a logging error like a failed write: it costs the line, and
+    never raises into the request, or the signal handler, that logged it."""
+
+    def emit(self, record):
+        try:
+            super().emit(record)  # the reopen, and FileHandler's opening, are outside its own try
+        except OSError:
+            self.handleError(record)
+
+
 def setup_logging(cfg: Config, to_stderr: bool) -> None:
     handler: logging.Handler
     if to_stderr or cfg.log_file == "-":
         handler = logging.StreamHandler(sys.stderr)
     else:
         os.makedirs(os.path.dirname(cfg.log_file) or ".", exist_ok=True)
-        handler = logging.handlers.WatchedFileHandler(cfg.log_file)  # logrotate-friendly
+        handler = _LogFile(cfg.log_file)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(_DefaultRequestId())
     root = logging.getLogger("econe")
@@ -71,13 +83,12 @@ def serve(cfg: Config) -> int:
 
     def stop(*_):
         # stop() joins the worker threads: never from the signal handler's own (serving) thread
-        log.info("SIGTERM: finishing requests in flight and stopping")
-
         def finish():
             server.stop()
             stopped.set()
 
         threading.Thread(target=finish, daemon=True).start()
+        log.info("SIGTERM: finishing requests in flight and stopping")
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
