@@ -235,7 +235,8 @@ def _read_body(request, config: Config, admit_file) -> tuple[list, str | None, s
 
 def _headers(environ) -> dict[str, str]:
     """The request's headers, names in lower case, values as UTF-8 text (what a client signs). Bottle's
-    raise on a value that is not UTF-8: here its bytes become U+FFFD, and a signature over it fails."""
+    header dict raises on a value that is not UTF-8: here its bytes become U+FFFD, and a signature over
+    it fails."""
     names = {"CONTENT_TYPE": "content-type", "CONTENT_LENGTH": "content-length"}
     return {
         names.get(key) or key[5:].replace("_", "-").lower(): value.encode("latin-1").decode("utf-8", "replace")
