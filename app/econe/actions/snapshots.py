@@ -196,3 +196,20 @@ def delete_snapshot(ctx: Context, p: dict) -> dict:
     if image.state != IMAGE_STATES.DELETE:
         ctx.session.image_delete(image.id)
     return {}
+
+
+# ---------------------------------------------------------------- DescribeSnapshotAttribute
+
+
+@action("DescribeSnapshotAttribute", reads=("SnapshotId", "Attribute"))
+def describe_snapshot_attribute(ctx: Context, p: dict) -> dict:
+    """``createVolumePermission``: ``all`` when anyone may use the image (OTHER use permission); the
+    users and groups OpenNebula also lets use it are its permissions and ACLs, not listed here.
+    ``productCodes``: none."""
+    image = get_snapshot(ctx, p["SnapshotId"])
+    out = {"SnapshotId": ids.fmt("snap", image.id)}
+    if p["Attribute"] == "createVolumePermission":
+        return {**out, "CreateVolumePermissions": [{"Group": "all"}] if image.public else []}
+    if p["Attribute"] == "productCodes":
+        return {**out, "ProductCodes": []}
+    raise EC2Error("InvalidParameterValue", f"Value ({p['Attribute']}) for parameter attribute is invalid.")
