@@ -75,9 +75,10 @@ def describe(image: Image) -> dict | None:
     changes=True,
 )
 def create_snapshot(ctx: Context, p: dict) -> dict:
-    volume = get_volume(ctx, p["VolumeId"])
-    vid = ids.fmt("vol", volume.id)
+    text, description = p["VolumeId"], p.get("Description") or ""
     tags = tagging.from_specifications(p.get("TagSpecifications", []), "snapshot")
+    volume = get_volume(ctx, text)
+    vid = ids.fmt("vol", volume.id)
     if volume_state(volume) not in ("available", "in-use"):
         raise EC2Error("IncorrectState", f"The volume '{vid}' is '{volume_state(volume)}'.")
     name = f"ec2-snap-{uuid.uuid4().hex}"  # oned's image names are unique per owner
@@ -98,7 +99,7 @@ def create_snapshot(ctx: Context, p: dict) -> dict:
         ("EBS_SNAPSHOT", "YES"),
         ("EC2_AMI", "NO"),
         ("EC2_VOLUME_ID", vid),
-        ("DESCRIPTION", p.get("Description") or ""),
+        ("DESCRIPTION", description),
         ("EC2_TAGS", tagging.dump(tags)),
     ]
     with dropped_if_failed(ctx, image_id):
@@ -206,10 +207,11 @@ def describe_snapshot_attribute(ctx: Context, p: dict) -> dict:
     """``createVolumePermission``: ``all`` when anyone may use the image (OTHER use permission); the
     users and groups OpenNebula also lets use it are its permissions and ACLs, not listed here.
     ``productCodes``: none."""
+    attribute = p["Attribute"]
     image = get_snapshot(ctx, p["SnapshotId"])
     out = {"SnapshotId": ids.fmt("snap", image.id)}
-    if p["Attribute"] == "createVolumePermission":
+    if attribute == "createVolumePermission":
         return {**out, "CreateVolumePermissions": [{"Group": "all"}] if image.public else []}
-    if p["Attribute"] == "productCodes":
+    if attribute == "productCodes":
         return {**out, "ProductCodes": []}
-    raise EC2Error("InvalidParameterValue", f"Value ({p['Attribute']}) for parameter attribute is invalid.")
+    raise EC2Error("InvalidParameterValue", f"Value ({attribute}) for parameter attribute is invalid.")

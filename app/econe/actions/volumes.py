@@ -354,9 +354,10 @@ def _vm_locks(vmid: int) -> list[tuple]:
 
 @action("AttachVolume", reads=("VolumeId", "InstanceId", "Device"), changes=True)
 def attach_volume(ctx: Context, p: dict) -> dict:
-    target = _target(p["Device"])
-    volume = get_volume(ctx, p["VolumeId"])
-    vm = ids.read(p["InstanceId"], "i", ctx.session.vm)
+    text, instance, device = p["VolumeId"], p["InstanceId"], p["Device"]
+    target = _target(device)
+    volume = get_volume(ctx, text)
+    vm = ids.read(instance, "i", ctx.session.vm)
     vid = ids.fmt("vol", volume.id)
     with holding(_vm_locks(vm.id)):
         vm, body = settled(ctx, vm.id)
@@ -365,14 +366,14 @@ def attach_volume(ctx: Context, p: dict) -> dict:
         if volume_state(volume) != "available":
             raise EC2Error("IncorrectState", f"The volume '{vid}' is not 'available'.")
         if any(tpl.vget(d, "TARGET") == target for d in _disks(body)):
-            raise invalid("Device", p["Device"], f"Attachment point {p['Device']} is already in use.")
+            raise invalid("Device", device, f"Attachment point {device} is already in use.")
         _check_instance_state(vm)
         if ctx.dry_run:
             ctx.session.decide_dry_run([("MANAGE", "VM", vm.id), ("USE", "IMAGE", volume.id)])
         now = int(time.time())
         record = noted(vm)
         # noted first, so that the disk oned marks ATTACH reads as attaching; taken back if oned refuses
-        _note(ctx, vm, {**record, vid: [p["Device"], now]})
+        _note(ctx, vm, {**record, vid: [device, now]})
         try:
             ctx.session.vm_attach(vm.id, tpl.serialize([("DISK", [("IMAGE_ID", str(volume.id)), ("TARGET", target)])]))
         except EC2Error:
@@ -380,7 +381,7 @@ def attach_volume(ctx: Context, p: dict) -> dict:
             raise
         finally:
             ctx.session.vm(vm.id)  # the listings' copy of the VM's EC2 attributes
-    attachment = {"VolumeId": vid, "InstanceId": ids.fmt("i", vm.id), "Device": p["Device"], "State": "attaching"}
+    attachment = {"VolumeId": vid, "InstanceId": ids.fmt("i", vm.id), "Device": device, "State": "attaching"}
     return {**attachment, "AttachTime": when(now), "DeleteOnTermination": False}
 
 
@@ -388,19 +389,20 @@ def attach_volume(ctx: Context, p: dict) -> dict:
 def detach_volume(ctx: Context, p: dict) -> dict:
     """oned detaches a disk without asking the guest (``one.vm.detach``): every detach is as forced as
     OpenNebula makes it, so ``Force`` changes nothing."""
-    volume = get_volume(ctx, p["VolumeId"])
+    text, instance, device = p["VolumeId"], p.get("InstanceId"), p.get("Device")
+    volume = get_volume(ctx, text)
     vid = ids.fmt("vol", volume.id)
     if not volume.vms:
         raise EC2Error("IncorrectState", f"Volume '{vid}' is in the '{volume_state(volume)}' state.")
     vmid = volume.vms[0]
-    if p.get("InstanceId") is not None and ids.parse(p["InstanceId"], "i") != vmid:
-        raise _no_attachment(vid, p["InstanceId"])
+    if instance is not None and ids.parse(instance, "i") != vmid:
+        raise _no_attachment(vid, instance)
     with holding(_vm_locks(vmid)):
         vm, body = settled(ctx, vmid)
         disk = disk_of(body, volume.id)
         attachment = _attachment(volume, vm, disk)
-        if disk is None or (p.get("Device") is not None and p["Device"] != attachment["Device"]):
-            raise _no_attachment(vid, p.get("Device") or ids.fmt("i", vmid))
+        if disk is None or (device is not None and device != attachment["Device"]):
+            raise _no_attachment(vid, device or ids.fmt("i", vmid))
         _check_instance_state(vm)
         if ctx.dry_run:
             ctx.session.decide_dry_run([("MANAGE", "VM", vm.id)])
