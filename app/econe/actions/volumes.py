@@ -34,6 +34,7 @@ DEVICE = re.compile(r"/dev/((?:sd|xvd|hd|vd)[a-z]{1,2})")  # an EC2 device name 
 MIN_RESULTS, MAX_RESULTS = 5, 500  # DescribeVolumes' bounds of MaxResults
 ATTACHABLE = (VM_STATE.POWEROFF, VM_STATE.UNDEPLOYED)  # besides RUNNING: where oned hot-plugs a disk
 HOTPLUG_WAIT = 10  # seconds an action waits for oned to end a VM's disk work before it starts its own
+SETTLE_WAIT = 2  # seconds DetachVolume and DeleteVolume wait for oned to have done it before they answer
 
 
 def is_volume(image: Image) -> bool:
@@ -221,6 +222,8 @@ def _check_create(p: dict) -> str:
 def create_volume(ctx: Context, p: dict) -> dict:
     vtype = _check_create(p)
     snapshot = get_snapshot(ctx, p["SnapshotId"]) if p.get("SnapshotId") else None
+    if snapshot is not None and snapshot.state not in (IMAGE_STATES.READY, IMAGE_STATES.USED):
+        raise EC2Error("IncorrectState", f"Snapshot is in invalid state: {p['SnapshotId']} is not completed.")
     size = _size(p, snapshot)
     tags = tagging.from_specifications(p.get("TagSpecifications", []), "volume")
     token = p.get("ClientToken")
@@ -417,7 +420,26 @@ def detach_volume(ctx: Context, p: dict) -> dict:
             raise
         finally:
             ctx.session.vm(vm.id)
+    _awhile(lambda: not _still(ctx, volume.id, lambda image: image.vms))
     return {**attachment, "State": "detaching"}
+
+
+def _still(ctx: Context, image_id: int, test) -> bool:
+    """Whether the image is still there and passes *test*."""
+    try:
+        return bool(test(ctx.session.image(image_id)))
+    except EC2Error as e:
+        if e.status >= 500:
+            raise
+        return False
+
+
+def _awhile(done) -> None:
+    """Answer once oned has done it, or after SETTLE_WAIT: a client then seldom waits out a waiter's
+    first delay (botocore's volume waiters poll every 15 s) for what takes oned a moment."""
+    deadline = time.monotonic() + SETTLE_WAIT
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _no_attachment(vid: str, other: str) -> EC2Error:
@@ -437,4 +459,5 @@ def delete_volume(ctx: Context, p: dict) -> dict:
         ctx.session.decide_dry_run([("MANAGE", "IMAGE", volume.id)])
     if volume.state != IMAGE_STATES.DELETE:  # already going: as EC2, deleting a deleting volume succeeds
         ctx.session.image_delete(volume.id)
+    _awhile(lambda: not _still(ctx, volume.id, lambda image: True))
     return {}
