@@ -222,7 +222,7 @@ def _check_create(p: dict) -> str:
 def create_volume(ctx: Context, p: dict) -> dict:
     vtype = _check_create(p)
     snapshot = get_snapshot(ctx, p["SnapshotId"]) if p.get("SnapshotId") else None
-    if snapshot is not None and snapshot.state not in (IMAGE_STATES.READY, IMAGE_STATES.USED):
+    if snapshot is not None and snapshot.state not in (IMAGE_STATES.READY, IMAGE_STATES.USED, IMAGE_STATES.CLONE):
         raise EC2Error("IncorrectState", f"Snapshot is in invalid state: {p['SnapshotId']} is not completed.")
     size = _size(p, snapshot)
     tags = tagging.from_specifications(p.get("TagSpecifications", []), "volume")
