@@ -108,12 +108,12 @@ KEYS = {
     "request_timeout": (_int_range(1, 3600), "must be a number of seconds 1-3600"),
     "max_count": (_int_range(1, 10000), "must be an integer 1-10000"),
     "cache_ttl": (_int_range(0, 3600), "must be a number of seconds 0-3600"),
+    "ebs_fstype": (lambda v: v is None or isinstance(v, str), "must be a filesystem name"),  # CreateVolume's FS
     # accepted for compatibility with the original's files; not used by this version
     "elasticips_vnet_id": (lambda v: v is None or isinstance(v, int), "must be a vnet id"),
     "associate_script": (lambda v: v is None or isinstance(v, (str, bool)), "must be a path or false"),
     "disassociate_script": (lambda v: v is None or isinstance(v, (str, bool)), "must be a path or false"),
 }
-KEYS["ebs_fstype"] = (lambda v: v is None or isinstance(v, str), "must be a filesystem name")  # CreateVolume's FS
 ALIASES = {"server": "host"}
 
 

@@ -272,7 +272,8 @@ def dropped_if_failed(ctx: Context, image_id: int):
 # ---------------------------------------------------------------- DescribeVolumes
 
 
-def _first(key: str):
+def _attached(key: str):
+    """A filter on every attachment's *key*."""
     return lambda v: [str(a[key]) for a in v["Attachments"] if a.get(key) is not None]
 
 
@@ -287,9 +288,9 @@ _FILTERS = {
     "encrypted": lambda v: flag(v["Encrypted"]),
     "multi-attach-enabled": lambda v: flag(v["MultiAttachEnabled"]),
     "fast-restored": lambda v: flag(False),
-    "attachment.instance-id": _first("InstanceId"),
-    "attachment.device": _first("Device"),
-    "attachment.status": _first("State"),
+    "attachment.instance-id": _attached("InstanceId"),
+    "attachment.device": _attached("Device"),
+    "attachment.status": _attached("State"),
     "attachment.attach-time": lambda v: [
         a["AttachTime"].strftime("%Y-%m-%dT%H:%M:%S.000Z") for a in v["Attachments"] if a.get("AttachTime")
     ],  # fmt: skip
