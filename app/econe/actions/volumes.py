@@ -92,8 +92,11 @@ def noted(vm: VM) -> dict[str, list]:
 
 
 def block_devices(vm: VM) -> list[dict]:
-    """The instance's BlockDeviceMappings: the volumes econe attached that the VM still has a disk of."""
-    out = []
+    """The instance's BlockDeviceMappings: the volumes econe attached that the VM still has a disk of
+    (none once it is DONE: oned has let its images go)."""
+    out: list[dict] = []
+    if vm.state == VM_STATE.DONE:
+        return out
     for vid, entry in sorted(noted(vm).items()):
         try:
             device, attached = str(entry[0]), int(entry[1])
