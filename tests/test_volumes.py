@@ -296,3 +296,22 @@ def test_tags_of_volumes_and_snapshots(stack):  # noqa: F811
     ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig=FAST)
     ec2.delete_snapshot(SnapshotId=sid)
     ec2.delete_volume(VolumeId=vol)
+
+
+def test_a_stopped_instance_takes_a_volume_and_lets_it_go_when_terminated(stack):  # noqa: F811
+    ec2 = stack.client()
+    iid = _instance(stack)
+    ec2.stop_instances(InstanceIds=[iid])
+    wait_for(ec2, "instance_stopped", [iid])
+    vol = _volume(ec2)
+    ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/xvdf")
+    ec2.get_waiter("volume_in_use").wait(VolumeIds=[vol], WaiterConfig=FAST)
+    found = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert [(m["DeviceName"], m["Ebs"]["VolumeId"]) for m in found["BlockDeviceMappings"]] == [("/dev/xvdf", vol)]
+    ec2.terminate_instances(InstanceIds=[iid])
+    wait_for(ec2, "instance_terminated", [iid])
+    ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig=FAST)  # oned lets it go at DONE
+    found = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert found.get("BlockDeviceMappings", []) == []
+    assert _code(ec2.attach_volume, VolumeId=vol, InstanceId=iid, Device="/dev/xvdf") == "IncorrectInstanceState"
+    ec2.delete_volume(VolumeId=vol)

@@ -372,9 +372,9 @@ def attach_volume(ctx: Context, p: dict) -> dict:
             raise EC2Error("VolumeInUse", f"{vid} is already attached to an instance")
         if volume_state(volume) != "available":
             raise EC2Error("IncorrectState", f"The volume '{vid}' is not 'available'.")
+        _check_instance_state(vm)
         if any(tpl.vget(d, "TARGET") == target for d in _disks(body)):
             raise invalid("Device", device, f"Attachment point {device} is already in use.")
-        _check_instance_state(vm)
         if ctx.dry_run:
             ctx.session.decide_dry_run([("MANAGE", "VM", vm.id), ("USE", "IMAGE", volume.id)])
         now = int(time.time())
