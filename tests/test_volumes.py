@@ -4,11 +4,14 @@ with the admin's pyone to see that they are what the contract says."""
 
 from __future__ import annotations
 
+import hashlib
+
 import botocore.exceptions
 import pytest
 
 from .test_econe_e2e import stack, wait_for  # noqa: F401
 
+BOB_SECRET = hashlib.sha256(b"bobpw").hexdigest()  # the stack's second user: oned keeps its password's SHA-256
 FAST = {"Delay": 0.2, "MaxAttempts": 300}  # a minute: a real oned's datastore driver takes its time
 
 
@@ -109,18 +112,18 @@ def test_refusals(stack, instance):  # noqa: F811
     )
     assert _code(ec2.create_volume, AvailabilityZone="opennebula", Size=1, Encrypted=True) == ("UnsupportedOperation")
     # someone else's volume is as absent as a missing one
-    bob = stack.client(stack.bob_name, _bob_secret(stack))
+    bob = stack.client(stack.bob_name, BOB_SECRET)
     assert _code(bob.describe_volumes, VolumeIds=[vol]) == "InvalidVolume.NotFound"
     assert _code(bob.delete_volume, VolumeId=vol) == "InvalidVolume.NotFound"
     assert vol not in [v["VolumeId"] for v in bob.describe_volumes()["Volumes"]]
     # DryRun decides and changes nothing
     before = sorted(v["VolumeId"] for v in ec2.describe_volumes()["Volumes"])
-    assert _code2(ec2.create_volume, AvailabilityZone="opennebula", Size=1, DryRun=True) == "DryRunOperation"
-    assert _code2(ec2.attach_volume, VolumeId=vol, InstanceId=instance, Device="/dev/sdg", DryRun=True) == (
+    assert _code(ec2.create_volume, AvailabilityZone="opennebula", Size=1, DryRun=True) == "DryRunOperation"
+    assert _code(ec2.attach_volume, VolumeId=vol, InstanceId=instance, Device="/dev/sdg", DryRun=True) == (
         "DryRunOperation"
     )
-    assert _code2(ec2.delete_volume, VolumeId=vol, DryRun=True) == "DryRunOperation"
-    assert _code2(ec2.create_snapshot, VolumeId=vol, DryRun=True) == "DryRunOperation"
+    assert _code(ec2.delete_volume, VolumeId=vol, DryRun=True) == "DryRunOperation"
+    assert _code(ec2.create_snapshot, VolumeId=vol, DryRun=True) == "DryRunOperation"
     assert sorted(v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]) == before
     assert ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["State"] == "available"
     assert _code(ec2.detach_volume, VolumeId=vol) == "IncorrectState"  # not attached
@@ -135,24 +138,12 @@ def test_refusals(stack, instance):  # noqa: F811
     assert _code(ec2.delete_volume, VolumeId=vol) == "VolumeInUse"
     assert _code(ec2.detach_volume, VolumeId=vol, InstanceId="i-09999999") == "InvalidAttachment.NotFound"
     assert _code(ec2.detach_volume, VolumeId=vol, Device="/dev/sdz") == "InvalidAttachment.NotFound"
-    assert _code2(ec2.detach_volume, VolumeId=vol, DryRun=True) == "DryRunOperation"
+    assert _code(ec2.detach_volume, VolumeId=vol, DryRun=True) == "DryRunOperation"
     assert ec2.describe_volumes(VolumeIds=[vol])["Volumes"][0]["State"] == "in-use"
     ec2.detach_volume(VolumeId=vol, Force=True)
     ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig=FAST)
     for v in (vol, other):
         ec2.delete_volume(VolumeId=v)
-
-
-def _code2(call, **kw) -> str:
-    """The code of a DryRun's answer (412 DryRunOperation is a 4xx too)."""
-    return _code(call, **kw)
-
-
-def _bob_secret(stack) -> str:  # noqa: F811
-    """bob's secret key: the SHA-256 hex oned keeps as the password of a core user."""
-    import hashlib
-
-    return hashlib.sha256(b"bobpw").hexdigest()
 
 
 def test_filters_and_paging(stack, instance):  # noqa: F811
@@ -232,11 +223,11 @@ def test_snapshots_and_a_volume_from_one(stack, instance):  # noqa: F811
                         ("tag:when", "night"), ("description", "night*")):  # fmt: skip
         got = ec2.describe_snapshots(Filters=[{"Name": name, "Values": [value]}])["Snapshots"]
         assert [s["SnapshotId"] for s in got] == [sid], name
-    assert volumes_of(ec2, sid) == []  # a snapshot is no volume
+    assert _volumes_of(ec2, sid) == []  # a snapshot is no volume
     assert _code(ec2.describe_volumes, VolumeIds=["vol" + sid[4:]]) == "InvalidVolume.NotFound"
     assert _code(ec2.describe_snapshots, SnapshotIds=["snap-09999999"]) == "InvalidSnapshot.NotFound"
     assert _code(ec2.describe_snapshots, SnapshotIds=["snap-zz"]) == "InvalidSnapshotID.Malformed"
-    bob = stack.client(stack.bob_name, _bob_secret(stack))
+    bob = stack.client(stack.bob_name, BOB_SECRET)
     assert _code(bob.describe_snapshots, SnapshotIds=[sid]) == "InvalidSnapshot.NotFound"
 
     # a volume from the snapshot: its size, or the snapshot's when none is given
@@ -264,7 +255,7 @@ def test_snapshots_and_a_volume_from_one(stack, instance):  # noqa: F811
     stack.pyone_admin().image.update(int(hot[5:]), 'EC2_AMI="YES"', 1)
     assert _code(ec2.delete_snapshot, SnapshotId=hot) == "InvalidSnapshot.InUse"
     stack.pyone_admin().image.update(int(hot[5:]), 'EC2_AMI="NO"', 1)
-    assert _code2(ec2.delete_snapshot, SnapshotId=hot, DryRun=True) == "DryRunOperation"
+    assert _code(ec2.delete_snapshot, SnapshotId=hot, DryRun=True) == "DryRunOperation"
     for s in (hot, sid):
         ec2.delete_snapshot(SnapshotId=s)
     assert _code(ec2.delete_snapshot, SnapshotId="snap-09999999") == "InvalidSnapshot.NotFound"
@@ -274,7 +265,7 @@ def test_snapshots_and_a_volume_from_one(stack, instance):  # noqa: F811
         ec2.delete_volume(VolumeId=v)
 
 
-def volumes_of(ec2, sid: str) -> list[str]:
+def _volumes_of(ec2, sid: str) -> list[str]:
     return [v["VolumeId"] for v in ec2.describe_volumes()["Volumes"] if v["VolumeId"][4:] == sid[5:]]
 
 
