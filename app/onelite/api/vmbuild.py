@@ -121,7 +121,9 @@ def image_disk(call: Call, image: dict, disk_id: int, prefix: str) -> dict:
     return out
 
 
-def new_disk(call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets: set[str], owner: Call) -> tpl.Vector:
+def new_disk(
+    call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets: set[str], owner: Call, attach: bool = False
+) -> tpl.Vector:
     d = dict(vec)
     ref = d.get("IMAGE_ID")
     if ref is not None or "IMAGE" in d:
@@ -134,7 +136,7 @@ def new_disk(call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets:
         out.update({"DISK_ID": str(disk_id), "DATASTORE_ID": "0", "TYPE": d.get("TYPE", "fs")})
         return sorted(out.items())
     images.check_use(owner, image)
-    images.use(call, image, vmid)
+    images.use(call, image, vmid, attach)
     prefix = d.get("DEV_PREFIX") or tpl.get(image["TEMPLATE"], "DEV_PREFIX") or "sd"
     target = d.get("TARGET") or next(
         f"{prefix}{c}" for c in "abcdefghijklmnopqrstuvwxyz" if f"{prefix}{c}" not in used_targets
