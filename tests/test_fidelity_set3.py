@@ -249,5 +249,6 @@ def test_set3_disk_state_sequences(set3_disks):
     captured = json.loads((FIXTURES / "set3" / "sequences.json").read_text())["sequences"]
     for action in ("attach", "disksnapshotcreate", "disksaveas", "detach"):
         want = [(s["STATE"], s["LCM_STATE"]) for s in captured[action]]
-        seen = [s for i, s in enumerate(set3_disks.sequences[action]) if i == 0 or s != set3_disks.sequences[action][i - 1]]
+        polled = set3_disks.sequences[action]
+        seen = [s for i, s in enumerate(polled) if i == 0 or s != polled[i - 1]]
         assert seen == want, action

@@ -124,8 +124,14 @@ class Replayer:
             params = (self.session(name, params[0]),) + tuple(self.local_paths(p) for p in rest)
         raw = post(self.url, xmlrpc.client.dumps(params, method).encode())
         self.answers[name] = raw
-        vm_actions = ("one.vm.action", "one.vm.attach", "one.vm.detach", "one.vm.disksaveas", "one.vm.disksnapshotcreate",
-                      "one.vm.recover")
+        vm_actions = (
+            "one.vm.action",
+            "one.vm.attach",
+            "one.vm.detach",
+            "one.vm.disksaveas",
+            "one.vm.recover",
+            "one.vm.disksnapshotcreate",
+        )
         if method in vm_actions and name.startswith("one.vm."):
             self._action = name.removeprefix("one.vm.action.").removeprefix("one.vm.").replace(".", "_")
             self.sequences[self._action] = []
