@@ -8,7 +8,8 @@ template names unique per owner, and a VM whose NIC names security groups 0 and 
 
 The replay (fidelity/replay.py, ``scenario_set3``) builds the cloud of the capture's INDEX header
 and replays the answers above in the capture's order; it does not replay the answers LEFT_OUT names,
-each for its reason (onelite lacks the methods, or another part of the issue covers them). onelite's
+each for its reason (onelite lacks the methods, or another part of the issue covers them); the volume
+steps of issue #14 are replayed on a VM of their own (``test_set3_disk_answer``, below). onelite's
 answers are compared as the replay writes them back in the capture's login tokens
 (``Replayer.as_captured``), by fidelity/compare.py's ``differences``, with set 1's rule for the
 dummy datastore's made-up image sizes (set 3's image 0 is a file in a dummy datastore too).

@@ -231,7 +231,7 @@ def _finish_snapshot_op(call: Call, vm: dict, op: str, disk_id: int, sid: int) -
     image_id = tpl.vget(disk, "IMAGE_ID")
     image = call.db.get("image", int(image_id)) if image_id is not None else None
     if image and image["STATE"] == images.USED_PERS:
-        image["SNAPSHOTS"] = {k: v for k, v in snaps.items()} if snaps["SNAPSHOT"] else {}
+        image["SNAPSHOTS"] = snaps if snaps["SNAPSHOT"] else {}
         call.db.put("image", image)
 
 

@@ -173,7 +173,7 @@ def _fail_state(action: str, vm: dict):
 
 @method("one.vm.action", str, int)
 def vm_action(call: Call, action: str, oid: int) -> int:
-    if action not in ACTIONS or action in ("delete", "disk-attach", "disk-detach", "disk-saveas"):
+    if action not in ACTIONS or action == "delete" or action.startswith("disk-"):
         raise OneError(ACTION, f'Action "{action}" is not supported')
     vm = call.get("vm", oid)
     call.authorize("vm", vm, "MANAGE")
@@ -577,12 +577,8 @@ def vm_disksnapshotcreate(call: Call, oid: int, disk_id: int, name: str) -> int:
     old = vm.get("SNAPSHOTS", {}).get(str(disk_id), {})
     snaps, sid = snapshots.create(old, name, int(tpl.vget(disk, "SIZE") or 0), call.cloud.now())
     vm.setdefault("SNAPSHOTS", {})[str(disk_id)] = snaps
-    total = str(snapshots.total_size(snaps))
-    _mark_disk(vm, str(disk_id), [("DISK_SNAPSHOT_ACTIVE", "YES"), ("DISK_SNAPSHOT_ID", str(sid))])
-    vm["TEMPLATE"] = [
-        (k, tpl.replace(v, "DISK_SNAPSHOT_TOTAL_SIZE", total) if k == "DISK" and v is _disk_by_id(vm, disk_id) else v)
-        for k, v in vm["TEMPLATE"]
-    ]
+    marks = [("DISK_SNAPSHOT_ACTIVE", "YES"), ("DISK_SNAPSHOT_ID", str(sid))]
+    _mark_disk(vm, str(disk_id), [*marks, ("DISK_SNAPSHOT_TOTAL_SIZE", str(snapshots.total_size(snaps)))])
     vm["_SNAPOP"] = ["create", disk_id, sid]
     _disk_op(call, vm, _SNAPSHOT_CREATE[vm["STATE"]])
     close_cp_history(call, vm, "disk-snapshot-create")
