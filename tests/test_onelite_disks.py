@@ -130,6 +130,11 @@ def test_attach_and_detach_refusals_are_oned_s(one):
         f"[one.vm.attach] Cannot acquire image {locked}, it is locked",
         ACTION,
     ]
+    assert rpc(one, "one.vm.attach", vmid, f'DISK=[IMAGE_ID="{vol}",TARGET="sda"]')[1:3] == [
+        "[one.vm.attach] Target sda is already in use.",
+        ACTION,
+    ]
+    assert field(info(one, "image", vol), "RUNNING_VMS") == "0"
     assert vm_state(info(one, "vm", vmid)) == RUNNING  # a refused attach leaves the VM as it was
 
 
@@ -234,6 +239,15 @@ def test_disk_snapshots_of_a_vm_and_of_its_persistent_image(one):
     states(one, vmid, POWEROFF)
     assert "<SNAPSHOTS>" not in info(one, "vm", vmid)
     assert snapshot_ids(info(one, "image", vol)) == [("0", "-1", "2", ""), ("2", "0", "", "YES")]
+
+    # the image brings its snapshots to the next disk made from it (ImagePool::acquire_disk)
+    other = running_vm(one)
+    ok(one, "one.vm.attach", other, f'DISK=[IMAGE_ID="{vol}"]')
+    states(one, other, RUNNING)
+    record = info(one, "vm", other)
+    assert snapshot_ids(record) == [("0", "-1", "2", ""), ("2", "0", "", "YES")]
+    assert "<DISK_ID><![CDATA[1]]></DISK_ID><NEXT_SNAPSHOT><![CDATA[3]]>" in record
+    assert "<DISK_SNAPSHOT_TOTAL_SIZE><![CDATA[2048]]>" in record
 
 
 def test_an_image_s_own_snapshots(one):

@@ -29,7 +29,7 @@ from .lifecycle import (
     set_state,
     vnc_port,
 )
-from .vmbuild import automatic_requirements, build_vm, network_context, new_disk
+from .vmbuild import automatic_requirements, build_vm, carried_snapshots, network_context, new_disk
 from .vmstate import (
     ACTIONS,
     ACTIVE,
@@ -480,11 +480,7 @@ def vm_attach(call: Call, oid: int, text: str) -> int:
         disk = new_disk(call, vec, disk_id, oid, targets, _owner_call(call, vm), attach=True)
     except OneError as e:  # every refusal of an attach is oned's ACTION failure
         raise OneError(ACTION, e.message) from None
-    image = call.db.get("image", int(tpl.vget(disk, "IMAGE_ID"))) if tpl.vget(disk, "IMAGE_ID") else None
-    if image and image["PERSISTENT"] and image.get("SNAPSHOTS", {}).get("SNAPSHOT"):
-        # a persistent image brings its snapshots to the disk (VirtualMachineDisks::get_image_disks)
-        vm.setdefault("SNAPSHOTS", {})[str(disk_id)] = image["SNAPSHOTS"]
-        disk = tpl.replace(disk, "DISK_SNAPSHOT_TOTAL_SIZE", str(snapshots.total_size(image["SNAPSHOTS"])))
+    vm.setdefault("SNAPSHOTS", {}).update(carried_snapshots(call, [disk]))
     name_action(call, vm, "disk-attach")  # the history record ends and a new one begins
     reopen(call, vm)
     _disk_op(call, vm, HOTPLUG if vm["STATE"] == ACTIVE else HOTPLUG_PROLOG_POWEROFF)
