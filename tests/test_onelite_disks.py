@@ -307,3 +307,22 @@ def test_chtype_within_the_disk_types_only(one):
         "[one.image.chtype] Cannot change image type to an incompatible type for the current datastore.",
         ACTION,
     ]
+
+
+def test_the_source_of_a_clone_is_busy_until_the_copy_is_done(one):
+    """ImageManager::set_clone_state: a persistent source is CLONE (6) while copied, a
+    non-persistent one USED (2), READY again once the copy is done; an image in use by a VM as a
+    persistent disk cannot be cloned (can_clone_image), so an attached volume is saved with disksaveas."""
+    for persistent, busy in (("YES", "6"), ("NO", "2")):
+        src = image(one, f"TYPE=DATABLOCK\nSIZE=16\nPERSISTENT={persistent}\n")
+        clone = ok(one, "one.image.clone", src, f"disks-clone-{src}", -1)
+        assert (field(info(one, "image", src), "STATE"), field(info(one, "image", src), "CLONING_OPS")) == (busy, "1")
+        wait_image(one.url, one.admin_session, clone)
+        assert (field(info(one, "image", src), "STATE"), field(info(one, "image", src), "CLONING_OPS")) == ("1", "0")
+    vmid, vol = running_vm(one), image(one)
+    ok(one, "one.vm.attach", vmid, f'DISK=[IMAGE_ID="{vol}"]')
+    states(one, vmid, RUNNING)
+    assert rpc(one, "one.image.clone", vol, f"disks-clone-{vol}", -1)[1:3] == [
+        "[one.image.clone] Error allocating a new image. Cannot clone image in state: USED_PERS",
+        16384,
+    ]

@@ -18,12 +18,13 @@ from . import common
 
 TYPES = {"OS": 0, "CDROM": 1, "DATABLOCK": 2, "KERNEL": 3, "RAMDISK": 4, "CONTEXT": 5}
 STEP = 0.03  # the datastore driver's copy or removal, as fast as oned's dummy driver
-READY, USED, DISABLED, LOCKED, ERROR, DELETE, USED_PERS = (
+READY, USED, DISABLED, LOCKED, ERROR, CLONE, DELETE, USED_PERS = (
     IMAGE_STATES.READY,
     IMAGE_STATES.USED,
     IMAGE_STATES.DISABLED,
     IMAGE_STATES.LOCKED,
     IMAGE_STATES.ERROR,
+    IMAGE_STATES.CLONE,
     IMAGE_STATES.DELETE,
     IMAGE_STATES.USED_PERS,
 )
@@ -182,9 +183,12 @@ def finish_delete(call: Call, image: dict) -> None:
 
 
 def release_clone(call: Call, image: dict) -> None:
+    """ImageManager::release_cloning_resource: the source is READY again when no copy and no VM uses it."""
     src = call.db.get("image", image["CLONING_ID"])
     if src:
         src["CLONES"] = [c for c in src["CLONES"] if c != image["ID"]]
+        if src["STATE"] in (USED, CLONE) and not src["CLONES"] and not src["VMS"]:
+            src["STATE"] = READY
         call.db.put("image", src)
 
 
@@ -263,6 +267,9 @@ def image_clone(call: Call, oid: int, name: str, ds_id: int = -1) -> int:
     call.authorize_create("image")
     ds = _datastore_for(call, src["DATASTORE_ID"] if ds_id < 0 else ds_id)
     check_new_name(call, name)
+    if src["STATE"] not in (READY, USED, CLONE):  # ImageManager::can_clone_image
+        state = IMAGE_STATES(src["STATE"]).name
+        raise OneError(ALLOCATE, f"Error allocating a new image. Cannot clone image in state: {state}")
     source = src["SOURCE"]
     if os.path.isfile(source):
         source, _ = copy_in(call, ds, source)
@@ -282,6 +289,8 @@ def image_clone(call: Call, oid: int, name: str, ds_id: int = -1) -> int:
     clone["CLONING_ID"] = oid
     driver_makes(call, clone, SOURCE=source)
     src["CLONES"] = sorted(src["CLONES"] + [clone["ID"]])
+    if src["STATE"] == READY:  # ImageManager::set_clone_state: busy while copied
+        src["STATE"] = CLONE if src["PERSISTENT"] else USED
     call.db.put("image", src)
     return clone["ID"]
 
@@ -394,7 +403,7 @@ def unuse(call: Call, image_id: int, vmid: int) -> None:
     if not image or vmid not in image["VMS"]:
         return
     image["VMS"] = [v for v in image["VMS"] if v != vmid]
-    if not image["VMS"] and image["STATE"] in (USED, USED_PERS):
+    if not image["VMS"] and not image["CLONES"] and image["STATE"] in (USED, USED_PERS):
         image["STATE"] = READY
     call.db.put("image", image)
 
