@@ -316,9 +316,13 @@ def test_the_source_of_a_clone_is_busy_until_the_copy_is_done(one):
     for persistent, busy in (("YES", "6"), ("NO", "2")):
         src = image(one, f"TYPE=DATABLOCK\nSIZE=16\nPERSISTENT={persistent}\n")
         clone = ok(one, "one.image.clone", src, f"disks-clone-{src}", -1)
-        assert (field(info(one, "image", src), "STATE"), field(info(one, "image", src), "CLONING_OPS")) == (busy, "1")
+        copying, refusal = info(one, "image", src), rpc(one, "one.image.delete", src, False)  # within the copy's 30 ms
+        assert (field(copying, "STATE"), field(copying, "CLONING_OPS")) == (busy, "1")
+        why = "1 active clone operations" if busy == "6" else "0 VMs using it"
+        assert refusal[1:3] == [f"[one.image.delete] Cannot delete image. There are {why}.", ACTION]
         wait_image(one.url, one.admin_session, clone)
-        assert (field(info(one, "image", src), "STATE"), field(info(one, "image", src), "CLONING_OPS")) == ("1", "0")
+        copied = info(one, "image", src)
+        assert (field(copied, "STATE"), field(copied, "CLONING_OPS")) == ("1", "0")
     vmid, vol = running_vm(one), image(one)
     ok(one, "one.vm.attach", vmid, f'DISK=[IMAGE_ID="{vol}"]')
     states(one, vmid, RUNNING)

@@ -162,7 +162,9 @@ def _drop_file(call: Call, image: dict) -> None:
 def image_delete(call: Call, oid: int, force: bool = False) -> int:
     image = call.get("image", oid)
     call.authorize("image", image, "MANAGE")
-    if image["VMS"]:
+    if image["STATE"] == CLONE:  # ImageManager::delete_image
+        raise OneError(ACTION, f"Cannot delete image. There are {len(image['CLONES'])} active clone operations.")
+    if image["VMS"] or image["STATE"] in (USED, USED_PERS):
         raise OneError(ACTION, f"Cannot delete image. There are {len(image['VMS'])} VMs using it.")
     image["STATE"] = DELETE
     call.db.put("image", image)
