@@ -177,7 +177,7 @@ def apply_step(call: Call, vm: dict, state: int, lcm: int) -> None:
 
 def reopen(call: Call, vm: dict) -> None:
     """oned ends the current history record and opens a new one on the same host
-    (resume from POWEROFF or SUSPENDED, disk hotplug)."""
+    (resume from POWEROFF or SUSPENDED)."""
     if vm["HISTORY"]:
         last = vm["HISTORY"][-1]
         now = call.cloud.now()
@@ -236,9 +236,10 @@ def _finish_snapshot_op(call: Call, vm: dict, op: str, disk_id: int, sid: int) -
 
 
 def close_cp_history(call: Call, vm: dict, action: str) -> None:
-    """oned's DispatchManager::close_cp_history (a resize while POWEROFF): the open record ends
-    naming *action*, and a copy on the same host goes on with the action the old one had, as oned's
-    own (no requester); a VM that was not running keeps a running end time on the copy too."""
+    """oned's DispatchManager::close_cp_history (a resize while POWEROFF, the disk operations): the
+    open record ends naming *action*, and a copy on the same host goes on with the action the old one
+    had, as oned's own (no requester); a VM that was not running keeps a running end time on the copy
+    too."""
     if not vm["HISTORY"]:
         return
     last = vm["HISTORY"][-1]

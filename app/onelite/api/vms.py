@@ -481,8 +481,7 @@ def vm_attach(call: Call, oid: int, text: str) -> int:
     except OneError as e:  # every refusal of an attach is oned's ACTION failure
         raise OneError(ACTION, e.message) from None
     vm.setdefault("SNAPSHOTS", {}).update(carried_snapshots(call, [disk]))
-    name_action(call, vm, "disk-attach")  # the history record ends and a new one begins
-    reopen(call, vm)
+    close_cp_history(call, vm, "disk-attach")
     _disk_op(call, vm, HOTPLUG if vm["STATE"] == ACTIVE else HOTPLUG_PROLOG_POWEROFF)
     marks = [("ATTACH", "YES"), ("TM_MAD_SYSTEM", tpl.get(vm["TEMPLATE"], "TM_MAD_SYSTEM") or "dummy")]
     vm["TEMPLATE"] = vm["TEMPLATE"] + [("DISK", tpl.merge(disk, marks))]
@@ -498,8 +497,7 @@ def vm_detach(call: Call, oid: int, disk_id: int) -> int:
         raise OneError(ACTION, f"Could not detach disk from VM {oid}, wrong state {lcm_name(vm)}.")
     if _disk_by_id(vm, disk_id) is None:
         raise OneError(ACTION, f"Could not detach disk with DISK_ID {disk_id}, it does not exist.")
-    name_action(call, vm, "disk-detach")
-    reopen(call, vm)
+    close_cp_history(call, vm, "disk-detach")
     _disk_op(call, vm, HOTPLUG if vm["STATE"] == ACTIVE else HOTPLUG_EPILOG_POWEROFF)
     _mark_disk(vm, str(disk_id), [("ATTACH", "YES")])
     vm["_DETACH"] = disk_id
