@@ -269,3 +269,11 @@ def test_set3_disk_history_records(set3_disks, name):
     """Attach, disk snapshot and detach each end the history record naming their action and open a
     new one, as oned did (disksaveas opens none); the earlier records differ (set 3's VM had more)."""
     assert _last_records(set3_disks.answers[name]) == _last_records(set3_disks.expected(name))
+
+
+@pytest.mark.parametrize("name", DISK_ANSWERS)
+def test_set3_disk_answer_pyone_parses(set3_disks, name):
+    """pyone's bindings (econe reads records with them) accept the images and VMs with snapshots."""
+    (result,), _ = xmlrpc.client.loads(set3_disks.answers[name])
+    if result[0] and isinstance(result[1], str) and result[1].startswith("<"):
+        assert bindings.parseString(result[1].encode()) is not None
