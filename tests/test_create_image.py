@@ -1,0 +1,259 @@
+"""Issue #14, images from instances: CreateImage saves an instance's first disk as a new image of its
+user (an EBS-backed AMI: the image is also its own snapshot), DescribeImages shows it pending then
+available, DeregisterImage leaves it as a snapshot (or removes it with DeleteAssociatedSnapshots), and
+the launchPermission and description attributes are the image's permissions and DESCRIPTION. Driven
+with boto3 and amazon.aws against econe on onelite (or a real oned with --conformance)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import xml.etree.ElementTree as ET
+
+import botocore.exceptions
+import pytest
+
+from .aws_play import play
+from .test_econe_e2e import error_code, signed_v2, stack, wait_for  # noqa: F401
+
+WAIT = {"Delay": 0.2, "MaxAttempts": 300}
+
+
+@pytest.fixture(scope="module")
+def ec2(stack):  # noqa: F811
+    return stack.client()
+
+
+@pytest.fixture(scope="module")
+def bob(stack):  # noqa: F811
+    return stack.client(stack.bob_name, hashlib.sha256(b"bobpw").hexdigest())
+
+
+@pytest.fixture(scope="module")
+def instance(stack, ec2):  # noqa: F811
+    """A running instance of the demo user, from the demo AMI."""
+    vm = _run(stack, ec2)
+    wait_for(ec2, "instance_running", [vm])
+    yield vm
+    ec2.terminate_instances(InstanceIds=[vm])
+
+
+def _run(stack, ec2) -> str:  # noqa: F811
+    ami = f"ami-{stack.demo.image:08d}"
+    run = ec2.run_instances(ImageId=ami, InstanceType=stack.demo.itype, MinCount=1, MaxCount=1)
+    return run["Instances"][0]["InstanceId"]
+
+
+def _code(call) -> str:
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        call()
+    return e.value.response["Error"]["Code"]
+
+
+def _image(stack, oid: int) -> ET.Element:  # noqa: F811
+    return ET.fromstring(stack.admin("one.image.info", oid, False))
+
+
+def _create(stack, ec2, vm: str, base: str, **params) -> str:  # noqa: F811
+    """A new AMI of *vm*, once available; the instance is running again by then."""
+    ami = ec2.create_image(InstanceId=vm, Name=stack.cloud.name(base), **params)["ImageId"]
+    ec2.get_waiter("image_available").wait(ImageIds=[ami], WaiterConfig=WAIT)
+    wait_for(ec2, "instance_running", [vm])  # oned saved the disk hot: (3,26) then RUNNING again
+    return ami
+
+
+def _remove(stack, ami: str) -> None:  # noqa: F811
+    stack.admin("one.image.delete", int(ami[4:]), False)
+
+
+def test_create_image_saves_the_first_disk_as_an_ebs_backed_ami(stack, ec2, instance):  # noqa: F811
+    tags = [{"Key": "role", "Value": "web"}]
+    ami = _create(
+        stack,
+        ec2,
+        instance,
+        "img-a",
+        Description="web server",
+        NoReboot=True,
+        TagSpecifications=[{"ResourceType": "image", "Tags": tags}, {"ResourceType": "snapshot", "Tags": tags}],
+    )
+    [shown] = ec2.describe_images(ImageIds=[ami])["Images"]
+    assert shown["State"] == "available" and shown["Name"] == stack.cloud.name("img-a")
+    assert shown["Description"] == "web server" and shown["Tags"] == tags
+    assert (shown["ImageType"], shown["RootDeviceType"], shown["RootDeviceName"]) == ("machine", "ebs", "/dev/sda")
+    assert shown["CreationDate"].endswith("Z") and shown["OwnerId"] == str(stack.demo.uid)
+    [root] = shown["BlockDeviceMappings"]
+    assert root["DeviceName"] == "/dev/sda"
+    assert root["Ebs"]["SnapshotId"] == f"snap-{ami[4:]}" and root["Ebs"]["VolumeSize"] == 1
+    assert ami in [i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]]
+    # in OpenNebula: a new image of the user, saved from disk 0 of the VM, marked as the contract says
+    held = _image(stack, int(ami[4:]))
+    assert held.findtext("UNAME") == stack.demo.user and held.findtext("NAME") == stack.cloud.name("img-a")
+    marks = held.find("TEMPLATE")
+    assert (marks.findtext("EC2_AMI"), marks.findtext("EBS_SNAPSHOT"), marks.findtext("DESCRIPTION")) == (
+        "YES",
+        "YES",
+        "web server",
+    )
+    assert (marks.findtext("SAVED_VM_ID"), marks.findtext("SAVED_DISK_ID")) == (str(int(instance[2:])), "0")
+    # and it launches
+    vm = ec2.run_instances(ImageId=ami, InstanceType=stack.demo.itype, MinCount=1, MaxCount=1)["Instances"][0]
+    wait_for(ec2, "instance_running", [vm["InstanceId"]])
+    assert vm["ImageId"] == ami
+    ec2.terminate_instances(InstanceIds=[vm["InstanceId"]])
+    wait_for(ec2, "instance_terminated", [vm["InstanceId"]])
+    _remove(stack, ami)
+
+
+def test_image_attributes_are_its_permissions_and_description(stack, ec2, instance):  # noqa: F811
+    ami = _create(stack, ec2, instance, "img-attr")
+    oid = int(ami[4:])
+    group = _image(stack, oid).findtext("GNAME")
+
+    def perms() -> tuple[str, str]:
+        held = _image(stack, oid)
+        return held.findtext("PERMISSIONS/GROUP_U"), held.findtext("PERMISSIONS/OTHER_U")
+
+    def shown() -> list[dict]:
+        return ec2.describe_image_attribute(ImageId=ami, Attribute="launchPermission")["LaunchPermissions"]
+
+    assert shown() == [] and perms() == ("0", "0")
+    ec2.modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [{"Group": "all"}]})
+    assert shown() == [{"Group": "all"}] and perms() == ("0", "1")
+    assert ec2.describe_images(ImageIds=[ami])["Images"][0]["Public"] is True
+    # the classic form: OperationType and UserGroups; the image's own OpenNebula group is its GROUP_U
+    ec2.modify_image_attribute(ImageId=ami, Attribute="launchPermission", OperationType="add", UserGroups=[group])
+    assert perms() == ("1", "1") and {p["Group"] for p in shown()} == {"all", group}
+    ec2.modify_image_attribute(ImageId=ami, LaunchPermission={"Remove": [{"Group": "all"}, {"Group": group}]})
+    assert shown() == [] and perms() == ("0", "0")
+    # what OpenNebula cannot give: launch rights of one account, another group, organizations
+    for refused in ({"UserId": "123456789012"}, {"Group": "nosuchgroup"}, {"OrganizationArn": "arn:aws:o::1:x"}):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ec2.modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [refused]})
+        assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert perms() == ("0", "0")
+    ec2.modify_image_attribute(ImageId=ami, Description={"Value": "second"})
+    assert ec2.describe_image_attribute(ImageId=ami, Attribute="description")["Description"] == {"Value": "second"}
+    assert _image(stack, oid).findtext("TEMPLATE/DESCRIPTION") == "second"
+    assert ec2.describe_image_attribute(ImageId=ami, Attribute="productCodes")["ProductCodes"] == []
+    assert _code(lambda: ec2.describe_image_attribute(ImageId=ami, Attribute="kernel")) == "InvalidParameterValue"
+    assert _code(lambda: ec2.modify_image_attribute(ImageId=ami, Attribute="kernel", Value="x")) == (
+        "InvalidParameterValue"
+    )
+    _remove(stack, ami)
+
+
+def test_deregister_leaves_the_snapshot_unless_asked(stack, ec2, instance):  # noqa: F811
+    kept, gone = _create(stack, ec2, instance, "img-kept"), _create(stack, ec2, instance, "img-gone")
+    assert ec2.deregister_image(ImageId=kept)["Return"] is True
+    assert ec2.describe_images(ImageIds=[kept])["Images"] == []
+    assert kept not in [i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]]
+    marks = _image(stack, int(kept[4:])).find("TEMPLATE")
+    assert (marks.findtext("EC2_AMI"), marks.findtext("EBS_SNAPSHOT")) == ("NO", "YES")  # still a snapshot
+    assert _code(lambda: ec2.deregister_image(ImageId=kept)) == "InvalidAMIID.NotFound"
+    answer = ec2.deregister_image(ImageId=gone, DeleteAssociatedSnapshots=True)
+    assert answer["DeleteSnapshotResults"] == [{"SnapshotId": f"snap-{gone[4:]}", "ReturnCode": "success"}]
+    deadline = time.time() + 30
+    while time.time() < deadline and int(gone[4:]) in _image_ids(stack):
+        time.sleep(0.2)  # oned's datastore driver removes it
+    assert int(gone[4:]) not in _image_ids(stack)
+    _remove(stack, kept)
+
+
+def _image_ids(stack) -> set[int]:  # noqa: F811
+    pool = ET.fromstring(stack.admin("one.imagepool.info", -2, -1, -1))
+    return {int(i.findtext("ID")) for i in pool.iterfind("IMAGE")}
+
+
+def test_create_image_errors(stack, ec2, bob, instance):  # noqa: F811
+    before = _image_ids(stack)
+    name = stack.cloud.name("img-err")
+    assert _code(lambda: ec2.create_image(InstanceId="i-09999999", Name=name)) == "InvalidInstanceID.NotFound"
+    assert _code(lambda: ec2.create_image(InstanceId="i-x", Name=name)) == "InvalidInstanceID.Malformed"
+    assert _code(lambda: bob.create_image(InstanceId=instance, Name=name)) == "InvalidInstanceID.NotFound"
+    for bad in ("ab", "x" * 129):  # botocore refuses these itself
+        status, answer = signed_v2(stack, {"Action": "CreateImage", "InstanceId": instance, "Name": bad})
+        assert (status, error_code(answer)) == (400, "InvalidParameterValue")
+    for bad in ("semi;colon", "star*", "a/b"):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ec2.create_image(InstanceId=instance, Name=bad)
+        assert e.value.response["Error"]["Code"] == "InvalidParameterValue", bad
+    mapping = [{"DeviceName": "/dev/sdb", "Ebs": {"VolumeSize": 2}}]
+    assert _code(lambda: ec2.create_image(InstanceId=instance, Name=name, BlockDeviceMappings=mapping)) == (
+        "InvalidBlockDeviceMapping"
+    )
+    wrong = [{"ResourceType": "instance", "Tags": [{"Key": "a", "Value": "b"}]}]
+    assert _code(lambda: ec2.create_image(InstanceId=instance, Name=name, TagSpecifications=wrong)) == (
+        "InvalidParameterValue"
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.create_image(InstanceId=instance, Name=name, DryRun=True)
+    assert e.value.response["Error"]["Code"] == "DryRunOperation"
+    assert _code(lambda: bob.create_image(InstanceId="i-09999999", Name=name, DryRun=True)) == (
+        "InvalidInstanceID.NotFound"
+    )
+    time.sleep(0.3)  # what an action had started would show by now
+    assert _image_ids(stack) <= before  # nothing was made (an image removed before may be gone since)
+    # a name the user already has for an image
+    ami = _create(stack, ec2, instance, "img-err")
+    assert _code(lambda: ec2.create_image(InstanceId=instance, Name=name)) == "InvalidAMIName.Duplicate"
+    for call in (
+        lambda: ec2.deregister_image(ImageId="ami-x"),
+        lambda: ec2.describe_image_attribute(ImageId="ami-x", Attribute="description"),
+        lambda: ec2.modify_image_attribute(ImageId="ami-x", Description={"Value": "v"}),
+    ):
+        assert _code(call) == "InvalidAMIID.Malformed"
+    assert _code(lambda: ec2.deregister_image(ImageId="ami-09999999")) == "InvalidAMIID.NotFound"
+    # DryRun changes nothing
+    for call in (
+        lambda: ec2.deregister_image(ImageId=ami, DryRun=True),
+        lambda: ec2.modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [{"Group": "all"}]}, DryRun=True),
+    ):
+        assert _code(call) == "DryRunOperation"
+    held = _image(stack, int(ami[4:]))
+    assert (held.findtext("TEMPLATE/EC2_AMI"), held.findtext("PERMISSIONS/OTHER_U")) == ("YES", "0")
+    _remove(stack, ami)
+
+
+def test_create_image_of_a_terminated_instance_is_refused(stack, ec2):  # noqa: F811
+    vm = _run(stack, ec2)
+    wait_for(ec2, "instance_running", [vm])
+    ec2.terminate_instances(InstanceIds=[vm])
+    wait_for(ec2, "instance_terminated", [vm])
+    assert _code(lambda: ec2.create_image(InstanceId=vm, Name=stack.cloud.name("img-done"))) == (
+        "IncorrectInstanceState"
+    )
+
+
+def test_ec2_ami_creates_lists_shares_and_removes_an_image(stack, ec2, instance, tmp_path):  # noqa: F811
+    name = stack.cloud.name("img-ansible")
+    created, info = play(
+        stack,
+        tmp_path,
+        {
+            "amazon.aws.ec2_ami": {
+                "instance_id": instance,
+                "name": name,
+                "description": "from ansible",
+                "wait": True,
+                "tags": {"made-by": "ansible"},
+            }
+        },
+        {"amazon.aws.ec2_ami_info": {"owners": ["self"], "filters": {"name": name}}},
+    )
+    ami = created["image_id"]
+    assert created["changed"] and created["state"] == "available" and created["name"] == name
+    assert created["root_device_type"] == "ebs" and created["tags"] == {"made-by": "ansible"}
+    assert [i["image_id"] for i in info["images"]] == [ami]
+    again, shared, removed = play(
+        stack,
+        tmp_path,
+        {"amazon.aws.ec2_ami": {"image_id": ami, "description": "from ansible"}},
+        {"amazon.aws.ec2_ami": {"image_id": ami, "launch_permissions": {"group_names": ["all"]}}},
+        {"amazon.aws.ec2_ami": {"image_id": ami, "state": "absent", "wait": True}},
+    )
+    assert not again["changed"]
+    assert shared["changed"] and shared["launch_permissions"] == [{"group": "all"}]
+    assert removed["changed"] and ec2.describe_images(ImageIds=[ami])["Images"] == []
+    # delete_snapshot: true calls DeleteSnapshot (the volumes part): left for after the merge
+    _remove(stack, ami)
