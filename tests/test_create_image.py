@@ -13,6 +13,8 @@ import xml.etree.ElementTree as ET
 import botocore.exceptions
 import pytest
 
+from econe import gateway
+
 from .aws_play import play
 from .test_econe_e2e import error_code, signed_v2, stack, wait_for  # noqa: F401
 
@@ -151,6 +153,8 @@ def test_deregister_leaves_the_snapshot_unless_asked(stack, ec2, instance):  # n
     marks = _image(stack, int(kept[4:])).find("TEMPLATE")
     assert (marks.findtext("EC2_AMI"), marks.findtext("EBS_SNAPSHOT")) == ("NO", "YES")  # still a snapshot
     assert _code(lambda: ec2.deregister_image(ImageId=kept)) == "InvalidAMIID.NotFound"
+    launch = {"ImageId": kept, "InstanceType": stack.demo.itype, "MinCount": 1, "MaxCount": 1}
+    assert _code(lambda: ec2.run_instances(**launch)) == "InvalidAMIID.NotFound"  # as on EC2
     answer = ec2.deregister_image(ImageId=gone, DeleteAssociatedSnapshots=True)
     assert answer["DeleteSnapshotResults"] == [{"SnapshotId": f"snap-{gone[4:]}", "ReturnCode": "success"}]
     deadline = time.time() + 30
@@ -257,3 +261,26 @@ def test_ec2_ami_creates_lists_shares_and_removes_an_image(stack, ec2, instance,
     assert removed["changed"] and ec2.describe_images(ImageIds=[ami])["Images"] == []
     # delete_snapshot: true calls DeleteSnapshot (the volumes part): left for after the merge
     _remove(stack, ami)
+
+
+# what oned 6.10.5 answers when the checks CreateImage makes first are overtaken (another request made
+# an image of that name, or the VM left its state meanwhile), from its source (Request.cc failure_message,
+# ImagePool::allocate, RequestManagerVirtualMachine.cc VirtualMachineDiskSaveas)
+@pytest.mark.parametrize(
+    ("code", "message", "ec2_code"),
+    [
+        (
+            0x4000,
+            "[one.vm.disksaveas] Error allocating a new image. NAME is already taken by IMAGE 7.",
+            "InvalidAMIName.Duplicate",
+        ),
+        (0x2000, "VM has to be RUNNING, POWEROFF or SUSPENDED to save disks.", "IncorrectInstanceState"),
+        (
+            0x4000,
+            "[one.image.allocate] Error allocating a new image. NAME is already taken by IMAGE 7.",
+            "InternalError",
+        ),
+    ],
+)
+def test_oned_refusals_of_a_disk_save_are_ec2_errors(code, message, ec2_code):
+    assert gateway.ec2_error(code, message).code == ec2_code

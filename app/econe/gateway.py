@@ -102,7 +102,7 @@ ONED_ERRORS: list[tuple[int | None, str, Callable[[EC2Error | None, bool], EC2Er
     (None, "NAME is already taken by SecurityGroup", lambda nf, vis: EC2Error(
         "InvalidGroup.Duplicate", "A security group of that name already exists for this account.")),
     # images from instances (one.vm.disksaveas): econe checks both first, these are the races
-    (None, "NAME is already taken by IMAGE", lambda nf, vis: EC2Error(
+    (None, "[one.vm.disksaveas] Error allocating a new image. NAME is already taken", lambda nf, vis: EC2Error(
         "InvalidAMIName.Duplicate", "An image of that name already exists for this account.")),
     (None, "to save disks", lambda nf, vis: EC2Error(
         "IncorrectInstanceState", "The instance is not in a state from which its disk can be saved.")),
