@@ -7,15 +7,19 @@ with boto3 and amazon.aws against econe on onelite (or a real oned with --confor
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import xml.etree.ElementTree as ET
+import xmlrpc.client
 
 import botocore.exceptions
 import pytest
 
-from econe import gateway
+from econe import gateway, objects
+from econe.actions import images
 
 from .aws_play import play
+from .conftest import FIXTURES
 from .test_econe_e2e import error_code, signed_v2, stack, wait_for  # noqa: F401
 
 WAIT = {"Delay": 0.2, "MaxAttempts": 300}
@@ -86,7 +90,10 @@ def test_create_image_saves_the_first_disk_as_an_ebs_backed_ami(stack, ec2, inst
     assert shown["CreationDate"].endswith("Z") and shown["OwnerId"] == str(stack.demo.uid)
     [root] = shown["BlockDeviceMappings"]
     assert root["DeviceName"] == "/dev/sda"
-    assert root["Ebs"]["SnapshotId"] == f"snap-{ami[4:]}" and root["Ebs"]["VolumeSize"] == 1
+    size = int(_image(stack, int(ami[4:])).findtext("SIZE"))  # MiB, as the VM's disk was
+    assert root["Ebs"]["SnapshotId"] == f"snap-{ami[4:]}" and root["Ebs"]["VolumeSize"] == max(
+        1, math.ceil(size / 1024)
+    )
     assert ami in [i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]]
     # in OpenNebula: a new image of the user, saved from disk 0 of the VM, marked as the contract says
     held = _image(stack, int(ami[4:]))
@@ -102,6 +109,8 @@ def test_create_image_saves_the_first_disk_as_an_ebs_backed_ami(stack, ec2, inst
     vm = ec2.run_instances(ImageId=ami, InstanceType=stack.demo.itype, MinCount=1, MaxCount=1)["Instances"][0]
     wait_for(ec2, "instance_running", [vm["InstanceId"]])
     assert vm["ImageId"] == ami
+    launched = ET.fromstring(stack.admin("one.vm.info", int(vm["InstanceId"][2:]), False))
+    assert launched.findtext("TEMPLATE/DISK/TARGET") == "sda"  # the root device DescribeImages names
     ec2.terminate_instances(InstanceIds=[vm["InstanceId"]])
     wait_for(ec2, "instance_terminated", [vm["InstanceId"]])
     _remove(stack, ami)
@@ -284,3 +293,20 @@ def test_ec2_ami_creates_lists_shares_and_removes_an_image(stack, ec2, instance,
 )
 def test_oned_refusals_of_a_disk_save_are_ec2_errors(code, message, ec2_code):
     assert gateway.ec2_error(code, message).code == ec2_code
+
+
+def test_the_captured_disk_save_is_pending_then_available():
+    """oned 6.10.5's own answers for an image one.vm.disksaveas made (set3, image 2 of VM 0's disk 2),
+    with the marks CreateImage writes: pending while LOCKED, then available, an EBS root of 1 GiB."""
+    shown = []
+    for capture in ("one.image.info.saved.immediate", "one.image.info.saved.settled"):
+        ok, text, _ = xmlrpc.client.loads((FIXTURES / "set3" / f"{capture}.xml").read_text())[0][0]
+        image = objects.parse_image(objects.xml(text))
+        image.template.update(EC2_AMI="YES", EBS_SNAPSHOT="YES")
+        shown.append(images.describe(image))
+    assert [d["State"] for d in shown] == ["pending", "available"]
+    root = {"DeviceName": "/dev/sda", "Ebs": {"SnapshotId": "snap-00000002", "VolumeSize": 1,
+            "DeleteOnTermination": True, "VolumeType": "standard", "Encrypted": False}}  # fmt: skip
+    assert [(d["RootDeviceType"], d["RootDeviceName"], d["BlockDeviceMappings"]) for d in shown] == [
+        ("ebs", "/dev/sda", [root])
+    ] * 2
