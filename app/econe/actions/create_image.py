@@ -63,7 +63,7 @@ def savable(state: int, lcm_state: int) -> bool:
 @action(
     "CreateImage",
     reads=("InstanceId", "Name", "Description", "BlockDeviceMappings", "TagSpecifications"),
-    ignored=("NoReboot",),  # the disk is saved as it is, without a reboot: README, "Images from instances"
+    ignored=("NoReboot",),  # the disk is saved as it is, never with a reboot (the README's CreateImage row)
     stored=("Name", "Description", "TagSpecifications"),
     changes=True,
 )

@@ -14,6 +14,8 @@ from .images import describe, get_ami
 from .registry import Context, action
 
 EVERYONE = "all"
+DESCRIBED = ("description", "launchPermission", "productCodes", "blockDeviceMapping")
+MODIFIED = ("description", "launchPermission")
 
 
 @action("DescribeImageAttribute", reads=("ImageId", "Attribute"))
@@ -32,14 +34,12 @@ def describe_image_attribute(ctx: Context, p: dict) -> dict:
     elif attribute == "blockDeviceMapping":
         out["BlockDeviceMappings"] = (describe(image) or {}).get("BlockDeviceMappings", [])
     else:
-        raise _unsupported(attribute)
+        raise _unsupported(attribute, DESCRIBED)
     return out
 
 
-def _unsupported(attribute: str) -> EC2Error:
-    return invalid(
-        "Attribute", attribute, "This cloud has description, launchPermission, productCodes and blockDeviceMapping."
-    )
+def _unsupported(attribute: str, supported: tuple[str, ...]) -> EC2Error:
+    return invalid("Attribute", attribute, f"This cloud has {', '.join(supported)}.")
 
 
 def launch_changes(launch: dict, operation: str | None, groups: list[str], users: list[str]) -> tuple[set, set]:
@@ -86,8 +86,8 @@ def modify_image_attribute(ctx: Context, p: dict) -> dict:
     added, removed = launch_changes(
         p.get("LaunchPermission") or {}, p.get("OperationType"), p.get("UserGroups", []), p.get("UserIds", [])
     )
-    if attribute not in (None, "description", "launchPermission"):
-        raise _unsupported(attribute)
+    if attribute not in (None, *MODIFIED):
+        raise _unsupported(attribute, MODIFIED)
     if attribute == "description" and description is None:
         description = value
     if description is not None and len(description) > MAX_DESCRIPTION:
