@@ -111,6 +111,10 @@ def test_create_image_saves_the_first_disk_as_an_ebs_backed_ami(stack, ec2, inst
     assert vm["ImageId"] == ami
     launched = ET.fromstring(stack.admin("one.vm.info", int(vm["InstanceId"][2:]), False))
     assert launched.findtext("TEMPLATE/DISK/TARGET") == "sda"  # the root device DescribeImages names
+    # while a VM uses it, oned keeps the image: deregistered, it stays a snapshot, and the answer says so
+    answer = ec2.deregister_image(ImageId=ami, DeleteAssociatedSnapshots=True)
+    assert answer["DeleteSnapshotResults"] == [{"SnapshotId": f"snap-{ami[4:]}", "ReturnCode": "client-error"}]
+    assert _image(stack, int(ami[4:])).findtext("TEMPLATE/EC2_AMI") == "NO"
     ec2.terminate_instances(InstanceIds=[vm["InstanceId"]])
     wait_for(ec2, "instance_terminated", [vm["InstanceId"]])
     _remove(stack, ami)
@@ -228,6 +232,21 @@ def test_create_image_errors(stack, ec2, bob, instance):  # noqa: F811
     _remove(stack, ami)
 
 
+def test_a_stopped_instance_is_saved_and_stays_stopped(stack, ec2):  # noqa: F811
+    """What the README advises for a consistent image: stop the instance, then save its disk."""
+    vm = _run(stack, ec2)
+    wait_for(ec2, "instance_running", [vm])
+    ec2.stop_instances(InstanceIds=[vm])
+    wait_for(ec2, "instance_stopped", [vm])
+    ami = ec2.create_image(InstanceId=vm, Name=stack.cloud.name("img-stopped"))["ImageId"]
+    ec2.get_waiter("image_available").wait(ImageIds=[ami], WaiterConfig=WAIT)
+    wait_for(ec2, "instance_stopped", [vm])
+    assert ec2.describe_images(ImageIds=[ami])["Images"][0]["RootDeviceType"] == "ebs"
+    ec2.terminate_instances(InstanceIds=[vm])
+    wait_for(ec2, "instance_terminated", [vm])
+    _remove(stack, ami)
+
+
 def test_create_image_of_a_terminated_instance_is_refused(stack, ec2):  # noqa: F811
     vm = _run(stack, ec2)
     wait_for(ec2, "instance_running", [vm])
@@ -239,8 +258,11 @@ def test_create_image_of_a_terminated_instance_is_refused(stack, ec2):  # noqa: 
 
 
 def test_ec2_ami_creates_lists_shares_and_removes_an_image(stack, ec2, instance, tmp_path):  # noqa: F811
+    """One play (ansible's start costs seconds): the tasks after the first name the image it made.
+    ec2_ami's wait polls every 15 s: the image is seldom available at its first poll."""
     name = stack.cloud.name("img-ansible")
-    created, info = play(
+    made = "{{ made.image_id }}"
+    created, info, again, shared, removed = play(
         stack,
         tmp_path,
         {
@@ -250,25 +272,21 @@ def test_ec2_ami_creates_lists_shares_and_removes_an_image(stack, ec2, instance,
                 "description": "from ansible",
                 "wait": True,
                 "tags": {"made-by": "ansible"},
-            }
+            },
+            "register": "made",
         },
         {"amazon.aws.ec2_ami_info": {"owners": ["self"], "filters": {"name": name}}},
+        {"amazon.aws.ec2_ami": {"image_id": made, "description": "from ansible"}},
+        {"amazon.aws.ec2_ami": {"image_id": made, "launch_permissions": {"group_names": ["all"]}}},
+        {"amazon.aws.ec2_ami": {"image_id": made, "state": "absent", "wait": True}},
     )
     ami = created["image_id"]
     assert created["changed"] and created["state"] == "available" and created["name"] == name
     assert created["root_device_type"] == "ebs" and created["tags"] == {"made-by": "ansible"}
     assert [i["image_id"] for i in info["images"]] == [ami]
-    again, shared, removed = play(
-        stack,
-        tmp_path,
-        {"amazon.aws.ec2_ami": {"image_id": ami, "description": "from ansible"}},
-        {"amazon.aws.ec2_ami": {"image_id": ami, "launch_permissions": {"group_names": ["all"]}}},
-        {"amazon.aws.ec2_ami": {"image_id": ami, "state": "absent", "wait": True}},
-    )
     assert not again["changed"]
     assert shared["changed"] and shared["launch_permissions"] == [{"group": "all"}]
     assert removed["changed"] and ec2.describe_images(ImageIds=[ami])["Images"] == []
-    # delete_snapshot: true calls DeleteSnapshot (the volumes part): left for after the merge
     _remove(stack, ami)
 
 
@@ -310,3 +328,18 @@ def test_the_captured_disk_save_is_pending_then_available():
     assert [(d["RootDeviceType"], d["RootDeviceName"], d["BlockDeviceMappings"]) for d in shown] == [
         ("ebs", "/dev/sda", [root])
     ] * 2
+
+
+@pytest.mark.skip(
+    reason="ec2_ami's delete_snapshot calls DeleteSnapshot, the volumes part of #14: enable after the merge"
+)
+def test_ec2_ami_delete_snapshot_removes_the_image(stack, ec2, instance, tmp_path):  # noqa: F811
+    ami = _create(stack, ec2, instance, "img-ansible-gone")
+    [removed] = play(
+        stack, tmp_path, {"amazon.aws.ec2_ami": {"image_id": ami, "state": "absent", "delete_snapshot": True}}
+    )
+    assert removed["changed"] and removed["snapshots_deleted"] == [f"snap-{ami[4:]}"]
+    deadline = time.time() + 30
+    while time.time() < deadline and int(ami[4:]) in _image_ids(stack):
+        time.sleep(0.2)  # oned's datastore driver removes it
+    assert int(ami[4:]) not in _image_ids(stack)
