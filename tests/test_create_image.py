@@ -151,6 +151,8 @@ def test_image_attributes_are_its_permissions_and_description(stack, ec2, instan
     assert ec2.describe_image_attribute(ImageId=ami, Attribute="description")["Description"] == {"Value": "second"}
     assert _image(stack, oid).findtext("TEMPLATE/DESCRIPTION") == "second"
     assert ec2.describe_image_attribute(ImageId=ami, Attribute="productCodes")["ProductCodes"] == []
+    mapping = ec2.describe_image_attribute(ImageId=ami, Attribute="blockDeviceMapping")["BlockDeviceMappings"]
+    assert mapping == ec2.describe_images(ImageIds=[ami])["Images"][0]["BlockDeviceMappings"] and len(mapping) == 1
     assert _code(lambda: ec2.describe_image_attribute(ImageId=ami, Attribute="kernel")) == "InvalidParameterValue"
     assert _code(lambda: ec2.modify_image_attribute(ImageId=ami, Attribute="kernel", Value="x")) == (
         "InvalidParameterValue"
