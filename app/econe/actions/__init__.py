@@ -8,7 +8,9 @@ so there is no cycle and no import inside a function."""
 from __future__ import annotations
 
 from . import (  # noqa: F401 (importing registers their actions)
+    create_image,
     identity,
+    image_attributes,
     images,
     instance_attributes,
     instances,
