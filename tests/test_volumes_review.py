@@ -4,7 +4,9 @@ real oned with --conformance), read back with the admin's pyone."""
 
 from __future__ import annotations
 
+import functools
 import threading
+import time
 
 import botocore.exceptions
 import pytest
@@ -162,3 +164,27 @@ def test_describe_tags_lists_no_deregistered_image(stack):  # noqa: F811
     assert ec2.describe_images(ImageIds=[ami])["Images"] == []
     assert ec2.describe_tags(Filters=[{"Name": "key", "Values": ["gone"]}])["Tags"] == []
     admin.image.delete(oid)
+
+
+def test_requests_queued_on_one_instance_answer_busy(stack):  # noqa: F811
+    """16 AttachVolume at once on one instance: each waits for the one before (the VM's lock, then
+    oned's hot-plug, about 0.2 s each here), so the later ones would hold a worker for seconds. Those
+    that cannot have the lock within 2 s answer IncorrectInstanceState "busy, try again" instead."""
+    ec2 = stack.client()
+    iid = _instance(stack)
+    vols = [_volume(ec2) for _ in range(16)]
+
+    def attach(vol: str, device: str):
+        start = time.monotonic()
+        answer = _answer(ec2.attach_volume, VolumeId=vol, InstanceId=iid, Device=device)
+        return ("ok" if isinstance(answer, dict) else answer), time.monotonic() - start
+
+    answers = _at_once([functools.partial(attach, v, f"/dev/sd{c}") for v, c in zip(vols, "fghijklmnopqrstu")])
+    codes = [code for code, _ in answers]
+    assert set(codes) == {"ok", "IncorrectInstanceState"}, answers
+    assert max(took for code, took in answers if code != "ok") < 4, answers  # 2 s for the lock, and the reads
+    ec2.terminate_instances(InstanceIds=[iid])  # oned lets the volumes go at DONE
+    wait_for(ec2, "instance_terminated", [iid])
+    ec2.get_waiter("volume_available").wait(VolumeIds=vols, WaiterConfig=FAST)
+    for vol in vols:
+        ec2.delete_volume(VolumeId=vol)
