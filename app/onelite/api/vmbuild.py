@@ -191,6 +191,8 @@ def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tp
     }
     if ar["TYPE"] in ("IP4", "IP4_6"):
         out["IP"] = records.ip_at(ar, index)
+    if vnet.get("PARENT", -1) >= 0:  # a lease of a reservation names the network it came from
+        out["PARENT_NETWORK_ID"] = str(vnet["PARENT"])
     if vnet["UID"] != call.uid and "NETWORK_UNAME" in d:
         out["NETWORK_UNAME"] = d["NETWORK_UNAME"]
     for k, v in d.items():

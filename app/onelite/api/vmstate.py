@@ -65,6 +65,8 @@ ACTIONS = {
     "poweroff-hard": 20,
     "disk-attach": 21,
     "disk-detach": 22,
+    "nic-attach": 23,
+    "nic-detach": 24,
     "terminate": 27,
     "terminate-hard": 28,
     "updateconf": 33,
