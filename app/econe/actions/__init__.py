@@ -8,12 +8,12 @@ so there is no cycle and no import inside a function."""
 from __future__ import annotations
 
 from . import (  # noqa: F401 (importing registers their actions)
+    addresses,
     identity,
     images,
     instance_attributes,
     instances,
     keypairs,
-    network,
     nics,
     regions,
     secgroups,
