@@ -14,6 +14,8 @@ import threading
 import botocore.exceptions
 import pytest
 
+from demo import wait_ready
+
 from .aws_play import play
 from .conftest import start_econe
 from .test_econe_e2e import stack, wait_for  # noqa: F401
@@ -33,12 +35,14 @@ def eip(stack):  # noqa: F811
     vnet = admin("one.vn.allocate", text, stack.cloud.cluster)
     admin("one.vn.chown", vnet, -1, stack.demo.gid)
     admin("one.vn.chmod", vnet, 1, 1, 0, 1, 0, 0, 0, 0, 0)  # the group may USE it (reserve from it)
+    wait_ready(admin, vnet, "vnet")
     econe = start_econe(
         stack.workdir, stack.cloud.url, stack.cloud.server_auth, datastore_id=stack.cloud.datastore,
         elasticips_vnet_id=vnet,
     )  # fmt: skip
     yield econe, vnet
     econe.stop()
+    admin("one.vn.delete", vnet)  # every test released what it reserved: oned refuses while any is held
 
 
 def _alice(stack, eip):  # noqa: F811
