@@ -150,6 +150,34 @@ def test_in_use_reassociation_and_instance_states(stack, eip, instances):  # noq
     assert _code(ec2.describe_addresses, PublicIps=[ip]) == "InvalidAddress.NotFound"
 
 
+def test_two_associations_racing_for_one_address(stack, eip, instances):  # noqa: F811
+    """Both pass the check that the address is free; oned leases it to one NIC only, and the other
+    request is told the address is taken, not that the cloud failed."""
+    ec2 = _alice(stack, eip)
+    allocation = ec2.allocate_address()["AllocationId"]
+    outcomes: list[str] = []
+
+    def associate(instance: str):
+        try:
+            _alice(stack, eip).associate_address(AllocationId=allocation, InstanceId=instance)
+            outcomes.append("associated")
+        except botocore.exceptions.ClientError as e:
+            outcomes.append(f"{e.response['ResponseMetadata']['HTTPStatusCode']} {e.response['Error']['Code']}")
+
+    try:
+        for _ in range(3):
+            threads = [threading.Thread(target=associate, args=(i,)) for i in instances]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            (found,) = ec2.describe_addresses(AllocationIds=[allocation])["Addresses"]
+            ec2.disassociate_address(AssociationId=found["AssociationId"])
+        assert sorted(outcomes) == ["400 Resource.AlreadyAssociated"] * 3 + ["associated"] * 3, outcomes
+    finally:
+        ec2.release_address(AllocationId=allocation)
+
+
 def test_an_instance_oned_cannot_plug_into_is_refused(stack, eip):  # noqa: F811
     """A stopped instance (oned: POWEROFF takes a NIC) is fine; one that is shutting down is not."""
     ec2 = _alice(stack, eip)

@@ -147,3 +147,19 @@ def test_reserve_refusals_as_oneds_source_words_them(nics):
         assert call(url, "one.vn.reserve", admin, 1, text)[:3] == [False, f"[one.vn.reserve] {message}", 2048], text
     answer = call(url, "one.vn.reserve", admin, 2, 'SIZE="1"\nNAME="y"\n')
     assert answer[:3] == [False, "[one.vn.reserve] Cannot reserve addresses from a reserved VNET", 2048]
+
+
+def test_a_reservation_leases_at_once(nics):
+    """A reservation has its range from the start (set 3's immediate answer shows its AR_POOL while
+    LOCK_CREATE) and oned leases without looking at a network's state: a NIC on it may be attached at once."""
+    url, admin = nics.url, nics.admin
+    ok, rid, *_ = call(url, "one.vn.reserve", admin, 1, 'SIZE="1"\nNAME="eip-at-once"\n')
+    assert ok, rid
+    answer = call(url, "one.vm.attachnic", admin, 0, f'NIC=[NETWORK_ID="{rid}"]')
+    assert answer[0], answer
+    wait_vm(url, USER, 0, 3, 3)
+    ok, xml, *_ = call(url, "one.vm.info", USER, 0, False)
+    nic_id = xml.split(f"<NETWORK_ID><![CDATA[{rid}]]></NETWORK_ID><NIC_ID><![CDATA[")[1].split("]")[0]
+    assert call(url, "one.vm.detachnic", USER, 0, int(nic_id))[0]
+    wait_vm(url, USER, 0, 3, 3)
+    assert call(url, "one.vn.delete", admin, rid)[0]

@@ -186,20 +186,28 @@ def associate_address(ctx: Context, p: dict) -> dict:
     if address.vm and address.vm.id == vmid:
         return {"AssociationId": address.association}
     if address.vm and not allow:
-        raise EC2Error(
-            "Resource.AlreadyAssociated",
-            f"The address with allocation id [{ids.fmt('eipalloc', address.vnet)}] is already associated.",
-        )
+        raise _already(address)
     if ctx.dry_run:
         moved = [("MANAGE", "VM", address.vm.id)] if address.vm else []
         ctx.session.decide_dry_run([("MANAGE", "VM", vmid), ("USE", "NET", address.vnet)] + moved)
     if address.vm and address.nic:
         ctx.session.vm_detachnic(address.vm.id, int(address.nic.nic_id or 0))
         _settled(ctx, address.vm.id)
-    ctx.session.vm_attachnic(vmid, f'NIC=[NETWORK_ID="{address.vnet}"]')
+    try:
+        ctx.session.vm_attachnic(vmid, f'NIC=[NETWORK_ID="{address.vnet}"]')
+    except EC2Error as e:  # another request plugged it in since it was read: oned leases it once
+        if e.code != "InsufficientInstanceCapacity":
+            raise
+        raise _already(address) from None
     _settled(ctx, vmid)
     nic = next(n for n in ctx.session.vm(vmid).nics if n.network_id == str(address.vnet))
     return {"AssociationId": association_id(vmid, int(nic.nic_id or 0))}
+
+
+def _already(address: Address) -> EC2Error:
+    allocation = ids.fmt("eipalloc", address.vnet)
+    message = f"The address with allocation id [{allocation}] is already associated."
+    return EC2Error("Resource.AlreadyAssociated", message)
 
 
 @action("DisassociateAddress", reads=("AssociationId", "PublicIp"), changes=True)

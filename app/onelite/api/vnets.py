@@ -355,8 +355,9 @@ def vn_reserve(call: Call, oid: int, text: str) -> int:
 
 def lease(v: dict, vmid: int, ip: str | None = None) -> tuple[dict, int]:
     """Take the next free address (or *ip*) of *v* for VM *vmid*; (ar, index). While its driver
-    creates it (LOCK_CREATE), oned has no address range to lease from yet."""
-    if v["STATE"] == LOCK_CREATE:
+    creates it (LOCK_CREATE), oned has no address range to lease from yet, but for a reservation's,
+    which it has from the start."""
+    if v["STATE"] == LOCK_CREATE and v.get("PARENT", -1) < 0:
         raise OneError(INTERNAL, f"Cannot get IP/MAC lease from virtual network {v['ID']}.")
     if ip:
         ar, index = _find(v, ip)
