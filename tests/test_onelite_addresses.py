@@ -137,6 +137,11 @@ def test_reserve_refusals_as_oneds_source_words_them(nics):
     url, admin = nics.url, nics.admin
     cases = [
         ('SIZE="0"\nNAME="x"\n', "Reservation SIZE must be a greater than 0"),
+        ('SIZE=[A="1"]\nNAME="x"\n', "Reservation SIZE must be a greater than 0"),  # a vector is no number
+        (
+            'SIZE="1"\nNAME="x"\nIP="192.0.2.20"\nAR_ID="first"\n',
+            "AR_ID must be specified for IP/MAC based reservations",
+        ),  # no number: no AR_ID
         ('SIZE="1"\n', "NAME for reservation has to be set"),
         ('SIZE="1"\nNAME="x"\nAR_ID="-1"\n', "AR_ID must be equal or greater than 0"),
         ('SIZE="1"\nNETWORK_ID="1"\n', "Cannot add a reservation from the same network"),

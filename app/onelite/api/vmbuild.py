@@ -148,7 +148,7 @@ def new_disk(call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets:
     return sorted(out.items())
 
 
-def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tpl.Vector:
+def build_nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tpl.Vector:
     d = dict(vec)
     ref = d.get("NETWORK_ID")
     if ref is None and "NETWORK" not in d:
@@ -266,7 +266,7 @@ def build_vm(call: Call, t: tpl.Template, name: str | None, hold: bool, extra_us
     nics: list[tpl.Vector] = []
     groups: set[int] = set()
     for i, vec in enumerate(v for k, v in system if k == "NIC" and isinstance(v, list)):
-        nic = _nic(call, vec, i, vmid, call)
+        nic = build_nic(call, vec, i, vmid, call)
         nics.append(nic)
         out.append(("NIC", nic))
         groups |= sg_ids(tpl.vget(nic, "SECURITY_GROUPS"))

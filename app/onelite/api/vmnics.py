@@ -16,7 +16,7 @@ from ..errors import ACTION, AUTHORIZATION, NO_EXISTS, OneError
 from ..registry import method
 from . import common, vnets
 from .lifecycle import name_action, queue, reopen, set_state
-from .vmbuild import _nic, network_context, secgroup_rules, sg_ids
+from .vmbuild import build_nic, network_context, secgroup_rules, sg_ids
 from .vmstate import ACTIVE, LCM_INIT, POWEROFF, RUNNING, lcm_name, save_vm
 
 HOTPLUG_NIC = LCM_STATE.HOTPLUG_NIC
@@ -54,12 +54,12 @@ def vm_attachnic(call: Call, oid: int, text: str) -> int:
     _check_state(vm, "add a new NIC to")
     nic_id = max((int(tpl.vget(n, "NIC_ID", "0")) for n in _nics(vm)), default=-1) + 1
     try:
-        nic = _nic(call, vec, nic_id, oid, call)
+        nic = build_nic(call, vec, nic_id, oid, call)
     except OneError as e:  # the request's checks fail as oned's; the attach itself answers ACTION
         if e.code in (AUTHORIZATION, NO_EXISTS):
             raise
         raise OneError(ACTION, e.message) from None
-    groups = {int(s) for n in _nics(vm) for s in sg_ids(tpl.vget(n, "SECURITY_GROUPS", ""))}
+    groups = {g for n in _nics(vm) for g in sg_ids(tpl.vget(n, "SECURITY_GROUPS", ""))}
     rules = []
     for sid in sorted(sg_ids(tpl.vget(nic, "SECURITY_GROUPS", "")) - groups):
         sg = call.db.get("secgroup", sid)
@@ -103,12 +103,7 @@ def finish_nic_hotplug(call: Call, vm: dict) -> None:
         if k == "NIC" and gone is not None and tpl.vget(v, "NIC_ID") == str(gone):
             vnet = call.db.get("vnet", int(tpl.vget(v, "NETWORK_ID", "-1")))
             if vnet is not None:
-                ip = tpl.vget(v, "IP")
-                ar, index = vnets._find(vnet, ip) if ip else (None, -1)
-                if ar is not None and ar["LEASES"].get(str(index)) == vm["ID"]:
-                    del ar["LEASES"][str(index)]
-                if not any(h == vm["ID"] for a in vnet["ARS"] for h in a["LEASES"].values()):
-                    vnet["UPDATED_VMS"] = [x for x in vnet["UPDATED_VMS"] if x != vm["ID"]]
+                vnets.release_ip(vnet, vm["ID"], tpl.vget(v, "IP", ""))
                 call.db.put("vnet", vnet)
             continue
         if k == "NIC":

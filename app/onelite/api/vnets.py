@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from one import template as tpl
 
@@ -220,25 +221,25 @@ def vn_release(call: Call, oid: int, text: str) -> int:
 # ---------------------------------------------------------------- reservations
 
 
+def _int(t: tpl.Template, name: str) -> int | None:
+    """Template::get(name, int&): the value's leading integer; None when it has none (or is a vector)."""
+    value = tpl.get(t, name)
+    m = re.match(r"\s*[+-]?[0-9]+", value) if isinstance(value, str) else None
+    return int(m.group()) if m else None
+
+
 def _reservation_size(t: tpl.Template) -> int:
-    try:
-        size = int(tpl.get(t, "SIZE") or "")
-    except ValueError:
-        size = 0
-    if size <= 0:
+    size = _int(t, "SIZE")
+    if size is None or size <= 0:
         raise OneError(ACTION, "Reservation SIZE must be a greater than 0")
     return size
 
 
 def _target(call: Call, t: tpl.Template, oid: int) -> dict | None:
     """The existing reservation NETWORK_ID names (oned's checks, in its order), or None for a new one."""
-    ref = tpl.get(t, "NETWORK_ID")
-    if ref is None:
+    rid = _int(t, "NETWORK_ID")
+    if rid is None:
         return None
-    try:
-        rid = int(ref)
-    except ValueError:
-        rid = 0
     if rid < 0:
         raise OneError(ACTION, "NETWORK_ID must be equal or greater than 0")
     if rid == oid:
@@ -303,15 +304,9 @@ def vn_reserve(call: Call, oid: int, text: str) -> int:
     name = name if isinstance(name, str) else ""
     if not name and rvn is None:
         raise OneError(ACTION, "NAME for reservation has to be set")
-    ar_ref = tpl.get(t, "AR_ID")
-    ar_id = None
-    if ar_ref is not None:
-        try:
-            ar_id = int(ar_ref)
-        except ValueError:
-            ar_id = 0
-        if ar_id < 0:
-            raise OneError(ACTION, "AR_ID must be equal or greater than 0")
+    ar_id = _int(t, "AR_ID")
+    if ar_id is not None and ar_id < 0:
+        raise OneError(ACTION, "AR_ID must be equal or greater than 0")
     ip = tpl.get(t, "IP") if isinstance(tpl.get(t, "IP"), str) else ""
     if ar_id is None and (ip or tpl.get(t, "MAC") or tpl.get(t, "IP6")):
         raise OneError(ACTION, "AR_ID must be specified for IP/MAC based reservations")
@@ -371,6 +366,15 @@ def lease(v: dict, vmid: int, ip: str | None = None) -> tuple[dict, int]:
                 ar["LEASES"][str(index)] = vmid
                 return ar, index
     raise OneError(INTERNAL, f"Cannot get IP/MAC lease from virtual network {v['ID']}.")
+
+
+def release_ip(v: dict, vmid: int, ip: str) -> None:
+    """Give back the address *ip* of *v* that VM *vmid* leases (a NIC detached)."""
+    ar, index = _find(v, ip)
+    if ar is not None and ar["LEASES"].get(str(index)) == vmid:
+        del ar["LEASES"][str(index)]
+    if not any(h == vmid for a in v["ARS"] for h in a["LEASES"].values()):
+        v["UPDATED_VMS"] = [x for x in v["UPDATED_VMS"] if x != vmid]
 
 
 def release_vm(v: dict, vmid: int) -> None:
