@@ -88,8 +88,8 @@ def test_ec2_eip_allocates_associates_and_releases(stack, eip, instances, tmp_pa
     made, again, info = play(
         ours,
         tmp_path,
-        {"amazon.aws.ec2_eip": {"device_id": instances[0], "in_vpc": True}},
-        {"amazon.aws.ec2_eip": {"device_id": instances[0], "in_vpc": True}},
+        {"amazon.aws.ec2_eip": {"device_id": instances[0], "in_vpc": True, "tags": {"role": "web"}}},
+        {"amazon.aws.ec2_eip": {"device_id": instances[0], "in_vpc": True, "tags": {"role": "web"}}},
         {"amazon.aws.ec2_eip_info": {}},
     )
     assert made["changed"] and made["public_ip"].startswith("198.51.100.")
@@ -97,6 +97,7 @@ def test_ec2_eip_allocates_associates_and_releases(stack, eip, instances, tmp_pa
     (listed,) = info["addresses"]
     assert listed["public_ip"] == made["public_ip"] and listed["instance_id"] == instances[0]
     assert listed["allocation_id"] == made["allocation_id"] and listed["association_id"].startswith("eipassoc-")
+    assert listed["tags"] == {"role": "web"}
     ec2 = _alice(stack, eip)
     assert _public_ip(ec2, instances[0]) == made["public_ip"]
     (described,) = ec2.describe_instances(InstanceIds=[instances[0]])["Reservations"][0]["Instances"]
@@ -214,6 +215,32 @@ def test_someone_elses_address_is_not_found(stack, eip, instances):  # noqa: F81
         alice.disassociate_address(PublicIp=ip)
     finally:
         alice.release_address(AllocationId=allocation)
+
+
+def test_tags_of_an_address(stack, eip):  # noqa: F811
+    """Kept in the reservation network's template (EC2_TAGS): given at allocation, changed with the
+    tags API, listed by DescribeTags and DescribeAddresses; another user's address cannot be tagged."""
+    ec2 = _alice(stack, eip)
+    spec = [{"ResourceType": "elastic-ip", "Tags": [{"Key": "env", "Value": "test"}]}]
+    allocation = ec2.allocate_address(TagSpecifications=spec)["AllocationId"]
+    try:
+        (found,) = ec2.describe_addresses(Filters=[{"Name": "tag:env", "Values": ["test"]}])["Addresses"]
+        assert found["AllocationId"] == allocation and found["Tags"] == [{"Key": "env", "Value": "test"}]
+        ec2.create_tags(Resources=[allocation], Tags=[{"Key": "owner", "Value": "alice"}])
+        listed = ec2.describe_tags(Filters=[{"Name": "resource-type", "Values": ["elastic-ip"]}])["Tags"]
+        assert [(t["ResourceId"], t["Key"], t["Value"]) for t in listed] == [
+            (allocation, "env", "test"), (allocation, "owner", "alice")
+        ]  # fmt: skip
+        ec2.delete_tags(Resources=[allocation], Tags=[{"Key": "env"}])
+        assert ec2.describe_addresses(Filters=[{"Name": "tag-key", "Values": ["env"]}])["Addresses"] == []
+        assert _code(_bob(stack, eip).create_tags, Resources=[allocation], Tags=[{"Key": "k", "Value": "v"}]) == (
+            "InvalidAllocationID.NotFound"
+        )
+        assert _code(ec2.allocate_address, TagSpecifications=[{"ResourceType": "instance", "Tags": []}]) == (
+            "InvalidParameterValue"
+        )
+    finally:
+        ec2.release_address(AllocationId=allocation)
 
 
 def test_malformed_ids(stack, eip, instances):  # noqa: F811

@@ -664,6 +664,11 @@ class UserSession:
         self._changes()
         return self._call("one.vn.reserve", parent, text)
 
+    def vn_update(self, vnid: int, text: str) -> None:
+        """Merge *text* into the network's template (an address's tags)."""
+        self._changes()
+        self._call("one.vn.update", vnid, text, 1)
+
     def vn_delete(self, vnid: int, not_found: EC2Error) -> None:
         self._changes()
         self._call("one.vn.delete", vnid, not_found=not_found, visible=True)

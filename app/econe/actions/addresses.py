@@ -11,14 +11,17 @@ association's PrivateIpAddress is that address too. Domain is ``vpc`` whatever t
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass
 
+from one import template as tpl
+
 from .. import ids
 from ..errors import EC2Error, invalid, missing
 from ..objects import VM, Nic
-from . import filters, nics
+from . import filters, nics, tagging
 from .regions import REGION
 from .registry import Context, action
 
@@ -31,6 +34,7 @@ _ASSOCIATION = re.compile(r"eipassoc-([0-9]{8})([0-9]{4})")
 class Address:
     vnet: int  # the reservation network
     ip: str
+    tags: dict  # EC2_TAGS of the reservation's template
     vm: VM | None = None  # the instance the address is associated with, and its NIC holding it
     nic: Nic | None = None
 
@@ -60,22 +64,39 @@ def elastic_network(ctx: Context) -> int:
     return ctx.config.elasticips_vnet_id
 
 
-def addresses(ctx: Context) -> list[Address]:
-    """The user's addresses, by allocation, each with the instance NIC that holds it (if any)."""
+def _tags(el) -> dict:
+    return tagging.load(el.findtext("TEMPLATE/EC2_TAGS"))
+
+
+def reservations(ctx: Context) -> list[Address]:
+    """The user's addresses, by allocation, without their associations (one pool call)."""
     eip = ctx.config.elasticips_vnet_id
     if eip is None:
         return []
-    mine = [el for el in ctx.session.own_vnets() if el.findtext("PARENT_NETWORK_ID") == str(eip)]
-    if not mine:
+    found = [
+        Address(int(el.findtext("ID")), el.findtext("AR_POOL/AR/IP") or "", _tags(el))
+        for el in ctx.session.own_vnets()
+        if el.findtext("PARENT_NETWORK_ID") == str(eip)
+    ]
+    return sorted(found, key=lambda a: a.vnet)
+
+
+def addresses(ctx: Context) -> list[Address]:
+    """The user's addresses, by allocation, each with the instance NIC that holds it (if any)."""
+    found = reservations(ctx)
+    if not found:
         return []
-    found = [(int(el.findtext("ID")), el.findtext("AR_POOL/AR/IP") or "") for el in mine]
     held = {
         int(nic.network_id): (vm, nic)
         for vm in ctx.session.vms(with_done=False)
         for nic in vm.nics
-        if nic.network_id.isdigit() and int(nic.network_id) in dict(found)
+        if nic.network_id.isdigit()
     }
-    return [Address(rid, ip, *held.get(rid, (None, None))) for rid, ip in sorted(found)]
+    out = []
+    for a in found:
+        vm, nic = held.get(a.vnet, (None, None))
+        out.append(dataclasses.replace(a, vm=vm, nic=nic))
+    return out
 
 
 def _find(ctx: Context, allocation: str | None, public_ip: str | None) -> Address:
@@ -109,6 +130,7 @@ def describe(a: Address) -> dict:
         "Domain": "vpc",
         "PublicIpv4Pool": "opennebula",
         "NetworkBorderGroup": REGION,
+        "Tags": tagging.as_list(a.tags),
     }
     if a.vm and a.nic:
         out.update(
@@ -131,7 +153,7 @@ _FILTERS = {
     "network-interface-owner-id": lambda d: filters.present(d.get("NetworkInterfaceOwnerId")),
     "private-ip-address": lambda d: filters.present(d.get("PrivateIpAddress")),
     "public-ip": lambda d: [d["PublicIp"]],
-    "tag-key": lambda d: [],  # addresses carry no tags here
+    "tag-key": lambda d: [t["Key"] for t in d["Tags"] or []],
 }
 
 
@@ -156,16 +178,21 @@ def describe_addresses(ctx: Context, p: dict) -> dict:
     return {"Addresses": [d for d in map(describe, found) if matches(d)]}
 
 
-@action("AllocateAddress", reads=("Domain",), changes=True)
+@action("AllocateAddress", reads=("Domain", "TagSpecifications"), stored=("TagSpecifications",), changes=True)
 def allocate_address(ctx: Context, p: dict) -> dict:
+    """A reservation of one address of the elastic-IP network, made as the user; its tags go into the
+    reservation's template (``EC2_TAGS``), as the tags API keeps them."""
     domain = p.get("Domain")
     if domain is not None and domain not in ("vpc", "standard"):
         raise invalid("Domain", domain, "It must be vpc or standard.")
+    tags = tagging.from_specifications(p.get("TagSpecifications", []), "elastic-ip")
     eip = elastic_network(ctx)
     if ctx.dry_run:
         ctx.session.decide_dry_run([("USE", "NET", eip)])
     rid = ctx.session.vn_reserve(eip, f'SIZE="1"\nNAME="{nics.elastic_name()}"\n')
-    made = next(a for a in addresses(ctx) if a.vnet == rid)
+    if tags:
+        ctx.session.vn_update(rid, tpl.serialize([("EC2_TAGS", tagging.dump(tags))]))
+    made = next(a for a in reservations(ctx) if a.vnet == rid)
     return {k: v for k, v in describe(made).items() if k in ("PublicIp", "AllocationId", "Domain", "PublicIpv4Pool",
                                                              "NetworkBorderGroup")}  # fmt: skip
 
