@@ -77,10 +77,16 @@ def _public_ip(ec2, instance: str) -> str | None:
     return ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0].get("PublicIpAddress")
 
 
-def test_without_an_elastic_network_no_address_is_offered(stack):  # noqa: F811
+def _account_limit(ec2) -> str:
+    (found,) = ec2.describe_account_attributes(AttributeNames=["vpc-max-elastic-ips"])["AccountAttributes"]
+    return found["AttributeValues"][0]["AttributeValue"]
+
+
+def test_without_an_elastic_network_no_address_is_offered(stack, eip):  # noqa: F811
     ec2 = stack.client()
     assert _code(ec2.allocate_address, Domain="vpc") == "UnsupportedOperation"
     assert ec2.describe_addresses()["Addresses"] == []
+    assert _account_limit(ec2) == "0" and _account_limit(_alice(stack, eip)) == str(SIZE)
 
 
 def test_ec2_eip_allocates_associates_and_releases(stack, eip, instances, tmp_path):  # noqa: F811
