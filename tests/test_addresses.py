@@ -186,14 +186,22 @@ def test_two_associations_racing_for_one_address(stack, eip, instances):  # noqa
 
 
 def test_an_instance_oned_cannot_plug_into_is_refused(stack, eip):  # noqa: F811
-    """A stopped instance (oned: POWEROFF takes a NIC) is fine; one that is shutting down is not."""
+    """A stopped instance (POWEROFF: oned plugs the NIC at once) takes an address; one shutting down
+    or terminated does not."""
     ec2 = _alice(stack, eip)
     run = ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType=stack.demo.itype, MinCount=1,
                             MaxCount=1)  # fmt: skip
     instance = run["Instances"][0]["InstanceId"]
-    allocation = ec2.allocate_address()["AllocationId"]
+    address = ec2.allocate_address()
+    allocation, ip = address["AllocationId"], address["PublicIp"]
     try:
         wait_for(ec2, "instance_running", [instance])
+        ec2.stop_instances(InstanceIds=[instance])
+        wait_for(ec2, "instance_stopped", [instance])
+        association = ec2.associate_address(AllocationId=allocation, InstanceId=instance)["AssociationId"]
+        assert _public_ip(ec2, instance) == ip
+        ec2.disassociate_address(AssociationId=association)
+        assert _public_ip(ec2, instance) is None
         ec2.terminate_instances(InstanceIds=[instance])
         assert _code(ec2.associate_address, AllocationId=allocation, InstanceId=instance) in (
             "IncorrectInstanceState", "InvalidInstanceID.NotFound"
