@@ -138,6 +138,17 @@ def _requests(stack, url: str, workdir) -> None:  # noqa: F811
     # the value form reads Attribute and Value, after asking for every structured member
     dry(ec2.modify_instance_attribute, InstanceId=ids[0], Attribute="disableApiTermination", Value="false")
     ec2.describe_instance_types()
+    # volumes and snapshots: ids that name nothing, read before they are looked up
+    dry(ec2.create_volume, AvailabilityZone="opennebula", Size=1, VolumeType="gp2")
+    ec2.describe_volumes()
+    dry(ec2.attach_volume, VolumeId="vol-09999999", InstanceId=ids[0], Device="/dev/sdf")
+    dry(ec2.detach_volume, VolumeId="vol-09999999", InstanceId=ids[0], Device="/dev/sdf")
+    dry(ec2.delete_volume, VolumeId="vol-09999999")
+    dry(ec2.create_snapshot, VolumeId="vol-09999999", Description="registry")
+    ec2.describe_snapshots()
+    dry(ec2.delete_snapshot, SnapshotId="snap-09999999")
+    with pytest.raises(botocore.exceptions.ClientError):
+        ec2.describe_snapshot_attribute(SnapshotId="snap-09999999", Attribute="createVolumePermission")
     ec2.terminate_instances(InstanceIds=ids)
     dry(ec2.create_key_pair, KeyName="registry")
     public = ed25519.Ed25519PrivateKey.generate().public_key()

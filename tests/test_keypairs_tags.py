@@ -377,10 +377,12 @@ def test_tags_beyond_ec2s_limits_or_oneds_templates_are_refused(ec2, resources, 
 @pytest.mark.parametrize(
     "rid, code",
     [
-        ("vol-00000001", "InvalidID"),
+        ("rtb-00000001", "InvalidID"),  # a route table: nothing here is one
         ("nothing", "InvalidID"),
         ("i-99999", "InvalidInstanceID.NotFound"),
         ("ami-99999", "InvalidAMIID.NotFound"),
+        ("vol-99999", "InvalidVolume.NotFound"),
+        ("snap-99999", "InvalidSnapshot.NotFound"),
         ("sg-99999", "InvalidGroup.NotFound"),
         ("key-0123456789abcdef0", "InvalidKeyPair.NotFound"),
     ],

@@ -59,6 +59,7 @@ class Config:
     cache_ttl: int = 30
     # the network elastic IPs are reserved from (AllocateAddress); None: no elastic IPs
     elasticips_vnet_id: int | None = None
+    ebs_fstype: str | None = None  # the FS a new volume's DATABLOCK gets (CreateVolume); none: the datastore's
     # server account for acting as users (file named by ONE_CIPHER_AUTH)
     server_user: str = ""
     server_password: str = field(default="", repr=False)
@@ -110,10 +111,10 @@ KEYS = {
     "max_count": (_int_range(1, 10000), "must be an integer 1-10000"),
     "cache_ttl": (_int_range(0, 3600), "must be a number of seconds 0-3600"),
     "elasticips_vnet_id": (lambda v: v is None or _int_range(0, 2**31 - 1)(v), "must be a vnet id (integer >= 0)"),
+    "ebs_fstype": (lambda v: v is None or isinstance(v, str), "must be a filesystem name"),  # CreateVolume's FS
     # accepted for compatibility with the original's files; not used by this version
     "associate_script": (lambda v: v is None or isinstance(v, (str, bool)), "must be a path or false"),
     "disassociate_script": (lambda v: v is None or isinstance(v, (str, bool)), "must be a path or false"),
-    "ebs_fstype": (lambda v: v is None or isinstance(v, str), "must be a filesystem name"),
 }
 ALIASES = {"server": "host"}
 

@@ -654,6 +654,35 @@ class UserSession:
         self._changes()
         return self._call("one.vm.updateconf", vmid, text, 1, not_found=_vm_missing(vmid), visible=True)
 
+    # -- volumes and snapshots (issue #14, part vol): images, and a VM's disks --------------------
+    def image_clone(self, image_id: int, name: str) -> int:
+        """A copy of the image in its datastore; oned copies its template and persistence too."""
+        self._changes()
+        return self._call("one.image.clone", image_id, name, -1, not_found=_image_missing(image_id), visible=True)
+
+    def image_persistent(self, image_id: int, persistent: bool):
+        self._changes()
+        missing = _image_missing(image_id)
+        return self._call("one.image.persistent", image_id, persistent, not_found=missing, visible=True)
+
+    def image_delete(self, image_id: int):
+        self._changes()
+        return self._call("one.image.delete", image_id, False, not_found=_image_missing(image_id), visible=True)
+
+    def vm_attach(self, vmid: int, text: str):
+        """Hot-plug the DISK of *text* into the VM."""
+        self._changes()
+        return self._call("one.vm.attach", vmid, text, not_found=_vm_missing(vmid), visible=True)
+
+    def vm_detach(self, vmid: int, disk_id: int):
+        self._changes()
+        return self._call("one.vm.detach", vmid, disk_id, not_found=_vm_missing(vmid), visible=True)
+
+    def vm_disksaveas(self, vmid: int, disk_id: int, name: str) -> int:
+        """A new image of the disk as it is now (its current state, no disk snapshot)."""
+        self._changes()
+        return self._call("one.vm.disksaveas", vmid, disk_id, name, "", -1, not_found=_vm_missing(vmid), visible=True)
+
     # -- elastic IPs (issue #14, eip): an address is a reservation network of the user -------------
     def own_vnets(self) -> list:
         """The VNET elements of the networks the user owns (a reservation has PARENT_NETWORK_ID)."""

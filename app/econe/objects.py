@@ -67,6 +67,7 @@ class Image:
     public: bool  # PERMISSIONS/OTHER_U: anyone may use it
     arch: str  # its template's ARCH (or OS/ARCH), "" when it has none
     template: dict[str, str] = field(default_factory=dict)
+    vms: list[int] = field(default_factory=list)  # the VMs using it (VMS/ID): a volume's attachment
 
 
 @dataclass
@@ -204,6 +205,7 @@ def parse_image(el) -> Image:
         public=_text(el, "PERMISSIONS/OTHER_U") == "1",
         arch=(template.findtext("ARCH") or template.findtext("OS/ARCH") or "") if template is not None else "",
         template=_flat(template),
+        vms=[int(i.text) for i in el.iterfind("VMS/ID")],
     )
 
 

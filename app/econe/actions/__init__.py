@@ -17,7 +17,9 @@ from . import (  # noqa: F401 (importing registers their actions)
     nics,
     regions,
     secgroups,
+    snapshots,
     tags,
+    volumes,
     vpcs,
 )
 from .registry import ACTIONS, Context, check_limits, check_stored, check_supported

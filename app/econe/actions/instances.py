@@ -22,7 +22,7 @@ from one.codes import LCM_STATE, VM_STATE
 from .. import ids, model, states
 from ..errors import EC2Error, invalid, missing
 from ..objects import VM
-from . import keypairs, nics, paging
+from . import keypairs, nics, paging, volumes
 from .filters import check_names, matcher, present
 from .images import get_image
 from .instance_types import render_file_template, template_for
@@ -111,6 +111,7 @@ def describe(vm: VM, group_names: nics.GroupNames) -> dict:
         "Monitoring": {"State": "disabled"},
         "Architecture": vm.arch or ARCHITECTURE,
         "RootDeviceType": "instance-store",
+        "BlockDeviceMappings": volumes.block_devices(vm),
         "VirtualizationType": "hvm",
         "Hypervisor": "xen",
         "ClientToken": u.get("EC2_CLIENT_TOKEN") or None,

@@ -13,13 +13,21 @@ from one import template as tpl
 
 from .. import ids
 from ..errors import EC2Error, missing
-from . import addresses, images, instances, keypairs, paging, secgroups, tagging
+from . import addresses, images, instances, keypairs, paging, secgroups, tagging, volumes
 from .filters import check_names, wildcards
 from .locks import holding
 from .registry import Context, action
 
 # EC2's resource type of each id prefix taggable here, in the order DescribeTags lists them
-KINDS = {"i": "instance", "ami": "image", "sg": "security-group", "key": "key-pair", "eipalloc": "elastic-ip"}
+KINDS = {
+    "i": "instance",
+    "ami": "image",
+    "vol": "volume",
+    "snap": "snapshot",
+    "sg": "security-group",
+    "key": "key-pair",
+    "eipalloc": "elastic-ip",
+}
 
 
 @dataclass
@@ -63,6 +71,21 @@ def _image(ctx: Context, rid: str) -> Target:
     return Target(ids.fmt("ami", image.id), "image", tags, ("MANAGE", "IMAGE", image.id), write)
 
 
+def _ebs(kind: str, prefix: str, get: Callable):
+    """The target maker of volumes or snapshots: images, tagged in their template as AMIs are."""
+
+    def target(ctx: Context, rid: str) -> Target:
+        image = get(ctx, rid)
+
+        def write(old: dict, new: dict) -> None:
+            ctx.session.image_update(image.id, tpl.serialize([("EC2_TAGS", tagging.dump(new))]))
+
+        tags = tagging.load(image.template.get("EC2_TAGS"))
+        return Target(ids.fmt(prefix, image.id), kind, tags, ("MANAGE", "IMAGE", image.id), write)
+
+    return target
+
+
 def _secgroup(ctx: Context, rid: str) -> Target:
     group = secgroups.get_group(ctx, rid)
 
@@ -91,8 +114,15 @@ def _address(ctx: Context, rid: str) -> Target:
     return Target(ids.fmt("eipalloc", address.vnet), "elastic-ip", address.tags, ("MANAGE", "NET", address.vnet), write)
 
 
-_TARGETS = {"instance": _instance, "image": _image, "security-group": _secgroup, "key-pair": _key_pair,
-            "elastic-ip": _address}  # fmt: skip
+_TARGETS = {
+    "instance": _instance,
+    "image": _image,
+    "volume": _ebs("volume", "vol", volumes.get_volume),
+    "snapshot": _ebs("snapshot", "snap", volumes.get_snapshot),
+    "security-group": _secgroup,
+    "key-pair": _key_pair,
+    "elastic-ip": _address,
+}
 
 
 def _target(ctx: Context, rid: str) -> Target:
@@ -182,6 +212,12 @@ def _exact(values: list[str]) -> bool:
     return all(not any(c in v for c in "*?\\") for v in values)
 
 
+def _is_image(image) -> bool:
+    """Listed as an image: any image but a volume and a snapshot that is not also an AMI."""
+    ami = image.template.get("EC2_AMI", "").upper() == "YES"
+    return not volumes.is_volume(image) and (ami or not volumes.is_snapshot(image))
+
+
 def _resources(ctx: Context, filters: list[dict]) -> tuple[list[tuple[str, str, dict]], bool]:
     """(id, kind, tags) of the resources the filters may keep, and whether the ``resource-id`` filter
     has been applied: those named by an exact one (read one by one, so ``i-7`` names i-00000007; one
@@ -208,8 +244,12 @@ def _resources(ctx: Context, filters: list[dict]) -> tuple[list[tuple[str, str, 
     if "instance" in kinds:
         out += [(ids.fmt("i", vm.id), "instance", tagging.load(vm.user_template.get("EC2_TAGS")))
                 for vm in ctx.session.vms(False)]  # fmt: skip
-    if "image" in kinds:
-        out += [(ids.fmt("ami", i.id), "image", tagging.load(i.template.get("EC2_TAGS"))) for i in ctx.session.images()]
+    images = ctx.session.images() if {"image", "volume", "snapshot"} & set(kinds) else []
+    for kind, prefix, member in (("image", "ami", _is_image), ("volume", "vol", volumes.is_volume),
+                                 ("snapshot", "snap", volumes.is_snapshot)):  # fmt: skip
+        if kind in kinds:  # an image CreateImage made is an AMI and a snapshot, and listed as both
+            out += [(ids.fmt(prefix, i.id), kind, tagging.load(i.template.get("EC2_TAGS")))
+                    for i in images if member(i)]  # fmt: skip
     if "security-group" in kinds:
         out += [(ids.fmt("sg", g.id), "security-group", tagging.load(tpl.get(g.template, "EC2_TAGS")))
                 for g in ctx.session.secgroups()]  # fmt: skip

@@ -227,7 +227,9 @@ def image_enable(call: Call, oid: int, enable: bool) -> int:
 def image_persistent(call: Call, oid: int, persistent: bool) -> int:
     image = call.get("image", oid)
     call.authorize("image", image, "MANAGE")
-    if image["STATE"] not in (READY, DISABLED):
+    # Image::persistent (Image.h): refused only while VMs use or clone it; a copy still being made
+    # (LOCKED) may change, as econe's snapshots and volumes from snapshots do right after the clone
+    if image["STATE"] not in (READY, DISABLED, LOCKED, ERROR, DELETE, IMAGE_STATES.INIT):
         what = "persistent" if persistent else "non-persistent"
         raise OneError(
             INTERNAL,
