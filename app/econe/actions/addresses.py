@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from one import template as tpl
+from one.codes import LCM_STATE
 
 from .. import ids
 from ..errors import EC2Error, invalid, missing
@@ -25,8 +26,7 @@ from . import filters, nics, tagging
 from .regions import REGION
 from .registry import Context, action
 
-HOTPLUG_NIC = 25  # the LCM state of a VM while its driver plugs or unplugs a NIC
-SETTLE_TIMEOUT = 20.0  # seconds AssociateAddress and DisassociateAddress wait for the driver
+SETTLE_TIMEOUT = 10.0  # seconds AssociateAddress and DisassociateAddress wait for the driver at most
 _ASSOCIATION = re.compile(r"eipassoc-([0-9]{8})([0-9]{4})")
 
 
@@ -119,7 +119,7 @@ def _settled(ctx: Context, vmid: int) -> None:
     """Wait for the driver to finish plugging or unplugging (as a client's waiter would), so that the
     address is free, or in use, when the answer says so."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    while ctx.session.vm(vmid).lcm_state == HOTPLUG_NIC and time.monotonic() < deadline:
+    while ctx.session.vm(vmid).lcm_state == LCM_STATE.HOTPLUG_NIC and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
