@@ -8,6 +8,7 @@ into them just before every write (``set_prev_state`` in VirtualMachinePool::upd
 
 from __future__ import annotations
 
+from . import snapshots
 from .xmlgen import cd, el, esc, ids, permissions, raw, template
 
 # ---------------------------------------------------------------- owners
@@ -381,8 +382,9 @@ def vnet(v: dict, uname: str, gname: str, pool: bool = False) -> str:
 
 
 def _image_prev_state(i: dict) -> int:
-    """A clone still being copied has not been written since its creation: INIT (0), as captured."""
-    return 0 if i["CLONING_ID"] >= 0 else i["STATE"]
+    """An image the driver is still making (allocated, cloned, saved from a disk) has not been
+    written since its creation: INIT (0), as captured."""
+    return 0 if i.get("_FRESH") else i["STATE"]
 
 
 def image(i: dict, uname: str, gname: str) -> str:
@@ -404,11 +406,8 @@ def image(i: dict, uname: str, gname: str) -> str:
         + ids("CLONES", i["CLONES"])
         + "<APP_CLONES/>"
         + template("TEMPLATE", i["TEMPLATE"])
-        + "<SNAPSHOTS>"
-        + cd("ALLOW_ORPHANS", "NO")
-        + cd("CURRENT_BASE", -1)
-        + cd("NEXT_SNAPSHOT", 0)
-        + "</SNAPSHOTS><BACKUP_INCREMENTS/><BACKUP_DISK_IDS/></IMAGE>"
+        + snapshots.render(i.get("SNAPSHOTS"))
+        + "<BACKUP_INCREMENTS/><BACKUP_DISK_IDS/></IMAGE>"
     )
 
 
@@ -504,6 +503,11 @@ def _history(h: dict, short: bool) -> str:
     return "<HISTORY>" + "".join(cd(k, h[k]) if k in cdata else el(k, h[k]) for k in keys) + "</HISTORY>"
 
 
+def _disk_snapshots(lists: dict) -> str:
+    """One SNAPSHOTS per disk that has snapshots, by DISK_ID."""
+    return "".join(snapshots.render(s, int(d)) for d, s in sorted(lists.items(), key=lambda x: int(x[0])))
+
+
 def vm(v: dict, uname: str, gname: str, last_history: bool = False) -> str:
     """The full VM record; pool listings (infoextended) carry only the last history record."""
     hist = "".join(_history(h, False) for h in (v["HISTORY"][-1:] if last_history else v["HISTORY"]))
@@ -518,6 +522,7 @@ def vm(v: dict, uname: str, gname: str, last_history: bool = False) -> str:
         + template("TEMPLATE", v["TEMPLATE"])
         + template("USER_TEMPLATE", v["USER_TEMPLATE"])
         + raw("HISTORY_RECORDS", hist)
+        + _disk_snapshots(v.get("SNAPSHOTS", {}))
         + "<BACKUPS><BACKUP_CONFIG/><BACKUP_IDS/></BACKUPS></VM>"
     )
 

@@ -124,7 +124,14 @@ class Replayer:
             params = (self.session(name, params[0]),) + tuple(self.local_paths(p) for p in rest)
         raw = post(self.url, xmlrpc.client.dumps(params, method).encode())
         self.answers[name] = raw
-        vm_actions = ("one.vm.action", "one.vm.attach", "one.vm.detach", "one.vm.disksaveas", "one.vm.recover")
+        vm_actions = (
+            "one.vm.action",
+            "one.vm.attach",
+            "one.vm.detach",
+            "one.vm.disksaveas",
+            "one.vm.recover",
+            "one.vm.disksnapshotcreate",
+        )
         if method in vm_actions and name.startswith("one.vm."):
             self._action = name.removeprefix("one.vm.action.").removeprefix("one.vm.").replace(".", "_")
             self.sequences[self._action] = []
@@ -198,13 +205,17 @@ def scenario_set1(r: Replayer):
         "one.image.allocate",
         "one.image.chown",
         "one.image.chmod",
+        "wait_image",  # oned's dummy driver had made the image by then (READY in the capture)
         "one.image.info",
         "one.user.info.serveradmin_builtin",
         "error.bad_credentials.one.vm.info",
         "error.unknown_user.one.user.info",
         "error.not_authorized.one.host.delete",
     ):
-        r.run(name)
+        if name == "wait_image":
+            wait_image(r.url, admin, 0)
+        else:
+            r.run(name)
     wait_vnet(r.url, admin, 0)
     call(r.url, "one.host.status", admin, 0, 1)  # the scheduler must not place vm1 before "pending" is taken
     r.run("one.vm.allocate")
@@ -350,7 +361,9 @@ def scenario_set2(r: Replayer):
     do("one.vn.allocate", vnet.format("dead-q673362"), -1)
     wait_vnet(r.url, admin, 3)
 
-    steps("one.image.allocate.datablock_size", "one.image.info.locked")
+    steps("one.image.allocate.datablock_size")
+    wait_image(r.url, admin, 3)  # named "locked", but oned's dummy driver had made it already (READY)
+    steps("one.image.info.locked")
     do("one.image.chown", 3, -1, 104)
     do("one.image.chmod", 3, 1, 1, 0, 1, 0, 0, 0, 0, 0)
     steps("one.image.info.datablock_ready")
@@ -358,6 +371,7 @@ def scenario_set2(r: Replayer):
         image = do("one.image.allocate", f'NAME="{name}"\nTYPE="DATABLOCK"\nSIZE="8"\n', 1, False)
         do("one.image.chown", image, -1, 104)
         do("one.image.chmod", image, 1, 1, 0, 1, 0, 0, 0, 0, 0)
+        wait_image(r.url, admin, image)  # READY when the capture used them
     steps("one.image.persistent.true", "one.image.info.persistent", "one.image.persistent.false",
           "one.image.enable.false", "one.image.info.disabled", "one.image.enable.true",
           "error.one.image.allocate.no_datastore")

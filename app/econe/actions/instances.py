@@ -35,8 +35,10 @@ ACTIVE, DONE = VM_STATE.ACTIVE, VM_STATE.DONE
 RUNNING, EPILOG = LCM_STATE.RUNNING, LCM_STATE.EPILOG  # EPILOG: the last step of a terminate: nothing to add
 # the states oned's resume starts a VM from (DispatchManager::resume, src/dm/DispatchManagerActions.cc)
 RESUMABLE = (VM_STATE.POWEROFF, VM_STATE.STOPPED, VM_STATE.SUSPENDED, VM_STATE.UNDEPLOYED)
-# those the drivers leave within seconds, in which oned refuses a terminate
-DEPLOYING = {
+# those the drivers leave within seconds, in which oned refuses a terminate: a deployment, and the
+# work on a disk or NIC (a volume attached to a stopped instance passes through HOTPLUG_PROLOG_POWEROFF,
+# which EC2 shows as stopped, so a client that waited for stopped may terminate it meanwhile)
+BUSY = {
     LCM_STATE.PROLOG,
     LCM_STATE.BOOT,
     LCM_STATE.PROLOG_RESUME,
@@ -45,6 +47,7 @@ DEPLOYING = {
     LCM_STATE.BOOT_STOPPED,
     LCM_STATE.PROLOG_UNDEPLOY,
     LCM_STATE.BOOT_UNDEPLOY,
+    *(s for s in LCM_STATE if states.LCM_SHORT.get(s) in ("hotp", "snap", "drsz")),
 }
 
 TERMINATED_VISIBLE = 900  # seconds a DONE VM stays listed
@@ -509,7 +512,7 @@ def _terminate_op(vm: VM) -> str | None:
 
 def _terminator(deadline: float):
     """oned refuses to terminate a VM its drivers are deploying (the scheduler may deploy it between
-    our read and the call), which EC2 calls pending and lets a client terminate: wait for the drivers
+    our read and the call) or plugging a disk into, which a client may terminate on EC2: wait for the drivers
     until *deadline*, in at most a few requests at once; other refusals are the client's answer."""
 
     def terminate(ctx: Context, vm: VM, op: str) -> None:
@@ -521,12 +524,12 @@ def _terminator(deadline: float):
                 if e.code != "IncorrectInstanceState" or time.monotonic() > deadline:
                     raise
                 vm = ctx.session.vm(vm.id)
-                if vm.state != ACTIVE or vm.lcm_state not in DEPLOYING:
+                if vm.state != ACTIVE or vm.lcm_state not in BUSY:
                     raise
             if not _waiting.acquire(blocking=False):
-                raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is being deployed.")
+                raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is busy: try again.")
             try:
-                while vm.state == ACTIVE and vm.lcm_state in DEPLOYING and time.monotonic() < deadline:
+                while vm.state == ACTIVE and vm.lcm_state in BUSY and time.monotonic() < deadline:
                     time.sleep(0.2)
                     vm = ctx.session.vm(vm.id)
             finally:

@@ -10,6 +10,7 @@ import uuid
 from one import template as tpl
 from one.codes import IMAGE_STATES
 
+from .. import snapshots
 from ..cloud import Call
 from ..errors import ACTION, ALLOCATE, INTERNAL, OneError, not_authorized
 from ..registry import method
@@ -17,12 +18,13 @@ from . import common
 
 TYPES = {"OS": 0, "CDROM": 1, "DATABLOCK": 2, "KERNEL": 3, "RAMDISK": 4, "CONTEXT": 5}
 STEP = 0.03  # the datastore driver's copy or removal, as fast as oned's dummy driver
-READY, USED, DISABLED, LOCKED, ERROR, DELETE, USED_PERS = (
+READY, USED, DISABLED, LOCKED, ERROR, CLONE, DELETE, USED_PERS = (
     IMAGE_STATES.READY,
     IMAGE_STATES.USED,
     IMAGE_STATES.DISABLED,
     IMAGE_STATES.LOCKED,
     IMAGE_STATES.ERROR,
+    IMAGE_STATES.CLONE,
     IMAGE_STATES.DELETE,
     IMAGE_STATES.USED_PERS,
 )
@@ -47,7 +49,7 @@ def _safe_path(ds: dict, path: str) -> str:
     return real
 
 
-def _copy_in(call: Call, ds: dict, src: str) -> tuple[str, int]:
+def copy_in(call: Call, ds: dict, src: str) -> tuple[str, int]:
     """Copy *src* into the datastore directory; (SOURCE, size in MiB)."""
     target_dir = os.path.join(call.cloud.image_dir, str(ds["ID"]))
     os.makedirs(target_dir, exist_ok=True)
@@ -95,6 +97,7 @@ def new_image(
         "VMS": [],
         "CLONES": [],
         "TEMPLATE": tpl.merge([("DEV_PREFIX", "sd")], template),
+        "_FRESH": True,  # not written since it was made (records: PREV_STATE)
     }
     call.db.put("image", image)
     ds["IMAGES"] = sorted(ds["IMAGES"] + [oid])
@@ -126,7 +129,7 @@ def image_allocate(call: Call, text: str, ds_id: int, check_capacity: bool = Tru
     persistent = 1 if str(tpl.get(t, "PERSISTENT", "NO")).upper() in ("YES", "1") else 0
     fmt = tpl.get(t, "FORMAT") or "raw"
     if path:
-        source, size = _copy_in(call, ds, _safe_path(ds, path))
+        source, size = copy_in(call, ds, _safe_path(ds, path))
     elif type_name == "DATABLOCK" and tpl.get(t, "SIZE"):
         try:
             size = int(tpl.get(t, "SIZE"))
@@ -136,7 +139,17 @@ def image_allocate(call: Call, text: str, ds_id: int, check_capacity: bool = Tru
     else:
         raise OneError(INTERNAL, "No PATH in template.")
     body = [(k, v) for k, v in t if k not in _RESERVED]
-    return new_image(call, name, ds, TYPES[type_name], size, source, path, fmt, body, persistent)["ID"]
+    # oned shows no SOURCE until the datastore driver has made the image (LOCKED, then READY)
+    image = new_image(call, name, ds, TYPES[type_name], size, "", path, fmt, body, persistent, LOCKED)
+    driver_makes(call, image, SOURCE=source)
+    return image["ID"]
+
+
+def driver_makes(call: Call, image: dict, delay: float = STEP, **when_done) -> None:
+    """The datastore driver is at work on *image*: what it sets when done waits in ``_DONE``."""
+    image["_DONE"] = when_done
+    call.db.put("image", image)
+    call.cloud.owe(call.db, "image", image["ID"], call.cloud.clock() + delay)
 
 
 def _drop_file(call: Call, image: dict) -> None:
@@ -149,7 +162,9 @@ def _drop_file(call: Call, image: dict) -> None:
 def image_delete(call: Call, oid: int, force: bool = False) -> int:
     image = call.get("image", oid)
     call.authorize("image", image, "MANAGE")
-    if image["VMS"]:
+    if image["STATE"] == CLONE:  # ImageManager::delete_image
+        raise OneError(ACTION, f"Cannot delete image. There are {len(image['CLONES'])} active clone operations.")
+    if image["VMS"] or image["STATE"] in (USED, USED_PERS):
         raise OneError(ACTION, f"Cannot delete image. There are {len(image['VMS'])} VMs using it.")
     image["STATE"] = DELETE
     call.db.put("image", image)
@@ -170,9 +185,12 @@ def finish_delete(call: Call, image: dict) -> None:
 
 
 def release_clone(call: Call, image: dict) -> None:
+    """ImageManager::release_cloning_resource: the source is READY again when no copy and no VM uses it."""
     src = call.db.get("image", image["CLONING_ID"])
     if src:
         src["CLONES"] = [c for c in src["CLONES"] if c != image["ID"]]
+        if src["STATE"] in (USED, CLONE) and not src["CLONES"] and not src["VMS"]:
+            src["STATE"] = READY
         call.db.put("image", src)
 
 
@@ -242,14 +260,23 @@ def image_persistent(call: Call, oid: int, persistent: bool) -> int:
 
 @method("one.image.clone", int, str, int, required=2)
 def image_clone(call: Call, oid: int, name: str, ds_id: int = -1) -> int:
+    """ImageClone: the copy takes the source's template, type, format, size and persistence
+    (Image::clone_template); an image with snapshots cannot be cloned."""
     src = call.get("image", oid)
     call.authorize("image", src, "USE")
+    if src["TYPE"] not in (TYPES["OS"], TYPES["DATABLOCK"], TYPES["CDROM"]):
+        raise OneError(ACTION, "KERNEL, RAMDISK, BACKUP and CONTEXT cannot be cloned.")
+    if src.get("SNAPSHOTS", {}).get("SNAPSHOT"):
+        raise OneError(ACTION, "Cannot clone images with snapshots")
     call.authorize_create("image")
     ds = _datastore_for(call, src["DATASTORE_ID"] if ds_id < 0 else ds_id)
     check_new_name(call, name)
+    if src["STATE"] not in (READY, USED, CLONE):  # ImageManager::can_clone_image
+        state = IMAGE_STATES(src["STATE"]).name
+        raise OneError(ALLOCATE, f"Error allocating a new image. Cannot clone image in state: {state}")
     source = src["SOURCE"]
     if os.path.isfile(source):
-        source, _ = _copy_in(call, ds, source)
+        source, _ = copy_in(call, ds, source)
     clone = new_image(
         call,
         name,
@@ -259,17 +286,85 @@ def image_clone(call: Call, oid: int, name: str, ds_id: int = -1) -> int:
         "",  # oned shows no SOURCE until the copy is done, and the origin as PATH
         src["SOURCE"],
         src["FORMAT"],
-        [(k, v) for k, v in src["TEMPLATE"] if k != "EC2_AMI"],
-        0,
+        src["TEMPLATE"],
+        src["PERSISTENT"],
         LOCKED,
     )
-    clone["_SOURCE"] = source
     clone["CLONING_ID"] = oid
-    call.db.put("image", clone)
-    call.cloud.owe(call.db, "image", clone["ID"], call.cloud.clock() + STEP)
+    driver_makes(call, clone, SOURCE=source)
     src["CLONES"] = sorted(src["CLONES"] + [clone["ID"]])
+    if src["STATE"] == READY:  # ImageManager::set_clone_state: busy while copied
+        src["STATE"] = CLONE if src["PERSISTENT"] else USED
     call.db.put("image", src)
     return clone["ID"]
+
+
+_DISK_TYPES, _FILE_TYPES = {"OS", "DATABLOCK", "CDROM"}, {"KERNEL", "RAMDISK", "CONTEXT"}
+
+
+@method("one.image.chtype", int, str)
+def image_chtype(call: Call, oid: int, type_name: str) -> int:
+    """ImageChangeType: within the disk types or within the file types, in any state."""
+    image = call.get("image", oid)
+    call.authorize("image", image, "MANAGE")
+    wanted = type_name.upper()
+    current = next(k for k, v in TYPES.items() if v == image["TYPE"])
+    group = _DISK_TYPES if current in _DISK_TYPES else _FILE_TYPES
+    if (wanted if wanted in TYPES else "OS") not in group:  # Image::str_to_type reads an unknown name as OS
+        raise OneError(ACTION, "Cannot change image type to an incompatible type for the current datastore.")
+    if wanted not in ("OS", "DATABLOCK") and image.get("SNAPSHOTS", {}).get("SNAPSHOT"):
+        raise OneError(INTERNAL, "Image with snapshots can be only of type OS or DATABLOCK")
+    if wanted not in TYPES:
+        raise OneError(INTERNAL, "Unknown type")  # oned's own text here is garbled (a C++ pointer sum)
+    image["TYPE"] = TYPES[wanted]
+    call.db.put("image", image)
+    return oid
+
+
+# ---------------------------------------------------------------- an image's own snapshots
+
+
+def _snapshot_target(call: Call, oid: int, sid: int, verb: str) -> dict:
+    """ImageManager's checks before a snapshot operation: an OS or DATABLOCK image, READY."""
+    image = call.get("image", oid)
+    call.authorize("image", image, "MANAGE")
+    if image["TYPE"] not in (TYPES["OS"], TYPES["DATABLOCK"]):
+        raise OneError(ACTION, "IMAGES of type KERNEL, RAMDISK, BACKUP and CONTEXT does not have snapshots.")
+    if image["STATE"] != READY:
+        raise OneError(ACTION, f"Cannot {verb} in state {IMAGE_STATES(image['STATE']).name}")
+    return image
+
+
+@method("one.image.snapshotdelete", int, int)
+def image_snapshotdelete(call: Call, oid: int, sid: int) -> int:
+    image = _snapshot_target(call, oid, sid, "delete snapshot")
+    error = snapshots.image_delete_error(image.get("SNAPSHOTS", {}), sid)
+    if error:
+        raise OneError(ACTION, error)
+    image["STATE"] = LOCKED
+    driver_makes(call, image, SNAPSHOTS=snapshots.delete(image["SNAPSHOTS"], sid))
+    return sid
+
+
+@method("one.image.snapshotrevert", int, int)
+def image_snapshotrevert(call: Call, oid: int, sid: int) -> int:
+    image = _snapshot_target(call, oid, sid, "revert to snapshot")
+    if not snapshots.exists(image.get("SNAPSHOTS", {}), sid):
+        raise OneError(ACTION, "Snapshot does not exist")
+    image["STATE"] = LOCKED
+    driver_makes(call, image, SNAPSHOTS=snapshots.activate(image["SNAPSHOTS"], sid))
+    return sid
+
+
+@method("one.image.snapshotflatten", int, int)
+def image_snapshotflatten(call: Call, oid: int, sid: int) -> int:
+    """The snapshot becomes the image; the list is cleared (oned then writes an empty SNAPSHOTS)."""
+    image = _snapshot_target(call, oid, sid, "flatten snapshot")
+    if not snapshots.exists(image.get("SNAPSHOTS", {}), sid):
+        raise OneError(ACTION, "Snapshot does not exist")
+    image["STATE"] = LOCKED
+    driver_makes(call, image, SNAPSHOTS={})
+    return sid
 
 
 def settle(call: Call, image: dict) -> None:
@@ -281,19 +376,29 @@ def settle(call: Call, image: dict) -> None:
         return
     if image["CLONING_ID"] >= 0:
         release_clone(call, image)
-    if "_SOURCE" in image:
-        image["SOURCE"] = image.pop("_SOURCE")
+    image.update(image.pop("_DONE", {}))
+    image.pop("_FRESH", None)
+    image["TEMPLATE"] = tpl.remove(image["TEMPLATE"], "SAVE_AS_HOT")  # a disk save is done
     image["CLONING_ID"] = -1
-    image["STATE"] = READY
+    image["STATE"] = USED_PERS if image["VMS"] and image["PERSISTENT"] else USED if image["VMS"] else READY
     call.db.put("image", image)
 
 
-def use(call: Call, image: dict, vmid: int) -> None:
-    """A VM takes the image: USED (or USED_PERS), RUNNING_VMS grows."""
-    if image["STATE"] not in (READY, USED) or (image["PERSISTENT"] and image["VMS"]):
-        raise OneError(INTERNAL, f"Image {image['ID']} is not in a usable state ({IMAGE_STATES(image['STATE']).name}).")
+def use(call: Call, image: dict, vmid: int, attach: bool = False) -> None:
+    """ImageManager::acquire_image: a VM takes the image, USED (or USED_PERS), RUNNING_VMS grows."""
+    state, oid = image["STATE"], image["ID"]
+    if image["TYPE"] not in (TYPES["OS"], TYPES["DATABLOCK"], TYPES["CDROM"]):
+        type_name = next(k for k, v in TYPES.items() if v == image["TYPE"])
+        raise OneError(INTERNAL, f"Image {oid} ({image['NAME']}) of type {type_name} cannot be used as DISK.")
+    if state == USED_PERS and tpl.get(image["TEMPLATE"], "PERSISTENT_TYPE", "").upper() != "SHAREABLE":
+        raise OneError(INTERNAL, f"Cannot acquire image {oid}, it is persistent and already in use")
+    if state == LOCKED and attach:
+        raise OneError(INTERNAL, f"Cannot acquire image {oid}, it is locked")
+    if state not in (READY, USED, USED_PERS, LOCKED):
+        raise OneError(INTERNAL, f"Cannot acquire image {oid}, it is in state: {IMAGE_STATES(state).name}")
     image["VMS"] = sorted(set(image["VMS"]) | {vmid})
-    image["STATE"] = USED_PERS if image["PERSISTENT"] else USED
+    if state != LOCKED:  # a locked one is used once the driver is done (settle)
+        image["STATE"] = USED_PERS if image["PERSISTENT"] else USED
     call.db.put("image", image)
 
 
@@ -302,7 +407,7 @@ def unuse(call: Call, image_id: int, vmid: int) -> None:
     if not image or vmid not in image["VMS"]:
         return
     image["VMS"] = [v for v in image["VMS"] if v != vmid]
-    if not image["VMS"] and image["STATE"] in (USED, USED_PERS):
+    if not image["VMS"] and not image["CLONES"] and image["STATE"] in (USED, USED_PERS):
         image["STATE"] = READY
     call.db.put("image", image)
 

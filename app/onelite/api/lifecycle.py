@@ -12,16 +12,16 @@ from __future__ import annotations
 from one import template as tpl
 from one.codes import LCM_STATE
 
+from .. import snapshots
 from ..cloud import Call
 from . import images, vnets
 from .vmstate import (
     ACTIONS,
     ACTIVE,
     BOOT,
+    DISK_OPS,
     DONE,
     EPILOG,
-    HOTPLUG,
-    HOTPLUG_SAVEAS,
     POWEROFF,
     RUNNING,
     STOPPED,
@@ -138,7 +138,7 @@ def finish_done(call: Call, vm: dict) -> None:
             call.db.put("secgroup", sg)
 
 
-_HOTPLUGS = (HOTPLUG, HOTPLUG_SAVEAS, LCM_STATE.HOTPLUG_NIC)
+_HOTPLUGS = DISK_OPS | {LCM_STATE.HOTPLUG_NIC}  # a hot-plug keeps the domain's name
 
 
 def apply_step(call: Call, vm: dict, state: int, lcm: int) -> None:
@@ -167,7 +167,7 @@ def apply_step(call: Call, vm: dict, state: int, lcm: int) -> None:
         h["ESTIME"] = h["ESTIME"] or now  # the epilog (of a stop or undeploy too) begins
     if state == ACTIVE and vm["STATE"] == POWEROFF and vm["HISTORY"]:
         _mark_action(call, vm["HISTORY"][-1], None)  # the boot has begun: the record no longer names it
-    if vm["STATE"] == ACTIVE and vm["LCM_STATE"] in (HOTPLUG, HOTPLUG_SAVEAS):
+    if vm["STATE"] == ACTIVE and vm["LCM_STATE"] in DISK_OPS:
         finish_hotplug(call, vm)
     if vm["STATE"] == ACTIVE and vm["LCM_STATE"] == LCM_STATE.HOTPLUG_NIC:
         from .vmnics import finish_nic_hotplug  # vmnics builds on this module
@@ -185,7 +185,7 @@ def apply_step(call: Call, vm: dict, state: int, lcm: int) -> None:
 
 def reopen(call: Call, vm: dict) -> None:
     """oned ends the current history record and opens a new one on the same host
-    (resume from POWEROFF or SUSPENDED, disk hotplug)."""
+    (resume from POWEROFF or SUSPENDED)."""
     if vm["HISTORY"]:
         last = vm["HISTORY"][-1]
         now = call.cloud.now()
@@ -197,16 +197,23 @@ def reopen(call: Call, vm: dict) -> None:
             vm["HISTORY"][-1].update(PSTIME=0, RSTIME=now)  # no prolog: it runs at once
 
 
-_HOTPLUG_MARKS = ("ATTACH", "HOTPLUG_SAVE_AS_ACTIVE", "HOTPLUG_SAVE_AS_SNAPSHOT_ID")
+_HOTPLUG_MARKS = (
+    "ATTACH", "HOTPLUG_SAVE_AS_ACTIVE", "HOTPLUG_SAVE_AS_SNAPSHOT_ID", "DISK_SNAPSHOT_ACTIVE", "DISK_SNAPSHOT_ID",
+)  # fmt: skip
 
 
 def finish_hotplug(call: Call, vm: dict) -> None:
-    """The driver finished a disk operation: detached disks go, the operation's flags are dropped."""
+    """The driver finished a disk operation: a detached disk goes (its image keeps the snapshots),
+    a disk snapshot operation takes effect, the operation's flags are dropped."""
+    op = vm.pop("_SNAPOP", None)
+    if op:
+        _finish_snapshot_op(call, vm, *op)
     keep = []
     for k, v in vm["TEMPLATE"]:
         if k == "DISK" and tpl.vget(v, "DISK_ID") == str(vm.get("_DETACH")):
             if tpl.vget(v, "IMAGE_ID") is not None:
                 images.unuse(call, int(tpl.vget(v, "IMAGE_ID")), vm["ID"])
+            vm.get("SNAPSHOTS", {}).pop(str(vm["_DETACH"]), None)
             continue
         if k == "DISK":
             v = [(a, b) for a, b in v if a not in _HOTPLUG_MARKS]
@@ -215,10 +222,32 @@ def finish_hotplug(call: Call, vm: dict) -> None:
     vm.pop("_DETACH", None)
 
 
+def _finish_snapshot_op(call: Call, vm: dict, op: str, disk_id: int, sid: int) -> None:
+    """A disk snapshot made, deleted or reverted to; a persistent image keeps the disk's list
+    (ImageManager::set_image_snapshots: the image shows the VM's snapshots while it is USED_PERS)."""
+    snaps = vm.get("SNAPSHOTS", {}).get(str(disk_id))
+    if snaps is None:
+        return
+    snaps = snapshots.delete(snaps, sid) if op == "delete" else snapshots.activate(snaps, sid)
+    if snaps["SNAPSHOT"]:
+        vm["SNAPSHOTS"][str(disk_id)] = snaps
+    else:
+        del vm["SNAPSHOTS"][str(disk_id)]
+    total = str(snapshots.total_size(snaps))
+    disk = next(v for k, v in vm["TEMPLATE"] if k == "DISK" and tpl.vget(v, "DISK_ID") == str(disk_id))
+    disk[:] = [(a, total if a == "DISK_SNAPSHOT_TOTAL_SIZE" else b) for a, b in disk]
+    image_id = tpl.vget(disk, "IMAGE_ID")
+    image = call.db.get("image", int(image_id)) if image_id is not None else None
+    if image and image["STATE"] == images.USED_PERS:
+        image["SNAPSHOTS"] = snaps if snaps["SNAPSHOT"] else {}
+        call.db.put("image", image)
+
+
 def close_cp_history(call: Call, vm: dict, action: str) -> None:
-    """oned's DispatchManager::close_cp_history (a resize while POWEROFF): the open record ends
-    naming *action*, and a copy on the same host goes on with the action the old one had, as oned's
-    own (no requester); a VM that was not running keeps a running end time on the copy too."""
+    """oned's DispatchManager::close_cp_history (a resize while POWEROFF, the disk operations): the
+    open record ends naming *action*, and a copy on the same host goes on with the action the old one
+    had, as oned's own (no requester); a VM that was not running keeps a running end time on the copy
+    too."""
     if not vm["HISTORY"]:
         return
     last = vm["HISTORY"][-1]

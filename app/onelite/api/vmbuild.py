@@ -12,7 +12,7 @@ import uuid
 
 from one import template as tpl
 
-from .. import records
+from .. import records, snapshots
 from ..cloud import Call
 from ..errors import INTERNAL, OneError, not_authorized
 from . import common, images, vnets
@@ -110,7 +110,8 @@ def image_disk(call: Call, image: dict, disk_id: int, prefix: str) -> dict:
     out = {
         "ALLOW_ORPHANS": "NO", "CLONE": "NO" if persistent else "YES", "CLONE_TARGET": "SYSTEM",
         "CLUSTER_ID": "0", "DATASTORE": ds["NAME"], "DATASTORE_ID": str(image["DATASTORE_ID"]),
-        "DEV_PREFIX": prefix, "DISK_ID": str(disk_id), "DISK_SNAPSHOT_TOTAL_SIZE": "0", "DISK_TYPE": "FILE",
+        "DEV_PREFIX": prefix, "DISK_ID": str(disk_id),
+        "DISK_SNAPSHOT_TOTAL_SIZE": str(snapshots.total_size(image.get("SNAPSHOTS", {}))), "DISK_TYPE": "FILE",
         "DRIVER": image["FORMAT"], "FORMAT": image["FORMAT"], "IMAGE": image["NAME"],
         "IMAGE_ID": str(image["ID"]), "IMAGE_STATE": str(image["STATE"]), "LN_TARGET": "NONE",
         "ORIGINAL_SIZE": str(image["SIZE"]), "READONLY": "NO", "SAVE": "YES" if persistent else "NO",
@@ -121,7 +122,9 @@ def image_disk(call: Call, image: dict, disk_id: int, prefix: str) -> dict:
     return out
 
 
-def new_disk(call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets: set[str], owner: Call) -> tpl.Vector:
+def new_disk(
+    call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets: set[str], owner: Call, attach: bool = False
+) -> tpl.Vector:
     d = dict(vec)
     ref = d.get("IMAGE_ID")
     if ref is not None or "IMAGE" in d:
@@ -134,7 +137,9 @@ def new_disk(call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets:
         out.update({"DISK_ID": str(disk_id), "DATASTORE_ID": "0", "TYPE": d.get("TYPE", "fs")})
         return sorted(out.items())
     images.check_use(owner, image)
-    images.use(call, image, vmid)
+    if attach and d.get("TARGET") in used_targets:
+        raise OneError(INTERNAL, f"Target {d['TARGET']} is already in use.")
+    images.use(call, image, vmid, attach)
     prefix = d.get("DEV_PREFIX") or tpl.get(image["TEMPLATE"], "DEV_PREFIX") or "sd"
     target = d.get("TARGET") or next(
         f"{prefix}{c}" for c in "abcdefghijklmnopqrstuvwxyz" if f"{prefix}{c}" not in used_targets
@@ -146,6 +151,17 @@ def new_disk(call: Call, vec: tpl.Vector, disk_id: int, vmid: int, used_targets:
         if k not in out:
             out[k] = v
     return sorted(out.items())
+
+
+def carried_snapshots(call: Call, disks: list[tpl.Vector]) -> dict:
+    """The snapshots an image brings to each disk made from it (ImagePool::acquire_disk), by DISK_ID."""
+    out = {}
+    for disk in disks:
+        ref = tpl.vget(disk, "IMAGE_ID")
+        image = call.db.get("image", int(ref)) if ref is not None else None
+        if image and image.get("SNAPSHOTS", {}).get("SNAPSHOT"):
+            out[tpl.vget(disk, "DISK_ID")] = image["SNAPSHOTS"]
+    return out
 
 
 def build_nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tpl.Vector:
@@ -308,6 +324,7 @@ def build_vm(call: Call, t: tpl.Template, name: str | None, hold: bool, extra_us
         "HISTORY": [],
         "_NEXT": [],
         "_RESUME": "",
+        "SNAPSHOTS": carried_snapshots(call, [v for k, v in out if k == "DISK"]),
     }
     save_vm(call, vm)
     return vmid

@@ -3,7 +3,7 @@
 A RUNNING VM goes to HOTPLUG_NIC until the driver is done, as set3 recorded ((3,25) -> (3,3)): the
 NIC carries ATTACH=YES meanwhile, and the CONTEXT's ETHn_ values follow when it is done. A POWEROFF
 VM changes at once (the dummy driver has no cold attach). Either call ends the open history record,
-naming the action, and opens a new one, as a disk hot-plug does.
+naming the action, and opens a new one (DispatchManager::close_cp_history), as a disk hot-plug does.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ..cloud import Call
 from ..errors import ACTION, AUTHORIZATION, NO_EXISTS, OneError
 from ..registry import method
 from . import common, vnets
-from .lifecycle import name_action, queue, reopen, set_state
+from .lifecycle import close_cp_history, queue, set_state
 from .vmbuild import build_nic, network_context, secgroup_rules, sg_ids
 from .vmstate import ACTIVE, LCM_INIT, POWEROFF, RUNNING, lcm_name, save_vm
 
@@ -36,8 +36,7 @@ def _nics(vm: dict) -> list[tpl.Vector]:
 
 
 def _begin(call: Call, vm: dict, action: str) -> None:
-    name_action(call, vm, action)
-    reopen(call, vm)
+    close_cp_history(call, vm, action)
     if _running(vm):
         set_state(vm, ACTIVE, HOTPLUG_NIC)
         queue(call, vm, (ACTIVE, RUNNING))

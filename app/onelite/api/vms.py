@@ -7,11 +7,12 @@ does the work of each state change, and the hypervisor loop makes the queued one
 from __future__ import annotations
 
 import math
+import os
 
 from one import template as tpl
 from one.codes import LCM_STATE, VM_STATE
 
-from .. import records
+from .. import records, snapshots
 from ..cloud import Call
 from ..errors import ACTION, INTERNAL, XML_RPC_API, OneError
 from ..registry import method
@@ -21,7 +22,6 @@ from .lifecycle import (
     apply_step,
     close_cp_history,
     finish_done,
-    finish_hotplug,
     name_action,
     queue,
     reopen,
@@ -29,16 +29,29 @@ from .lifecycle import (
     set_state,
     vnc_port,
 )
-from .vmbuild import automatic_requirements, build_vm, network_context, new_disk
+from .vmbuild import automatic_requirements, build_vm, carried_snapshots, network_context, new_disk
 from .vmstate import (
     ACTIONS,
     ACTIVE,
     BOOT_POWEROFF,
+    DISK_SNAPSHOT,
+    DISK_SNAPSHOT_DELETE,
+    DISK_SNAPSHOT_DELETE_POWEROFF,
+    DISK_SNAPSHOT_DELETE_SUSPENDED,
+    DISK_SNAPSHOT_POWEROFF,
+    DISK_SNAPSHOT_REVERT_POWEROFF,
+    DISK_SNAPSHOT_SUSPENDED,
     DONE,
     EPILOG,
     HOLD,
     HOTPLUG,
+    HOTPLUG_EPILOG_POWEROFF,
+    HOTPLUG_PROLOG_POWEROFF,
     HOTPLUG_SAVEAS,
+    HOTPLUG_SAVEAS_POWEROFF,
+    HOTPLUG_SAVEAS_STOPPED,
+    HOTPLUG_SAVEAS_SUSPENDED,
+    HOTPLUG_SAVEAS_UNDEPLOYED,
     INIT,
     LCM_INIT,
     PENDING,
@@ -160,7 +173,7 @@ def _fail_state(action: str, vm: dict):
 
 @method("one.vm.action", str, int)
 def vm_action(call: Call, action: str, oid: int) -> int:
-    if action not in ACTIONS or action in ("delete", "disk-attach", "disk-detach", "disk-saveas"):
+    if action not in ACTIONS or action == "delete" or action.startswith("disk-"):
         raise OneError(ACTION, f'Action "{action}" is not supported')
     vm = call.get("vm", oid)
     call.authorize("vm", vm, "MANAGE")
@@ -397,21 +410,34 @@ def vm_updateconf(call: Call, oid: int, text: str, update_type: int = 0) -> int:
 
 
 # ---------------------------------------------------------------- disks
+# DispatchManager::attach/detach/disk_snapshot_*, VirtualMachine::set_saveas_state: the state each
+# disk operation is allowed in, the state it puts the VM in while the driver works, and where it
+# goes back to (lifecycle.finish_hotplug does the operation's work on that last step).
+
+_BACK = {ACTIVE: (ACTIVE, RUNNING), POWEROFF: (POWEROFF, LCM_INIT), SUSPENDED: (SUSPENDED, LCM_INIT),
+         UNDEPLOYED: (UNDEPLOYED, LCM_INIT), STOPPED: (STOPPED, LCM_INIT)}  # fmt: skip
+_SAVEAS = {ACTIVE: HOTPLUG_SAVEAS, POWEROFF: HOTPLUG_SAVEAS_POWEROFF, SUSPENDED: HOTPLUG_SAVEAS_SUSPENDED,
+           UNDEPLOYED: HOTPLUG_SAVEAS_UNDEPLOYED, STOPPED: HOTPLUG_SAVEAS_STOPPED}  # fmt: skip
+_SNAPSHOT_CREATE = {ACTIVE: DISK_SNAPSHOT, POWEROFF: DISK_SNAPSHOT_POWEROFF, SUSPENDED: DISK_SNAPSHOT_SUSPENDED}
+_SNAPSHOT_DELETE = {
+    ACTIVE: DISK_SNAPSHOT_DELETE, POWEROFF: DISK_SNAPSHOT_DELETE_POWEROFF, SUSPENDED: DISK_SNAPSHOT_DELETE_SUSPENDED,
+}  # fmt: skip
 
 
-def _hotplug(call: Call, vm: dict, lcm: int, action: str | None = None) -> None:
-    if not (vm["STATE"] == ACTIVE and vm["LCM_STATE"] == RUNNING) and vm["STATE"] != POWEROFF:
-        raise OneError(ACTION, f"Could not perform the action, VM in wrong state {lcm_name(vm)}")
-    if action:  # attach and detach end the history record and start a new one
-        name_action(call, vm, action)
-        reopen(call, vm)
-    if vm["STATE"] == ACTIVE:
-        set_state(vm, ACTIVE, lcm)
-        queue(call, vm, (ACTIVE, RUNNING))
+def _settled(vm: dict) -> bool:
+    """RUNNING, or resting in POWEROFF/SUSPENDED (what the disk snapshot calls accept)."""
+    return (vm["STATE"] == ACTIVE and vm["LCM_STATE"] == RUNNING) or vm["STATE"] in (POWEROFF, SUSPENDED)
+
+
+def _disk_op(call: Call, vm: dict, lcm: int) -> None:
+    """The VM waits in (ACTIVE, *lcm*) for the driver, then goes back where it was."""
+    back = _BACK[vm["STATE"]]
+    set_state(vm, ACTIVE, lcm)
+    queue(call, vm, back)
 
 
 def _mark_disk(vm: dict, disk_id: str, marks: tpl.Vector) -> None:
-    """Add *marks* to the DISK being hot-plugged (oned flags it until the driver is done)."""
+    """Add *marks* to the DISK being worked on (oned flags it until the driver is done)."""
     vm["TEMPLATE"] = [
         (k, tpl.merge(v, marks) if k == "DISK" and tpl.vget(v, "DISK_ID") == disk_id else v) for k, v in vm["TEMPLATE"]
     ]
@@ -432,6 +458,8 @@ def _disk_by_id(vm: dict, disk_id: int):
 def vm_attach(call: Call, oid: int, text: str) -> int:
     vm = call.get("vm", oid)
     call.authorize("vm", vm, "MANAGE")
+    if not vm["HISTORY"]:
+        raise OneError(ACTION, "VM is not running in any host")
     t = common.parse_template(text, ACTION)
     vec = tpl.get(t, "DISK")
     if not isinstance(vec, list):
@@ -439,15 +467,22 @@ def vm_attach(call: Call, oid: int, text: str) -> int:
     ref = tpl.vget(vec, "IMAGE_ID")
     if ref is not None and (not ref.isdigit() or call.db.get("image", int(ref)) is None):
         raise OneError(ACTION, f"Image with ID: {ref} does not exist")
+    if not (vm["STATE"] == ACTIVE and vm["LCM_STATE"] == RUNNING) and vm["STATE"] != POWEROFF:
+        raise OneError(ACTION, f"Could not attach a new disk to VM {oid}, wrong state {lcm_name(vm)}.")
     existing = [v for k, v in vm["TEMPLATE"] if k == "DISK" and isinstance(v, list)]
     ids = [int(tpl.vget(d, "DISK_ID", "0")) for d in existing]
     context = tpl.get(vm["TEMPLATE"], "CONTEXT")
     if isinstance(context, list):
         ids.append(int(tpl.vget(context, "DISK_ID", "0")))
     targets = {tpl.vget(d, "TARGET") for d in existing}
-    owner = _owner_call(call, vm)
-    _hotplug(call, vm, HOTPLUG, "disk-attach")
-    disk = new_disk(call, vec, max(ids, default=-1) + 1, oid, targets, owner)
+    disk_id = max(ids, default=-1) + 1
+    try:
+        disk = new_disk(call, vec, disk_id, oid, targets, _owner_call(call, vm), attach=True)
+    except OneError as e:  # every refusal of an attach is oned's ACTION failure
+        raise OneError(ACTION, e.message) from None
+    vm.setdefault("SNAPSHOTS", {}).update(carried_snapshots(call, [disk]))
+    close_cp_history(call, vm, "disk-attach")
+    _disk_op(call, vm, HOTPLUG if vm["STATE"] == ACTIVE else HOTPLUG_PROLOG_POWEROFF)
     marks = [("ATTACH", "YES"), ("TM_MAD_SYSTEM", tpl.get(vm["TEMPLATE"], "TM_MAD_SYSTEM") or "dummy")]
     vm["TEMPLATE"] = vm["TEMPLATE"] + [("DISK", tpl.merge(disk, marks))]
     save_vm(call, vm)
@@ -458,48 +493,126 @@ def vm_attach(call: Call, oid: int, text: str) -> int:
 def vm_detach(call: Call, oid: int, disk_id: int) -> int:
     vm = call.get("vm", oid)
     call.authorize("vm", vm, "MANAGE")
+    if not (vm["STATE"] == ACTIVE and vm["LCM_STATE"] == RUNNING) and vm["STATE"] != POWEROFF:
+        raise OneError(ACTION, f"Could not detach disk from VM {oid}, wrong state {lcm_name(vm)}.")
     if _disk_by_id(vm, disk_id) is None:
         raise OneError(ACTION, f"Could not detach disk with DISK_ID {disk_id}, it does not exist.")
-    _hotplug(call, vm, HOTPLUG, "disk-detach")
+    close_cp_history(call, vm, "disk-detach")
+    _disk_op(call, vm, HOTPLUG if vm["STATE"] == ACTIVE else HOTPLUG_EPILOG_POWEROFF)
     _mark_disk(vm, str(disk_id), [("ATTACH", "YES")])
     vm["_DETACH"] = disk_id
-    if vm["STATE"] != ACTIVE:  # powered off: no driver step to wait for
-        finish_hotplug(call, vm)
     save_vm(call, vm)
     return oid
 
 
 @method("one.vm.disksaveas", int, int, str, str, int, required=3)
 def vm_disksaveas(call: Call, oid: int, disk_id: int, name: str, itype: str = "", snap: int = -1) -> int:
+    """VirtualMachineDiskSaveas: a new image (LOCKED, FORMAT save_as, no SOURCE until the copy is
+    done) whose template holds only where it came from; the source image is left as it is."""
     vm = call.get("vm", oid)
     call.authorize("vm", vm, "MANAGE")
+    if vm["STATE"] not in _SAVEAS or (vm["STATE"] == ACTIVE and vm["LCM_STATE"] != RUNNING):
+        raise OneError(INTERNAL, "VM has to be RUNNING, POWEROFF or SUSPENDED to save disks.")
     disk = _disk_by_id(vm, disk_id)
-    if disk is None or tpl.vget(disk, "IMAGE_ID") is None:
+    if disk is None:
         raise OneError(INTERNAL, "Cannot use DISK. DISK does not exist.")
+    if tpl.vget(disk, "IMAGE_ID") is None:
+        raise OneError(INTERNAL, "Cannot use DISK. DISK does not have a valid IMAGE_ID.")
+    if snap != -1 and not snapshots.exists(vm.get("SNAPSHOTS", {}).get(str(disk_id), {}), snap):
+        raise OneError(INTERNAL, "Cannot use DISK. Snapshot does not exist.")
     src = call.get("image", int(tpl.vget(disk, "IMAGE_ID")))
+    if src["TYPE"] not in (images.TYPES["OS"], images.TYPES["DATABLOCK"], images.TYPES["CDROM"]):
+        type_name = next(k for k, v in images.TYPES.items() if v == src["TYPE"])
+        raise OneError(INTERNAL, f"Cannot save_as image of type {type_name}")
     call.authorize_create("image")
     ds = call.get("datastore", src["DATASTORE_ID"])
     images.check_new_name(call, name)
     type_code = images.TYPES.get((itype or "").upper(), src["TYPE"])
-    origin = [("SAVED_DISK_ID", str(disk_id)), ("SAVED_IMAGE_ID", str(src["ID"])), ("SAVED_VM_ID", str(oid))]
+    body = [(k, v) for k, v in src["TEMPLATE"] if k in ("TARGET", "DEV_PREFIX")]
+    body += [("SAVED_DISK_ID", str(disk_id)), ("SAVED_IMAGE_ID", str(src["ID"])), ("SAVED_VM_ID", str(oid))]
+    size = int(tpl.vget(disk, "SIZE") or src["SIZE"])
     saved = images.new_image(
-        call,
-        name,
-        ds,
-        type_code,
-        src["SIZE"],
-        src["SOURCE"],
-        "",
-        src["FORMAT"],
-        [(k, v) for k, v in src["TEMPLATE"] if k != "EC2_AMI"] + origin,
-        0,
-        images.LOCKED,
+        call, name, ds, type_code, size, "", "", "save_as", body + [("SAVE_AS_HOT", "YES")], 0, images.LOCKED
     )
-    call.cloud.owe(call.db, "image", saved["ID"], call.cloud.clock() + 2 * STEP)
-    _hotplug(call, vm, HOTPLUG_SAVEAS)
+    source = src["SOURCE"]
+    if os.path.isfile(source):
+        source, _ = images.copy_in(call, ds, source)
+    images.driver_makes(call, saved, 2 * STEP, SOURCE=source, FORMAT=src["FORMAT"])
+    _disk_op(call, vm, _SAVEAS[vm["STATE"]])
     _mark_disk(vm, str(disk_id), [("HOTPLUG_SAVE_AS_ACTIVE", "YES"), ("HOTPLUG_SAVE_AS_SNAPSHOT_ID", str(snap))])
     save_vm(call, vm)
     return saved["ID"]
+
+
+def _snapshot_disk(call: Call, vm: dict, disk_id: int) -> tuple[tpl.Vector, dict]:
+    """VirtualMachineDisks::get_snapshots: the disk and its snapshot list, or oned's refusal."""
+    disk = _disk_by_id(vm, disk_id)
+    if disk is None:
+        raise OneError(ACTION, "VM disk does not exist")
+    snaps = vm.get("SNAPSHOTS", {}).get(str(disk_id))
+    if snaps is None:
+        raise OneError(ACTION, "Snapshot does not exist")
+    return disk, snaps
+
+
+@method("one.vm.disksnapshotcreate", int, int, str)
+def vm_disksnapshotcreate(call: Call, oid: int, disk_id: int, name: str) -> int:
+    vm = call.get("vm", oid)
+    call.authorize("vm", vm, "MANAGE")
+    disk = _disk_by_id(vm, disk_id)
+    if disk is None:
+        raise OneError(ACTION, "VM disk does not exist")
+    if tpl.vget(disk, "IMAGE_ID") is None:
+        raise OneError(ACTION, "Cannot make snapshots on volatile disks")
+    if not _settled(vm):
+        raise OneError(ACTION, f"Could not create a new snapshot for VM {oid}, wrong state {lcm_name(vm)}.")
+    if tpl.vget(disk, "READONLY", "NO").upper() == "YES":
+        raise OneError(ACTION, "Cannot make snapshots on readonly disks")
+    old = vm.get("SNAPSHOTS", {}).get(str(disk_id), {})
+    snaps, sid = snapshots.create(old, name, int(tpl.vget(disk, "SIZE") or 0), call.cloud.now())
+    vm.setdefault("SNAPSHOTS", {})[str(disk_id)] = snaps
+    marks = [("DISK_SNAPSHOT_ACTIVE", "YES"), ("DISK_SNAPSHOT_ID", str(sid))]
+    _mark_disk(vm, str(disk_id), [*marks, ("DISK_SNAPSHOT_TOTAL_SIZE", str(snapshots.total_size(snaps)))])
+    vm["_SNAPOP"] = ["create", disk_id, sid]
+    _disk_op(call, vm, _SNAPSHOT_CREATE[vm["STATE"]])
+    close_cp_history(call, vm, "disk-snapshot-create")
+    save_vm(call, vm)
+    return sid
+
+
+@method("one.vm.disksnapshotdelete", int, int, int)
+def vm_disksnapshotdelete(call: Call, oid: int, disk_id: int, sid: int) -> int:
+    vm = call.get("vm", oid)
+    call.authorize("vm", vm, "MANAGE")
+    if not _settled(vm):
+        raise OneError(ACTION, f"Could not delete disk snapshot from VM {oid}, wrong state {lcm_name(vm)}.")
+    disk, snaps = _snapshot_disk(call, vm, disk_id)
+    error = snapshots.disk_delete_error(snaps, sid, tpl.vget(disk, "PERSISTENT") == "YES")
+    if error:
+        raise OneError(ACTION, error)
+    _mark_disk(vm, str(disk_id), [("DISK_SNAPSHOT_ACTIVE", "YES"), ("DISK_SNAPSHOT_ID", str(sid))])
+    vm["_SNAPOP"] = ["delete", disk_id, sid]
+    _disk_op(call, vm, _SNAPSHOT_DELETE[vm["STATE"]])
+    close_cp_history(call, vm, "disk-snapshot-delete")
+    save_vm(call, vm)
+    return oid
+
+
+@method("one.vm.disksnapshotrevert", int, int, int)
+def vm_disksnapshotrevert(call: Call, oid: int, disk_id: int, sid: int) -> int:
+    vm = call.get("vm", oid)
+    call.authorize("vm", vm, "MANAGE")
+    if vm["STATE"] != POWEROFF:
+        raise OneError(ACTION, f"Could not revert to disk snapshot for VM {oid}, wrong state {lcm_name(vm)}.")
+    _, snaps = _snapshot_disk(call, vm, disk_id)
+    if not snapshots.exists(snaps, sid):
+        raise OneError(ACTION, f"Disk id ({disk_id}) or snapshot id ({sid}) is not valid.")
+    _mark_disk(vm, str(disk_id), [("DISK_SNAPSHOT_ACTIVE", "YES"), ("DISK_SNAPSHOT_ID", str(sid))])
+    vm["_SNAPOP"] = ["revert", disk_id, sid]
+    close_cp_history(call, vm, "disk-snapshot-revert")
+    _disk_op(call, vm, DISK_SNAPSHOT_REVERT_POWEROFF)
+    save_vm(call, vm)
+    return oid
 
 
 def _owner_call(call: Call, vm: dict) -> Call:
