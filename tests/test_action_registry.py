@@ -124,9 +124,13 @@ def _requests(stack, url: str, workdir) -> None:  # noqa: F811
     assert status == 200, body
     mine = re.search(rb"ami-[0-9]+", body).group().decode()  # the user may manage its own image
     ec2.register_image(ImageLocation=mine, Name="registry")  # not a dry run: it decides before Description
+    ec2.describe_image_attribute(ImageId=mine, Attribute="description")
+    dry(ec2.modify_image_attribute, ImageId=mine, Description={"Value": "registry"})
+    dry(ec2.deregister_image, ImageId=mine)
     ec2.describe_instances()
     run = ec2.run_instances(ImageId=ami, InstanceType=stack.demo.itype, MinCount=1, MaxCount=1)
     ids = [run["Instances"][0]["InstanceId"]]
+    dry(ec2.create_image, InstanceId=ids[0], Name="registry")
     dry(ec2.stop_instances, InstanceIds=ids)
     dry(ec2.start_instances, InstanceIds=ids)
     dry(ec2.reboot_instances, InstanceIds=ids)

@@ -104,6 +104,11 @@ ONED_ERRORS: list[tuple[int | None, str, Callable[[EC2Error | None, bool], EC2Er
         "DependencyViolation", "The security group is in use by an instance.")),
     (None, "NAME is already taken by SecurityGroup", lambda nf, vis: EC2Error(
         "InvalidGroup.Duplicate", "A security group of that name already exists for this account.")),
+    # images from instances (one.vm.disksaveas): econe checks both first, these are the races
+    (None, "[one.vm.disksaveas] Error allocating a new image. NAME is already taken", lambda nf, vis: EC2Error(
+        "InvalidAMIName.Duplicate", "An image of that name already exists for this account.")),
+    (None, "to save disks", lambda nf, vis: EC2Error(
+        "IncorrectInstanceState", "The instance is not in a state from which its disk can be saved.")),
     # the user was disabled or removed since econe read the users: the answer of any failed sign-in
     (AUTHENTICATION, "", lambda nf, vis: auth_failure()),
     (AUTHORIZATION, "", _missing_or_refused),
@@ -682,6 +687,22 @@ class UserSession:
         """A new image of the disk as it is now (its current state, no disk snapshot)."""
         self._changes()
         return self._call("one.vm.disksaveas", vmid, disk_id, name, "", -1, not_found=_vm_missing(vmid), visible=True)
+
+    # -- images from instances (issue #14, part ami): one.vm.disksaveas and image_delete are above ----
+    def image_sharing(self, image_id: int) -> tuple[str, bool, bool]:
+        """The image's group name and whether its group and everyone else may use it (GROUP_U, OTHER_U)."""
+        el = xml(self._call("one.image.info", image_id, False, not_found=_image_missing(image_id)))
+        return (
+            el.findtext("GNAME") or "",
+            el.findtext("PERMISSIONS/GROUP_U") == "1",
+            el.findtext("PERMISSIONS/OTHER_U") == "1",
+        )
+
+    def image_chmod(self, image_id: int, group_use: int, other_use: int) -> None:
+        """Set GROUP_U and OTHER_U (-1: leave as it is), every other permission bit as it is."""
+        self._changes()
+        bits = (-1, -1, -1, group_use, -1, -1, other_use, -1, -1)
+        self._call("one.image.chmod", image_id, *bits, not_found=_image_missing(image_id), visible=True)
 
     # -- elastic IPs (issue #14, eip): an address is a reservation network of the user -------------
     def own_vnets(self) -> list:

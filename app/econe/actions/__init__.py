@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from . import (  # noqa: F401 (importing registers their actions)
     addresses,
+    create_image,
     identity,
+    image_attributes,
     images,
     instance_attributes,
     instances,

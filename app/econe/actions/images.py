@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ def describe(image: Image) -> dict | None:
     if state is None:
         return None
     return {
+        **_root_device(image),
         "ImageId": ids.fmt("ami", image.id),
         "ImageLocation": image.name,
         "State": state,
@@ -36,11 +38,39 @@ def describe(image: Image) -> dict | None:
         "ImageType": "machine",
         "Name": image.name,
         "Description": image.template.get("DESCRIPTION") or None,
-        "RootDeviceType": "instance-store",
         "VirtualizationType": "hvm",
         "Hypervisor": "xen",
         "Tags": tagging.as_list(tagging.load(image.template.get("EC2_TAGS"))),
     }
+
+
+def _root_device(image: Image) -> dict:
+    """An image CreateImage made is also its own snapshot (``EBS_SNAPSHOT``): EBS-backed, its root device
+    the snapshot ``snap-<same id>``, named as oned names the first disk of a VM launched from it (its
+    DEV_PREFIX and ``a``). Any other image is the VM's copy of a file: ``instance-store``."""
+    if not is_snapshot(image):
+        return {"RootDeviceType": "instance-store"}
+    device = f"/dev/{image.template.get('DEV_PREFIX') or 'sd'}a"
+    ebs = {"SnapshotId": ids.fmt("snap", image.id), "VolumeSize": max(1, math.ceil(image.size / 1024)),
+           "DeleteOnTermination": True, "VolumeType": "standard", "Encrypted": False}  # fmt: skip
+    return {
+        "RootDeviceType": "ebs",
+        "RootDeviceName": device,
+        "BlockDeviceMappings": [{"DeviceName": device, "Ebs": ebs}],
+    }
+
+
+def is_snapshot(image: Image) -> bool:
+    return image.template.get("EBS_SNAPSHOT", "").upper() == "YES"
+
+
+def is_ami(image: Image) -> bool:
+    """What an id names as an AMI: a registered image, or one never marked either way (the original
+    described any image by id); not one deregistered (``EC2_AMI="NO"``), nor a volume or snapshot
+    that is not also an AMI."""
+    mark = image.template.get("EC2_AMI", "").upper()
+    ebs = image.template.get("EBS_VOLUME", "").upper() == "YES" or is_snapshot(image)
+    return mark == "YES" or (mark != "NO" and not ebs)
 
 
 def _filters(filters: list[dict]):
@@ -84,7 +114,7 @@ def describe_images(ctx: Context, p: dict) -> dict:
     uid = ctx.session.whoami()[0] if owners or users else None
     executable = _executable_by(users, uid)
     if p.get("ImageIds"):
-        images = [get_image(ctx, text) for text in p["ImageIds"]]
+        images = [i for i in (get_image(ctx, text) for text in p["ImageIds"]) if is_ami(i)]
     else:
         images = [i for i in ctx.session.images() if i.template.get("EC2_AMI", "").upper() == "YES"]
     if owners:
@@ -154,3 +184,12 @@ def upload_image(ctx: Context, p: dict) -> dict:
     while ctx.session.image(image_id).state == LOCKED and time.time() < deadline:
         time.sleep(0.2)  # a real oned copies the file in the background: keep it until then
     return {"imageId": ids.fmt("ami", image_id)}
+
+
+def get_ami(ctx: Context, text: str) -> Image:
+    """The image *text* names, when it is an AMI (`is_ami`); else ``InvalidAMIID.NotFound``, as EC2
+    answers for an image deregistered."""
+    image = get_image(ctx, text)
+    if not is_ami(image):
+        raise ids.not_found("ami", text)
+    return image

@@ -24,7 +24,7 @@ from ..errors import EC2Error, invalid, missing
 from ..objects import VM
 from . import keypairs, nics, paging, volumes
 from .filters import check_names, matcher, present
-from .images import get_image
+from .images import get_ami
 from .instance_types import render_file_template, template_for
 from .protection import launch_attributes, refuse_protected
 from .regions import ZONE
@@ -319,7 +319,7 @@ def run_instances(ctx: Context, p: dict) -> dict:
     zone = p.get("Placement", {}).get("AvailabilityZone")
     if zone not in (None, "", ZONE):
         raise EC2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
-    image_id = get_image(ctx, p["ImageId"]).id
+    image_id = get_ami(ctx, p["ImageId"]).id
     user_data = _user_data(p)
     tags = _instance_tags(p)
     key = keypairs.by_name(ctx, p["KeyName"]) if "KeyName" in p else None
