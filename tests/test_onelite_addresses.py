@@ -13,6 +13,8 @@ address). Answers are compared by fidelity/compare.py's ``differences``, as test
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from .conftest import FIXTURES, start_onelite
@@ -117,6 +119,38 @@ def test_a_reservation_deleted_frees_its_addresses_in_the_parent_and_not_while_u
     assert call(url, "one.vm.detachnic", USER, 0, int(nic_id))[0]
     wait_vm(url, USER, 0, 3, 3)
     assert call(url, "one.vn.delete", admin, rid)[0]
+    _wait_gone(url, admin, rid)
+    ok, again, *_ = call(url, "one.vn.reserve", admin, 1, template)
+    assert ok, again
+
+
+def _wait_gone(url: str, session: str, vnid: int, timeout: float = 20) -> None:
+    deadline = time.time() + timeout
+    while call(url, "one.vn.info", session, vnid, False)[0]:
+        assert time.time() < deadline, f"vnet {vnid} never went"
+        time.sleep(0.02)
+
+
+def test_a_deleted_network_is_locked_until_its_driver_is_done(nics):
+    """VirtualNetworkDelete::drop sets LOCK_DELETE and leaves the rest to the driver; the network, and
+    the parent's addresses a reservation holds, go when it is done (VirtualNetworkPool::delete_success).
+    Meanwhile, as while it is made (LOCK_CREATE), another delete is refused."""
+    url, admin = nics.url, nics.admin
+    template = 'SIZE="1"\nAR_ID="0"\nIP="192.0.2.21"\nNAME="eip-going"\n'
+    ok, rid, *_ = call(url, "one.vn.reserve", admin, 1, template)
+    assert ok, rid
+    refused = call(url, "one.vn.delete", admin, rid)
+    assert refused[:3] == [False, "[one.vn.delete] Cannot delete virtual network. "
+                           "Can not remove a Virtual Network, wrong state LOCK_CREATE", 2048]  # fmt: skip
+    wait_vnet(url, admin, rid)
+    assert call(url, "one.vn.delete", admin, rid)[:2] == [True, rid]
+    ok, xml, *_ = call(url, "one.vn.info", admin, rid, False)
+    assert ok and ("<STATE><![CDATA[3]]></STATE>" in xml or "<STATE>3</STATE>" in xml), xml[:300]
+    refused = call(url, "one.vn.delete", admin, rid)
+    assert refused[:3] == [False, "[one.vn.delete] Cannot delete virtual network. "
+                           "Can not remove a Virtual Network, wrong state LOCK_DELETE", 2048]  # fmt: skip
+    assert not call(url, "one.vn.reserve", admin, 1, template)[0]  # the parent still holds it
+    _wait_gone(url, admin, rid)
     ok, again, *_ = call(url, "one.vn.reserve", admin, 1, template)
     assert ok, again
 

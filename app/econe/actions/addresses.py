@@ -68,6 +68,10 @@ def _tags(el) -> dict:
     return tagging.load(el.findtext("TEMPLATE/EC2_TAGS"))
 
 
+# a released reservation stays while oned's driver deletes it (VirtualNetworkState LOCK_DELETE, DONE)
+_RELEASED = {"3", "4"}
+
+
 def reservations(ctx: Context) -> list[Address]:
     """The user's addresses, by allocation, without their associations (one pool call)."""
     eip = ctx.config.elasticips_vnet_id
@@ -76,7 +80,7 @@ def reservations(ctx: Context) -> list[Address]:
     found = [
         Address(int(el.findtext("ID")), el.findtext("AR_POOL/AR/IP") or "", _tags(el))
         for el in ctx.session.own_vnets()
-        if el.findtext("PARENT_NETWORK_ID") == str(eip)
+        if el.findtext("PARENT_NETWORK_ID") == str(eip) and el.findtext("STATE") not in _RELEASED
     ]
     return sorted(found, key=lambda a: a.vnet)
 

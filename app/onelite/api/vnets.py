@@ -13,7 +13,7 @@ from ..errors import ACTION, INTERNAL, OneError
 from ..registry import method
 from . import common
 
-READY, LOCK_CREATE = 1, 2
+READY, LOCK_CREATE, LOCK_DELETE = 1, 2, 3  # VirtualNetwork::VirtualNetworkState
 STEP = 0.03  # the vnet driver's create takes about this long with dummy drivers
 _NO_ADDRESS = "Address is not part of the address range or in use."
 
@@ -95,15 +95,22 @@ def vn_allocate(call: Call, text: str, cluster_id: int = -1) -> int:
     return oid
 
 
-def settle(vnet: dict) -> bool:
-    """The vnet driver finished creating it: LOCK_CREATE -> READY. True when it changed."""
-    if vnet["STATE"] == LOCK_CREATE:
+def settle(db, vnet: dict) -> None:
+    """The vnet driver finished creating it (LOCK_CREATE -> READY) or deleting it: then it goes, and
+    the parent's addresses a reservation held are free (VirtualNetworkPool::delete_success)."""
+    if vnet["STATE"] == LOCK_DELETE:
+        db.delete("vnet", vnet["ID"])
+        parent = db.get("vnet", vnet.get("PARENT", -1)) if vnet.get("PARENT", -1) >= 0 else None
+        if parent is not None:
+            for ar in parent["ARS"]:
+                ar["LEASES"] = {i: h for i, h in ar["LEASES"].items() if h != {"VNET": vnet["ID"]}}
+            db.put("vnet", parent)
+    elif vnet["STATE"] == LOCK_CREATE:
         vnet["STATE"] = READY
         t = tpl.remove(vnet["TEMPLATE"], "AR")
         vlans = [("OUTER_VLAN_ID", tpl.get(t, "OUTER_VLAN_ID", "")), ("VLAN_ID", tpl.get(t, "VLAN_ID", ""))]
         vnet["TEMPLATE"] = tpl.merge(t, vlans)
-        return True
-    return False
+        db.put("vnet", vnet)
 
 
 @method("one.vn.delete", int)
@@ -112,12 +119,12 @@ def vn_delete(call: Call, oid: int) -> int:
     call.authorize("vnet", v, "MANAGE")
     if any(_in_use(holder) for ar in v["ARS"] for holder in ar["LEASES"].values()):
         raise OneError(ACTION, "Cannot delete virtual network. Can not remove a virtual network with leases in use")
-    call.db.delete("vnet", oid)
-    parent = call.db.get("vnet", v.get("PARENT", -1)) if v.get("PARENT", -1) >= 0 else None
-    if parent is not None:  # VirtualNetworkPool::delete_success frees the parent's addresses it held
-        for ar in parent["ARS"]:
-            ar["LEASES"] = {i: h for i, h in ar["LEASES"].items() if h != {"VNET": oid}}
-        call.db.put("vnet", parent)
+    if v["STATE"] in (LOCK_CREATE, LOCK_DELETE):  # VirtualNetworkDelete::drop: its driver is at work
+        state = "LOCK_CREATE" if v["STATE"] == LOCK_CREATE else "LOCK_DELETE"
+        raise OneError(ACTION, f"Cannot delete virtual network. Can not remove a Virtual Network, wrong state {state}")
+    v["STATE"] = LOCK_DELETE  # the driver deletes it (settle)
+    call.db.put("vnet", v)
+    call.cloud.owe(call.db, "vnet", oid, call.cloud.clock() + STEP)
     return oid
 
 
