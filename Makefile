@@ -37,7 +37,7 @@ CONFORMANCE_TESTS ?= tests/test_econe_e2e.py tests/test_auth_failures.py tests/t
 	tests/test_uploads.py tests/test_http_edge.py tests/test_ansible_opennebula_ec2.py tests/test_onelite.py \
 	tests/test_sts.py tests/test_keypairs_tags.py tests/test_secgroups.py tests/test_vpcs.py \
 	tests/test_instance_attributes.py tests/test_ansible_ec2_workflow.py tests/test_two_econes.py \
-	tests/test_login_tokens.py tests/test_listing_memo.py tests/test_x509_auth.py \
+	tests/test_login_tokens.py tests/test_listing_memo.py tests/test_x509_auth.py tests/test_addresses.py \
 	tests/test_onelite_x509_users.py tests/test_ansible_x509_users.py tests/test_create_image.py
 
 conformance: install

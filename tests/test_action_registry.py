@@ -163,6 +163,12 @@ def _requests(stack, url: str, workdir) -> None:  # noqa: F811
     ec2.describe_regions()
     ec2.describe_availability_zones()
     ec2.describe_addresses()
+    # elastic IPs: this econe has no elastic-IP network, refused once every member is read
+    dry(ec2.allocate_address, Domain="vpc")
+    dry(ec2.associate_address, AllocationId="eipalloc-00000001", PublicIp="192.0.2.1", InstanceId=ids[0],
+        AllowReassociation=True)  # fmt: skip
+    dry(ec2.disassociate_address, AssociationId="eipassoc-000000010001", PublicIp="192.0.2.1")
+    dry(ec2.release_address, AllocationId="eipalloc-00000001", PublicIp="192.0.2.1")
     ec2.describe_vpcs()
     ec2.describe_vpc_attribute(VpcId="vpc-00000000", Attribute="enableDnsSupport")
     ec2.describe_subnets()

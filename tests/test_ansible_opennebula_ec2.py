@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import boto3
 import pyone
@@ -134,3 +135,72 @@ def test_unreachable_oned_fails_with_a_clear_message(tmp_path, cloud):
     with pytest.raises(AssertionError, match="cannot reach oned"):
         play(tmp_path, cloud, opennebula_ec2_api_url=f"http://127.0.0.1:{free_port()}/RPC2")  # nothing listens
     assert book.exists()
+
+
+# ---------------------------------------------------------------- elastic IPs (issue #14)
+
+
+def test_the_elastic_ip_network_is_the_groups_to_reserve_from(tmp_path, cloud, admin):
+    """Off by default; asked for, a network the group may USE (reserve addresses of) and others may not,
+    made once (a rerun and check mode change nothing), from which econe's users get addresses."""
+    name = cloud.name("elastic-ips")
+    play(tmp_path, cloud)
+    assert all(v.NAME != name for v in admin.vnpool.info(-2, -1, -1).VNET)
+    eips = {
+        "opennebula_ec2_elastic_ips_name": name,
+        "opennebula_ec2_elastic_ips_attributes": {"BRIDGE": "br1", "VN_MAD": "dummy",
+                                                  "AR": {"TYPE": "IP4", "IP": "198.51.100.10", "SIZE": 2}},
+    }  # fmt: skip
+    assert play(tmp_path, cloud, **eips)["changed"] > 0
+    assert play(tmp_path, cloud, **eips)["changed"] == 0
+    assert play(tmp_path, cloud, ("--check", "--diff"), **eips)["changed"] == 0
+    group = next(g for g in admin.grouppool.info().GROUP if g.NAME == cloud.name("ec2"))
+    vnet = next(v for v in admin.vnpool.info(-2, -1, -1).VNET if v.NAME == name)
+    assert vnet.GID == group.ID and (vnet.PERMISSIONS.GROUP_U, vnet.PERMISSIONS.OTHER_U) == (1, 0)
+    wait_ready(cloud.admin(), vnet.ID, "vnet")
+    econe = start_econe(tmp_path, cloud.url, cloud.server_auth, datastore_id=cloud.datastore,
+                        elasticips_vnet_id=vnet.ID)  # fmt: skip
+    try:
+        ec2 = boto3.client("ec2", endpoint_url=econe.url, region_name="opennebula",
+                           aws_access_key_id=cloud.name("alice"),
+                           aws_secret_access_key=hashlib.sha256(b"alicepw").hexdigest())  # fmt: skip
+        address = ec2.allocate_address(Domain="vpc")
+        assert address["PublicIp"] in ("198.51.100.10", "198.51.100.11")
+        ec2.release_address(AllocationId=address["AllocationId"])
+    finally:
+        econe.stop()
+
+
+def _econe_conf(tmp_path, registered: dict, inventory: str = "") -> int | None:
+    """elasticips_vnet_id of econe.conf as the econe_server role writes it: its defaults and template (in a
+    role of their own here), *registered* as opennebula_ec2's registered result, *inventory* host variables."""
+    role = tmp_path / "roles" / "econe_conf"
+    for part, source in (("defaults", "defaults/main.yml"), ("templates", "templates/econe.conf.j2")):
+        (role / part).mkdir(parents=True, exist_ok=True)
+        (role / part / Path(source).name).write_text((ROOT / "roles" / "econe_server" / source).read_text())
+    (role / "tasks").mkdir(exist_ok=True)
+    (role / "tasks" / "main.yml").write_text(yaml.safe_dump([
+        {"ansible.builtin.template": {"src": "econe.conf.j2", "dest": str(tmp_path / "econe.conf")}}
+    ]))  # fmt: skip
+    book = tmp_path / "conf.yml"
+    book.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False,
+                                     "vars": {"opennebula_ec2_elastic_ips_vnet": registered},
+                                     "roles": ["econe_conf"]}]))  # fmt: skip
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable} {inventory}\n")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_ROLES_PATH": str(tmp_path / "roles"),
+           "ANSIBLE_LOCALHOST_WARNING": "false"}  # fmt: skip
+    done = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(hosts), str(book)],
+                          capture_output=True, text=True, env=env, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    return yaml.safe_load((tmp_path / "econe.conf").read_text()).get(":elasticips_vnet_id")
+
+
+def test_econe_conf_names_the_elastic_ip_network_the_role_made(tmp_path):
+    """econe_server writes the id opennebula_ec2 registered (a variable of the inventory overrides it);
+    none when no network was made (the task skipped) or -1 is set."""
+    made = {"changed": False, "id": 7}
+    assert _econe_conf(tmp_path, made) == 7
+    assert _econe_conf(tmp_path, made, "econe_server_elasticips_vnet_id=9") == 9
+    assert _econe_conf(tmp_path, {"skipped": True}) is None
+    assert _econe_conf(tmp_path, made, "econe_server_elasticips_vnet_id=-1") is None

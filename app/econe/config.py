@@ -57,6 +57,8 @@ class Config:
     # seconds a VM's EC2 attributes (tags, instance type...) are used before they are read again:
     # how long a change made through another econe server can take to show in this one's listings
     cache_ttl: int = 30
+    # the network elastic IPs are reserved from (AllocateAddress); None: no elastic IPs
+    elasticips_vnet_id: int | None = None
     ebs_fstype: str | None = None  # the FS a new volume's DATABLOCK gets (CreateVolume); none: the datastore's
     # server account for acting as users (file named by ONE_CIPHER_AUTH)
     server_user: str = ""
@@ -108,9 +110,9 @@ KEYS = {
     "request_timeout": (_int_range(1, 3600), "must be a number of seconds 1-3600"),
     "max_count": (_int_range(1, 10000), "must be an integer 1-10000"),
     "cache_ttl": (_int_range(0, 3600), "must be a number of seconds 0-3600"),
+    "elasticips_vnet_id": (lambda v: v is None or _int_range(0, 2**31 - 1)(v), "must be a vnet id (integer >= 0)"),
     "ebs_fstype": (lambda v: v is None or isinstance(v, str), "must be a filesystem name"),  # CreateVolume's FS
     # accepted for compatibility with the original's files; not used by this version
-    "elasticips_vnet_id": (lambda v: v is None or isinstance(v, int), "must be a vnet id"),
     "associate_script": (lambda v: v is None or isinstance(v, (str, bool)), "must be a path or false"),
     "disassociate_script": (lambda v: v is None or isinstance(v, (str, bool)), "must be a path or false"),
 }

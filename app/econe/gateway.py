@@ -91,6 +91,9 @@ ONED_ERRORS: list[tuple[int | None, str, Callable[[EC2Error | None, bool], EC2Er
         "InsufficientInstanceCapacity", "We currently do not have sufficient capacity to launch your instances.", 500)),
     (None, "Not enough space in datastore", lambda nf, vis: EC2Error(
         "InsufficientCapacity", "There is not enough capacity to fulfill your request.", 500)),
+    # an elastic-IP network with no address left for a reservation (VirtualNetwork::reserve_addr)
+    (ACTION, "Not enough free addresses", lambda nf, vis: EC2Error(
+        "AddressLimitExceeded", "The maximum number of addresses has been reached.")),
     # an HA oned without a leader, electing one or catching up (Request::execute): it will be back
     (None, "Cannot process request", lambda nf, vis: unavailable()),
     # PoolObjectSQL::name_is_valid: econe checks the names of the security groups it makes, so what
@@ -611,8 +614,10 @@ class UserSession:
     # -- virtual networks (the VPC view) ------------------------------------
     def vnets(self) -> list[VNet]:
         """Every virtual network the user may use: oned's pool answer for "all" lists what the user may USE
-        (its own, its groups', and what ACL rules such as a VDC's ``NET/* USE`` give it)."""
-        return [parse_vnet(el) for el in xml(self._call("one.vnpool.info", -2, -1, -1))]
+        (its own, its groups', and what ACL rules such as a VDC's ``NET/* USE`` give it). A reservation
+        (PARENT_NETWORK_ID) is an address the user holds, an elastic IP, not a network of its own."""
+        pool = xml(self._call("one.vnpool.info", -2, -1, -1))
+        return [parse_vnet(el) for el in pool if not el.findtext("PARENT_NETWORK_ID")]
 
     # -- security groups ------------------------------------------------
     def secgroups(self) -> list[SecGroup]:
@@ -710,6 +715,33 @@ class UserSession:
         self._changes()
         bits = (-1, -1, -1, group_use, -1, -1, other_use, -1, -1)
         self._call("one.image.chmod", image_id, *bits, not_found=_image_missing(image_id), visible=True)
+
+    # -- elastic IPs (issue #14, eip): an address is a reservation network of the user -------------
+    def own_vnets(self) -> list:
+        """The VNET elements of the networks the user owns (a reservation has PARENT_NETWORK_ID)."""
+        return list(xml(self._call("one.vnpool.info", -3, -1, -1)).iterfind("VNET"))
+
+    def vn_reserve(self, parent: int, text: str) -> int:
+        """A new reservation network of the user holding addresses of *parent* (oned asks USE of it)."""
+        self._changes()
+        return self._call("one.vn.reserve", parent, text)
+
+    def vn_update(self, vnid: int, text: str) -> None:
+        """Merge *text* into the network's template (an address's tags)."""
+        self._changes()
+        self._call("one.vn.update", vnid, text, 1)
+
+    def vn_delete(self, vnid: int, not_found: EC2Error) -> None:
+        self._changes()
+        self._call("one.vn.delete", vnid, not_found=not_found, visible=True)
+
+    def vm_attachnic(self, vmid: int, text: str) -> None:
+        self._changes()
+        self._call("one.vm.attachnic", vmid, text, not_found=_vm_missing(vmid), visible=True)
+
+    def vm_detachnic(self, vmid: int, nic_id: int) -> None:
+        self._changes()
+        self._call("one.vm.detachnic", vmid, nic_id, not_found=_vm_missing(vmid), visible=True)
 
 
 def secgroup_missing(sgid: int, text: str | None = None) -> EC2Error:

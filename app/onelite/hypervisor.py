@@ -80,8 +80,7 @@ class Hypervisor:
             if kind == "vm":
                 self._vm_steps(call, obj, now)
             elif kind == "vnet":
-                if vnets.settle(obj):
-                    db.put("vnet", obj)
+                vnets.settle(db, obj)
             elif kind == "image":
                 images.settle(call, obj)
 

@@ -319,11 +319,16 @@ def mac_at(ar: dict, index: int) -> str:
 
 
 def _allocated_bitmap(ar: dict) -> str:
-    # oned writes " <lease index> <object type bit | object id>" for each lease
+    # oned writes " <lease index> <object type bit | object id>" for each lease: a VM's or a network's
     return "".join(
-        f" {i} {0x1000000000 | (int(vm) & 0xFFFFFFFF)}"
-        for i, vm in sorted((int(k), v) for k, v in ar["LEASES"].items())
+        f" {i} {0x4000000000 | h['VNET'] if isinstance(h, dict) else 0x1000000000 | (int(h) & 0xFFFFFFFF)}"
+        for i, h in sorted((int(k), v) for k, v in ar["LEASES"].items())
     )
+
+
+def _holder(h) -> str:
+    """Who a lease is for: a VM (-1 for a held address) or a reservation network."""
+    return cd("VNET", h["VNET"]) if isinstance(h, dict) else cd("VM", h)
 
 
 def _ar(ar: dict, pool: bool) -> str:
@@ -335,8 +340,8 @@ def _ar(ar: dict, pool: bool) -> str:
         return f"<AR>{body}</AR>"
     last = int(ar["SIZE"]) - 1
     leases = "".join(
-        "<LEASE>" + cd("IP", ip_at(ar, i)) + cd("MAC", mac_at(ar, i)) + cd("VM", vm) + "</LEASE>"
-        for i, vm in sorted(((int(k), v) for k, v in ar["LEASES"].items()))
+        "<LEASE>" + cd("IP", ip_at(ar, i)) + cd("MAC", mac_at(ar, i)) + _holder(h) + "</LEASE>"
+        for i, h in sorted(((int(k), v) for k, v in ar["LEASES"].items()))
     )
     return (
         f"<AR>{body}"
@@ -350,6 +355,7 @@ def _ar(ar: dict, pool: bool) -> str:
 
 def vnet(v: dict, uname: str, gname: str, pool: bool = False) -> str:
     used = sum(len(ar["LEASES"]) for ar in v["ARS"])
+    parent = v.get("PARENT", -1)  # the network a reservation's addresses come from
     return (
         "<VNET>"
         + _owner(v, uname, gname)
@@ -358,7 +364,7 @@ def vnet(v: dict, uname: str, gname: str, pool: bool = False) -> str:
         + cd("BRIDGE_TYPE", v["BRIDGE_TYPE"])
         + cd("STATE", v["STATE"])
         + cd("PREV_STATE", v["STATE"])
-        + "<PARENT_NETWORK_ID/>"
+        + (f"<PARENT_NETWORK_ID>{parent}</PARENT_NETWORK_ID>" if parent >= 0 else "<PARENT_NETWORK_ID/>")
         + cd("VN_MAD", v["VN_MAD"])
         + "<PHYDEV/><VLAN_ID/><OUTER_VLAN_ID/><VLAN_ID_AUTOMATIC>0</VLAN_ID_AUTOMATIC>"
         "<OUTER_VLAN_ID_AUTOMATIC>0</OUTER_VLAN_ID_AUTOMATIC>"
@@ -366,7 +372,8 @@ def vnet(v: dict, uname: str, gname: str, pool: bool = False) -> str:
         + ids("UPDATED_VMS", v["UPDATED_VMS"])
         + "<OUTDATED_VMS/><UPDATING_VMS/><ERROR_VMS/>"
         + template("TEMPLATE", v["TEMPLATE"])
-        + raw("AR_POOL", "" if v["STATE"] == 2 else "".join(_ar(ar, pool) for ar in v["ARS"]))
+        # a network being created keeps its ranges in its template; a reservation has its range at once
+        + raw("AR_POOL", "" if v["STATE"] == 2 and parent < 0 else "".join(_ar(ar, pool) for ar in v["ARS"]))
         + "</VNET>"
     )
 

@@ -8,6 +8,7 @@ so there is no cycle and no import inside a function."""
 from __future__ import annotations
 
 from . import (  # noqa: F401 (importing registers their actions)
+    addresses,
     create_image,
     identity,
     image_attributes,
@@ -15,7 +16,6 @@ from . import (  # noqa: F401 (importing registers their actions)
     instance_attributes,
     instances,
     keypairs,
-    network,
     nics,
     regions,
     secgroups,

@@ -97,6 +97,7 @@ def describe(vm: VM, group_names: nics.GroupNames) -> dict:
     u = vm.user_template
     # a DONE VM's NICs still name the addresses it had, but their leases are back in the vnet
     ips = [n.ip for n in vm.nics if n.ip] if vm.state != DONE else []
+    elastic = [n.ip for n in vm.nics if nics.is_elastic(n)] if vm.state != DONE else []
     out = {
         "InstanceId": ids.fmt("i", vm.id),
         "ImageId": u.get("EC2_IMAGE_ID") or (ids.fmt("ami", vm.image_ids[0]) if vm.image_ids else ""),
@@ -104,7 +105,8 @@ def describe(vm: VM, group_names: nics.GroupNames) -> dict:
         "PrivateDnsName": "",  # no DNS here; EC2 clients take an empty name for none
         "PublicDnsName": "",
         "PrivateIpAddress": ips[0] if ips else None,
-        "PublicIpAddress": next((ip for ip in ips if _is_global(ip)), None),
+        # an elastic IP (addresses.py) first, else a globally routable address of the VM's own
+        "PublicIpAddress": next((ip for ip in elastic + ips if ip in elastic or _is_global(ip)), None),
         "InstanceType": u.get("EC2_INSTANCE_TYPE") or vm.template.get("EC2_INSTANCE_TYPE") or "",
         "LaunchTime": datetime.fromtimestamp(vm.stime, UTC),
         "Placement": {"AvailabilityZone": ZONE, "Tenancy": "default"},

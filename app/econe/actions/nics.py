@@ -13,6 +13,7 @@ import contextlib
 import functools
 import ipaddress
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -59,6 +60,20 @@ def parse_eni(text: str) -> tuple[int, int]:
 
 def _eni_missing(text: str) -> EC2Error:
     return EC2Error("InvalidNetworkInterfaceID.NotFound", f"The networkInterface ID '{text}' does not exist")
+
+
+def elastic_name() -> str:
+    """The name of a new elastic IP's reservation network (addresses.py): unique, as oned wants a
+    user's network names, and recognisable on a NIC of the short pool answer, which has no PARENT_NETWORK_ID."""
+    return f"eip-{uuid.uuid4().hex}"
+
+
+_ELASTIC_NAME = re.compile(r"eip-[0-9a-f]{32}")
+
+
+def is_elastic(nic: Nic) -> bool:
+    """Whether the NIC holds an elastic IP: the instance's public address, associated with it."""
+    return bool(nic.ip) and _ELASTIC_NAME.fullmatch(nic.network) is not None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -130,6 +145,8 @@ def interface(vm: VM, nic: Nic, names: GroupNames, standalone: bool = False) -> 
             "DeleteOnTermination": True,  # a NIC lives and dies with its VM
         },
     }
+    if is_elastic(nic):
+        out["Association"] = {"PublicIp": nic.ip, "IpOwnerId": str(vm.uid), "PublicDnsName": ""}
     if standalone:
         out["Attachment"].update(InstanceId=ids.fmt("i", vm.id), InstanceOwnerId=str(vm.uid))
         out.update(AvailabilityZone=ZONE, Description="", RequesterManaged=False, TagSet=[])

@@ -1,7 +1,7 @@
 """CreateTags, DeleteTags, DescribeTags on instances (the VM's user template), images (the image's
-template), security groups (the group's template) and key pairs (their vector in the user's
-template). Tags are kept as ``tagging`` says; an instance's ``Name`` tag also names the VM, as
-RunInstances does."""
+template), security groups (the group's template), key pairs (their vector in the user's
+template) and elastic IPs (their reservation network's template). Tags are kept as ``tagging``
+says; an instance's ``Name`` tag also names the VM, as RunInstances does."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from one import template as tpl
 
 from .. import ids
 from ..errors import EC2Error, missing
-from . import images, instances, keypairs, paging, secgroups, tagging, volumes
+from . import addresses, images, instances, keypairs, paging, secgroups, tagging, volumes
 from .filters import check_names, wildcards
 from .locks import holding
 from .registry import Context, action
@@ -26,6 +26,7 @@ KINDS = {
     "snap": "snapshot",
     "sg": "security-group",
     "key": "key-pair",
+    "eipalloc": "elastic-ip",
 }
 
 
@@ -100,6 +101,19 @@ def _key_pair(ctx: Context, rid: str) -> Target:
     return Target(rid, "key-pair", pair.tags, None, lambda old, new: keypairs.retag(ctx, rid, lambda _: new))
 
 
+def _address(ctx: Context, rid: str) -> Target:
+    """An elastic IP: its reservation network's template (a merge)."""
+    wanted = ids.parse(rid, "eipalloc")
+    address = next((a for a in addresses.reservations(ctx) if a.vnet == wanted), None)
+    if address is None:
+        raise ids.not_found("eipalloc", rid)
+
+    def write(old: dict, new: dict) -> None:
+        ctx.session.vn_update(address.vnet, tpl.serialize([("EC2_TAGS", tagging.dump(new))]))
+
+    return Target(ids.fmt("eipalloc", address.vnet), "elastic-ip", address.tags, ("MANAGE", "NET", address.vnet), write)
+
+
 _TARGETS = {
     "instance": _instance,
     "image": _image,
@@ -107,6 +121,7 @@ _TARGETS = {
     "snapshot": _ebs("snapshot", "snap", volumes.get_snapshot),
     "security-group": _secgroup,
     "key-pair": _key_pair,
+    "elastic-ip": _address,
 }
 
 
@@ -235,6 +250,8 @@ def _resources(ctx: Context, filters: list[dict]) -> tuple[list[tuple[str, str, 
                 for g in ctx.session.secgroups()]  # fmt: skip
     if "key-pair" in kinds:
         out += [(kp.id, "key-pair", kp.tags) for kp in keypairs.all_pairs(ctx)]
+    if "elastic-ip" in kinds:
+        out += [(ids.fmt("eipalloc", a.vnet), "elastic-ip", a.tags) for a in addresses.reservations(ctx)]
     return out, False
 
 

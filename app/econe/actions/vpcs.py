@@ -214,13 +214,22 @@ def describe_vpc_attribute(ctx: Context, p: dict) -> dict:
 # ---------------------------------------------------------------- the account
 
 
+def _elastic_ips(ctx: Context) -> str:
+    """The addresses of the elastic-IP network (the most a user could hold), 0 when none is offered."""
+    eip = ctx.config.elasticips_vnet_id
+    if eip is None:
+        return "0"
+    return str(sum(size for v in ctx.session.vnets() if v.id == eip for _, _, size in v.ranges))
+
+
 def _account(ctx: Context) -> dict[str, list[str]]:
+    elastic = _elastic_ips(ctx)
     return {
         "supported-platforms": ["VPC"],
         "default-vpc": [VPC],
         "max-instances": [str(ctx.config.max_count)],  # what one RunInstances may make here
-        "max-elastic-ips": ["0"],  # no elastic IPs are offered
-        "vpc-max-elastic-ips": ["0"],
+        "max-elastic-ips": [elastic],
+        "vpc-max-elastic-ips": [elastic],
     }
 
 

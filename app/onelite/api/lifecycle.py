@@ -10,6 +10,7 @@ images and security groups released once the VM is DONE.
 from __future__ import annotations
 
 from one import template as tpl
+from one.codes import LCM_STATE
 
 from .. import snapshots
 from ..cloud import Call
@@ -137,6 +138,9 @@ def finish_done(call: Call, vm: dict) -> None:
             call.db.put("secgroup", sg)
 
 
+_HOTPLUGS = DISK_OPS | {LCM_STATE.HOTPLUG_NIC}  # a hot-plug keeps the domain's name
+
+
 def apply_step(call: Call, vm: dict, state: int, lcm: int) -> None:
     """One driver-made transition, with the bookkeeping oned does on entering that state.
 
@@ -151,7 +155,7 @@ def apply_step(call: Call, vm: dict, state: int, lcm: int) -> None:
     if state == ACTIVE and lcm == BOOT and h:
         h["PETIME"] = h["PETIME"] or now
         h["RSTIME"] = h["RSTIME"] or now
-    if state == ACTIVE and lcm == RUNNING and h and vm["LCM_STATE"] not in DISK_OPS:
+    if state == ACTIVE and lcm == RUNNING and h and vm["LCM_STATE"] not in _HOTPLUGS:
         # the driver's deploy or restore named the domain; a hotplug keeps it (a renamed VM too)
         vm["DEPLOY_ID"] = f"{h['HOSTNAME']}:{vm['NAME']}:dummy"
     if state == ACTIVE and lcm == RUNNING and h and not h["RSTIME"]:
@@ -165,6 +169,10 @@ def apply_step(call: Call, vm: dict, state: int, lcm: int) -> None:
         _mark_action(call, vm["HISTORY"][-1], None)  # the boot has begun: the record no longer names it
     if vm["STATE"] == ACTIVE and vm["LCM_STATE"] in DISK_OPS:
         finish_hotplug(call, vm)
+    if vm["STATE"] == ACTIVE and vm["LCM_STATE"] == LCM_STATE.HOTPLUG_NIC:
+        from .vmnics import finish_nic_hotplug  # vmnics builds on this module
+
+        finish_nic_hotplug(call, vm)
     set_state(vm, state, lcm)
     if state == DONE:
         ended_by = vm.pop("_ENDED_BY", None)

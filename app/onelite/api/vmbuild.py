@@ -164,7 +164,7 @@ def carried_snapshots(call: Call, disks: list[tpl.Vector]) -> dict:
     return out
 
 
-def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tpl.Vector:
+def build_nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tpl.Vector:
     d = dict(vec)
     ref = d.get("NETWORK_ID")
     if ref is None and "NETWORK" not in d:
@@ -207,6 +207,8 @@ def _nic(call: Call, vec: tpl.Vector, nic_id: int, vmid: int, owner: Call) -> tp
     }
     if ar["TYPE"] in ("IP4", "IP4_6"):
         out["IP"] = records.ip_at(ar, index)
+    if vnet.get("PARENT", -1) >= 0:  # a lease of a reservation names the network it came from
+        out["PARENT_NETWORK_ID"] = str(vnet["PARENT"])
     if vnet["UID"] != call.uid and "NETWORK_UNAME" in d:
         out["NETWORK_UNAME"] = d["NETWORK_UNAME"]
     for k, v in d.items():
@@ -280,7 +282,7 @@ def build_vm(call: Call, t: tpl.Template, name: str | None, hold: bool, extra_us
     nics: list[tpl.Vector] = []
     groups: set[int] = set()
     for i, vec in enumerate(v for k, v in system if k == "NIC" and isinstance(v, list)):
-        nic = _nic(call, vec, i, vmid, call)
+        nic = build_nic(call, vec, i, vmid, call)
         nics.append(nic)
         out.append(("NIC", nic))
         groups |= sg_ids(tpl.vget(nic, "SECURITY_GROUPS"))

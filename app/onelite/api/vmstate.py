@@ -90,6 +90,8 @@ ACTIONS = {
     "poweroff-hard": 20,
     "disk-attach": 21,
     "disk-detach": 22,
+    "nic-attach": 23,
+    "nic-detach": 24,
     "disk-snapshot-create": 25,
     "disk-snapshot-delete": 26,
     "terminate": 27,

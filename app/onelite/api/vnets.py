@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from one import template as tpl
 
@@ -12,7 +13,7 @@ from ..errors import ACTION, INTERNAL, OneError
 from ..registry import method
 from . import common
 
-READY, LOCK_CREATE = 1, 2
+READY, LOCK_CREATE, LOCK_DELETE = 1, 2, 3  # VirtualNetwork::VirtualNetworkState
 STEP = 0.03  # the vnet driver's create takes about this long with dummy drivers
 _NO_ADDRESS = "Address is not part of the address range or in use."
 
@@ -94,25 +95,42 @@ def vn_allocate(call: Call, text: str, cluster_id: int = -1) -> int:
     return oid
 
 
-def settle(vnet: dict) -> bool:
-    """The vnet driver finished creating it: LOCK_CREATE -> READY. True when it changed."""
-    if vnet["STATE"] == LOCK_CREATE:
+def settle(db, vnet: dict) -> None:
+    """The vnet driver finished creating it (LOCK_CREATE -> READY) or deleting it: then it goes, and
+    the parent's addresses a reservation held are free (VirtualNetworkPool::delete_success)."""
+    if vnet["STATE"] == LOCK_DELETE:
+        db.delete("vnet", vnet["ID"])
+        parent = db.get("vnet", vnet.get("PARENT", -1)) if vnet.get("PARENT", -1) >= 0 else None
+        if parent is not None:
+            for ar in parent["ARS"]:
+                ar["LEASES"] = {i: h for i, h in ar["LEASES"].items() if h != {"VNET": vnet["ID"]}}
+            db.put("vnet", parent)
+    elif vnet["STATE"] == LOCK_CREATE:
         vnet["STATE"] = READY
         t = tpl.remove(vnet["TEMPLATE"], "AR")
         vlans = [("OUTER_VLAN_ID", tpl.get(t, "OUTER_VLAN_ID", "")), ("VLAN_ID", tpl.get(t, "VLAN_ID", ""))]
         vnet["TEMPLATE"] = tpl.merge(t, vlans)
-        return True
-    return False
+        db.put("vnet", vnet)
 
 
 @method("one.vn.delete", int)
 def vn_delete(call: Call, oid: int) -> int:
     v = call.get("vnet", oid)
     call.authorize("vnet", v, "MANAGE")
-    if any(int(vm) >= 0 for ar in v["ARS"] for vm in ar["LEASES"].values()):
+    if any(_in_use(holder) for ar in v["ARS"] for holder in ar["LEASES"].values()):
         raise OneError(ACTION, "Cannot delete virtual network. Can not remove a virtual network with leases in use")
-    call.db.delete("vnet", oid)
+    if v["STATE"] in (LOCK_CREATE, LOCK_DELETE):  # VirtualNetworkDelete::drop: its driver is at work
+        state = "LOCK_CREATE" if v["STATE"] == LOCK_CREATE else "LOCK_DELETE"
+        raise OneError(ACTION, f"Cannot delete virtual network. Can not remove a Virtual Network, wrong state {state}")
+    v["STATE"] = LOCK_DELETE  # the driver deletes it (settle)
+    call.db.put("vnet", v)
+    call.cloud.owe(call.db, "vnet", oid, call.cloud.clock() + STEP)
     return oid
+
+
+def _in_use(holder) -> bool:
+    """A lease held by a VM or by a reservation (a hold, -1, does not keep the network)."""
+    return isinstance(holder, dict) or int(holder) >= 0
 
 
 @method("one.vn.info", int, bool, required=1)
@@ -207,13 +225,141 @@ def vn_release(call: Call, oid: int, text: str) -> int:
     return oid
 
 
+# ---------------------------------------------------------------- reservations
+
+
+def _int(t: tpl.Template, name: str) -> int | None:
+    """Template::get(name, int&): the value's leading integer; None when it has none (or is a vector)."""
+    value = tpl.get(t, name)
+    m = re.match(r"\s*[+-]?[0-9]+", value) if isinstance(value, str) else None
+    return int(m.group()) if m else None
+
+
+def _reservation_size(t: tpl.Template) -> int:
+    size = _int(t, "SIZE")
+    if size is None or size <= 0:
+        raise OneError(ACTION, "Reservation SIZE must be a greater than 0")
+    return size
+
+
+def _target(call: Call, t: tpl.Template, oid: int) -> dict | None:
+    """The existing reservation NETWORK_ID names (oned's checks, in its order), or None for a new one."""
+    rid = _int(t, "NETWORK_ID")
+    if rid is None:
+        return None
+    if rid < 0:
+        raise OneError(ACTION, "NETWORK_ID must be equal or greater than 0")
+    if rid == oid:
+        raise OneError(ACTION, "Cannot add a reservation from the same network")
+    rvn = call.get("vnet", rid)
+    if rvn.get("PARENT", -1) == -1:
+        raise OneError(ACTION, "Cannot add reservations to a non-reservation VNET")
+    if rvn["PARENT"] != oid:
+        raise OneError(ACTION, f"New reservations for virtual network {rid} have to be from network {rvn['PARENT']}")
+    return rvn
+
+
+def _free_block(ar: dict, size: int, first: int | None) -> int | None:
+    """The first index of *size* free addresses in a row (at *first* if given), as AddressRange::get_addr."""
+    starts = [first] if first is not None else range(ar["SIZE"] - size + 1)
+    for start in starts:
+        if 0 <= start <= ar["SIZE"] - size and all(str(i) not in ar["LEASES"] for i in range(start, start + size)):
+            return start
+    return None
+
+
+def _find_block(parent: dict, size: int, ar_id: int | None, ip: str) -> tuple[dict, int]:
+    """VirtualNetwork::reserve_addr*: the range and first index of *size* free addresses of *parent*."""
+    if ar_id is None:
+        found = ((ar, _free_block(ar, size, None)) for ar in parent["ARS"])
+        ar, start = next(((ar, s) for ar, s in found if s is not None), (None, None))
+        if ar is None:
+            raise OneError(ACTION, "Not enough free addresses in an address range")
+    else:
+        ar = next((a for a in parent["ARS"] if a["AR_ID"] == ar_id), None)
+        first = None
+        if ar is not None and ip:
+            found_ar, first = _find(parent, ip)
+            first = first if found_ar is ar else -1
+        start = _free_block(ar, size, first) if ar is not None else None
+        if start is None:
+            raise OneError(ACTION, f"Not enough free addresses in address range {ar_id}, or it does not exist")
+    return ar, start
+
+
+def _reserved_ar(ar: dict, start: int, size: int, ar_id: int) -> dict:
+    """The reservation's own range: the parent's, from *start*, *size* long, naming the range it came from."""
+    ip_int = ar["IP_INT"] + start if ar["TYPE"] in ("IP4", "IP4_6") else 0
+    new = {"AR_ID": ar_id, "TYPE": ar["TYPE"], "SIZE": size, "IP_INT": ip_int, "MAC_INT": ar["MAC_INT"] + start}
+    new["LEASES"] = {}
+    drop = ("AR_ID", "IP", "MAC", "SIZE", "PARENT_NETWORK_AR_ID", "IPAM_MAD")
+    template = [(k, v) for k, v in ar["TEMPLATE"] if k not in drop] + [("MAC", records.mac_at(ar, start))]
+    if ar["TYPE"] in ("IP4", "IP4_6"):
+        template.append(("IP", records.ip_at(ar, start)))
+    new["TEMPLATE"] = template + [("SIZE", str(size)), ("PARENT_NETWORK_AR_ID", str(ar["AR_ID"]))]
+    return new
+
+
+@method("one.vn.reserve", int, str)
+def vn_reserve(call: Call, oid: int, text: str) -> int:
+    """VirtualNetworkReserve: a new network (or an existing reservation of *oid*) gets *SIZE* addresses
+    of *oid*, which holds them for it; USE of the parent and MANAGE of an existing reservation."""
+    t = common.parse_template(text, ACTION)
+    size = _reservation_size(t)
+    rvn = _target(call, t, oid)
+    name = tpl.get(t, "NAME")
+    name = name if isinstance(name, str) else ""
+    if not name and rvn is None:
+        raise OneError(ACTION, "NAME for reservation has to be set")
+    ar_id = _int(t, "AR_ID")
+    if ar_id is not None and ar_id < 0:
+        raise OneError(ACTION, "AR_ID must be equal or greater than 0")
+    ip = tpl.get(t, "IP") if isinstance(tpl.get(t, "IP"), str) else ""
+    if ar_id is None and (ip or tpl.get(t, "MAC") or tpl.get(t, "IP6")):
+        raise OneError(ACTION, "AR_ID must be specified for IP/MAC based reservations")
+    parent = call.get("vnet", oid)
+    if parent.get("PARENT", -1) != -1:
+        raise OneError(ACTION, "Cannot reserve addresses from a reserved VNET")
+    call.authorize("vnet", parent, "USE")
+    if rvn is not None:
+        call.authorize("vnet", rvn, "MANAGE")
+    else:
+        common.check_name(name)
+        call.check_name_free("vnet", name, call.uid, "NET")
+    ar, start = _find_block(parent, size, ar_id, ip)  # before the network is made: oned drops it on failure
+    if rvn is None:
+        rid = call.db.next_id("vnet", 0)
+        rvn = {
+            **{k: parent[k] for k in ("CLUSTERS", "BRIDGE", "BRIDGE_TYPE", "VN_MAD")},
+            "ID": rid,
+            "NAME": name,
+            "UID": call.uid,
+            "GID": call.user["GID"],
+            "PERMS": common.default_perms(call),
+            "STATE": LOCK_CREATE,
+            "PARENT": oid,
+            "TEMPLATE": tpl.remove(parent["TEMPLATE"], "AR"),
+            "ARS": [],
+            "UPDATED_VMS": [],
+        }
+        call.cloud.owe(call.db, "vnet", rid, call.cloud.clock() + STEP)
+    for i in range(start, start + size):
+        ar["LEASES"][str(i)] = {"VNET": rvn["ID"]}
+    next_id = max((a["AR_ID"] for a in rvn["ARS"]), default=-1) + 1
+    rvn["ARS"].append(_reserved_ar(ar, start, size, next_id))
+    call.db.put("vnet", parent)
+    call.db.put("vnet", rvn)
+    return rvn["ID"]
+
+
 # ---------------------------------------------------------------- leases for VMs
 
 
 def lease(v: dict, vmid: int, ip: str | None = None) -> tuple[dict, int]:
     """Take the next free address (or *ip*) of *v* for VM *vmid*; (ar, index). While its driver
-    creates it (LOCK_CREATE), oned has no address range to lease from yet."""
-    if v["STATE"] == LOCK_CREATE:
+    creates it (LOCK_CREATE), oned has no address range to lease from yet, but for a reservation's,
+    which it has from the start."""
+    if v["STATE"] == LOCK_CREATE and v.get("PARENT", -1) < 0:
         raise OneError(INTERNAL, f"Cannot get IP/MAC lease from virtual network {v['ID']}.")
     if ip:
         ar, index = _find(v, ip)
@@ -227,6 +373,15 @@ def lease(v: dict, vmid: int, ip: str | None = None) -> tuple[dict, int]:
                 ar["LEASES"][str(index)] = vmid
                 return ar, index
     raise OneError(INTERNAL, f"Cannot get IP/MAC lease from virtual network {v['ID']}.")
+
+
+def release_ip(v: dict, vmid: int, ip: str) -> None:
+    """Give back the address *ip* of *v* that VM *vmid* leases (a NIC detached)."""
+    ar, index = _find(v, ip)
+    if ar is not None and ar["LEASES"].get(str(index)) == vmid:
+        del ar["LEASES"][str(index)]
+    if not any(h == vmid for a in v["ARS"] for h in a["LEASES"].values()):
+        v["UPDATED_VMS"] = [x for x in v["UPDATED_VMS"] if x != vmid]
 
 
 def release_vm(v: dict, vmid: int) -> None:

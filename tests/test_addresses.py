@@ -1,0 +1,324 @@
+"""Issue #14's elastic IPs: AllocateAddress, AssociateAddress, DisassociateAddress, ReleaseAddress and
+DescribeAddresses on an econe whose ``elasticips_vnet_id`` names a network the stack's admin made (named
+with the stack's prefix, its group given USE), driven by amazon.aws's ec2_eip / ec2_eip_info and by boto3.
+An address is the user's own reservation of one address of that network, an association the
+instance's NIC on it (see app/econe/actions/addresses.py); each runs on a real oned too (``--conformance``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+
+import botocore.exceptions
+import pytest
+
+from demo import wait_ready
+
+from .aws_play import play
+from .conftest import start_econe
+from .test_econe_e2e import stack, wait_for  # noqa: F401
+
+SIZE = 6  # addresses of the elastic-IP network
+FIRST = "198.51.100.10"
+
+
+@pytest.fixture(scope="module")
+def eip(stack):  # noqa: F811
+    """(econe with elastic IPs, the elastic-IP network's id)."""
+    admin = stack.admin
+    text = (
+        f'NAME="{stack.cloud.name("elastic-ips")}"\nBRIDGE="br-eip"\nVN_MAD="dummy"\n'
+        f'AR=[TYPE="IP4",IP="{FIRST}",SIZE="{SIZE}"]\n'
+    )
+    vnet = admin("one.vn.allocate", text, stack.cloud.cluster)
+    admin("one.vn.chown", vnet, -1, stack.demo.gid)
+    admin("one.vn.chmod", vnet, 1, 1, 0, 1, 0, 0, 0, 0, 0)  # the group may USE it (reserve from it)
+    wait_ready(admin, vnet, "vnet")
+    econe = start_econe(
+        stack.workdir, stack.cloud.url, stack.cloud.server_auth, datastore_id=stack.cloud.datastore,
+        elasticips_vnet_id=vnet,
+    )  # fmt: skip
+    yield econe, vnet
+    econe.stop()
+    admin("one.vn.delete", vnet)  # every test released what it reserved: oned refuses while any is held
+
+
+def _alice(stack, eip):  # noqa: F811
+    return stack.client(url=eip[0].url)
+
+
+def _bob(stack, eip):  # noqa: F811
+    return stack.client(stack.bob_name, hashlib.sha256(b"bobpw").hexdigest(), url=eip[0].url)
+
+
+def _code(call, **kw) -> str:
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        call(**kw)
+    status = e.value.response["ResponseMetadata"]["HTTPStatusCode"]
+    assert 400 <= status < 500, e.value.response
+    return e.value.response["Error"]["Code"]
+
+
+@pytest.fixture(scope="module")
+def instances(stack, eip):  # noqa: F811
+    """Two running instances of the demo user."""
+    ec2 = _alice(stack, eip)
+    run = ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType=stack.demo.itype, MinCount=2,
+                            MaxCount=2)  # fmt: skip
+    made = [i["InstanceId"] for i in run["Instances"]]
+    wait_for(ec2, "instance_running", made)
+    yield made
+    ec2.terminate_instances(InstanceIds=made)
+
+
+def _public_ip(ec2, instance: str) -> str | None:
+    return ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0].get("PublicIpAddress")
+
+
+def _account_limit(ec2) -> str:
+    (found,) = ec2.describe_account_attributes(AttributeNames=["vpc-max-elastic-ips"])["AccountAttributes"]
+    return found["AttributeValues"][0]["AttributeValue"]
+
+
+def test_without_an_elastic_network_no_address_is_offered(stack, eip):  # noqa: F811
+    ec2 = stack.client()
+    assert _code(ec2.allocate_address, Domain="vpc") == "UnsupportedOperation"
+    assert ec2.describe_addresses()["Addresses"] == []
+    assert _account_limit(ec2) == "0" and _account_limit(_alice(stack, eip)) == str(SIZE)
+
+
+def test_ec2_eip_allocates_associates_and_releases(stack, eip, instances, tmp_path):  # noqa: F811
+    ours = dataclasses.replace(stack, econe=eip[0])
+    made, again, info = play(
+        ours,
+        tmp_path,
+        {"amazon.aws.ec2_eip": {"device_id": instances[0], "in_vpc": True, "tags": {"role": "web"}}},
+        {"amazon.aws.ec2_eip": {"device_id": instances[0], "in_vpc": True, "tags": {"role": "web"}}},
+        {"amazon.aws.ec2_eip_info": {}},
+    )
+    assert made["changed"] and made["public_ip"].startswith("198.51.100.")
+    assert not again["changed"] and again["public_ip"] == made["public_ip"]
+    (listed,) = info["addresses"]
+    assert listed["public_ip"] == made["public_ip"] and listed["instance_id"] == instances[0]
+    assert listed["allocation_id"] == made["allocation_id"] and listed["association_id"].startswith("eipassoc-")
+    assert listed["tags"] == {"role": "web"}
+    ec2 = _alice(stack, eip)
+    assert _public_ip(ec2, instances[0]) == made["public_ip"]
+    (described,) = ec2.describe_instances(InstanceIds=[instances[0]])["Reservations"][0]["Instances"]
+    carrying = [n for n in described["NetworkInterfaces"] if "Association" in n]
+    assert [n["Association"]["PublicIp"] for n in carrying] == [made["public_ip"]]
+    gone, after = play(
+        ours,
+        tmp_path,
+        {
+            "amazon.aws.ec2_eip": {
+                "device_id": instances[0],
+                "in_vpc": True,
+                "state": "absent",
+                "release_on_disassociation": True,
+            }
+        },  # fmt: skip
+        {"amazon.aws.ec2_eip_info": {}},
+    )
+    assert gone["changed"] and gone["disassociated"] and gone["released"]
+    assert after["addresses"] == []
+    assert _public_ip(ec2, instances[0]) is None
+
+
+def test_in_use_reassociation_and_instance_states(stack, eip, instances):  # noqa: F811
+    ec2 = _alice(stack, eip)
+    address = ec2.allocate_address(Domain="standard")  # the same as vpc here
+    allocation, ip = address["AllocationId"], address["PublicIp"]
+    assert address["Domain"] == "vpc"
+    first = ec2.associate_address(AllocationId=allocation, InstanceId=instances[0])["AssociationId"]
+    assert ec2.associate_address(PublicIp=ip, InstanceId=instances[0])["AssociationId"] == first  # already there
+    assert _code(ec2.release_address, AllocationId=allocation) == "InvalidIPAddress.InUse"
+    assert _code(ec2.associate_address, AllocationId=allocation, InstanceId=instances[1]) == (
+        "Resource.AlreadyAssociated"
+    )
+    moved = ec2.associate_address(AllocationId=allocation, InstanceId=instances[1], AllowReassociation=True)
+    (found,) = ec2.describe_addresses(AllocationIds=[allocation])["Addresses"]
+    assert (found["InstanceId"], found["AssociationId"], found["PrivateIpAddress"]) == (
+        instances[1], moved["AssociationId"], ip
+    )  # fmt: skip
+    assert _public_ip(ec2, instances[0]) is None and _public_ip(ec2, instances[1]) == ip
+    assert ec2.describe_subnets(Filters=[{"Name": "tag:Name", "Values": ["eip-*"]}])["Subnets"] == []  # no subnet
+    for name, value in [("instance-id", instances[1]), ("association-id", moved["AssociationId"]), ("public-ip", ip),
+                        ("domain", "vpc"), ("network-interface-id", found["NetworkInterfaceId"])]:  # fmt: skip
+        assert ec2.describe_addresses(Filters=[{"Name": name, "Values": [value]}])["Addresses"] == [found], name
+    assert ec2.describe_addresses(Filters=[{"Name": "instance-id", "Values": [instances[0]]}])["Addresses"] == []
+    ec2.disassociate_address(AssociationId=moved["AssociationId"])
+    assert "AssociationId" not in ec2.describe_addresses(PublicIps=[ip])["Addresses"][0]
+    assert _code(ec2.disassociate_address, AssociationId=moved["AssociationId"]) == "InvalidAssociationID.NotFound"
+    ec2.release_address(AllocationId=allocation)
+    assert _code(ec2.describe_addresses, AllocationIds=[allocation]) == "InvalidAllocationID.NotFound"
+    assert _code(ec2.describe_addresses, PublicIps=[ip]) == "InvalidAddress.NotFound"
+
+
+def test_two_associations_racing_for_one_address(stack, eip, instances):  # noqa: F811
+    """Both pass the check that the address is free; oned leases it to one NIC only, and the other
+    request is told the address is taken, not that the cloud failed."""
+    ec2 = _alice(stack, eip)
+    allocation = ec2.allocate_address()["AllocationId"]
+    outcomes: list[str] = []
+
+    def associate(instance: str):
+        try:
+            _alice(stack, eip).associate_address(AllocationId=allocation, InstanceId=instance)
+            outcomes.append("associated")
+        except botocore.exceptions.ClientError as e:
+            outcomes.append(f"{e.response['ResponseMetadata']['HTTPStatusCode']} {e.response['Error']['Code']}")
+
+    try:
+        for _ in range(3):
+            threads = [threading.Thread(target=associate, args=(i,)) for i in instances]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            (found,) = ec2.describe_addresses(AllocationIds=[allocation])["Addresses"]
+            ec2.disassociate_address(AssociationId=found["AssociationId"])
+        assert sorted(outcomes) == ["400 Resource.AlreadyAssociated"] * 3 + ["associated"] * 3, outcomes
+    finally:
+        ec2.release_address(AllocationId=allocation)
+
+
+def test_an_instance_oned_cannot_plug_into_is_refused(stack, eip):  # noqa: F811
+    """A stopped instance (POWEROFF: oned plugs the NIC at once) takes an address; one shutting down
+    or terminated does not."""
+    ec2 = _alice(stack, eip)
+    run = ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType=stack.demo.itype, MinCount=1,
+                            MaxCount=1)  # fmt: skip
+    instance = run["Instances"][0]["InstanceId"]
+    address = ec2.allocate_address()
+    allocation, ip = address["AllocationId"], address["PublicIp"]
+    try:
+        wait_for(ec2, "instance_running", [instance])
+        ec2.stop_instances(InstanceIds=[instance])
+        wait_for(ec2, "instance_stopped", [instance])
+        association = ec2.associate_address(AllocationId=allocation, InstanceId=instance)["AssociationId"]
+        assert _public_ip(ec2, instance) == ip
+        ec2.disassociate_address(AssociationId=association)
+        assert _public_ip(ec2, instance) is None
+        ec2.terminate_instances(InstanceIds=[instance])
+        assert _code(ec2.associate_address, AllocationId=allocation, InstanceId=instance) in (
+            "IncorrectInstanceState", "InvalidInstanceID.NotFound"
+        )  # fmt: skip
+        assert "AssociationId" not in ec2.describe_addresses(AllocationIds=[allocation])["Addresses"][0]
+    finally:
+        ec2.release_address(AllocationId=allocation)
+
+
+def test_someone_elses_address_is_not_found(stack, eip, instances):  # noqa: F811
+    alice, bob = _alice(stack, eip), _bob(stack, eip)
+    mine = alice.allocate_address()
+    allocation, ip = mine["AllocationId"], mine["PublicIp"]
+    try:
+        assert bob.describe_addresses()["Addresses"] == []
+        assert _code(bob.associate_address, AllocationId=allocation, InstanceId=instances[0]) == (
+            "InvalidAllocationID.NotFound"
+        )
+        assert _code(bob.associate_address, PublicIp=ip, InstanceId=instances[0]) == "InvalidAddress.NotFound"
+        assert _code(bob.release_address, AllocationId=allocation) == "InvalidAllocationID.NotFound"
+        assert _code(bob.describe_addresses, AllocationIds=[allocation]) == "InvalidAllocationID.NotFound"
+        association = alice.associate_address(AllocationId=allocation, InstanceId=instances[0])["AssociationId"]
+        assert _code(bob.disassociate_address, AssociationId=association) == "InvalidAssociationID.NotFound"
+        assert alice.describe_addresses(AllocationIds=[allocation])["Addresses"][0]["AssociationId"] == association
+        alice.disassociate_address(PublicIp=ip)
+    finally:
+        alice.release_address(AllocationId=allocation)
+
+
+def test_tags_of_an_address(stack, eip):  # noqa: F811
+    """Kept in the reservation network's template (EC2_TAGS): given at allocation, changed with the
+    tags API, listed by DescribeTags and DescribeAddresses; another user's address cannot be tagged."""
+    ec2 = _alice(stack, eip)
+    spec = [{"ResourceType": "elastic-ip", "Tags": [{"Key": "env", "Value": "test"}]}]
+    allocation = ec2.allocate_address(TagSpecifications=spec)["AllocationId"]
+    try:
+        (found,) = ec2.describe_addresses(Filters=[{"Name": "tag:env", "Values": ["test"]}])["Addresses"]
+        assert found["AllocationId"] == allocation and found["Tags"] == [{"Key": "env", "Value": "test"}]
+        ec2.create_tags(Resources=[allocation], Tags=[{"Key": "owner", "Value": "alice"}])
+        listed = ec2.describe_tags(Filters=[{"Name": "resource-type", "Values": ["elastic-ip"]}])["Tags"]
+        assert [(t["ResourceId"], t["Key"], t["Value"]) for t in listed] == [
+            (allocation, "env", "test"), (allocation, "owner", "alice")
+        ]  # fmt: skip
+        ec2.delete_tags(Resources=[allocation], Tags=[{"Key": "env"}])
+        assert ec2.describe_addresses(Filters=[{"Name": "tag-key", "Values": ["env"]}])["Addresses"] == []
+        assert _code(_bob(stack, eip).create_tags, Resources=[allocation], Tags=[{"Key": "k", "Value": "v"}]) == (
+            "InvalidAllocationID.NotFound"
+        )
+        assert _code(ec2.allocate_address, TagSpecifications=[{"ResourceType": "instance", "Tags": []}]) == (
+            "InvalidParameterValue"
+        )
+    finally:
+        ec2.release_address(AllocationId=allocation)
+
+
+def test_malformed_ids(stack, eip, instances):  # noqa: F811
+    ec2 = _alice(stack, eip)
+    assert _code(ec2.associate_address, AllocationId="eipalloc-x", InstanceId=instances[0]) == (
+        "InvalidAllocationID.Malformed"
+    )
+    assert _code(ec2.disassociate_address, AssociationId="eipassoc-1") == "InvalidAssociationID.Malformed"
+    assert _code(ec2.describe_addresses, AllocationIds=["i-00000001"]) == "InvalidAllocationID.Malformed"
+    assert _code(ec2.release_address, AllocationId="eipalloc-99999999") == "InvalidAllocationID.NotFound"
+    assert _code(ec2.allocate_address, Domain="classic") == "InvalidParameterValue"
+    assert _code(ec2.associate_address, AllocationId="eipalloc-99999999") == "MissingParameter"
+
+
+def test_dry_run_changes_nothing(stack, eip, instances):  # noqa: F811
+    ec2 = _alice(stack, eip)
+    assert _code(ec2.allocate_address, DryRun=True) == "DryRunOperation"
+    assert ec2.describe_addresses()["Addresses"] == []
+    allocation = ec2.allocate_address()["AllocationId"]
+    try:
+        assert _code(ec2.associate_address, AllocationId=allocation, InstanceId=instances[0], DryRun=True) == (
+            "DryRunOperation"
+        )
+        assert "AssociationId" not in ec2.describe_addresses()["Addresses"][0]
+        association = ec2.associate_address(AllocationId=allocation, InstanceId=instances[0])["AssociationId"]
+        assert _code(ec2.disassociate_address, AssociationId=association, DryRun=True) == "DryRunOperation"
+        assert ec2.describe_addresses()["Addresses"][0]["AssociationId"] == association
+        ec2.disassociate_address(AssociationId=association)
+        assert _code(ec2.release_address, AllocationId=allocation, DryRun=True) == "DryRunOperation"
+        assert [a["AllocationId"] for a in ec2.describe_addresses()["Addresses"]] == [allocation]
+    finally:
+        ec2.release_address(AllocationId=allocation)
+    assert ec2.describe_addresses()["Addresses"] == []
+
+
+def test_two_users_racing_never_share_an_address(stack, eip):  # noqa: F811
+    """Both users ask for more addresses than the network has, at once: each address goes to one of them,
+    every address is given, and the rest are AddressLimitExceeded."""
+    clients = {"alice": _alice(stack, eip), "bob": _bob(stack, eip)}
+    got: dict[str, list[tuple[str, str]]] = {"alice": [], "bob": []}
+    refused: list[str] = []
+
+    def grab(who: str):
+        for _ in range(SIZE):
+            try:
+                a = clients[who].allocate_address(Domain="vpc")
+                got[who].append((a["PublicIp"], a["AllocationId"]))
+            except botocore.exceptions.ClientError as e:
+                refused.append(e.response["Error"]["Code"])
+
+    threads = [threading.Thread(target=grab, args=(who,)) for who in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        ips = [ip for who in got for ip, _ in got[who]]
+        assert sorted(ips) == sorted(f"198.51.100.{10 + i}" for i in range(SIZE))  # each once, all given
+        assert refused == ["AddressLimitExceeded"] * SIZE
+        for who, client in clients.items():
+            assert sorted(a["PublicIp"] for a in client.describe_addresses()["Addresses"]) == sorted(
+                ip for ip, _ in got[who]
+            )
+    finally:
+        for who, client in clients.items():
+            for _, allocation in got[who]:
+                client.release_address(AllocationId=allocation)
