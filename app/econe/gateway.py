@@ -14,6 +14,7 @@ than pyone's generated bindings (which cost ~0.1 ms per VM, and keep no error co
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import http.client
 import logging
@@ -109,6 +110,11 @@ ONED_ERRORS: list[tuple[int | None, str, Callable[[EC2Error | None, bool], EC2Er
         "InvalidAMIName.Duplicate", "An image of that name already exists for this account.")),
     (None, "to save disks", lambda nf, vis: EC2Error(
         "IncorrectInstanceState", "The instance is not in a state from which its disk can be saved.")),
+    # volumes (ImageManager::acquire_image, ImageManager::delete_image): econe checks both first, these are the races
+    (ACTION, "it is persistent and already in use", lambda nf, vis: EC2Error(
+        "VolumeInUse", "The volume is already attached to an instance.")),
+    (ACTION, "active clone operations", lambda nf, vis: EC2Error(
+        "IncorrectState", "A copy of it (a snapshot or a volume) is being made: try again once it is done.")),
     # the user was disabled or removed since econe read the users: the answer of any failed sign-in
     (AUTHENTICATION, "", lambda nf, vis: auth_failure()),
     (AUTHORIZATION, "", _missing_or_refused),
@@ -577,8 +583,9 @@ class UserSession:
     def image(self, image_id: int) -> Image:
         return parse_image(xml(self._call("one.image.info", image_id, False, not_found=_image_missing(image_id))))
 
-    def images(self) -> list[Image]:
-        return [parse_image(el) for el in xml(self._call("one.imagepool.info", -2, -1, -1))]
+    def images(self, mine: bool = False) -> list[Image]:
+        """The images the user may use, or (*mine*) only its own: oned's pool filter -2 or -3."""
+        return [parse_image(el) for el in xml(self._call("one.imagepool.info", -3 if mine else -2, -1, -1))]
 
     def image_allocate(self, template: str, datastore_id: int) -> int:
         self._changes()
@@ -660,6 +667,11 @@ class UserSession:
         return self._call("one.vm.updateconf", vmid, text, 1, not_found=_vm_missing(vmid), visible=True)
 
     # -- volumes and snapshots (issue #14, part vol): images, and a VM's disks --------------------
+    @functools.cached_property
+    def uid(self) -> int:
+        """The user's id, read once per request: a volume is its owner's alone."""
+        return self.whoami()[0]
+
     def image_clone(self, image_id: int, name: str) -> int:
         """A copy of the image in its datastore; oned copies its template and persistence too."""
         self._changes()

@@ -15,8 +15,9 @@ from one.codes import LCM_STATE, VM_STATE
 from .. import ids
 from ..errors import EC2Error, invalid
 from . import tagging
-from .images import get_ami, is_snapshot
+from .images import get_ami
 from .registry import Context, action
+from .volumes import dropped_if_failed, is_snapshot
 
 # EC2's rule for an AMI name; oned refuses two of its characters in any name (PoolObjectSQL::name_is_valid)
 NAME = re.compile(r"[A-Za-z0-9()\[\] ./\-'@_]{3,128}")
@@ -96,7 +97,8 @@ def create_image(ctx: Context, p: dict) -> dict:
     marks = [("EC2_AMI", "YES"), ("EBS_SNAPSHOT", "YES")]
     marks += [("DESCRIPTION", description)] if description else []
     marks += [("EC2_TAGS", tagging.dump(tags))] if tags else []
-    ctx.session.image_update(image_id, tpl.serialize(marks))
+    with dropped_if_failed(ctx, image_id):  # half an AMI is none
+        ctx.session.image_update(image_id, tpl.serialize(marks))
     return {"ImageId": ids.fmt("ami", image_id)}
 
 

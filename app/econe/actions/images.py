@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from ..objects import Image
 from . import tagging
 from .filters import wildcards
 from .registry import Context, action
+from .volumes import is_snapshot, is_volume, size_gib
 
 LOCKED = IMAGE_STATES.LOCKED  # oned's image state while it copies the file
 READY_WAIT = 600  # seconds an upload waits for oned to finish copying the staged file
@@ -51,7 +51,7 @@ def _root_device(image: Image) -> dict:
     if not is_snapshot(image):
         return {"RootDeviceType": "instance-store"}
     device = f"/dev/{image.template.get('DEV_PREFIX') or 'sd'}a"
-    ebs = {"SnapshotId": ids.fmt("snap", image.id), "VolumeSize": max(1, math.ceil(image.size / 1024)),
+    ebs = {"SnapshotId": ids.fmt("snap", image.id), "VolumeSize": size_gib(image),
            "DeleteOnTermination": True, "VolumeType": "standard", "Encrypted": False}  # fmt: skip
     return {
         "RootDeviceType": "ebs",
@@ -60,17 +60,12 @@ def _root_device(image: Image) -> dict:
     }
 
 
-def is_snapshot(image: Image) -> bool:
-    return image.template.get("EBS_SNAPSHOT", "").upper() == "YES"
-
-
 def is_ami(image: Image) -> bool:
     """What an id names as an AMI: a registered image, or one never marked either way (the original
     described any image by id); not one deregistered (``EC2_AMI="NO"``), nor a volume or snapshot
     that is not also an AMI."""
     mark = image.template.get("EC2_AMI", "").upper()
-    ebs = image.template.get("EBS_VOLUME", "").upper() == "YES" or is_snapshot(image)
-    return mark == "YES" or (mark != "NO" and not ebs)
+    return mark == "YES" or (mark != "NO" and not is_volume(image) and not is_snapshot(image))
 
 
 def _filters(filters: list[dict]):

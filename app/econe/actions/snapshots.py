@@ -101,6 +101,8 @@ def create_snapshot(ctx: Context, p: dict) -> dict:
         ("EC2_VOLUME_ID", vid),
         ("DESCRIPTION", description),
         ("EC2_TAGS", tagging.dump(tags)),
+        ("EC2_CLIENT_TOKEN", ""),  # the volume's, which oned copied: empty is absent to the readers
+        ("EC2_SNAPSHOT_ID", ""),
     ]
     with dropped_if_failed(ctx, image_id):
         ctx.session.image_update(image_id, tpl.serialize(marks))

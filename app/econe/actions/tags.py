@@ -212,12 +212,6 @@ def _exact(values: list[str]) -> bool:
     return all(not any(c in v for c in "*?\\") for v in values)
 
 
-def _is_image(image) -> bool:
-    """Listed as an image: any image but a volume and a snapshot that is not also an AMI."""
-    ami = image.template.get("EC2_AMI", "").upper() == "YES"
-    return not volumes.is_volume(image) and (ami or not volumes.is_snapshot(image))
-
-
 def _resources(ctx: Context, filters: list[dict]) -> tuple[list[tuple[str, str, dict]], bool]:
     """(id, kind, tags) of the resources the filters may keep, and whether the ``resource-id`` filter
     has been applied: those named by an exact one (read one by one, so ``i-7`` names i-00000007; one
@@ -244,12 +238,13 @@ def _resources(ctx: Context, filters: list[dict]) -> tuple[list[tuple[str, str, 
     if "instance" in kinds:
         out += [(ids.fmt("i", vm.id), "instance", tagging.load(vm.user_template.get("EC2_TAGS")))
                 for vm in ctx.session.vms(False)]  # fmt: skip
-    images = ctx.session.images() if {"image", "volume", "snapshot"} & set(kinds) else []
-    for kind, prefix, member in (("image", "ami", _is_image), ("volume", "vol", volumes.is_volume),
+    pool = ctx.session.images() if {"image", "volume", "snapshot"} & set(kinds) else []
+    for kind, prefix, member in (("image", "ami", images.is_ami),
+                                 ("volume", "vol", lambda i: volumes.is_own_volume(ctx, i)),
                                  ("snapshot", "snap", volumes.is_snapshot)):  # fmt: skip
         if kind in kinds:  # an image CreateImage made is an AMI and a snapshot, and listed as both
             out += [(ids.fmt(prefix, i.id), kind, tagging.load(i.template.get("EC2_TAGS")))
-                    for i in images if member(i)]  # fmt: skip
+                    for i in pool if member(i)]  # fmt: skip
     if "security-group" in kinds:
         out += [(ids.fmt("sg", g.id), "security-group", tagging.load(tpl.get(g.template, "EC2_TAGS")))
                 for g in ctx.session.secgroups()]  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from ..errors import EC2Error, invalid, missing
 from ..objects import VM, Image
 from . import paging, tagging
 from .filters import check_names, flag, matcher, present
-from .locks import holding
+from .locks import lock
 from .regions import ZONE
 from .registry import Context, action
 
@@ -35,18 +36,33 @@ MIN_RESULTS, MAX_RESULTS = 5, 500  # DescribeVolumes' bounds of MaxResults
 ATTACHABLE = (VM_STATE.POWEROFF, VM_STATE.UNDEPLOYED)  # besides RUNNING: where oned hot-plugs a disk
 HOTPLUG_WAIT = 10  # seconds an action waits for oned to end a VM's disk work before it starts its own
 SETTLE_WAIT = 2  # seconds DetachVolume and DeleteVolume wait for oned to have done it before they answer
+LOCK_WAIT = 2  # seconds a request waits for another one's work on the same VM or volume, then answers busy
+# requests that may wait on oned at once (each holds one of the server's workers): the others answer busy
+_waiting = threading.BoundedSemaphore(4)
 
 
 def is_volume(image: Image) -> bool:
     return image.template.get("EBS_VOLUME", "").upper() == "YES"
 
 
+def is_own_volume(ctx: Context, image: Image) -> bool:
+    """A volume of the requesting user: an EC2 volume is never shared, so another user's is none to it
+    (though oned lets it use one its group may use)."""
+    return is_volume(image) and image.uid == ctx.session.uid
+
+
 def get_volume(ctx: Context, text: str) -> Image:
-    """The volume *text* names, among the images the user may see; an image that is no volume is not one."""
+    """The volume *text* names, among the user's own images."""
     image = ids.read(text, "vol", ctx.session.image)
-    if not is_volume(image):
+    if not is_own_volume(ctx, image):
         raise ids.not_found("vol", text)
     return image
+
+
+def copying(image: Image) -> bool:
+    """oned copies the (persistent) image for a snapshot or a volume: it refuses to attach or delete it
+    meanwhile, which EC2 would do."""
+    return image.state == IMAGE_STATES.CLONE
 
 
 def is_snapshot(image: Image) -> bool:
@@ -233,18 +249,28 @@ def create_volume(ctx: Context, p: dict) -> dict:
     if ctx.dry_run:
         ctx.session.decide_dry_run([("CREATE", "IMAGE", None)] + ([("USE", "IMAGE", snapshot.id)] if snapshot else []))
     # the same ClientToken again (boto3 sends one with every call, and again when it retries) is the same volume
-    with holding([("volume-token", ctx.user)] if token else []):
-        mine = ctx.session.images() if token else []
+    with held([("volume-token", ctx.user)] if token else [], f"The ClientToken '{token}'"):
+        mine = ctx.session.images(mine=True) if token else []
         made = [i for i in mine if i.template.get("EC2_CLIENT_TOKEN") == token and is_volume(i)]
         if made:
+            asked = (size, vtype, ids.fmt("snap", snapshot.id) if snapshot else "")
+            if _asked_for(made[0]) != asked:
+                why = f"The ClientToken '{token}' was used for a volume of other parameters."
+                raise EC2Error("IdempotentParameterMismatch", why)
             return describe(made[0], [])
         return describe(ctx.session.image(_create(ctx, vtype, size, snapshot, tags, token)), [])
 
 
+def _asked_for(image: Image) -> tuple[int, str, str]:
+    """What the CreateVolume that made the volume asked for (the zone is the only one): size, type, snapshot."""
+    t = image.template
+    return size_gib(image), t.get("EC2_VOLUME_TYPE") or "standard", t.get("EC2_SNAPSHOT_ID") or ""
+
+
 def _create(ctx: Context, vtype: str, size: int, snapshot: Image | None, tags: dict, token: str | None) -> int:
+    # a copy's template is its source's: what no request gave is written empty, which the readers take as absent
     marks = [("EBS_VOLUME", "YES"), ("EC2_VOLUME_TYPE", vtype), ("EC2_TAGS", tagging.dump(tags))]
-    if token:
-        marks.append(("EC2_CLIENT_TOKEN", token))
+    marks.append(("EC2_CLIENT_TOKEN", token or ""))
     name = f"ec2-vol-{uuid.uuid4().hex}"  # oned's image names are unique per owner
     if snapshot is None:
         body = [("NAME", name), ("TYPE", "DATABLOCK"), ("PERSISTENT", "YES"), ("SIZE", str(size * MIB))]
@@ -313,7 +339,7 @@ def describe_volumes(ctx: Context, p: dict) -> dict:
             raise EC2Error("InvalidParameterCombination", "VolumeIds cannot be combined with MaxResults.")
         images = {i.id: i for i in (get_volume(ctx, text) for text in p["VolumeIds"])}.values()
     else:
-        images = [i for i in ctx.session.images() if is_volume(i)]
+        images = [i for i in ctx.session.images(mine=True) if is_volume(i)]
     read: dict = {}
     keep = matcher(filters, _FILTERS)
     items = [d for i in sorted(images, key=lambda i: i.id) if keep(d := describe(i, _attachments(ctx, i, read)))]
@@ -333,16 +359,43 @@ def _target(device: str) -> str:
     return m.group(1)
 
 
+def _busy(what: str) -> EC2Error:
+    return EC2Error("IncorrectInstanceState", f"{what} is busy with another request: try again.")
+
+
+@contextlib.contextmanager
+def held(keys: list[tuple], what: str = "The volume"):
+    """The locks of *keys* (`locks.holding`'s order), each waited for LOCK_WAIT seconds at most: a
+    request queued behind another's wait on oned answers busy rather than hold a worker too."""
+    with contextlib.ExitStack() as stack:
+        for key in sorted(set(keys)):
+            if not (taken := lock(*key)).acquire(timeout=LOCK_WAIT):
+                raise _busy(what)
+            stack.callback(taken.release)
+        yield
+
+
 def settled(ctx: Context, vmid: int) -> tuple[VM, list]:
     """The VM and its template once oned has ended the disk work it is doing (a hot-plug, a save):
-    oned refuses another meanwhile, which EC2 would take. HOTPLUG_WAIT seconds at most, then as it is."""
-    deadline = time.monotonic() + HOTPLUG_WAIT
-    while True:
-        vm, body = ctx.session.vm_with_template(vmid)
-        busy = vm.state == VM_STATE.ACTIVE and states.LCM_SHORT.get(vm.lcm_state) in ("hotp", "snap")
-        if not busy or time.monotonic() > deadline:
-            return vm, body
-        time.sleep(0.2)
+    oned refuses another meanwhile, which EC2 would take. HOTPLUG_WAIT seconds at most, then as it is;
+    busy at once when enough other requests wait already."""
+    vm, body = ctx.session.vm_with_template(vmid)
+    if not _hotplugging(vm):
+        return vm, body
+    if not _waiting.acquire(blocking=False):
+        raise _busy(f"The instance '{ids.fmt('i', vmid)}'")
+    try:
+        deadline = time.monotonic() + HOTPLUG_WAIT
+        while _hotplugging(vm) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            vm, body = ctx.session.vm_with_template(vmid)
+    finally:
+        _waiting.release()
+    return vm, body
+
+
+def _hotplugging(vm: VM) -> bool:
+    return vm.state == VM_STATE.ACTIVE and states.LCM_SHORT.get(vm.lcm_state) in ("hotp", "snap")
 
 
 def _check_instance_state(vm: VM) -> None:
@@ -355,8 +408,9 @@ def _check_instance_state(vm: VM) -> None:
         )
 
 
-def _vm_locks(vmid: int) -> list[tuple]:
-    return [("vm-volumes", vmid)]  # the VM's EC2_VOLUMES is read, changed and written
+def _locks(vmid: int, image_id: int) -> list[tuple]:
+    """The VM's (its EC2_VOLUMES is read, changed and written) and the volume's (checked, then attached)."""
+    return [("vm-volumes", vmid), ("volume", image_id)]
 
 
 @action("AttachVolume", reads=("VolumeId", "InstanceId", "Device"), changes=True)
@@ -366,12 +420,15 @@ def attach_volume(ctx: Context, p: dict) -> dict:
     volume = get_volume(ctx, text)
     vm = ids.read(instance, "i", ctx.session.vm)
     vid = ids.fmt("vol", volume.id)
-    with holding(_vm_locks(vm.id)):
+    with held(_locks(vm.id, volume.id), f"The instance '{ids.fmt('i', vm.id)}'"):
         vm, body = settled(ctx, vm.id)
+        volume = ctx.session.image(volume.id)  # as it is now, under its lock
         if volume.vms:
             raise EC2Error("VolumeInUse", f"{vid} is already attached to an instance")
         if volume_state(volume) != "available":
             raise EC2Error("IncorrectState", f"The volume '{vid}' is not 'available'.")
+        if copying(volume):
+            raise EC2Error("IncorrectState", f"A snapshot of the volume '{vid}' is being made: try again once it is.")
         _check_instance_state(vm)
         if any(tpl.vget(d, "TARGET") == target for d in _disks(body)):
             raise invalid("Device", device, f"Attachment point {device} is already in use.")
@@ -404,7 +461,7 @@ def detach_volume(ctx: Context, p: dict) -> dict:
     vmid = volume.vms[0]
     if instance is not None and ids.parse(instance, "i") != vmid:
         raise _no_attachment(vid, instance)
-    with holding(_vm_locks(vmid)):
+    with held(_locks(vmid, volume.id), f"The instance '{ids.fmt('i', vmid)}'"):
         vm, body = settled(ctx, vmid)
         disk = disk_of(body, volume.id)
         attachment = _attachment(volume, vm, disk)
@@ -440,10 +497,16 @@ def _still(ctx: Context, image_id: int, test) -> bool:
 
 def _awhile(done) -> None:
     """Answer once oned has done it, or after SETTLE_WAIT: a client then seldom waits out a waiter's
-    first delay (botocore's volume waiters poll every 15 s) for what takes oned a moment."""
-    deadline = time.monotonic() + SETTLE_WAIT
-    while not done() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    first delay (botocore's volume waiters poll every 15 s) for what takes oned a moment. At once when
+    enough other requests wait already: the wait is a courtesy."""
+    if not _waiting.acquire(blocking=False):
+        return
+    try:
+        deadline = time.monotonic() + SETTLE_WAIT
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        _waiting.release()
 
 
 def _no_attachment(vid: str, other: str) -> EC2Error:
@@ -459,6 +522,8 @@ def delete_volume(ctx: Context, p: dict) -> dict:
     vid = ids.fmt("vol", volume.id)
     if volume.vms:
         raise EC2Error("VolumeInUse", f"Volume {vid} is currently attached to {ids.fmt('i', volume.vms[0])}")
+    if copying(volume):  # EC2 deletes it and completes the snapshot; oned cannot
+        raise EC2Error("IncorrectState", f"A snapshot of the volume '{vid}' is being made: delete it once it is.")
     if ctx.dry_run:
         ctx.session.decide_dry_run([("MANAGE", "IMAGE", volume.id)])
     if volume.state != IMAGE_STATES.DELETE:  # already going: as EC2, deleting a deleting volume succeeds
