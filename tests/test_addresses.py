@@ -322,3 +322,13 @@ def test_two_users_racing_never_share_an_address(stack, eip):  # noqa: F811
         for who, client in clients.items():
             for _, allocation in got[who]:
                 client.release_address(AllocationId=allocation)
+
+
+def test_an_address_released_as_soon_as_it_is_allocated(stack, eip):  # noqa: F811
+    """oned refuses to delete a network its driver is still making (a reservation is LOCK_CREATE for
+    a moment): ReleaseAddress right after AllocateAddress waits for it, as a client expects."""
+    ec2 = _alice(stack, eip)
+    for _ in range(3):
+        allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+        ec2.release_address(AllocationId=allocation)
+        assert _code(ec2.describe_addresses, AllocationIds=[allocation]) == "InvalidAllocationID.NotFound"

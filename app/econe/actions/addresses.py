@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 from dataclasses import dataclass
 
 from one import template as tpl
@@ -22,11 +21,11 @@ from one.codes import LCM_STATE
 from .. import ids
 from ..errors import EC2Error, invalid, missing
 from ..objects import VM, Nic
-from . import filters, nics, tagging
+from . import filters, nics, tagging, waits
 from .regions import REGION
 from .registry import Context, action
 
-SETTLE_TIMEOUT = 10.0  # seconds AssociateAddress and DisassociateAddress wait for the driver at most
+SETTLE_TIMEOUT = 10.0  # seconds an action waits for the driver at most
 _ASSOCIATION = re.compile(r"eipassoc-([0-9]{8})([0-9]{4})")
 
 
@@ -35,6 +34,7 @@ class Address:
     vnet: int  # the reservation network
     ip: str
     tags: dict  # EC2_TAGS of the reservation's template
+    made: bool = True  # False while oned's driver is still making the reservation (LOCK_CREATE)
     vm: VM | None = None  # the instance the address is associated with, and its NIC holding it
     nic: Nic | None = None
 
@@ -68,8 +68,9 @@ def _tags(el) -> dict:
     return tagging.load(el.findtext("TEMPLATE/EC2_TAGS"))
 
 
-# a released reservation stays while oned's driver deletes it (VirtualNetworkState LOCK_DELETE, DONE)
-_RELEASED = {"3", "4"}
+# VirtualNetworkState: a reservation is LOCK_CREATE for a moment, in which oned refuses to delete it;
+# a released one stays while oned's driver deletes it (LOCK_DELETE, DONE)
+_MAKING, _RELEASED = "2", {"3", "4"}
 
 
 def reservations(ctx: Context) -> list[Address]:
@@ -78,7 +79,7 @@ def reservations(ctx: Context) -> list[Address]:
     if eip is None:
         return []
     found = [
-        Address(int(el.findtext("ID")), el.findtext("AR_POOL/AR/IP") or "", _tags(el))
+        Address(int(el.findtext("ID")), el.findtext("AR_POOL/AR/IP") or "", _tags(el), el.findtext("STATE") != _MAKING)
         for el in ctx.session.own_vnets()
         if el.findtext("PARENT_NETWORK_ID") == str(eip) and el.findtext("STATE") not in _RELEASED
     ]
@@ -122,9 +123,7 @@ def _find(ctx: Context, allocation: str | None, public_ip: str | None) -> Addres
 def _settled(ctx: Context, vmid: int) -> None:
     """Wait for the driver to finish plugging or unplugging (as a client's waiter would), so that the
     address is free, or in use, when the answer says so."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while ctx.session.vm(vmid).lcm_state == LCM_STATE.HOTPLUG_NIC and time.monotonic() < deadline:
-        time.sleep(0.05)
+    waits.until(lambda: ctx.session.vm(vmid).lcm_state != LCM_STATE.HOTPLUG_NIC, SETTLE_TIMEOUT, poll=0.05)
 
 
 def describe(a: Address) -> dict:
@@ -275,5 +274,7 @@ def release_address(ctx: Context, p: dict) -> dict:
         raise EC2Error("InvalidIPAddress.InUse", f"Address {address.ip} is in use.")
     if ctx.dry_run:
         ctx.session.decide_dry_run([("MANAGE", "NET", address.vnet)])
+    if not address.made:
+        waits.until(lambda: all(a.made for a in reservations(ctx) if a.vnet == address.vnet), SETTLE_TIMEOUT)
     ctx.session.vn_delete(address.vnet, ids.not_found("eipalloc", ids.fmt("eipalloc", address.vnet)))
     return {}

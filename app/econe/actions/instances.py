@@ -22,7 +22,7 @@ from one.codes import LCM_STATE, VM_STATE
 from .. import ids, model, states
 from ..errors import EC2Error, invalid, missing
 from ..objects import VM
-from . import keypairs, nics, paging, volumes
+from . import keypairs, nics, paging, volumes, waits
 from .filters import check_names, matcher, present
 from .images import get_ami
 from .instance_types import render_file_template, template_for
@@ -491,7 +491,6 @@ def _after_state(op: str | None, vm: VM) -> dict:
 
 
 TERMINATE_WAIT = 10  # seconds one TerminateInstances waits for the drivers, all its instances together
-_waiting = threading.BoundedSemaphore(4)  # requests waiting at once: the rest answer at once
 
 
 def _terminate_step(vm: VM) -> str | None:
@@ -526,14 +525,14 @@ def _terminator(deadline: float):
                 vm = ctx.session.vm(vm.id)
                 if vm.state != ACTIVE or vm.lcm_state not in BUSY:
                     raise
-            if not _waiting.acquire(blocking=False):
+            if not waits.SLOTS.acquire(blocking=False):
                 raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is busy: try again.")
             try:
                 while vm.state == ACTIVE and vm.lcm_state in BUSY and time.monotonic() < deadline:
                     time.sleep(0.2)
                     vm = ctx.session.vm(vm.id)
             finally:
-                _waiting.release()
+                waits.SLOTS.release()
             op = _terminate_step(vm)
 
     return terminate

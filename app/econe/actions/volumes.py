@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from one.codes import IMAGE_STATES, LCM_STATE, VM_STATE
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
 from ..objects import VM, Image
-from . import paging, tagging
+from . import paging, tagging, waits
 from .filters import check_names, flag, matcher, present
 from .locks import lock
 from .regions import ZONE
@@ -35,10 +34,10 @@ DEVICE = re.compile(r"/dev/((?:sd|xvd|hd|vd)[a-z]{1,2})")  # an EC2 device name 
 MIN_RESULTS, MAX_RESULTS = 5, 500  # DescribeVolumes' bounds of MaxResults
 ATTACHABLE = (VM_STATE.POWEROFF, VM_STATE.UNDEPLOYED)  # besides RUNNING: where oned hot-plugs a disk
 HOTPLUG_WAIT = 10  # seconds an action waits for oned to end a VM's disk work before it starts its own
-SETTLE_WAIT = 2  # seconds DetachVolume and DeleteVolume wait for oned to have done it before they answer
+# seconds DetachVolume and DeleteVolume wait for oned to have done it before they answer: a client then
+# seldom waits out a waiter's first delay (botocore's volume waiters poll every 15 s) for a moment's work
+SETTLE_WAIT = 2
 LOCK_WAIT = 2  # seconds a request waits for another one's work on the same VM or volume, then answers busy
-# requests that may wait on oned at once (each holds one of the server's workers): the others answer busy
-_waiting = threading.BoundedSemaphore(4)
 
 
 def is_volume(image: Image) -> bool:
@@ -379,19 +378,18 @@ def settled(ctx: Context, vmid: int) -> tuple[VM, list]:
     """The VM and its template once oned has ended the disk work it is doing (a hot-plug, a save):
     oned refuses another meanwhile, which EC2 would take. HOTPLUG_WAIT seconds at most, then as it is;
     busy at once when enough other requests wait already."""
-    vm, body = ctx.session.vm_with_template(vmid)
-    if not _hotplugging(vm):
-        return vm, body
-    if not _waiting.acquire(blocking=False):
+    read = ctx.session.vm_with_template(vmid)
+    if not _hotplugging(read[0]):
+        return read
+
+    def done() -> bool:
+        nonlocal read
+        read = ctx.session.vm_with_template(vmid)
+        return not _hotplugging(read[0])
+
+    if waits.until(done, HOTPLUG_WAIT, poll=0.2) is None:
         raise _busy(f"The instance '{ids.fmt('i', vmid)}'")
-    try:
-        deadline = time.monotonic() + HOTPLUG_WAIT
-        while _hotplugging(vm) and time.monotonic() < deadline:
-            time.sleep(0.2)
-            vm, body = ctx.session.vm_with_template(vmid)
-    finally:
-        _waiting.release()
-    return vm, body
+    return read
 
 
 def _hotplugging(vm: VM) -> bool:
@@ -481,7 +479,7 @@ def detach_volume(ctx: Context, p: dict) -> dict:
             raise
         finally:
             ctx.session.vm(vm.id)
-    _awhile(lambda: not _still(ctx, volume.id, lambda image: image.vms))
+    waits.until(lambda: not _still(ctx, volume.id, lambda image: image.vms), SETTLE_WAIT)
     return {**attachment, "State": "detaching"}
 
 
@@ -493,20 +491,6 @@ def _still(ctx: Context, image_id: int, test) -> bool:
         if e.status >= 500:
             raise
         return False
-
-
-def _awhile(done) -> None:
-    """Answer once oned has done it, or after SETTLE_WAIT: a client then seldom waits out a waiter's
-    first delay (botocore's volume waiters poll every 15 s) for what takes oned a moment. At once when
-    enough other requests wait already: the wait is a courtesy."""
-    if not _waiting.acquire(blocking=False):
-        return
-    try:
-        deadline = time.monotonic() + SETTLE_WAIT
-        while not done() and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        _waiting.release()
 
 
 def _no_attachment(vid: str, other: str) -> EC2Error:
@@ -528,5 +512,5 @@ def delete_volume(ctx: Context, p: dict) -> dict:
         ctx.session.decide_dry_run([("MANAGE", "IMAGE", volume.id)])
     if volume.state != IMAGE_STATES.DELETE:  # already going: as EC2, deleting a deleting volume succeeds
         ctx.session.image_delete(volume.id)
-    _awhile(lambda: not _still(ctx, volume.id, lambda image: True))
+    waits.until(lambda: not _still(ctx, volume.id, lambda image: True), SETTLE_WAIT)
     return {}
