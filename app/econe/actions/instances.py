@@ -509,6 +509,10 @@ def _terminate_op(vm: VM) -> str | None:
     return op
 
 
+def _busy(vm: VM) -> bool:
+    return vm.state == ACTIVE and vm.lcm_state in BUSY
+
+
 def _terminator(deadline: float):
     """oned refuses to terminate a VM its drivers are deploying (the scheduler may deploy it between
     our read and the call) or plugging a disk into, which a client may terminate on EC2: wait for the drivers
@@ -522,17 +526,21 @@ def _terminator(deadline: float):
             except EC2Error as e:
                 if e.code != "IncorrectInstanceState" or time.monotonic() > deadline:
                     raise
-                vm = ctx.session.vm(vm.id)
-                if vm.state != ACTIVE or vm.lcm_state not in BUSY:
+                was, vm = vm, ctx.session.vm(vm.id)
+                # refused in the state it is still in: the client's answer; a VM that has moved on
+                # (its hot-plug ended between the refusal and this read) is tried again as it is now
+                if not _busy(vm) and (vm.state, vm.lcm_state) == (was.state, was.lcm_state):
                     raise
-            if not waits.SLOTS.acquire(blocking=False):
-                raise EC2Error("IncorrectInstanceState", f"The instance '{ids.fmt('i', vm.id)}' is busy: try again.")
-            try:
-                while vm.state == ACTIVE and vm.lcm_state in BUSY and time.monotonic() < deadline:
-                    time.sleep(0.2)
+            if _busy(vm):
+
+                def done() -> bool:
+                    nonlocal vm
                     vm = ctx.session.vm(vm.id)
-            finally:
-                waits.SLOTS.release()
+                    return not _busy(vm)
+
+                if waits.until(done, deadline - time.monotonic(), poll=0.2) is None:
+                    busy = f"The instance '{ids.fmt('i', vm.id)}' is busy: try again."
+                    raise EC2Error("IncorrectInstanceState", busy)
             op = _terminate_step(vm)
 
     return terminate
