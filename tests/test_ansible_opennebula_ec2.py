@@ -142,10 +142,15 @@ def test_unreachable_oned_fails_with_a_clear_message(tmp_path, cloud):
 
 def test_the_elastic_ip_network_is_the_groups_to_reserve_from(tmp_path, cloud, admin):
     """Off by default; asked for, a network the group may USE (reserve addresses of) and others may not,
-    made once (a rerun and check mode change nothing), from which econe's users get addresses."""
+    made once (a rerun and check mode change nothing), from which econe's users get addresses. A user's
+    reservation of the same name (oned's names are unique per owner) is not taken for it."""
     name = cloud.name("elastic-ips")
     play(tmp_path, cloud)
     assert all(v.NAME != name for v in admin.vnpool.info(-2, -1, -1).VNET)
+    alice = pyone.OneServer(cloud.url, session=f"{cloud.name('alice')}:alicepw")
+    ec2net = next(v for v in admin.vnpool.info(-2, -1, -1).VNET if v.NAME == cloud.name("ec2net"))
+    hers = alice.vn.reserve(ec2net.ID, f'SIZE="1"\nNAME="{name}"\n')
+    wait_ready(cloud.admin(), hers, "vnet")
     eips = {
         "opennebula_ec2_elastic_ips_name": name,
         "opennebula_ec2_elastic_ips_attributes": {"BRIDGE": "br1", "VN_MAD": "dummy",
@@ -155,8 +160,11 @@ def test_the_elastic_ip_network_is_the_groups_to_reserve_from(tmp_path, cloud, a
     assert play(tmp_path, cloud, **eips)["changed"] == 0
     assert play(tmp_path, cloud, ("--check", "--diff"), **eips)["changed"] == 0
     group = next(g for g in admin.grouppool.info().GROUP if g.NAME == cloud.name("ec2"))
-    vnet = next(v for v in admin.vnpool.info(-2, -1, -1).VNET if v.NAME == name)
+    (vnet,) = [v for v in admin.vnpool.info(-2, -1, -1).VNET if v.NAME == name and v.ID != hers]
+    assert vnet.UID == admin.user.info(-1).ID
     assert vnet.GID == group.ID and (vnet.PERMISSIONS.GROUP_U, vnet.PERMISSIONS.OTHER_U) == (1, 0)
+    assert admin.vn.info(hers).PERMISSIONS.GROUP_U == 0  # hers is left as she made it
+    alice.vn.delete(hers)
     wait_ready(cloud.admin(), vnet.ID, "vnet")
     econe = start_econe(tmp_path, cloud.url, cloud.server_auth, datastore_id=cloud.datastore,
                         elasticips_vnet_id=vnet.ID)  # fmt: skip

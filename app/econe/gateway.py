@@ -94,6 +94,9 @@ ONED_ERRORS: list[tuple[int | None, str, Callable[[EC2Error | None, bool], EC2Er
     # an elastic-IP network with no address left for a reservation (VirtualNetwork::reserve_addr)
     (ACTION, "Not enough free addresses", lambda nf, vis: EC2Error(
         "AddressLimitExceeded", "The maximum number of addresses has been reached.")),
+    # a reservation still leased (VirtualNetworkPool::drop): a ReleaseAddress racing an AssociateAddress
+    (ACTION, "Can not remove a virtual network with leases in use", lambda nf, vis: EC2Error(
+        "InvalidIPAddress.InUse", "The address is in use.")),
     # an HA oned without a leader, electing one or catching up (Request::execute): it will be back
     (None, "Cannot process request", lambda nf, vis: unavailable()),
     # PoolObjectSQL::name_is_valid: econe checks the names of the security groups it makes, so what
@@ -612,12 +615,13 @@ class UserSession:
         return self._call("one.vm.rename", vmid, name, not_found=_vm_missing(vmid), visible=True)
 
     # -- virtual networks (the VPC view) ------------------------------------
-    def vnets(self) -> list[VNet]:
+    def vnets(self, elastic: int | None) -> list[VNet]:
         """Every virtual network the user may use: oned's pool answer for "all" lists what the user may USE
         (its own, its groups', and what ACL rules such as a VDC's ``NET/* USE`` give it). A reservation
-        (PARENT_NETWORK_ID) is an address the user holds, an elastic IP, not a network of its own."""
+        of the *elastic* network (elastic IPs) is an address the user holds, not a network; the user's
+        reservation of another network is one, as before elastic IPs."""
         pool = xml(self._call("one.vnpool.info", -2, -1, -1))
-        return [parse_vnet(el) for el in pool if not el.findtext("PARENT_NETWORK_ID")]
+        return [parse_vnet(el) for el in pool if elastic is None or el.findtext("PARENT_NETWORK_ID") != str(elastic)]
 
     # -- security groups ------------------------------------------------
     def secgroups(self) -> list[SecGroup]:
@@ -721,10 +725,10 @@ class UserSession:
         """The VNET elements of the networks the user owns (a reservation has PARENT_NETWORK_ID)."""
         return list(xml(self._call("one.vnpool.info", -3, -1, -1)).iterfind("VNET"))
 
-    def vn_reserve(self, parent: int, text: str) -> int:
+    def vn_reserve(self, parent: int, text: str, not_found: EC2Error) -> int:
         """A new reservation network of the user holding addresses of *parent* (oned asks USE of it)."""
         self._changes()
-        return self._call("one.vn.reserve", parent, text)
+        return self._call("one.vn.reserve", parent, text, not_found=not_found)
 
     def vn_update(self, vnid: int, text: str) -> None:
         """Merge *text* into the network's template (an address's tags)."""

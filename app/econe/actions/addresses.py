@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import uuid
 from dataclasses import dataclass
 
 from one import template as tpl
-from one.codes import LCM_STATE
+from one.codes import LCM_STATE, VM_STATE
 
 from .. import ids
 from ..errors import EC2Error, invalid, missing
@@ -192,10 +193,13 @@ def allocate_address(ctx: Context, p: dict) -> dict:
     eip = elastic_network(ctx)
     if ctx.dry_run:
         ctx.session.decide_dry_run([("USE", "NET", eip)])
-    rid = ctx.session.vn_reserve(eip, f'SIZE="1"\nNAME="{nics.elastic_name()}"\n')
+    missing_network = EC2Error("UnsupportedOperation", f"The elastic-IP network {eip} does not exist.")
+    rid = ctx.session.vn_reserve(eip, f'SIZE="1"\nNAME="eip-{uuid.uuid4().hex}"\n', missing_network)
     if tags:
         ctx.session.vn_update(rid, tpl.serialize([("EC2_TAGS", tagging.dump(tags))]))
-    made = next(a for a in reservations(ctx) if a.vnet == rid)
+    made = next((a for a in reservations(ctx) if a.vnet == rid), None)
+    if made is None:  # released by another request of the user since it was made
+        raise ids.not_found("eipalloc", ids.fmt("eipalloc", rid))
     return {k: v for k, v in describe(made).items() if k in ("PublicIp", "AllocationId", "Domain", "PublicIpv4Pool",
                                                              "NetworkBorderGroup")}  # fmt: skip
 
@@ -212,14 +216,20 @@ def associate_address(ctx: Context, p: dict) -> dict:
     vmid = ids.parse(instance, "i")
     elastic_network(ctx)
     address = _find(ctx, allocation, public_ip)
-    ctx.session.vm(vmid)  # InvalidInstanceID.NotFound for another user's or a missing one
-    if address.vm and address.vm.id == vmid:
-        return {"AssociationId": address.association}
-    if address.vm and not allow:
+    target = ctx.session.vm(vmid)
+    if target.uid != ctx.session.uid:  # a VM of another the user may MANAGE: its addresses would not list it
+        raise ids.not_found("i", instance)
+    here = address.vm is not None and address.vm.id == vmid
+    if address.vm and not here and not allow:
         raise _already(address)
     if ctx.dry_run:
-        moved = [("MANAGE", "VM", address.vm.id)] if address.vm else []
+        moved = [("MANAGE", "VM", address.vm.id)] if address.vm and not here else []
         ctx.session.decide_dry_run([("MANAGE", "VM", vmid), ("USE", "NET", address.vnet)] + moved)
+    if here:
+        return {"AssociationId": address.association}
+    if (target.state, target.lcm_state) not in _PLUGGABLE:  # checked before the address leaves its instance
+        raise EC2Error("IncorrectInstanceState", f"The instance '{instance}' is not in a state from which "
+                       "an address can be associated with it.")  # fmt: skip
     if address.vm and address.nic:
         ctx.session.vm_detachnic(address.vm.id, int(address.nic.nic_id or 0))
         _settled(ctx, address.vm.id)
@@ -232,6 +242,10 @@ def associate_address(ctx: Context, p: dict) -> dict:
     _settled(ctx, vmid)
     nic = next(n for n in ctx.session.vm(vmid).nics if n.network_id == str(address.vnet))
     return {"AssociationId": association_id(vmid, int(nic.nic_id or 0))}
+
+
+# the states oned's attach_nic accepts (DispatchManager::attach_nic): RUNNING, and POWEROFF
+_PLUGGABLE = {(VM_STATE.ACTIVE, LCM_STATE.RUNNING), (VM_STATE.POWEROFF, LCM_STATE.LCM_INIT)}
 
 
 def _already(address: Address) -> EC2Error:

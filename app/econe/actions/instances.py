@@ -97,7 +97,7 @@ def describe(vm: VM, group_names: nics.GroupNames) -> dict:
     u = vm.user_template
     # a DONE VM's NICs still name the addresses it had, but their leases are back in the vnet
     ips = [n.ip for n in vm.nics if n.ip] if vm.state != DONE else []
-    elastic = [n.ip for n in vm.nics if nics.is_elastic(n)] if vm.state != DONE else []
+    elastic = [n.ip for n in vm.nics if group_names.is_elastic(n)] if vm.state != DONE else []
     out = {
         "InstanceId": ids.fmt("i", vm.id),
         "ImageId": u.get("EC2_IMAGE_ID") or (ids.fmt("ami", vm.image_ids[0]) if vm.image_ids else ""),
@@ -207,7 +207,7 @@ def describe_instances(ctx: Context, p: dict) -> dict:
     now = time.time()
     with_done = ctx.config.describe_with_terminated_instances
     more = False
-    names = nics.GroupNames(ctx.session)
+    names = nics.GroupNames(ctx.session, ctx.config.elasticips_vnet_id)
     if wanted:
         items = [get_vm(ctx, text) for text in wanted]
     elif limit and not filters:  # one page of oned's work, not the whole pool
@@ -381,7 +381,7 @@ def _run(ctx: Context, p, image_id: int, launch: Launch, token, low: int, high: 
 
 
 def _run_answer(ctx: Context, vms: list[VM]) -> dict:
-    names = nics.GroupNames(ctx.session)
+    names = nics.GroupNames(ctx.session, ctx.config.elasticips_vnet_id)
     reservations = _reservations([(vm, describe(vm, names)) for vm in vms])
     return {
         "ReservationId": reservations[0]["ReservationId"],

@@ -13,7 +13,6 @@ import contextlib
 import functools
 import ipaddress
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -62,20 +61,6 @@ def _eni_missing(text: str) -> EC2Error:
     return EC2Error("InvalidNetworkInterfaceID.NotFound", f"The networkInterface ID '{text}' does not exist")
 
 
-def elastic_name() -> str:
-    """The name of a new elastic IP's reservation network (addresses.py): unique, as oned wants a
-    user's network names, and recognisable on a NIC of the short pool answer, which has no PARENT_NETWORK_ID."""
-    return f"eip-{uuid.uuid4().hex}"
-
-
-_ELASTIC_NAME = re.compile(r"eip-[0-9a-f]{32}")
-
-
-def is_elastic(nic: Nic) -> bool:
-    """Whether the NIC holds an elastic IP: the instance's public address, associated with it."""
-    return bool(nic.ip) and _ELASTIC_NAME.fullmatch(nic.network) is not None
-
-
 @functools.lru_cache(maxsize=4096)
 def groups_of(security_groups: str) -> tuple[int, ...]:
     """The EC2 groups of a NIC from oned's ``SECURITY_GROUPS`` (see the module's docstring)."""
@@ -87,12 +72,29 @@ def groups_of(security_groups: str) -> tuple[int, ...]:
 class GroupNames:
     """A NIC's groups as EC2 shows them, for one request: group 0 is ``default``; the other names come
     from one pool call, made only when a group other than 0 is asked for (*session* None: never; they
-    are left out). Each distinct ``SECURITY_GROUPS`` is read once: most NICs of a cloud share a few."""
+    are left out). Each distinct ``SECURITY_GROUPS`` is read once: most NICs of a cloud share a few.
+    Also which NICs hold an elastic IP: those on the user's reservations of the *elastic* network."""
 
-    def __init__(self, session: UserSession | None):
+    def __init__(self, session: UserSession | None, elastic: int | None = None):
         self._session = session
         self._names: dict[int, str] | None = None if session else {}
         self._lists: dict[str, list[dict]] = {}
+        self._elastic = elastic
+        self._addresses: set[str] | None = None if session and elastic is not None else set()
+
+    def is_elastic(self, nic: Nic) -> bool:
+        """Whether the NIC holds an elastic IP (the instance's public address). The short pool answer's
+        NIC has no PARENT_NETWORK_ID: the user's reservations come from one pool call (-3, the user's
+        own networks), made only when elastic IPs are offered and a NIC with an address is asked about."""
+        if not nic.ip or not nic.network_id:
+            return False
+        if self._addresses is None:
+            self._addresses = {
+                el.findtext("ID")
+                for el in self._session.own_vnets()
+                if el.findtext("PARENT_NETWORK_ID") == str(self._elastic)
+            }
+        return nic.network_id in self._addresses
 
     def name(self, gid: int) -> str | None:
         if gid == DEFAULT_GROUP:
@@ -145,7 +147,7 @@ def interface(vm: VM, nic: Nic, names: GroupNames, standalone: bool = False) -> 
             "DeleteOnTermination": True,  # a NIC lives and dies with its VM
         },
     }
-    if is_elastic(nic):
+    if names.is_elastic(nic):
         out["Association"] = {"PublicIp": nic.ip, "IpOwnerId": str(vm.uid), "PublicDnsName": ""}
     if standalone:
         out["Attachment"].update(InstanceId=ids.fmt("i", vm.id), InstanceOwnerId=str(vm.uid))
@@ -226,7 +228,7 @@ def describe_network_interfaces(ctx: Context, p: dict) -> dict:
         vms = ctx.session.vms_by_id(sorted({vmid for _, (vmid, _) in wanted}))
     else:
         vms = ctx.session.vms(False)
-    names = GroupNames(ctx.session)
+    names = GroupNames(ctx.session, ctx.config.elasticips_vnet_id)
     found = {
         (vm.id, int(nic.nic_id or 0)): interface(vm, nic, names, standalone=True)
         for vm in vms
@@ -325,7 +327,7 @@ def choose(ctx: Context, p: dict, count: int) -> Choice | None:
     vnets: tuple[VNet, ...] = ()
     subnet = None
     if subnet_text is not None or ip:
-        vnets = tuple(ctx.session.vnets())
+        vnets = tuple(ctx.session.vnets(ctx.config.elasticips_vnet_id))
     if subnet_text is not None:
         sid = ids.parse(subnet_text, "subnet")
         subnet = next((v for v in vnets if v.id == sid), None)

@@ -97,7 +97,7 @@ def subnet(vnet: VNet, default: bool) -> dict:
 
 def subnets(ctx: Context) -> list[dict]:
     """Every subnet of the user, by id."""
-    vnets = sorted(ctx.session.vnets(), key=lambda v: v.id)
+    vnets = sorted(ctx.session.vnets(ctx.config.elasticips_vnet_id), key=lambda v: v.id)
     default = published(ctx, vnets)
     return [subnet(v, v.id == default) for v in vnets]
 
@@ -219,7 +219,7 @@ def _elastic_ips(ctx: Context) -> str:
     eip = ctx.config.elasticips_vnet_id
     if eip is None:
         return "0"
-    return str(sum(size for v in ctx.session.vnets() if v.id == eip for _, _, size in v.ranges))
+    return str(sum(size for v in ctx.session.vnets(eip) if v.id == eip for _, _, size in v.ranges))
 
 
 def _account(ctx: Context) -> dict[str, list[str]]:

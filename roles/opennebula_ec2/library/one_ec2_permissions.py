@@ -36,7 +36,7 @@ id: {description: The object's id., type: int, returned: always}
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.one_ec2 import CONNECTION_ARGS, connect, find_by_name  # noqa: E402
+from ansible.module_utils.one_ec2 import CONNECTION_ARGS, connect, find_by_name, own_id  # noqa: E402
 
 POOLS = {"vnet": ("vnpool", "VNET", "vn"), "template": ("templatepool", "VMTEMPLATE", "template"),
          "image": ("imagepool", "IMAGE", "image")}  # fmt: skip
@@ -65,16 +65,19 @@ def main():
         module.fail_json(msg=f"mode must be octal like 640, got {p['mode']!r}")
     one = connect(module)
     pool_name, element, api = POOLS[p["kind"]]
-    obj = find_by_name(getattr(getattr(one, pool_name).info(-2, -1, -1), element, []), p["name"])
+    owner = None
+    if p["owner"]:
+        owner = find_by_name(getattr(one.userpool.info(), "USER", []), p["owner"])
+        if owner is None:
+            module.fail_json(msg=f"user {p['owner']} does not exist")
+    owners = {own_id(one)} | ({owner.ID} if owner else set())  # the role's, or given away by an earlier run
+    obj = find_by_name(getattr(getattr(one, pool_name).info(-2, -1, -1), element, []), p["name"], owners)
     if obj is None:
         module.fail_json(msg=f"{p['kind']} {p['name']} does not exist")
     calls = getattr(one, api)
     uid, gid = -1, -1
-    if p["owner"]:
-        user = find_by_name(getattr(one.userpool.info(), "USER", []), p["owner"])
-        if user is None:
-            module.fail_json(msg=f"user {p['owner']} does not exist")
-        uid = user.ID if user.ID != obj.UID else -1
+    if owner:
+        uid = owner.ID if owner.ID != obj.UID else -1
     if p["group"]:
         group = find_by_name(getattr(one.grouppool.info(), "GROUP", []), p["group"])
         if group is None:

@@ -47,7 +47,7 @@ id: {description: Its id (-1 when absent)., type: int, returned: always}
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.one_ec2 import CONNECTION_ARGS, connect, find_by_name, quote  # noqa: E402
+from ansible.module_utils.one_ec2 import CONNECTION_ARGS, connect, find_by_name, own_id, quote  # noqa: E402
 
 KINDS = {"template": ("templatepool", "VMTEMPLATE", "template"), "vnet": ("vnpool", "VNET", "vn")}
 
@@ -94,7 +94,7 @@ def main():
     one = connect(module)
     pool, element, api = KINDS[p["kind"]]
     calls = getattr(one, api)
-    obj = find_by_name(getattr(getattr(one, pool).info(-2, -1, -1), element, []), p["name"])
+    obj = find_by_name(getattr(getattr(one, pool).info(-2, -1, -1), element, []), p["name"], {own_id(one)})
     if p["state"] == "absent":
         if obj and not module.check_mode:
             calls.delete(obj.ID)

@@ -104,8 +104,19 @@ def find_rule(one, rule: str):
     return None
 
 
-def find_by_name(pool, name: str):
+def own_id(one) -> int:
+    """The id of the account the role runs as."""
+    return one.user.info(-1).ID
+
+
+def find_by_name(pool, name: str, owners=None):
+    """The object named *name*; with *owners* (user ids), only one they own, for oned's names are unique
+    per owner only: a user's object of that name (a reservation named like the elastic-IP network) is
+    not the role's. A reservation (PARENT_NETWORK_ID) is an address a user holds, never the role's network."""
     for item in pool or []:
-        if item.NAME == name:
-            return item
+        if item.NAME != name or (owners is not None and item.UID not in owners):
+            continue
+        if str(getattr(item, "PARENT_NETWORK_ID", None) or "").strip() not in ("", "-1"):
+            continue
+        return item
     return None
