@@ -107,33 +107,34 @@ def describe_images(ctx: Context, p: dict) -> dict:
     keep = _filters(p.get("Filters", []))
     owners, users = p.get("Owners", []), p.get("ExecutableUsers", [])
     uid = ctx.session.whoami()[0] if owners or users else None
-    executable = _executable_by(users, uid)
+    executable = usable_by(users, uid)
     if p.get("ImageIds"):
         images = [i for i in (get_image(ctx, text) for text in p["ImageIds"]) if is_ami(i)]
     else:
         images = [i for i in ctx.session.images() if i.template.get("EC2_AMI", "").upper() == "YES"]
     if owners:
-        images = [i for i in images if any(_owned_by(i, o, uid) for o in owners)]
+        images = [i for i in images if any(owned_by(i, o, uid) for o in owners)]
     if users:
         images = [i for i in images if executable(i)]
     items = [d for i in sorted(images, key=lambda i: i.id) if (d := describe(i)) and keep(d)]
     return {"Images": items}
 
 
-def _owned_by(image: Image, owner: str, uid: int) -> bool:
+def owned_by(image: Image, owner: str, uid: int) -> bool:
     """Owner.N: ``self``, a numeric user id or a user name; anything else matches nothing, as on EC2."""
     return (owner == "self" and image.uid == uid) or owner in (str(image.uid), image.uname)
 
 
-def _executable_by(users: list[str], uid: int | None):
-    """ExecutableUsers.N: every image a user is shown is one it may launch (oned lists what it may USE),
-    so ``self`` and the caller's own id keep them all and ``all`` keeps the public ones. Launch rights
-    of other accounts are OpenNebula permissions this service cannot read: refused."""
+def usable_by(users: list[str], uid: int | None, parameter: str = "ExecutableBy"):
+    """ExecutableUsers.N (RestorableByUserIds.N of snapshots): every image a user is shown is one it may
+    use (oned lists what it may USE), so ``self`` and the caller's own id keep them all and ``all``
+    keeps the public ones. Other accounts' rights are OpenNebula permissions this service cannot read:
+    refused."""
     for user in users:
         if user not in ("self", "all", str(uid)):
             raise EC2Error(
                 "InvalidParameterValue",
-                f"ExecutableBy '{user}' is not supported on this cloud: use self, all or your own account id ({uid}).",
+                f"{parameter} '{user}' is not supported on this cloud: use self, all or your own account id ({uid}).",
             )
     if "self" in users or str(uid) in users:
         return lambda image: True

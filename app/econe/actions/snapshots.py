@@ -18,6 +18,7 @@ from ..errors import EC2Error
 from ..objects import Image
 from . import paging, tagging
 from .filters import check_names, flag, matcher, present
+from .images import owned_by, usable_by
 from .registry import Context, action
 from .volumes import (
     disk_of,
@@ -127,26 +128,6 @@ _FILTERS = {
 }
 
 
-def _owned_by(image: Image, owner: str, uid: int) -> bool:
-    """OwnerIds.N: ``self``, a numeric user id or a user name; anything else (``amazon``) matches nothing."""
-    return (owner == "self" and image.uid == uid) or owner in (str(image.uid), image.uname)
-
-
-def _restorable(users: list[str], uid: int):
-    """RestorableByUserIds.N: the user may restore every snapshot it is shown (oned lists what it may
-    USE), so ``self`` and its own id keep them all, ``all`` the public ones. Other accounts' rights are
-    OpenNebula permissions this service cannot read: refused."""
-    for user in users:
-        if user not in ("self", "all", str(uid)):
-            raise EC2Error(
-                "InvalidParameterValue",
-                f"RestorableBy '{user}' is not supported on this cloud: use self, all or your own account id ({uid}).",
-            )
-    if "self" in users or str(uid) in users:
-        return lambda image: True
-    return lambda image: image.public
-
-
 @action(
     "DescribeSnapshots",
     reads=("SnapshotIds", "OwnerIds", "RestorableByUserIds", "Filters", "MaxResults", "NextToken"),
@@ -158,7 +139,7 @@ def describe_snapshots(ctx: Context, p: dict) -> dict:
     offset = paging.offset(p.get("NextToken"))
     owners, users = p.get("OwnerIds", []), p.get("RestorableByUserIds", [])
     uid = ctx.session.whoami()[0] if owners or users else -1
-    restorable = _restorable(users, uid)
+    restorable = usable_by(users, uid, "RestorableBy")
     if p.get("SnapshotIds"):
         if limit is not None:
             raise EC2Error("InvalidParameterCombination", "SnapshotIds cannot be combined with MaxResults.")
@@ -172,7 +153,7 @@ def describe_snapshots(ctx: Context, p: dict) -> dict:
     else:
         images = [i for i in ctx.session.images() if is_snapshot(i)]
     if owners:
-        images = [i for i in images if any(_owned_by(i, o, uid) for o in owners)]
+        images = [i for i in images if any(owned_by(i, o, uid) for o in owners)]
     if users:
         images = [i for i in images if restorable(i)]
     keep = matcher(filters, _FILTERS)
