@@ -9,6 +9,7 @@ import hashlib
 import botocore.exceptions
 import pytest
 
+from .conftest import start_econe
 from .test_econe_e2e import stack, wait_for  # noqa: F401
 
 BOB_SECRET = hashlib.sha256(b"bobpw").hexdigest()  # the stack's second user: oned keeps its password's SHA-256
@@ -306,3 +307,17 @@ def test_a_stopped_instance_takes_a_volume_and_lets_it_go_when_terminated(stack)
     assert found.get("BlockDeviceMappings", []) == []
     assert _code(ec2.attach_volume, VolumeId=vol, InstanceId=iid, Device="/dev/xvdf") == "IncorrectInstanceState"
     ec2.delete_volume(VolumeId=vol)
+
+
+def test_ebs_fstype_is_the_filesystem_a_new_volume_gets(stack, tmp_path):  # noqa: F811
+    """econe.conf's ebs_fstype (the original's key) becomes the FS of each new DATABLOCK: oned keeps it
+    as the image's FS element (Image::insert), for the datastore driver to make that filesystem."""
+    econe = start_econe(tmp_path, stack.cloud.url, stack.cloud.server_auth, ebs_fstype="ext4")
+    try:
+        ec2 = stack.client(url=econe.url)
+        vol = _volume(ec2)
+        image = stack.pyone_admin().image.info(int(vol[4:]))
+        assert (image.FS, image.TYPE, image.PERSISTENT) == ("ext4", 2, 1)
+        ec2.delete_volume(VolumeId=vol)
+    finally:
+        econe.stop()

@@ -396,7 +396,7 @@ def image(i: dict, uname: str, gname: str) -> str:
         + cd("SOURCE", i["SOURCE"])
         + (cd("PATH", i["PATH"]) if i["PATH"] else "<PATH/>")
         + cd("FORMAT", i["FORMAT"])
-        + "<FS/>"
+        + cd("FS", i.get("FS", ""))
         + f"<SIZE>{i['SIZE']}</SIZE><STATE>{i['STATE']}</STATE><PREV_STATE>{_image_prev_state(i)}</PREV_STATE>"
         + f"<RUNNING_VMS>{len(i['VMS'])}</RUNNING_VMS><CLONING_OPS>{len(i['CLONES'])}</CLONING_OPS>"
         + f"<CLONING_ID>{i['CLONING_ID']}</CLONING_ID><TARGET_SNAPSHOT>-1</TARGET_SNAPSHOT>"

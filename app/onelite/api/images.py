@@ -141,6 +141,7 @@ def image_allocate(call: Call, text: str, ds_id: int, check_capacity: bool = Tru
     body = [(k, v) for k, v in t if k not in _RESERVED]
     # oned shows no SOURCE until the datastore driver has made the image (LOCKED, then READY)
     image = new_image(call, name, ds, TYPES[type_name], size, "", path, fmt, body, persistent, LOCKED)
+    image["FS"] = tpl.get(t, "FS") or ""  # Image::insert keeps it out of the template, for the driver's mkfs
     driver_makes(call, image, SOURCE=source)
     return image["ID"]
 
