@@ -240,7 +240,9 @@ def associate_address(ctx: Context, p: dict) -> dict:
             raise
         raise _already(address) from None
     _settled(ctx, vmid)
-    nic = next(n for n in ctx.session.vm(vmid).nics if n.network_id == str(address.vnet))
+    nic = next((n for n in ctx.session.vm(vmid).nics if n.network_id == str(address.vnet)), None)
+    if nic is None:  # another request of the user unplugged it since
+        raise EC2Error("InvalidAssociationID.NotFound", f"The address {address.ip} was disassociated meanwhile.")
     return {"AssociationId": association_id(vmid, int(nic.nic_id or 0))}
 
 
