@@ -7,19 +7,15 @@ from __future__ import annotations
 import pytest
 
 from .aws_play import play
-from .test_econe_e2e import stack, wait_for  # noqa: F401
+from .test_econe_e2e import stack  # noqa: F401
+from .test_volumes import _instance
 
 
 @pytest.fixture(scope="module")
 def instance(stack):  # noqa: F811
-    ec2 = stack.client()
-    run = ec2.run_instances(
-        ImageId=f"ami-{stack.demo.image:08d}", InstanceType=stack.demo.itype, MinCount=1, MaxCount=1
-    )
-    iid = run["Instances"][0]["InstanceId"]
-    wait_for(ec2, "instance_running", [iid])
+    iid = _instance(stack)
     yield iid
-    ec2.terminate_instances(InstanceIds=[iid])
+    stack.client().terminate_instances(InstanceIds=[iid])
 
 
 def test_ec2_vol_attached_to_an_instance(stack, tmp_path, instance):  # noqa: F811
