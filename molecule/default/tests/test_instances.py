@@ -91,8 +91,17 @@ def _more(before: dict[int, float], after: dict[int, float]) -> dict[int, float]
     return {n: after[n] - before[n] for n in after}
 
 
+def test_the_earlier_deployments_units_are_gone(host):
+    """prepare.yml left a single econe-server.service on 4567 and a third instance on 4569, both enabled
+    and running: the converge stopped, disabled and removed them."""
+    assert not host.file("/etc/systemd/system/econe-server.service").exists
+    assert not host.file("/etc/systemd/system/econe-server@3.service.d").exists
+    for unit in ("econe-server", "econe-server@3"):
+        assert not host.service(unit).is_running and not host.service(unit).is_enabled, unit
+    assert not host.socket("tcp://127.0.0.1:4569").is_listening
+
+
 def test_both_instances_run_sandboxed_on_their_ports(host):
-    assert not host.file("/etc/systemd/system/econe-server.service").exists  # no single unit beside them
     for n, (port, metrics) in INSTANCES.items():
         unit = host.service(f"econe-server@{n}")
         assert unit.is_running and unit.is_enabled, n
@@ -107,7 +116,6 @@ def test_both_instances_run_sandboxed_on_their_ports(host):
         assert host.run(f"{inside} test -w /var/log/one").rc == 0
         host.run_expect([0], "touch /tmp/econe-host-probe")
         assert host.run(f"{inside} test -e /tmp/econe-host-probe").rc != 0
-    assert not host.socket("tcp://127.0.0.1:4569").is_listening  # no third
 
 
 def test_requests_through_the_proxy_reach_both_instances(host):
