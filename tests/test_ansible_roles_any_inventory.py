@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -138,32 +139,70 @@ def test_the_public_name_names_the_signed_url_and_the_certificate(tmp_path):
     assert json.loads(files["variables.json"])["snakeoil_cert_common_name"] == "ec2.example.net"
 
 
+def _package_play(tmp_path: Path) -> Path:
+    """A playbook of econe_server's package tasks alone (tasks_from: package)."""
+    book = tmp_path / "package.yml"
+    task = {
+        "name": "econe_server's package",
+        "ansible.builtin.import_role": {"name": "econe_server", "tasks_from": "package"},
+    }
+    book.write_text(yaml.safe_dump([{"hosts": "frontend", "gather_facts": False, "tasks": [task]}]))
+    return book
+
+
+def _changed(done: subprocess.CompletedProcess) -> int:
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    return int(re.search(r"cloud\.example\.org +: ok=\d+ +changed=(\d+)", done.stdout)[1])
+
+
+def _wheel(directory: Path, mark: str) -> Path:
+    """A stand-in econe wheel (no dependencies, installed in a second) whose econe.MARK is *mark*."""
+    directory.mkdir(exist_ok=True)
+    path = directory / "econe-0.0.1-py3-none-any.whl"
+    info = "econe-0.0.1.dist-info"
+    with zipfile.ZipFile(path, "w") as whl:
+        whl.writestr("econe/__init__.py", f"MARK = {mark!r}\n")
+        whl.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: econe\nVersion: 0.0.1\n")
+        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{info}/RECORD", f"econe/__init__.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n")
+    return path
+
+
+def _mark(venv: Path) -> str:
+    return subprocess.check_output([str(venv / "bin" / "python"), "-c", "import econe; print(econe.MARK)"], text=True)
+
+
 def test_a_check_run_builds_nothing_on_the_controller(tmp_path):
     """The default package source is this checkout, built into a wheel: not under --check, where the
     role once built it anyway (into a fixed $TMPDIR/econe-wheel)."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    book = tmp_path / "package.yml"
-    book.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "hosts": "frontend",
-                    "gather_facts": False,
-                    "tasks": [
-                        {
-                            "name": "The package tasks of econe_server",
-                            "ansible.builtin.import_role": {"name": "econe_server", "tasks_from": "package"},
-                        }
-                    ],
-                }
-            ]
-        )
+    done = _play(
+        tmp_path, f"econe_server_venv={tmp_path / 'venv'}", str(_package_play(tmp_path)), "--check", tmpdir=tmp
     )
-    done = _play(tmp_path, f"econe_server_venv={tmp_path / 'venv'}", str(book), "--check", tmpdir=tmp)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert list(tmp.rglob("*")) == [], "a --check run wrote on the controller"
     assert not (tmp_path / "venv").exists() and not (tmp_path / "venv-dist").exists()
+
+
+def test_a_wheel_file_is_installed_once_and_again_when_it_changes(tmp_path):
+    book, venv = _package_play(tmp_path), tmp_path / "venv"
+    inventory = f"econe_server_package={_wheel(tmp_path / 'dist', 'one')}\necone_server_venv={venv}\n"
+    inventory += "econe_server_instances=0\n"  # no instance to restart on this machine
+    assert _changed(_play(tmp_path, inventory, str(book))) > 0 and _mark(venv) == "one\n"
+    assert _changed(_play(tmp_path, inventory, str(book))) == 0
+    _wheel(tmp_path / "dist", "two")  # new code, the same version
+    assert _changed(_play(tmp_path, inventory, str(book), "--check")) == 2  # the copy and the reinstall
+    assert _changed(_play(tmp_path, inventory, str(book))) > 0 and _mark(venv) == "two\n"
+
+
+def test_a_pip_requirement_is_installed_on_the_host(tmp_path):
+    book, venv = _package_play(tmp_path), tmp_path / "venv"
+    inventory = f"econe_server_package=file://{_wheel(tmp_path / 'dist', 'pip')}\necone_server_venv={venv}\n"
+    inventory += "econe_server_instances=0\n"
+    assert _changed(_play(tmp_path, inventory, str(book))) == 1 and _mark(venv) == "pip\n"
+    assert _changed(_play(tmp_path, inventory, str(book))) == 0
+    assert not (tmp_path / "venv-dist").exists()  # pip fetched it, nothing was copied
 
 
 def test_the_top_level_proxy_configuration_is_the_roles_own():
