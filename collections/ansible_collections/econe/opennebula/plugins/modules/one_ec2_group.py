@@ -5,47 +5,82 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: one_ec2_group
-short_description: Manage an OpenNebula group and its CREATE right
+short_description: Manage an OpenNebula group, its CREATE right and the hosts it may use
+version_added: 0.1.0
+author: econe maintainers (!UNKNOWN)
 description:
   - Creates or deletes a group through oned's XML-RPC API (pyone).
   - oned's C(one.group.allocate) adds the default VDC rules but no CREATE right; this module also keeps the rule
     C(@gid <create_types>/* CREATE) in place, so that the group's users can create VMs, networks, images and templates.
+  - O(hosts) is declarative. Each listed host gets the rule C(@gid HOST/#id USE); a rule of that form for a host no
+    longer listed is removed. Other rules of the group (another zone, other rights, a cluster) are left alone.
+extends_documentation_fragment:
+  - econe.opennebula.one_ec2
+  - econe.opennebula.one_ec2.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details:
+      - The diff shows the group's state and its CREATE and host rules before and after.
 options:
-  name: {description: Group name., type: str, required: true}
-  state: {description: Whether the group exists., type: str, choices: [present, absent], default: present}
+  name:
+    description: Group name.
+    type: str
+    required: true
+  state:
+    description: Whether the group exists.
+    type: str
+    choices: [present, absent]
+    default: present
   create_types:
     description: Resource types the group may create (an empty list adds no rule).
     type: list
     elements: str
     default: [VM, NET, IMAGE, TEMPLATE]
   hosts:
-    description: Hosts (names or ids) the group's users may run VMs on; a rule C(@gid HOST/#id USE) each.
+    description:
+      - Hosts (names or ids) the group's users may run VMs on, a rule C(@gid HOST/#id USE) each.
+      - The group's rules of that form for other hosts are removed.
     type: list
     elements: str
     default: []
-  api_url: {description: "oned's XML-RPC URL; default C(ONE_XMLRPC) or http://localhost:2633/RPC2.", type: str}
-  api_username: {description: An oneadmin-group user; default from C(ONE_AUTH)., type: str}
-  api_password: {description: Its password., type: str}
-requirements: [pyone]
-author: econe
 """
 
 EXAMPLES = r"""
-- name: The ec2 group
-  one_ec2_group:
+- name: The ec2 group, which may create VMs and networks and run them on host0
+  econe.opennebula.one_ec2_group:
     name: ec2
+    create_types: [VM, NET]
+    hosts: [host0]
     api_url: http://frontend:2633/RPC2
     api_username: oneadmin
     api_password: "{{ oneadmin_password }}"
 """
 
 RETURN = r"""
-id: {description: The group's id (-1 when absent)., type: int, returned: always}
-rules: {description: The group's rules as oned writes them., type: list, returned: when present}
+id:
+  description: The group's id (-1 when absent, or when check mode would create it).
+  type: int
+  returned: always
+  sample: 100
+rules:
+  description: The group's CREATE and host rules, as this module writes them.
+  type: list
+  elements: str
+  returned: when O(state=present)
+  sample: ["@100 VM+NET/* CREATE", "@100 HOST/#0 USE"]
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.one_ec2 import CONNECTION_ARGS, connect, find_by_name, find_rule, rule_hex  # noqa: E402
+from ansible_collections.econe.opennebula.plugins.module_utils.one_ec2 import (  # noqa: E402
+    CONNECTION_ARGS,
+    connect,
+    find_by_name,
+    find_rule,
+    rule_hex,
+)
 
 
 def main():
