@@ -76,11 +76,30 @@ rules:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.econe.opennebula.plugins.module_utils.one_ec2 import (  # noqa: E402
     CONNECTION_ARGS,
+    acl_rules,
     connect,
     find_by_name,
     find_rule,
     rule_hex,
 )
+
+_LOW = 0xFFFFFFFF  # an ACL rule's object id is the low 32 bits of its resource
+
+
+def host_rule(gid: int, hid: int) -> str:
+    return f"@{gid} HOST/#{hid} USE"
+
+
+def host_rules(one, gid: int) -> dict[int, int]:
+    """{host id: rule id} of the group's rules this module makes, `@gid HOST/#id USE` in zone #0: the same
+    user, rights and zone as that rule, and a resource of one host by id (not a cluster, not HOST+NET)."""
+    user, resource, rights, zone = (int(h, 16) for h in rule_hex(host_rule(gid, 0)))
+    found = {}
+    for rid, *values in acl_rules(one):
+        u, r, ri, z = (int(v, 16) for v in values)
+        if (u, ri, z) == (user, rights, zone) and r & ~_LOW == resource:
+            found[r & _LOW] = rid
+    return found
 
 
 def main():
@@ -110,20 +129,28 @@ def main():
         changed = True
         if not module.check_mode:
             gid = one.group.allocate(p["name"])
-    rules = [f"@{gid} {'+'.join(t.upper() for t in p['create_types'])}/* CREATE"] if p["create_types"] else []
+    creates = [f"@{gid} {'+'.join(t.upper() for t in p['create_types'])}/* CREATE"] if p["create_types"] else []
     hosts = {h.NAME: h.ID for h in getattr(one.hostpool.info(), "HOST", [])}
+    wanted = set()
     for host in p["hosts"]:
         hid = int(host) if host.isdigit() else hosts.get(host)
         if hid is None:
             module.fail_json(msg=f"host {host} does not exist")
-        rules.append(f"@{gid} HOST/#{hid} USE")
-    present = [r for r in rules if gid >= 0 and find_rule(one, r) is not None]
+        wanted.add(hid)
+    existing = host_rules(one, gid) if gid >= 0 else {}
+    rules = creates + [host_rule(gid, h) for h in sorted(wanted)]
+    present = [r for r in creates if gid >= 0 and find_rule(one, r) is not None]
+    present += [host_rule(gid, h) for h in sorted(existing)]
     diff["before"]["rules"], diff["after"]["rules"] = present, rules
     for rule in rules:
         if rule not in present:
             changed = True
             if not module.check_mode:
                 one.acl.addrule(*rule_hex(rule))
+    for hid in sorted(set(existing) - wanted):  # declarative: a host no longer listed loses its rule
+        changed = True
+        if not module.check_mode:
+            one.acl.delrule(existing[hid])
     module.exit_json(changed=changed, id=gid, rules=rules, diff=diff)
 
 
