@@ -90,3 +90,45 @@ def test_a_host_no_longer_listed_loses_its_use_rule(tmp_path, cloud, admin):
     assert not again["changed"], again
     (again,) = play(tmp_path, cloud, only_a)
     assert not again["changed"], again
+
+
+def test_ansible_doc_renders_each_module_with_its_attributes(tmp_path):
+    """As community.general documents modules: version_added, author, check and diff mode support stated,
+    examples by FQCN, return values; the text rendering too."""
+    names = [f"econe.opennebula.{m}" for m in MODULES]
+    assert len(names) == 5
+    done = subprocess.run([str(BIN / "ansible-doc"), "--json", *names], capture_output=True, text=True,
+                          env=_env(tmp_path), cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    docs = json.loads(done.stdout)
+    assert sorted(docs) == names
+    for name, entry in docs.items():
+        doc = entry["doc"]
+        assert doc["version_added"] == "0.1.0" and doc["author"], name
+        assert {a: doc["attributes"][a]["support"] for a in ("check_mode", "diff_mode")} == {
+            "check_mode": "full", "diff_mode": "full"}, name  # fmt: skip
+        assert {"api_url", "api_username", "api_password"} <= set(doc["options"]), name
+        assert f"{name}:" in entry["examples"] and "id" in entry["return"], name
+    text = subprocess.run([str(BIN / "ansible-doc"), names[1]], capture_output=True, text=True,
+                          env={**_env(tmp_path), "PAGER": "cat"}, cwd=tmp_path)  # fmt: skip
+    assert text.returncode == 0 and "ATTRIBUTES" in text.stdout and "support: full" in text.stdout, text.stderr
+
+
+def test_every_module_runs_by_fqcn_from_an_outside_inventory(tmp_path, cloud, admin):
+    """The role's whole chain, from a playbook that is not in this repository: a group, a user in it, a vnet
+    given to the group, an ACL rule; a second run changes nothing."""
+    group, user, vnet = cloud.name("ec2"), cloud.name("alice"), cloud.name("ec2net")
+    tasks = [
+        {"econe.opennebula.one_ec2_group": {"name": group, "hosts": [str(cloud.host)]}, "register": "made"},
+        {"econe.opennebula.one_ec2_user": {"name": user, "password": "alicepw", "group": group}},
+        {"econe.opennebula.one_ec2_template": {"kind": "vnet", "name": vnet, "cluster": cloud.cluster,
+                                               "attributes": {"BRIDGE": "br0", "VN_MAD": "dummy"}}},
+        {"econe.opennebula.one_ec2_permissions": {"kind": "vnet", "name": vnet, "group": group, "mode": "640"}},
+        {"econe.opennebula.one_ec2_acl": {"rule": "@{{ made.id }} NET/* CREATE"}},
+    ]  # fmt: skip
+    first = play(tmp_path, cloud, tasks)
+    assert [t["changed"] for t in first] == [True] * 5, first
+    assert [t["changed"] for t in play(tmp_path, cloud, tasks)] == [False] * 5
+    (found,) = [u for u in admin.userpool.info().USER if u.NAME == user]
+    assert found.GNAME == group
+    assert f"@{first[0]['id']} NET/* CREATE #0" in _rules(admin)
