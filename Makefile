@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # molecule and ansible find their helpers (ansible-config, podman's plugin...) on PATH
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install run test unit molecule lint bench conformance conformance-clean clean
+.PHONY: install run test unit sanity molecule lint bench conformance conformance-clean clean
 
 $(BIN)/onelite: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,15 +18,19 @@ install: $(BIN)/onelite
 run: install
 	$(BIN)/python -m demo.run
 
-test: unit molecule
+test: unit sanity molecule
 
 unit: install
 	$(BIN)/pytest -q
 
+# ansible-test sanity on the collection econe.opennebula (the role's modules); tests/sanity.py says how
+sanity: install
+	$(BIN)/python -m tests.sanity
+
 molecule: install
 	bash molecule/run.sh
 
-lint: install
+lint: install sanity
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/yamllint -s .
@@ -53,4 +57,4 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .run
+	rm -rf $(VENV) .pytest_cache .ruff_cache .run collections/ansible_collections/econe/opennebula/tests/output

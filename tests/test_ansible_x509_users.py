@@ -94,7 +94,7 @@ def test_a_dn_oned_could_never_match_fails_with_its_reason(tmp_path, cloud, admi
 
 def test_the_roles_escape_is_opennebulas():
     """The module cannot import app/one: its copy of escape_dn must agree with app/one/x509.py."""
-    path = ROOT / "roles" / "opennebula_ec2" / "module_utils" / "one_ec2.py"
+    path = ROOT / "collections/ansible_collections/econe/opennebula/plugins/module_utils/one_ec2.py"
     spec = importlib.util.spec_from_file_location("role_one_ec2", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -155,7 +155,7 @@ def _role_quote():
 
     from ..conftest import ROOT
 
-    path = ROOT / "roles" / "opennebula_ec2" / "module_utils" / "one_ec2.py"
+    path = ROOT / "collections/ansible_collections/econe/opennebula/plugins/module_utils/one_ec2.py"
     spec = importlib.util.spec_from_file_location("role_one_ec2", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

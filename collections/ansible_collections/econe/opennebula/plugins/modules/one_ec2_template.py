@@ -6,33 +6,56 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: one_ec2_template
 short_description: Manage an OpenNebula VM template or virtual network from attributes
+version_added: 0.1.0
+author: econe maintainers (!UNKNOWN)
 description:
-  - Creates, updates or deletes a VM template (C(kind=template)) or a virtual network (C(kind=vnet)) by name.
+  - Creates, updates or deletes a VM template (O(kind=template)) or a virtual network (O(kind=vnet)) by name,
+    among the objects of the account the module runs as.
   - Attributes are given as a mapping; a mapping value is a vector (C(NIC), C(AR)), a list repeats the attribute.
     Every value is written as a quoted OpenNebula string that oned reads back exactly, so no value can
     add an attribute; a value oned cannot store exactly (ending in a backslash, holding C(]]>) or a
     carriage return) fails the task before anything is changed.
-  - Only attributes whose value differs are changed, so a second run and C(--check) report no change.
-    A vnet's address ranges (C(AR)) are set when it is created; later changes to them are not applied.
+  - Only attributes whose value differs are changed (merged into the template), so a second run and check mode
+    report no change. A vnet's address ranges (C(AR)) are set when it is created; later changes to them are not
+    applied.
+extends_documentation_fragment:
+  - econe.opennebula.one_ec2
+  - econe.opennebula.one_ec2.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details:
+      - The diff shows the attributes that change, before and after; attributes not given are not shown.
 options:
-  kind: {description: What to manage., type: str, choices: [template, vnet], required: true}
-  name: {description: Its name., type: str, required: true}
-  attributes: {description: Its attributes (without NAME)., type: dict, default: {}}
+  kind:
+    description: What to manage.
+    type: str
+    choices: [template, vnet]
+    required: true
+  name:
+    description: Its name.
+    type: str
+    required: true
+  attributes:
+    description: Its attributes (without C(NAME)).
+    type: dict
+    default: {}
   cluster:
     description: The cluster a vnet is created in (-1, oned's default cluster); not changed once it exists.
     type: int
     default: -1
-  state: {description: Whether it exists., type: str, choices: [present, absent], default: present}
-  api_url: {description: "oned's XML-RPC URL.", type: str}
-  api_username: {description: An oneadmin-group user., type: str}
-  api_password: {description: Its password., type: str}
-requirements: [pyone]
-author: econe
+  state:
+    description: Whether it exists.
+    type: str
+    choices: [present, absent]
+    default: present
 """
 
 EXAMPLES = r"""
 - name: The m1.small instance type
-  one_ec2_template:
+  econe.opennebula.one_ec2_template:
     kind: template
     name: m1.small
     attributes:
@@ -43,11 +66,21 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-id: {description: Its id (-1 when absent)., type: int, returned: always}
+id:
+  description: Its id (-1 when absent, or when check mode would create it).
+  type: int
+  returned: always
+  sample: 12
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.one_ec2 import CONNECTION_ARGS, connect, find_by_name, own_id, quote  # noqa: E402
+from ansible_collections.econe.opennebula.plugins.module_utils.one_ec2 import (  # noqa: E402
+    CONNECTION_ARGS,
+    connect,
+    find_by_name,
+    own_id,
+    quote,
+)
 
 KINDS = {"template": ("templatepool", "VMTEMPLATE", "template"), "vnet": ("vnpool", "VNET", "vn")}
 

@@ -6,30 +6,53 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: one_ec2_acl
 short_description: Manage an OpenNebula ACL rule
+version_added: 0.1.0
+author: econe maintainers (!UNKNOWN)
 description:
   - Adds or removes an ACL rule given in oned's string form, e.g. C(@100 HOST/#0 USE) (zone C(#0) unless given).
+extends_documentation_fragment:
+  - econe.opennebula.one_ec2
+  - econe.opennebula.one_ec2.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details:
+      - The diff shows the rule, or nothing where there is none.
 options:
-  rule: {description: The rule., type: str, required: true}
-  state: {description: Whether the rule exists., type: str, choices: [present, absent], default: present}
-  api_url: {description: "oned's XML-RPC URL.", type: str}
-  api_username: {description: An oneadmin-group user., type: str}
-  api_password: {description: Its password., type: str}
-requirements: [pyone]
-author: econe
+  rule:
+    description: The rule, as C(oneacl create) takes it.
+    type: str
+    required: true
+  state:
+    description: Whether the rule exists.
+    type: str
+    choices: [present, absent]
+    default: present
 """
 
 EXAMPLES = r"""
-- name: The ec2 group may use host 0
-  one_ec2_acl:
+- name: The group 100 may use host 0
+  econe.opennebula.one_ec2_acl:
     rule: "@100 HOST/#0 USE"
 """
 
 RETURN = r"""
-id: {description: The rule's id (-1 when absent)., type: int, returned: always}
+id:
+  description: The rule's id (-1 when absent, or when check mode would add it).
+  type: int
+  returned: always
+  sample: 7
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.one_ec2 import CONNECTION_ARGS, connect, find_rule, rule_hex  # noqa: E402
+from ansible_collections.econe.opennebula.plugins.module_utils.one_ec2 import (  # noqa: E402
+    CONNECTION_ARGS,
+    connect,
+    find_rule,
+    rule_hex,
+)
 
 
 def main():

@@ -6,41 +6,63 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: one_ec2_user
 short_description: Manage an OpenNebula user for EC2 access
+version_added: 0.1.0
+author: econe maintainers (!UNKNOWN)
 description:
   - Creates, updates or deletes a user through oned's XML-RPC API (pyone). Its primary group, driver and password
     are kept as given; a changed password is applied. The EC2 secret key of a C(core) user is the SHA-256 hex of its
     password.
   - An C(x509) user (O(dn)) has the subject DNs of its client certificates as its password, as OpenNebula keeps
     them (each whitespace character escaped as a backslash and its hex code, several joined with C(|)); a changed
-    DN, or another driver made C(x509), is applied with one.user.chauth.
+    DN, or another driver made C(x509), is applied with C(one.user.chauth).
+extends_documentation_fragment:
+  - econe.opennebula.one_ec2
+  - econe.opennebula.one_ec2.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details:
+      - The diff shows the state, group, driver and an x509 user's DNs; a changed password shows as C((old)) and
+        C((new)), never the password.
 options:
-  name: {description: User name (the EC2 access key)., type: str, required: true}
-  password: {description: Password; a present user needs it or O(dn)., type: str}
+  name:
+    description: User name (the EC2 access key).
+    type: str
+    required: true
+  password:
+    description: Password; a present user needs it or O(dn).
+    type: str
   dn:
     description:
       - "The subject DN of the user's certificate, or a list of them, in OpenSSL's slash form as
         C(openssl x509 -noout -subject -nameopt compat) prints it without C(subject=): C(/C=ES/O=Example/CN=Carol Doe)."
       - Only with O(auth_driver=x509); excludes O(password).
     type: raw
-  group: {description: Name of the primary group., type: str}
-  auth_driver: {description: "Authentication driver (C(x509) for O(dn)).", type: str, default: core}
-  state: {description: Whether the user exists., type: str, choices: [present, absent], default: present}
-  api_url: {description: "oned's XML-RPC URL.", type: str}
-  api_username: {description: An oneadmin-group user., type: str}
-  api_password: {description: Its password., type: str}
-requirements: [pyone]
-author: econe
+  group:
+    description: Name of the primary group (a new user without it goes to C(users)).
+    type: str
+  auth_driver:
+    description: Authentication driver (C(x509) for O(dn)).
+    type: str
+    default: core
+  state:
+    description: Whether the user exists.
+    type: str
+    choices: [present, absent]
+    default: present
 """
 
 EXAMPLES = r"""
 - name: An EC2 user
-  one_ec2_user:
+  econe.opennebula.one_ec2_user:
     name: alice
     password: "{{ vault_alice_password }}"
     group: ec2
 
 - name: An x509 user (econe_server_auth with x509, and a proxy that verifies client certificates)
-  one_ec2_user:
+  econe.opennebula.one_ec2_user:
     name: carol
     auth_driver: x509
     dn: /C=ES/O=Example/CN=Carol Doe
@@ -48,13 +70,22 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-id: {description: The user's id (-1 when absent)., type: int, returned: always}
+id:
+  description: The user's id (-1 when absent, or when check mode would create it).
+  type: int
+  returned: always
+  sample: 5
 """
 
 import hashlib  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.one_ec2 import CONNECTION_ARGS, connect, escape_dn, find_by_name  # noqa: E402
+from ansible_collections.econe.opennebula.plugins.module_utils.one_ec2 import (  # noqa: E402
+    CONNECTION_ARGS,
+    connect,
+    escape_dn,
+    find_by_name,
+)
 
 
 def stored(driver: str, password: str) -> str:

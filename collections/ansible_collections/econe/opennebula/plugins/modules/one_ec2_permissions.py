@@ -6,25 +6,45 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: one_ec2_permissions
 short_description: Give an OpenNebula object to a group and set its permission bits
+version_added: 0.1.0
+author: econe maintainers (!UNKNOWN)
 description:
   - Sets the group (and optionally the owner) and the nine permission bits of a virtual network, VM template or
-    image, found by name. C(mode) is octal as in C(onevnet chmod), e.g. C(640) or C(644).
+    image, found by name among the objects of the account the module runs as (or of O(owner)).
+extends_documentation_fragment:
+  - econe.opennebula.one_ec2
+  - econe.opennebula.one_ec2.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details:
+      - The diff shows owner, group and the nine permission bits before and after.
 options:
-  kind: {description: Object kind., type: str, choices: [vnet, template, image], required: true}
-  name: {description: Object name., type: str, required: true}
-  group: {description: Name of the group to give it to., type: str}
-  owner: {description: Name of the user to give it to., type: str}
-  mode: {description: Octal permissions (owner, group, other; 4 use, 2 manage, 1 admin)., type: str}
-  api_url: {description: "oned's XML-RPC URL.", type: str}
-  api_username: {description: An oneadmin-group user., type: str}
-  api_password: {description: Its password., type: str}
-requirements: [pyone]
-author: econe
+  kind:
+    description: Object kind.
+    type: str
+    choices: [vnet, template, image]
+    required: true
+  name:
+    description: Object name.
+    type: str
+    required: true
+  group:
+    description: Name of the group to give it to.
+    type: str
+  owner:
+    description: Name of the user to give it to.
+    type: str
+  mode:
+    description: Octal permissions as in C(onevnet chmod), owner, group, other (4 use, 2 manage, 1 admin), e.g. V(640).
+    type: str
 """
 
 EXAMPLES = r"""
 - name: The ec2 group may use the instance type, nobody else
-  one_ec2_permissions:
+  econe.opennebula.one_ec2_permissions:
     kind: template
     name: m1.small
     group: ec2
@@ -32,11 +52,20 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-id: {description: The object's id., type: int, returned: always}
+id:
+  description: The object's id.
+  type: int
+  returned: always
+  sample: 3
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.one_ec2 import CONNECTION_ARGS, connect, find_by_name, own_id  # noqa: E402
+from ansible_collections.econe.opennebula.plugins.module_utils.one_ec2 import (  # noqa: E402
+    CONNECTION_ARGS,
+    connect,
+    find_by_name,
+    own_id,
+)
 
 POOLS = {"vnet": ("vnpool", "VNET", "vn"), "template": ("templatepool", "VMTEMPLATE", "template"),
          "image": ("imagepool", "IMAGE", "image")}  # fmt: skip

@@ -64,7 +64,7 @@ def connect(module):
         path = os.environ.get("ONE_AUTH", os.path.expanduser("~/.one/one_auth"))
         try:
             with open(path) as f:
-                user, _, password = f.read().strip().partition(":")
+                user, password = f.read().strip().partition(":")[::2]  # user:password
         except OSError as e:
             module.fail_json(
                 msg=f"no credentials for oned: give api_username/api_password or a readable ONE_AUTH "
