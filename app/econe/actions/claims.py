@@ -117,7 +117,12 @@ def _claim(ctx: Context, claim_name: str) -> int | None:
         if not _held(ctx, claim_name):  # refused for another reason (no CREATE on templates): the answer
             raise
         return None
-    if min(t.id for t in _held(ctx, claim_name)) != mine:  # two allocations passed oned's name check at once
+    try:
+        first = min((t.id for t in _held(ctx, claim_name)), default=mine)
+    except EC2Error:
+        _release(ctx, mine)
+        raise
+    if first != mine:  # two allocations passed oned's name check at once: the lower id counts
         _release(ctx, mine)
         return None
     return mine

@@ -321,7 +321,7 @@ def run_instances(ctx: Context, p: dict) -> dict:
         made = _made_for(ctx, token)
         if not made:
             return None
-        if any(vm.user_template.get(ASKED, asked) != asked for vm in made):  # (made before econe noted it: as asked)
+        if any(vm.user_template.get(ASKED, asked) != asked for vm in made):  # a VM without it: older than the digest
             why = f"The ClientToken '{token}' was used for a RunInstances of other parameters."
             raise EC2Error("IdempotentParameterMismatch", why)
         return _run_answer(ctx, made)

@@ -257,15 +257,13 @@ def create_volume(ctx: Context, p: dict) -> dict:
     asked = (size, vtype, ids.fmt("snap", snapshot.id) if snapshot else "")
 
     def find() -> dict | None:  # the same ClientToken again (boto3 sends one with every call) is the same volume
-        made = [
-            i for i in ctx.session.images(mine=True) if i.template.get("EC2_CLIENT_TOKEN") == token and is_volume(i)
-        ]
+        mine = ctx.session.images(mine=True)  # a pool call: as oned has them now
+        made = [i for i in mine if i.template.get("EC2_CLIENT_TOKEN") == token and is_volume(i)]
         if not made:
             return None
         if _asked_for(made[0]) != asked:
-            raise EC2Error(
-                "IdempotentParameterMismatch", f"The ClientToken '{token}' was used for a volume of other parameters."
-            )
+            why = f"The ClientToken '{token}' was used for a volume of other parameters."
+            raise EC2Error("IdempotentParameterMismatch", why)
         return describe(made[0], [])
 
     return claims.once(ctx, "vol", token, find, make)
