@@ -574,9 +574,18 @@ class UserSession:
         self.gateway.remember(vmid, user_attrs, arch)
 
     # -- templates --------------------------------------------------------
-    def templates(self) -> list[Template]:
-        pool = self._call("one.templatepool.info", -2, -1, -1)
+    def templates(self, mine: bool = False) -> list[Template]:
+        """The VM templates the user may use, or (*mine*) only its own: oned's pool filter -2 or -3."""
+        pool = self._call("one.templatepool.info", -3 if mine else -2, -1, -1)
         return [parse_template(el) for el in xml(pool).iterfind("VMTEMPLATE")]
+
+    def template_allocate(self, text: str) -> int:
+        self._changes()
+        return self._call("one.template.allocate", text)
+
+    def template_delete(self, template_id: int) -> None:
+        self._changes()
+        self._call("one.template.delete", template_id, False)
 
     def instantiate(self, template_id: int, name: str, extra: str, hold: bool = False) -> int:
         self._changes()
