@@ -131,10 +131,9 @@ def serve(cfg: Config) -> int:
             "as any x509 user",
             ", ".join(map(str, cfg.trusted_proxies)),
         )
-    for port, prepare in ((cfg.port, server.prepare), (cfg.metrics_port, listener and listener.prepare)):
+    for port, ready in [(cfg.port, server), *([(cfg.metrics_port, listener)] if listener else [])]:
         try:
-            if prepare:
-                prepare()
+            ready.prepare()  # binds and listens: a port in use is said now, with its number
         except OSError as e:
             log.error("cannot listen on %s:%d: %s", cfg.host, port, e)
             print(f"econe-server: cannot listen on {cfg.host}:{port}: {e}", file=sys.stderr)
