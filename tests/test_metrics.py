@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, quote, urlencode
 
 import botocore.exceptions
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from econe.auth import v2_signature, v2_string_to_sign
@@ -50,8 +51,6 @@ def metered(stack, tmp_path_factory):
 
 
 def _metrics_port(econe) -> int:
-    import yaml
-
     return yaml.safe_load(econe.conf.read_text())[":metrics_port"]
 
 
@@ -111,8 +110,7 @@ def test_requests_latencies_oned_calls_and_auth_failures_are_counted_with_bounde
     before = scrape(port)
     ec2 = metered.client()
     ec2.describe_instances()  # a good one, which calls oned
-    e2e_status = e2e.signed_v2(metered, {"Action": "NoSuchActionXyz"})[0]  # signed, not an action
-    assert e2e_status == 400
+    assert e2e.signed_v2(metered, {"Action": "NoSuchActionXyz"})[0] == 400  # signed, not an action
     unsigned = f"{metered.econe.url}/?Action=DescribeRegions&Version=2016-11-15"
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(unsigned, timeout=5)
@@ -309,8 +307,6 @@ def test_ready_to_systemd_once_listening_and_sigterm_finishes_the_request_in_fli
     env = {**os.environ, "ONE_CIPHER_AUTH": str(stack.cloud.server_auth), "NOTIFY_SOCKET": "@" + name}
     proc = _run(conf, env=env)
     try:
-        import yaml
-
         port = yaml.safe_load(conf.read_text())[":port"]
         assert b"READY=1" in notify.recv(4096).split(b"\n")
         assert _listens(port) and _get(metrics, "/health") == (200, "ok\n")  # listening when it said so
