@@ -644,6 +644,7 @@ def test_tag_values_come_back_exactly(stack):
     assert json.loads(vm.USER_TEMPLATE["EC2_TAGS"]) == HARD_TAGS
     assert set(vm.USER_TEMPLATE) == {
         "EC2_CLIENT_TOKEN",  # boto3 sends one of its own
+        "EC2_CLIENT_REQUEST",  # with it, a digest of what was asked (IdempotentParameterMismatch)
         "EC2_IMAGE_ID",
         "EC2_INSTANCE_TYPE",
         "EC2_LAUNCH_INDEX",

@@ -57,7 +57,13 @@ class Request:
 
 
 def _expired() -> EC2Error:
-    return EC2Error("RequestExpired", "Request has expired.", 400)
+    return EC2Error("RequestExpired", "Request has expired.", 400, auth_reason="expired")
+
+
+def reason_of(error: EC2Error) -> str:
+    """Why *error* refused a request's authentication (a label of the metrics): the reason it carries, or
+    else that the signature could not be read (its parameters, algorithm, credential scope or date)."""
+    return error.auth_reason or "malformed"
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -105,7 +111,12 @@ def verify(req: Request, account_of, now: datetime) -> str:
         return verify_v4(req, account_of, now)
     if version == 2:
         return verify_v2(req, account_of, now)
-    raise EC2Error("AuthFailure", "The request is not signed: no Signature or AWS4-HMAC-SHA256 Authorization.", 401)
+    raise EC2Error(
+        "AuthFailure",
+        "The request is not signed: no Signature or AWS4-HMAC-SHA256 Authorization.",
+        401,
+        auth_reason="missing",
+    )
 
 
 # ------------------------------------------------------------------ Signature Version 2
@@ -125,11 +136,11 @@ def v2_signature(secret: str, string_to_sign: str, method: str = "HmacSHA256") -
 def _accepted(access_key: str, account: Account | None, matched: bool) -> str:
     """The access key, once its signature was computed (also for no account, with an empty secret)."""
     if account is None:
-        raise auth_failure(f"no user named {access_key!r} (core or public)")
+        raise auth_failure(f"no user named {access_key!r} (core or public)", "unknown_key")
     if not account.enabled:
-        raise auth_failure(f"user {access_key!r} is disabled")
+        raise auth_failure(f"user {access_key!r} is disabled", "disabled")
     if not matched:
-        raise auth_failure(f"signature does not match for {access_key!r}")
+        raise auth_failure(f"signature does not match for {access_key!r}", "signature")
     return access_key
 
 

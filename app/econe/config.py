@@ -32,6 +32,7 @@ class Config:
     one_xmlrpc: str = "http://localhost:2633/RPC2"
     host: str = "127.0.0.1"
     port: int = 4567
+    metrics_port: int | None = None  # the Prometheus metrics and /health listener (on host); None: none
     ssl_server: str | None = None
     auth: tuple = ("ec2",)  # how clients authenticate: EC2 signatures, client certificates (x509), or both
     core_auth: str = "cipher"
@@ -44,6 +45,7 @@ class Config:
     log_file: str = "/var/log/one/econe-server.log"
     pid_file: str = "/var/run/one/econe-server.pid"
     debug_level: int = 2
+    log_format: str = "text"  # or json: one JSON object per line
     max_upload_size: int = 10 * 1024**3
     # the proxies whose Forwarded header names the client (addresses or networks)
     trusted_proxies: tuple = field(default_factory=lambda: _networks(["127.0.0.1", "::1"]))
@@ -67,7 +69,7 @@ class Config:
 
 
 # key -> (checker, description); the original keys, plus pid_file, trusted_proxies, proxy_secret_file,
-# threads, max_count, request_timeout and cache_ttl
+# threads, max_count, request_timeout, cache_ttl, metrics_port and log_format
 def _url(v):
     return isinstance(v, str) and urlparse(v).scheme in ("http", "https") and bool(urlparse(v).netloc)
 
@@ -82,6 +84,7 @@ KEYS = {
     "one_xmlrpc": (_url, "must be an http(s) URL of oned's XML-RPC endpoint"),
     "host": (lambda v: isinstance(v, str) and v != "", "must be a host name or address"),
     "port": (_int_range(1, 65535), "must be an integer 1-65535"),
+    "metrics_port": (lambda v: v is None or _int_range(1, 65535)(v), "must be an integer 1-65535"),
     "ssl_server": (lambda v: v is None or _url(v), "must be the proxy's public URL, like https://host:8443"),
     "auth": (lambda v: _methods(v) is not None, "must be ec2, x509 or a list of both, like [ec2, x509]"),
     "core_auth": (lambda v: v in ("cipher", "x509"), "must be cipher or x509"),
@@ -97,6 +100,7 @@ KEYS = {
     "log_file": (lambda v: isinstance(v, str) and v != "", "must be a file path"),
     "pid_file": (lambda v: isinstance(v, str) and v != "", "must be a file path"),
     "debug_level": (_int_range(0, 3), "must be an integer 0 (errors) to 3 (debug)"),
+    "log_format": (lambda v: v in ("text", "json"), "must be text or json"),
     "max_upload_size": (lambda v: _size(v) is not None, "must be a size in bytes, like 10737418240 or 10G"),
     "trusted_proxies": (
         lambda v: _networks(v) is not None,
@@ -190,6 +194,8 @@ def load(path: str, environ=os.environ) -> Config:
             continue
         if hasattr(cfg, key):
             setattr(cfg, key, value)
+    if cfg.metrics_port is not None and cfg.metrics_port == cfg.port:
+        raise ConfigError(f"{name}: {seen['metrics_port']} must differ from {seen.get('port', ':port:')} ({cfg.port})")
     if cfg.core_auth == "x509":  # the server account signing its sessions with a certificate
         raise ConfigError(f"{name}: {seen['core_auth']} x509 is not implemented by this version; use cipher")
     types = data.get(":instance_types") or data.get("instance_types") or {}
@@ -198,6 +204,21 @@ def load(path: str, environ=os.environ) -> Config:
     if cfg.proxy_secret_file:
         label = f"{name}: {seen['proxy_secret_file']} {cfg.proxy_secret_file}"
         cfg.proxy_secret = _proxy_secret(cfg.proxy_secret_file, label)
+    return cfg
+
+
+def with_ports(cfg: Config, port: int | None, metrics_port: int | None) -> Config:
+    """*cfg* with the command line's ``--port`` and ``--metrics-port``, which beat the file's: one econe.conf
+    serves every instance of a host, each run with its own ports."""
+    cfg.port = cfg.port if port is None else port
+    cfg.metrics_port = cfg.metrics_port if metrics_port is None else metrics_port
+    if cfg.metrics_port == cfg.port:
+        same = (
+            f"--metrics-port {metrics_port} is also the port"
+            if metrics_port
+            else f"--port {port} is also the metrics port"
+        )
+        raise ConfigError(f"{same} ({cfg.source}): give each its own")
     return cfg
 
 

@@ -41,6 +41,7 @@ from cheroot import connections, errors, server, wsgi
 
 from . import model
 from .errors import EC2Error
+from .metrics import UNKNOWN, Metrics
 
 MAX_HEAD = 64 * 1024  # request line and headers: a SigV2 GET with many parameters fits; lighttpd in front allows 32 KiB
 MIN_RATE = 1024  # bytes per second a body must keep up, over each request_timeout window
@@ -282,6 +283,7 @@ class EdgeRequest(server.HTTPRequest):
         forwarded = (self.inheaders or {}).get(b"Forwarded")
         client = client_of(self.conn.remote_addr, forwarded and forwarded.decode("latin-1"), self.server.trusted)
         log.info("client=%s status=%d %s", client.address, number, message, extra={"request_id": request_id})
+        self.server.metrics.request(UNKNOWN, number)  # not an action's: the application never saw it
         try:
             self.conn.wfile.write(data)
         except OSError as e:
@@ -496,6 +498,7 @@ class EdgeConnections(connections.ConnectionManager):
             refusal.message,
             extra={"request_id": request_id},
         )
+        self.server.metrics.request(UNKNOWN, refusal.status)
         _send_now(conn, data)
         conn.close()
 
@@ -543,7 +546,14 @@ class EdgeServer(wsgi.Server):
     ConnectionClass = EdgeConnection
 
     def __init__(
-        self, bind_addr, app, threads: int, request_timeout: float, max_body: int, trusted: tuple[Network, ...] = ()
+        self,
+        bind_addr,
+        app,
+        threads: int,
+        request_timeout: float,
+        max_body: int,
+        trusted: tuple[Network, ...] = (),
+        metrics: Metrics | None = None,
     ):
         super().__init__(
             bind_addr,
@@ -562,6 +572,7 @@ class EdgeServer(wsgi.Server):
         self.large_bodies = threading.BoundedSemaphore(max(1, threads // 2))  # the others answer everyone else
         self.trusted = trusted  # proxies whose Forwarded header names the client in the edge's log lines
         self.fd_reserve = 3 * threads + 32  # what the workers may hold open at once, and the process's own files
+        self.metrics = metrics or Metrics()  # counts the answers the edge gives itself
 
     def prepare(self):
         super().prepare()

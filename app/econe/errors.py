@@ -4,12 +4,14 @@ from __future__ import annotations
 
 
 class EC2Error(Exception):
-    def __init__(self, code: str, message: str, status: int = 400, detail: str = ""):
+    def __init__(self, code: str, message: str, status: int = 400, detail: str = "", *, auth_reason: str = ""):
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
         self.detail = detail  # what really happened, for the server log only: the client gets the message
+        # why authentication refused the request, for the metrics (one of metrics.AUTH_REASONS); never the client's
+        self.auth_reason = auth_reason
 
 
 def missing(name: str) -> EC2Error:
@@ -21,9 +23,11 @@ def invalid(name: str, value, reason: str = "") -> EC2Error:
     return EC2Error("InvalidParameterValue", f"{text} {reason}".strip())
 
 
-def auth_failure(detail: str = "") -> EC2Error:
+def auth_failure(detail: str = "", reason: str = "") -> EC2Error:
     # one answer for an unknown access key, a wrong signature and a disabled user: nothing tells which
-    return EC2Error("AuthFailure", "AWS was not able to validate the provided access credentials", 401, detail)
+    return EC2Error(
+        "AuthFailure", "AWS was not able to validate the provided access credentials", 401, detail, auth_reason=reason
+    )
 
 
 def dry_run_succeeded() -> EC2Error:

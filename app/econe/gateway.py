@@ -13,6 +13,7 @@ than pyone's generated bindings (which cost ~0.1 ms per VM, and keep no error co
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -33,6 +34,7 @@ from one.x509 import dns_of
 from . import ids
 from .auth import Account
 from .errors import EC2Error, auth_failure, dry_run_succeeded, internal_error, unauthorized, unavailable
+from .metrics import Metrics
 from .objects import (
     VM,
     Image,
@@ -148,14 +150,30 @@ class RawXMLRPC:
 
     _TYPES = {"i4": int, "int": int, "i8": int, "boolean": lambda t: t == "1", "string": str, "double": float}
 
-    def __init__(self, url: str, timeout: float = TIMEOUT):
+    def __init__(self, url: str, timeout: float = TIMEOUT, metrics: Metrics | None = None):
         parts = urlparse(url)
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         self.conn = cls(parts.hostname, parts.port, timeout=timeout)
         self.path = parts.path or "/RPC2"
+        self.metrics = metrics  # where each call's time is counted (econe_oned_call_duration_seconds)
 
     def call(self, method: str, *params):
-        body = xmlrpc.client.dumps(params, method).encode()
+        with self.metrics.oned_call(method) if self.metrics else contextlib.nullcontext():
+            data, status, reason = self._exchange(method, xmlrpc.client.dumps(params, method).encode())
+        if status != 200:
+            raise xmlrpc.client.ProtocolError(self.path, status, reason, {})
+        root = xml(data)
+        fault = root.find("fault")
+        if fault is not None:
+            raise xmlrpc.client.Fault(-1, etree.tostring(fault, encoding="unicode"))
+        out = []
+        for v in root.iterfind("params/param/value/array/data/value"):
+            typed = v[0] if len(v) else None
+            out.append(self._TYPES.get(typed.tag, str)(typed.text or "") if typed is not None else (v.text or ""))
+        return out
+
+    def _exchange(self, method: str, body: bytes) -> tuple[bytes, int, str]:
+        """oned's answer to *body*: (its bytes, HTTP status, reason)."""
         # a kept-alive connection oned closed meanwhile is reopened once, for a read only: a call that
         # changes oned may have been done before the connection broke, and must not be done twice
         again = self.conn.sock is not None and method.endswith(("info", "infoextended"))
@@ -169,17 +187,7 @@ class RawXMLRPC:
                 self.conn.close()
                 if attempt:
                     raise
-        if resp.status != 200:
-            raise xmlrpc.client.ProtocolError(self.path, resp.status, resp.reason, {})
-        root = xml(data)
-        fault = root.find("fault")
-        if fault is not None:
-            raise xmlrpc.client.Fault(-1, etree.tostring(fault, encoding="unicode"))
-        out = []
-        for v in root.iterfind("params/param/value/array/data/value"):
-            typed = v[0] if len(v) else None
-            out.append(self._TYPES.get(typed.tag, str)(typed.text or "") if typed is not None else (v.text or ""))
-        return out
+        return data, resp.status, resp.reason
 
     def value(self, session: str, user: str, method: str, *args, not_found=None, visible=False):
         """What oned answers to *method* for *session* (acting as *user*), or the EC2 error for its refusal."""
@@ -206,8 +214,11 @@ class OnedRefusal(EC2Error):
 class Gateway:
     """One per server: the server account, econe's copy of the users, and sessions for users."""
 
-    def __init__(self, url: str, server_user: str, server_password: str, attrs_ttl: float = 30):
+    def __init__(
+        self, url: str, server_user: str, server_password: str, attrs_ttl: float = 30, metrics: Metrics | None = None
+    ):
         self.url = url
+        self.metrics = metrics or Metrics()
         self.attrs_ttl = attrs_ttl  # seconds a VM's EC2 attributes are used before they are read again
         self.server_user = server_user
         self.key = hashlib.sha256(server_password.encode()).hexdigest()
@@ -226,6 +237,10 @@ class Gateway:
         self._records_size = 0  # the length of the elements kept
         self._attrs_read: dict[str, float] = {}  # user -> when a listing last read the EC2 attributes
 
+    def rpc(self, timeout: float = TIMEOUT) -> RawXMLRPC:
+        """A connection to oned, whose calls are timed in the server's metrics."""
+        return RawXMLRPC(self.url, timeout, self.metrics)
+
     def session_string(self, user: str, refused: str = "") -> str:
         """The session econe acts for *user* with: ``user:<login token>`` (a new one when *refused*), or
         the user's server_cipher session where oned gives none: always for the server account itself."""
@@ -242,7 +257,7 @@ class Gateway:
         if self._signed_out:
             return cipher, NO_TOKEN_RETRY
         try:
-            token = RawXMLRPC(self.url).value(cipher, user, "one.user.login", user, "", TOKEN_LIFETIME, -1)
+            token = self.rpc().value(cipher, user, "one.user.login", user, "", TOKEN_LIFETIME, -1)
         except OnedRefusal as e:
             if e.oned_code == AUTHENTICATION or e.code == "Unavailable":
                 raise
@@ -263,7 +278,7 @@ class Gateway:
             if left <= 0:
                 break
             try:
-                RawXMLRPC(self.url, timeout=left).value(f"{user}:{token}", user, "one.user.login", user, token, 0, -1)
+                self.rpc(timeout=left).value(f"{user}:{token}", user, "one.user.login", user, token, 0, -1)
             except EC2Error as e:  # oned's words would name the token
                 log.info("the login token econe held for %r was not revoked: %s", user, e.code)
                 if e.code == "Unavailable":
@@ -272,7 +287,7 @@ class Gateway:
     def _as_server(self, method: str, *args) -> str:
         """A call with the server account's own rights. Its refusal is the service's trouble, never the client's."""
         try:
-            return RawXMLRPC(self.url).value(self.session_string(self.server_user), self.server_user, method, *args)
+            return self.rpc().value(self.session_string(self.server_user), self.server_user, method, *args)
         except EC2Error as e:
             raise e if e.status >= 500 else internal_error(e.detail) from None
 
@@ -466,7 +481,7 @@ class UserSession:
         self.gateway = gateway
         self.user = user
         self.is_dry_run = dry_run
-        self._rpc = RawXMLRPC(gateway.url)  # connects at its first call
+        self._rpc = gateway.rpc()  # connects at its first call
 
     def _call(self, method: str, *args, not_found: EC2Error | None = None, visible: bool = False):
         session = self.gateway.session_string(self.user)
@@ -574,9 +589,18 @@ class UserSession:
         self.gateway.remember(vmid, user_attrs, arch)
 
     # -- templates --------------------------------------------------------
-    def templates(self) -> list[Template]:
-        pool = self._call("one.templatepool.info", -2, -1, -1)
+    def templates(self, mine: bool = False) -> list[Template]:
+        """The VM templates the user may use, or (*mine*) only its own: oned's pool filter -2 or -3."""
+        pool = self._call("one.templatepool.info", -3 if mine else -2, -1, -1)
         return [parse_template(el) for el in xml(pool).iterfind("VMTEMPLATE")]
+
+    def template_allocate(self, text: str) -> int:
+        self._changes()
+        return self._call("one.template.allocate", text)
+
+    def template_delete(self, template_id: int) -> None:
+        self._changes()
+        self._call("one.template.delete", template_id, False)
 
     def instantiate(self, template_id: int, name: str, extra: str, hold: bool = False) -> int:
         self._changes()

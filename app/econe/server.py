@@ -1,13 +1,16 @@
-"""``econe-server [-c FILE] start|stop|restart|status|run``: the EC2 Query service on Cheroot.
+"""``econe-server [-c FILE] [--port P] [--metrics-port M] start|stop|restart|status|run|check``: the EC2
+Query service on Cheroot.
 
-``run`` stays in the foreground (systemd, tests); ``start`` runs it in the background with a pid
-file and waits until it answers; ``stop`` sends SIGTERM and waits; ``status`` exits 0 when it runs,
-3 when it does not (LSB). Configuration mistakes are reported with file, key and reason, exit 2.
+``run`` stays in the foreground (systemd, tests): it tells systemd ``READY=1`` once it listens, and on
+SIGTERM stops accepting, finishes the requests in flight and exits 0. ``start`` runs it in the background
+with a pid file and waits until it answers; ``stop`` sends SIGTERM and waits; ``status`` exits 0 when it
+runs, 3 when it does not (LSB). Configuration mistakes are reported with file, key and reason, exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import logging.handlers
 import os
@@ -17,12 +20,15 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 
 from . import __version__, model
 from .actions import ACTIONS
-from .config import DEFAULT_PATH, Config, ConfigError, load
+from .config import DEFAULT_PATH, Config, ConfigError, load, with_ports
 from .edge import EdgeServer
 from .gateway import Gateway
+from .metrics import Metrics, MetricsServer
+from .notify import notify
 from .web import MAX_FORM, make_app
 
 LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
@@ -48,6 +54,23 @@ class _LogFile(logging.handlers.WatchedFileHandler):
             self.handleError(record)
 
 
+class _JsonLines(logging.Formatter):
+    """``:log_format: json``: one JSON object a line, with time (UTC), level, request_id and message, and
+    the fields of a request's line (``fields``, which web.py gives it: what its text says, no secret)."""
+
+    def format(self, record):
+        line = {
+            **getattr(record, "fields", {}),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "request_id": record.request_id,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
 def setup_logging(cfg: Config, to_stderr: bool) -> None:
     handler: logging.Handler
     if to_stderr or cfg.log_file == "-":
@@ -55,7 +78,7 @@ def setup_logging(cfg: Config, to_stderr: bool) -> None:
     else:
         os.makedirs(os.path.dirname(cfg.log_file) or ".", exist_ok=True)
         handler = _LogFile(cfg.log_file)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(_JsonLines() if cfg.log_format == "json" else logging.Formatter(FORMAT))
     handler.addFilter(_DefaultRequestId())
     root = logging.getLogger("econe")
     root.handlers[:] = [handler]
@@ -69,19 +92,25 @@ STOP_WAIT = 30  # seconds a stop waits for the requests in flight before econe r
 def serve(cfg: Config) -> int:
     log = logging.getLogger("econe")
     model.prepare(op for name, act in ACTIONS.items() if (op := model.operation(name, act.service)))
-    gateway = Gateway(cfg.one_xmlrpc, cfg.server_user, cfg.server_password, cfg.cache_ttl)
+    metrics = Metrics()
+    gateway = Gateway(cfg.one_xmlrpc, cfg.server_user, cfg.server_password, cfg.cache_ttl, metrics)
     server = EdgeServer(
         (cfg.host, cfg.port),
-        make_app(cfg, gateway),
+        make_app(cfg, gateway, metrics),
         threads=cfg.threads,
         request_timeout=cfg.request_timeout,
         max_body=cfg.max_upload_size + MAX_FORM,  # an upload's fields and file part
         trusted=cfg.trusted_proxies,
+        metrics=metrics,
     )
+    listener = MetricsServer(cfg.host, cfg.metrics_port, metrics) if cfg.metrics_port else None
 
     stopped = threading.Event()  # set once the requests in flight are done (or given up by Cheroot)
 
     def stop(*_):
+        metrics.stopping = True  # /health answers 503 while the requests in flight finish
+        notify("STOPPING=1")
+
         # stop() joins the worker threads: never from the signal handler's own (serving) thread
         def finish():
             server.stop()
@@ -92,22 +121,31 @@ def serve(cfg: Config) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("econe %s listening on http://%s:%d/ (oned %s)", __version__, cfg.host, cfg.port, cfg.one_xmlrpc)
+    metrics_at = f", metrics on http://{cfg.host}:{cfg.metrics_port}/metrics" if listener else ""
+    log.info(
+        "econe %s listening on http://%s:%d/ (oned %s%s)", __version__, cfg.host, cfg.port, cfg.one_xmlrpc, metrics_at
+    )
     if "x509" in cfg.auth and not cfg.proxy_secret:
         log.warning(
             "x509 without proxy_secret_file: any process connecting from a trusted proxy's address (%s) may act "
             "as any x509 user",
             ", ".join(map(str, cfg.trusted_proxies)),
         )
-    try:
-        server.prepare()
-    except OSError as e:
-        log.error("cannot listen on %s:%d: %s", cfg.host, cfg.port, e)
-        print(f"econe-server: cannot listen on {cfg.host}:{cfg.port}: {e}", file=sys.stderr)
-        return 1
+    for port, ready in [(cfg.port, server), *([(cfg.metrics_port, listener)] if listener else [])]:
+        try:
+            ready.prepare()  # binds and listens: a port in use is said now, with its number
+        except OSError as e:
+            log.error("cannot listen on %s:%d: %s", cfg.host, port, e)
+            print(f"econe-server: cannot listen on {cfg.host}:{port}: {e}", file=sys.stderr)
+            return 1
+    if listener:
+        listener.start()
+    notify("READY=1")  # both ports listen: what connects now is queued until the loop below takes it
     server.serve()  # returns as a stop begins, while requests in flight still run (and log users in)
     stopped.wait(STOP_WAIT)
     gateway.sign_out()
+    if listener:
+        listener.stop()
     log.info("stopped")
     return 0
 
@@ -146,6 +184,9 @@ def start(cfg: Config, config_path: str) -> int:
         cfg.pid_file,
         "--log-file",
         cfg.log_file,
+        "--port",
+        str(cfg.port),
+        *(["--metrics-port", str(cfg.metrics_port)] if cfg.metrics_port else []),
         "run",
     ]
     proc = subprocess.Popen(
@@ -197,6 +238,12 @@ def status(cfg: Config) -> int:
     return 3
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be an integer 1-65535, got {text!r}")
+    return int(text)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="econe-server",
@@ -211,6 +258,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--pid-file", help="pid file (default: econe.conf pid_file, /var/run/one/econe-server.pid)")
     parser.add_argument("--log-file", help="log file (default: econe.conf log_file; '-' for standard error)")
+    parser.add_argument(
+        "--port", type=_port, help="the EC2 port (beats econe.conf's port: one file serves every instance)"
+    )
+    parser.add_argument(
+        "--metrics-port", type=_port, help="the metrics and /health port (beats econe.conf's metrics_port)"
+    )
     parser.add_argument("--version", action="version", version=f"econe-server {__version__}")
     parser.add_argument(
         "command",
@@ -220,7 +273,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        cfg = load(args.config)
+        cfg = with_ports(load(args.config), args.port, args.metrics_port)
     except ConfigError as e:
         print(f"econe-server: {e}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ from .config import Config
 from .edge import client_of, content_length
 from .errors import EC2Error, auth_failure, dry_run_succeeded
 from .gateway import Gateway
+from .metrics import UNKNOWN, Metrics
 
 METHODS = ("GET", "HEAD", "POST")  # HEAD: GET's answer without its body (Bottle drops it)
 MAX_FORM = 1024 * 1024  # bytes of a form-encoded request
@@ -39,20 +40,21 @@ class RequestLog(logging.LoggerAdapter):
         return msg, kwargs
 
 
-def make_app(config: Config, gateway: Gateway | None = None) -> bottle.Bottle:
+def make_app(config: Config, gateway: Gateway | None = None, metrics: Metrics | None = None) -> bottle.Bottle:
     gateway = gateway or Gateway(config.one_xmlrpc, config.server_user, config.server_password, config.cache_ttl)
+    metrics = metrics or Metrics()
     app = bottle.Bottle()
     app.config["catchall"] = False  # what escapes handle() reaches Cheroot, whose 500 the edge words as EC2's
 
     @app.route("/", method="ANY")  # other methods get an EC2 error too, not Bottle's HTML page
     @app.route("/<path:path>", method="ANY")
     def endpoint(path: str = ""):
-        return handle(bottle.request, bottle.response, config, gateway)
+        return handle(bottle.request, bottle.response, config, gateway, metrics)
 
     return app
 
 
-def handle(request, response, config: Config, gateway: Gateway) -> bytes:
+def handle(request, response, config: Config, gateway: Gateway, metrics: Metrics) -> bytes:
     request_id = str(uuid.uuid4())
     rlog = RequestLog(log, {"request_id": request_id})
     # who sent it, as a trusted proxy forwards it (never Bottle's remote_route: X-Forwarded-For from anyone)
@@ -62,6 +64,7 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
     action, user, status = "-", "-", 200
     version = ""
     staged = None
+    uploading = False  # an upload admitted: counted in econe_uploads_in_flight until its answer
     call = None  # (botocore operation or None, Action, inputs) once admitted
     try:
         if request.method not in METHODS:
@@ -72,7 +75,7 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
         def admit(form: list, body_hash: str | None, with_file: bool) -> None:
             """Everything decided before any work: parameters, action, signature. An upload is
             admitted when its file part begins, before a byte of the file is written."""
-            nonlocal action, user, version, call
+            nonlocal action, user, version, call, uploading
             params = query + form
             _check_characters(params)
             version = _param(params, "Version") or ""
@@ -100,9 +103,17 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
                 body_sha256=body_hash,
                 service=act.service,
             )
-            user = _authenticate(signed, client, config, gateway)
+            try:
+                user = _authenticate(signed, client, config, gateway)
+            except EC2Error as e:
+                if e.status < 500:  # not oned unreachable while econe read the users
+                    metrics.auth_failures.labels(auth.reason_of(e)).inc()
+                raise
             op, inputs = _inputs(action, act, params)
             call = op, act, inputs
+            if with_file:
+                uploading = True
+                metrics.uploads_in_flight.inc()
 
         try:
             form, staged, body_hash = _read_body(request, config, lambda fields: admit(fields, None, with_file=True))
@@ -144,15 +155,23 @@ def handle(request, response, config: Config, gateway: Gateway) -> bytes:
     finally:
         if staged and os.path.exists(staged):  # an upload that did not reach oned leaves nothing behind
             os.unlink(staged)
+        if uploading:
+            metrics.uploads_in_flight.dec()
+        seconds = time.perf_counter() - started
+        metrics.request(action if action in ACTIONS else UNKNOWN, status, seconds)  # no label a client makes up
+        line = {
+            "method": request.method,
+            "path": request.path,
+            "client": client.address,
+            "user": user,
+            "action": action,
+            "status": status,
+            "ms": round(seconds * 1000, 1),
+        }  # the text says it; a JSON log line also has them as its fields
         rlog.info(
-            "%s %s client=%s user=%s action=%s status=%s ms=%.1f",
-            request.method,
-            request.path,
-            client.address,
-            user,
-            action,
-            status,
-            (time.perf_counter() - started) * 1000,
+            "%(method)s %(path)s client=%(client)s user=%(user)s action=%(action)s status=%(status)s ms=%(ms).1f",
+            line,
+            extra={"fields": line},
         )
 
 
@@ -167,7 +186,7 @@ def _authenticate(req: auth.Request, client, config: Config, gateway: Gateway) -
     if client.dn is not None and config.proxy_secret:
         sent = req.headers.get("x-econe-proxy-secret", "")
         if not hmac.compare_digest(sent.encode(), config.proxy_secret.encode()):
-            raise auth_failure("a client certificate DN without the proxy secret (X-Econe-Proxy-Secret)")
+            raise auth_failure("a client certificate DN without the proxy secret (X-Econe-Proxy-Secret)", "x509")
     return x509.user_of(client.dn, gateway.x509_users)
 
 

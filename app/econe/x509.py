@@ -59,16 +59,16 @@ def user_of(seen: str | None, users_of) -> str:
     """The name of the x509 user with the DN *seen*; *users_of(dn)* lists (name, enabled) of the x509
     users whose password lists *dn*."""
     if seen is None:
-        raise auth_failure("no client certificate DN from a trusted proxy")
+        raise auth_failure("no client certificate DN from a trusted proxy", "x509")
     dn = opennebula_dn(seen)
     if dn is None:
-        raise auth_failure(f"the trusted proxy forwarded a DN econe cannot read: {seen!r}")
+        raise auth_failure(f"the trusted proxy forwarded a DN econe cannot read: {seen!r}", "x509")
     users = users_of(dn)
     if not users:
-        raise auth_failure(f"no x509 user has the DN {dn}")  # printable: escaped as OpenNebula escapes it
+        raise auth_failure(f"no x509 user has the DN {dn}", "x509")  # printable: escaped as OpenNebula escapes it
     if len(users) > 1:
-        raise auth_failure(f"x509 users {', '.join(sorted(repr(n) for n, _ in users))} share the DN {dn}")
+        raise auth_failure(f"x509 users {', '.join(sorted(repr(n) for n, _ in users))} share the DN {dn}", "x509")
     name, enabled = users[0]
     if not enabled:
-        raise auth_failure(f"x509 user {name!r} is disabled")
+        raise auth_failure(f"x509 user {name!r} is disabled", "x509")
     return name

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from econe import config, ids, model, states
-from econe.actions import ACTIONS, check_stored, instances
+from econe.actions import ACTIONS, check_stored, claims
 from econe.actions.filters import wildcards
 from econe.actions.instance_types import render_file_template
 from econe.config import Config
@@ -172,14 +172,14 @@ def test_values_that_reach_a_template_are_refused_by_parameter_name(key, value, 
     assert e.value.message == f"Value for {key} cannot be stored in an OpenNebula template: {reason}"
 
 
-def test_client_token_locks_live_only_while_used():
-    """The table of ClientToken locks keeps no entry once no request holds or waits for it (the
-    waiting itself is the end-to-end race test's)."""
-    with instances._token_lock("alice", "t1"):
-        with instances._token_lock("alice", "t2"):
-            assert set(instances._token_locks) == {("alice", "t1"), ("alice", "t2")}
-        assert set(instances._token_locks) == {("alice", "t1")}
-    assert instances._token_locks == {}
+def test_client_token_queues_live_only_while_used():
+    """The table of a server's ClientToken queues keeps no entry once no request holds or waits for
+    it (the claim in oned is tests/test_client_token_claims.py's)."""
+    with claims._queued("alice", "run", "t1"):
+        with claims._queued("alice", "run", "t2"):
+            assert set(claims._queues) == {("alice", "run", "t1"), ("alice", "run", "t2")}
+        assert set(claims._queues) == {("alice", "run", "t1")}
+    assert claims._queues == {}
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
-import contextlib
 import functools
+import hashlib
 import ipaddress
 import json
+import math
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +20,9 @@ from one import template as tpl
 from one.codes import LCM_STATE, VM_STATE
 
 from .. import ids, model, states
-from ..errors import EC2Error, invalid, missing
+from ..errors import EC2Error, invalid, missing, unavailable
 from ..objects import VM
-from . import keypairs, nics, paging, volumes, waits
+from . import claims, keypairs, nics, paging, volumes, waits
 from .filters import check_names, matcher, present
 from .images import get_ami
 from .instance_types import render_file_template, template_for
@@ -52,27 +52,7 @@ BUSY = {
 
 TERMINATED_VISIBLE = 900  # seconds a DONE VM stays listed
 ARCHITECTURE = "x86_64"  # when the VM's template has no OS/ARCH
-
-# the same ClientToken from the same user gets the same instances, also when two requests race;
-# a lock lives while requests hold or wait for it, so the table does not grow with every token
-_token_locks: dict[tuple[str, str], list] = {}  # (user, token) -> [lock, requests holding or waiting]
-_token_locks_guard = threading.Lock()
-
-
-@contextlib.contextmanager
-def _token_lock(user: str, token: str):
-    key = (user, token)
-    with _token_locks_guard:
-        entry = _token_locks.setdefault(key, [threading.Lock(), 0])
-        entry[1] += 1
-    try:
-        with entry[0]:
-            yield
-    finally:
-        with _token_locks_guard:
-            entry[1] -= 1
-            if not entry[1]:
-                del _token_locks[key]
+ASKED = "EC2_CLIENT_REQUEST"  # a VM's user attribute: the digest of what the RunInstances with a token asked
 
 
 def vm_tags(vm: VM) -> list[dict]:
@@ -325,35 +305,65 @@ def run_instances(ctx: Context, p: dict) -> dict:
     key = keypairs.by_name(ctx, p["KeyName"]) if "KeyName" in p else None
     attrs = launch_attributes(p) + ([("EC2_KEYNAME", key.name)] if key else [])
     launch = Launch(user_data, tags, key, nics.choose(ctx, p, high), attrs)
+    token = p.get("ClientToken")
     if ctx.dry_run:  # the VM is shaped as the launch shapes it (its NIC checked); then the user may use
-        # the image and the type's VM template, and create VMs (nics.choose checked the subnet and groups)
+        # the image and the type's VM template, and create VMs (nics.choose checked the subnet and groups),
+        # and a template: the token's claim (claims.py)
         template_id = _maker(ctx, p["InstanceType"], image_id, launch).template_id
         needs = [("USE", "IMAGE", image_id), ("CREATE", "VM", None)]
-        ctx.session.decide_dry_run(needs + ([("USE", "TEMPLATE", template_id)] if template_id is not None else []))
-    token = p.get("ClientToken")
-    if token:
-        with _token_lock(ctx.user, token):
-            existing = [vm for vm in ctx.session.vms(True) if vm.user_template.get("EC2_CLIENT_TOKEN") == token]
-            if existing:
-                return _run_answer(ctx, sorted(existing, key=lambda vm: vm.id))
-            return _run(ctx, p, image_id, launch, token, low, high)
-    return _run(ctx, p, image_id, launch, None, low, high)
+        needs += [("USE", "TEMPLATE", template_id)] if template_id is not None else []
+        ctx.session.decide_dry_run(needs + ([("CREATE", "TEMPLATE", None)] if token else []))
+    if not token:
+        return _run(ctx, p, image_id, launch, None, low, high)
+    asked = _asked(p)
+
+    def find() -> dict | None:
+        made = _made_for(ctx, token)
+        if not made:
+            return None
+        if any(vm.user_template.get(ASKED, asked) != asked for vm in made):  # a VM without it: older than the digest
+            why = f"The ClientToken '{token}' was used for a RunInstances of other parameters."
+            raise EC2Error("IdempotentParameterMismatch", why)
+        return _run_answer(ctx, made)
+
+    return claims.once(ctx, "run", token, find, lambda: _run(ctx, p, image_id, launch, (token, asked), low, high))
 
 
-def _run(ctx: Context, p, image_id: int, launch: Launch, token, low: int, high: int) -> dict:
+def _asked(p: dict) -> str:
+    """What a RunInstances asks for, as a digest: the same token again must ask the same (EC2 answers
+    IdempotentParameterMismatch else), whatever its zone and count of tries."""
+    asked = {name: p.get(name) for name in RUN_READS if name not in ("ClientToken", "Placement")}
+    asked["Placement"] = {k: v for k, v in (p.get("Placement") or {}).items() if k != "AvailabilityZone"}
+    return hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _made_for(ctx: Context, token: str) -> list[VM]:
+    """The VMs a RunInstances with *token* made, by id, as oned has them now. The listing finds them (a
+    VM another server made is read whole there: this server has no copy of its attributes), and each is
+    read again: the listing's copy may predate a failed request's removal of its token."""
+    listed = sorted(vm.id for vm in ctx.session.vms(True) if vm.user_template.get("EC2_CLIENT_TOKEN") == token)
+    return [vm for vm in map(ctx.session.vm, listed) if vm.user_template.get("EC2_CLIENT_TOKEN") == token]
+
+
+def _run(ctx: Context, p, image_id: int, launch: Launch, claimed: tuple[str, str] | None, low: int, high: int) -> dict:
+    """Make the VMs; *claimed*: the ClientToken whose claim this request holds, and the digest of what it asks."""
     reservation = "r-" + secrets.token_hex(9)[:17]
     made: list[int] = []
     maker = _maker(ctx, p["InstanceType"], image_id, launch)
+    token = claimed[0] if claimed else None
+    stop_at = time.monotonic() + claims.MAKE_WITHIN if claimed else math.inf
     try:
         for index in range(high):
+            if time.monotonic() > stop_at:  # oned is slow: past this, the claim may soon be another request's
+                raise unavailable(f"RunInstances made {index} VMs in {claims.MAKE_WITHIN} s")
             user_attrs = [
                 ("EC2_IMAGE_ID", ids.fmt("ami", image_id)),
                 ("EC2_INSTANCE_TYPE", p["InstanceType"]),
                 ("EC2_RESERVATION_ID", reservation),
                 ("EC2_LAUNCH_INDEX", str(index)),
             ]
-            if token:
-                user_attrs.append(("EC2_CLIENT_TOKEN", token))
+            if claimed:
+                user_attrs += [("EC2_CLIENT_TOKEN", claimed[0]), (ASKED, claimed[1])]
             if launch.tags:
                 user_attrs.append(("EC2_TAGS", json.dumps(launch.tags, sort_keys=True)))
             user_attrs += launch.attrs

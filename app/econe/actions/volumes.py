@@ -21,7 +21,7 @@ from one.codes import IMAGE_STATES, LCM_STATE, VM_STATE
 from .. import ids, states
 from ..errors import EC2Error, invalid, missing
 from ..objects import VM, Image
-from . import paging, tagging, waits
+from . import claims, paging, tagging, waits
 from .filters import check_names, flag, matcher, present
 from .locks import lock
 from .regions import ZONE
@@ -245,19 +245,28 @@ def create_volume(ctx: Context, p: dict) -> dict:
     size = _size(p, snapshot)
     tags = tagging.from_specifications(p.get("TagSpecifications", []), "volume")
     token = p.get("ClientToken")
-    if ctx.dry_run:
-        ctx.session.decide_dry_run([("CREATE", "IMAGE", None)] + ([("USE", "IMAGE", snapshot.id)] if snapshot else []))
-    # the same ClientToken again (boto3 sends one with every call, and again when it retries) is the same volume
-    with held([("volume-token", ctx.user)] if token else [], f"The ClientToken '{token}'"):
-        mine = ctx.session.images(mine=True) if token else []
-        made = [i for i in mine if i.template.get("EC2_CLIENT_TOKEN") == token and is_volume(i)]
-        if made:
-            asked = (size, vtype, ids.fmt("snap", snapshot.id) if snapshot else "")
-            if _asked_for(made[0]) != asked:
-                why = f"The ClientToken '{token}' was used for a volume of other parameters."
-                raise EC2Error("IdempotentParameterMismatch", why)
-            return describe(made[0], [])
+    if ctx.dry_run:  # the user may create images, use the snapshot, and create the token's claim (a template)
+        needs = [("CREATE", "IMAGE", None)] + ([("USE", "IMAGE", snapshot.id)] if snapshot else [])
+        ctx.session.decide_dry_run(needs + ([("CREATE", "TEMPLATE", None)] if token else []))
+
+    def make() -> dict:
         return describe(ctx.session.image(_create(ctx, vtype, size, snapshot, tags, token)), [])
+
+    if not token:
+        return make()
+    asked = (size, vtype, ids.fmt("snap", snapshot.id) if snapshot else "")
+
+    def find() -> dict | None:  # the same ClientToken again (boto3 sends one with every call) is the same volume
+        mine = ctx.session.images(mine=True)  # a pool call: as oned has them now
+        made = [i for i in mine if i.template.get("EC2_CLIENT_TOKEN") == token and is_volume(i)]
+        if not made:
+            return None
+        if _asked_for(made[0]) != asked:
+            why = f"The ClientToken '{token}' was used for a volume of other parameters."
+            raise EC2Error("IdempotentParameterMismatch", why)
+        return describe(made[0], [])
+
+    return claims.once(ctx, "vol", token, find, make)
 
 
 def _asked_for(image: Image) -> tuple[int, str, str]:
