@@ -35,7 +35,8 @@ def test_files_and_modes(host):
         "/var/lib/one/.one/ec2_auth": ("oneadmin", "oneadmin", 0o600),
         "/etc/lighttpd/ssl/server.pem": ("root", "root", 0o600),
         "/etc/lighttpd/ssl/econe.key": ("root", "root", 0o600),
-        "/etc/systemd/system/econe-server.service": ("root", "root", 0o644),
+        "/etc/systemd/system/econe-server@.service": ("root", "root", 0o644),
+        "/etc/systemd/system/econe-server@2.service.d/ports.conf": ("root", "root", 0o644),
         "/etc/logrotate.d/econe-server": ("root", "root", 0o644),
         "/etc/lighttpd/lighttpd.conf": ("root", "root", 0o644),
         "/etc/lighttpd/ec2-errors": ("root", "root", 0o755),
@@ -51,11 +52,11 @@ def test_files_and_modes(host):
 
 
 def test_services_and_ports(host):
-    for name in ("econe-server", "lighttpd", "onelite"):
+    for name in ("econe-server@1", "econe-server@2", "lighttpd", "onelite"):
         svc = host.service(name)
         assert svc.is_running and svc.is_enabled, name
     assert host.socket("tcp://0.0.0.0:8443").is_listening
-    assert host.socket("tcp://127.0.0.1:4567").is_listening
+    assert host.socket("tcp://127.0.0.1:4567").is_listening and host.socket("tcp://127.0.0.1:4568").is_listening
     assert host.run("lighttpd -tt -f /etc/lighttpd/lighttpd.conf").rc == 0
 
 

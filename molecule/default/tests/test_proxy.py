@@ -227,12 +227,12 @@ def test_econes_own_errors_pass_through_the_proxy_unchanged(host):
 
 
 def test_with_econe_stopped_clients_get_unavailable(host):
-    """lighttpd's 503 for a backend that is down is EC2's Unavailable, which clients retry."""
+    """lighttpd's 503 when every econe instance is down is EC2's Unavailable, which clients retry."""
     try:
-        host.run_expect([0], "systemctl stop econe-server")
+        host.run_expect([0], "systemctl stop 'econe-server@*'")
         assert _client_error(_ec2().describe_regions) == (503, "Unavailable", PROXY_ID)
     finally:
-        host.run_expect([0], "systemctl start econe-server")
+        host.run_expect([0], "systemctl start econe-server@1 econe-server@2")
         deadline = time.monotonic() + 30  # lighttpd retries a backend it found down after a few seconds
         while True:
             try:

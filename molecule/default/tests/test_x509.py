@@ -171,9 +171,10 @@ def test_required_client_certificates_refuse_the_handshake_of_another_ca_or_none
 
 
 def test_econes_port_is_on_loopback_only(host):
-    """econe trusts its peer 127.0.0.1 (the proxy) to name the DN: nothing else may reach its port."""
-    listening = host.check_output("ss -ltnH 'sport = :4567'").split()
-    assert listening and all(field == "127.0.0.1:4567" for field in listening if field.endswith(":4567")), listening
+    """econe trusts its peer 127.0.0.1 (the proxy) to name the DN: nothing else may reach its ports."""
+    for port in (4567, 4568):
+        listening = host.check_output(f"ss -ltnH 'sport = :{port}'").split()
+        assert listening and all(f == f"127.0.0.1:{port}" for f in listening if f.endswith(f":{port}")), listening
     address = host.check_output("ip -4 -o addr show scope global").split()[3].split("/")[0]
     probe = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5); print('open')"
     assert host.check_output(f'/usr/bin/python3 -c "{probe}" {address} 8443') == "open"  # the address works
