@@ -89,6 +89,7 @@ def recorded(stack, tmp_path_factory):  # noqa: F811
         threads=2,
         request_timeout=cfg.request_timeout,
         max_body=cfg.max_upload_size + web.MAX_FORM,
+        metrics=None,
         trusted=cfg.trusted_proxies,
     )
     server.prepare()
