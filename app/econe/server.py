@@ -94,7 +94,7 @@ def serve(cfg: Config) -> int:
     log = logging.getLogger("econe")
     model.prepare(op for name, act in ACTIONS.items() if (op := model.operation(name, act.service)))
     metrics = Metrics()
-    gateway = Gateway(cfg.one_xmlrpc, cfg.server_user, cfg.server_password, cfg.cache_ttl, metrics)
+    gateway = Gateway(cfg.one_xmlrpc, cfg.server_user, cfg.server_password, metrics, cfg.cache_ttl)
     server = EdgeServer(
         (cfg.host, cfg.port),
         make_app(cfg, gateway, metrics),

@@ -15,6 +15,7 @@ from econe.actions.instance_types import render_file_template
 from econe.config import Config
 from econe.errors import EC2Error
 from econe.gateway import Gateway
+from econe.metrics import Metrics
 from econe.web import make_app
 from one import template as tpl
 
@@ -203,5 +204,6 @@ def test_filter_wildcards_as_ec2_has_them(pattern, matching, other):
 def test_the_app_uses_no_deprecated_bottle_api():
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
-        app = make_app(Config(), Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x"))  # connects at a call only
+        metrics = Metrics()
+        app = make_app(Config(), Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x", metrics), metrics)  # no call
     assert app.catchall is False  # an error escaping the handler is Cheroot's 500, worded by the edge
