@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import pytest
@@ -176,8 +177,9 @@ def test_values_that_reach_a_template_are_refused_by_parameter_name(key, value, 
 def test_client_token_queues_live_only_while_used():
     """The table of a server's ClientToken queues keeps no entry once no request holds or waits for
     it (the claim in oned is tests/test_client_token_claims.py's)."""
-    with claims._queued("alice", "run", "t1"):
-        with claims._queued("alice", "run", "t2"):
+    deadline = time.monotonic() + claims.WAIT
+    with claims._queued("alice", "run", "t1", deadline):
+        with claims._queued("alice", "run", "t2", deadline):
             assert set(claims._queues) == {("alice", "run", "t1"), ("alice", "run", "t2")}
         assert set(claims._queues) == {("alice", "run", "t1")}
     assert claims._queues == {}
