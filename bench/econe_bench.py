@@ -33,6 +33,7 @@ import demo
 from bench.onelite_bench import median_ms, real_oned_wanted, record, table
 from econe.config import load as load_config
 from econe.gateway import Gateway, RawXMLRPC
+from econe.metrics import Metrics
 from econe.upload import upload as econe_upload
 from tests.conftest import free_port, start_econe, start_onelite
 
@@ -69,7 +70,7 @@ def econe_calls(url: str, session: str, calls: list[tuple]):
     (gateway.UserSession): econe's XML-RPC transport on a connection of its own, *session* first."""
 
     def make():
-        rpc = RawXMLRPC(url)
+        rpc = RawXMLRPC(url, Metrics())
         for method, *args in calls:
             ok, value, *_ = rpc.call(method, session, *args)
             assert ok, value
@@ -107,7 +108,7 @@ def listing_rows(where: str, url: str, auth_file: Path, work: Path, d, size: int
     and the first listing after a start against the warm one."""
     rows: list[tuple] = []
     server_user, server_password = Path(auth_file).read_text().strip().split(":", 1)
-    gateway = Gateway(url, server_user, server_password)
+    gateway = Gateway(url, server_user, server_password, Metrics())
     session = gateway.session_string(d.user)  # a login token, as econe's
     floor = median_ms(econe_calls(url, session, [("one.vmpool.info", -3, -1, -1, listing_state)]))
     gateway.sign_out()  # oned keeps 10 tokens per user: the bench's own goes as econe's do
@@ -242,7 +243,7 @@ def run(sizes: list[int], upload_mib: int) -> list[tuple]:
     describe_all = Signed(econe.url, d.user, d.secret, {"Action": "DescribeInstances"})
     # econe's kind of session for the user (a login token) and listing state, from the file it runs with
     cfg = load_config(str(econe.conf), {"ONE_CIPHER_AUTH": str(one.data / "ec2_auth")})
-    econe_session = Gateway(cfg.one_xmlrpc, cfg.server_user, cfg.server_password).session_string(d.user)
+    econe_session = Gateway(cfg.one_xmlrpc, cfg.server_user, cfg.server_password, Metrics()).session_string(d.user)
     listing_state = -2 if cfg.describe_with_terminated_instances else -1  # as UserSession.vms
     try:
         vmids: list[int] = []

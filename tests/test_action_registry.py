@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from econe import config, model, upload, web
 from econe.actions import ACTIONS
 from econe.edge import EdgeServer
+from econe.gateway import Gateway
+from econe.metrics import Metrics
 
 from .conftest import free_port
 from .test_econe_e2e import stack  # noqa: F401
@@ -83,12 +85,15 @@ def recorded(stack, tmp_path_factory):  # noqa: F811
         ACTIONS[name] = dataclasses.replace(act, func=recorder(name, act.func))
     environ = {"ONE_CIPHER_AUTH": str(stack.cloud.server_auth)}
     cfg = dataclasses.replace(config.load(str(stack.econe.conf), environ), port=free_port())
+    metrics = Metrics()
+    gateway = Gateway(cfg.one_xmlrpc, cfg.server_user, cfg.server_password, metrics, cfg.cache_ttl)
     server = EdgeServer(
         (cfg.host, cfg.port),
-        web.make_app(cfg),
+        web.make_app(cfg, gateway, metrics),
         threads=2,
         request_timeout=cfg.request_timeout,
         max_body=cfg.max_upload_size + web.MAX_FORM,
+        metrics=metrics,
         trusted=cfg.trusted_proxies,
     )
     server.prepare()

@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from econe.gateway import RawXMLRPC
+from econe.metrics import Metrics
 
 ANSWER = (
     b'<?xml version="1.0" encoding="UTF-8"?><methodResponse><params><param><value><array><data>'
@@ -64,14 +65,14 @@ def _read_request(conn) -> bytes | None:
 def test_a_call_that_changes_oned_is_sent_once_even_when_the_answer_is_lost(method):
     peer = Peer(["drop", "answer"])
     with pytest.raises(OSError):
-        RawXMLRPC(peer.url).call(method, "user:token")
+        RawXMLRPC(peer.url, Metrics()).call(method, "user:token")
     assert len(peer.received) == 1
 
 
 @pytest.mark.parametrize("method", ["one.vm.allocate", "one.vmpool.info"])
 def test_on_a_kept_alive_connection_only_a_read_is_sent_again(method):
     peer = Peer(["answer", "drop", "answer"])
-    rpc = RawXMLRPC(peer.url)
+    rpc = RawXMLRPC(peer.url, Metrics())
     assert rpc.call("one.user.info", "user:token")[0] is True
     if method.endswith("info"):
         assert rpc.call(method, "user:token")[0] is True  # the stale connection is reopened once

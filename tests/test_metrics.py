@@ -4,6 +4,7 @@ and JSON log lines, against econe-server and onelite as real processes (boto3, u
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -11,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -328,3 +330,84 @@ def test_ready_to_systemd_once_listening_and_sigterm_finishes_the_request_in_fli
     finally:
         notify.close()
         terminate(proc, 15)
+
+
+# ---------------------------------------------------------------- review of #15: what a slow client or a stop costs
+
+
+def test_slow_clients_on_the_metrics_port_hold_no_health_check(metered):
+    """Clients that trickle a request head a byte at a time hold no worker of the metrics port: /health
+    and /metrics answer at once meanwhile (the probe of the proxy and of systemd must not time out)."""
+    port = _metrics_port(metered.econe)
+    slow = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(4)]
+    try:
+        for sock in slow:
+            sock.sendall(b"GET /health HTTP/1.1\r\n")
+        for _ in range(3):  # each slow client sends a byte a second, never the head's end
+            time.sleep(1)
+            for sock in slow:
+                sock.sendall(b"X")
+            started = time.monotonic()
+            assert _get(port, "/health") == (200, "ok\n")
+            assert time.monotonic() - started < 1
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def _burst_client(port: int, request: bytes, go, outcomes: list) -> None:
+    """Fresh-connection requests until one is refused at connect: each outcome (answered, refused, reset, empty)."""
+    go.wait()
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        except ConnectionRefusedError:
+            outcomes.append("refused")
+            return
+        try:
+            sock.sendall(request)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            outcomes.append("answered" if answer.startswith(b"HTTP/1.1 ") else "empty")
+        except ConnectionResetError:
+            outcomes.append("reset")
+        except OSError as e:
+            outcomes.append(f"error {e!r}")
+        finally:
+            sock.close()
+
+
+def test_sigterm_mid_burst_answers_or_refuses_every_connection(stack, tmp_path):
+    """A stop costs no request: under 16 clients of fresh connections, SIGTERM leaves each either
+    answered or refused at connect (what a proxy retries on another backend); none is reset after
+    connecting or closed without an answer. And the server exits 0."""
+    metrics = free_port()
+    conf = _conf(stack, tmp_path, port=free_port(), metrics_port=metrics)
+    port = yaml.safe_load(conf.read_text())[":port"]
+    env = {**os.environ, "ONE_CIPHER_AUTH": str(stack.cloud.server_auth)}
+    proc = _run(conf, env=env)
+    try:
+        assert _until(lambda: _listens(port) and _listens(metrics), 20), proc.poll()
+        st = dataclasses.replace(
+            stack, econe=dataclasses.replace(stack.econe, port=port, url=f"http://127.0.0.1:{port}")
+        )
+        request = (
+            f"GET /?{_v2_query(st, {'Action': 'DescribeRegions'})} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        go, outcomes = threading.Event(), []
+        clients = [threading.Thread(target=_burst_client, args=(port, request, go, outcomes)) for _ in range(16)]
+        for t in clients:
+            t.start()
+        go.set()
+        time.sleep(1)
+        proc.send_signal(15)
+        for t in clients:
+            t.join(30)
+        assert proc.wait(20) == 0
+    finally:
+        terminate(proc, 15)
+    counts = collections.Counter(outcomes)
+    assert counts["refused"] == 16 and counts["answered"] > 16, counts
+    assert set(counts) == {"answered", "refused"}, counts

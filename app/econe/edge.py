@@ -24,13 +24,16 @@ gives itself is an EC2 error document.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import ipaddress
 import logging
 import re
 import resource
+import select
 import selectors
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -283,7 +286,8 @@ class EdgeRequest(server.HTTPRequest):
         forwarded = (self.inheaders or {}).get(b"Forwarded")
         client = client_of(self.conn.remote_addr, forwarded and forwarded.decode("latin-1"), self.server.trusted)
         log.info("client=%s status=%d %s", client.address, number, message, extra={"request_id": request_id})
-        self.server.metrics.request(UNKNOWN, number)  # not an action's: the application never saw it
+        if self.server.metrics:  # not an action's: the application never saw it
+            self.server.metrics.request(UNKNOWN, number)
         try:
             self.conn.wfile.write(data)
         except OSError as e:
@@ -311,6 +315,7 @@ class EdgeConnection(server.HTTPConnection):
         self.rbufsize = MAX_HEAD + server.read_ahead  # what the manager waits for fits: a full buffer is ready
         super().__init__(server, sock, makefile)
         self.head_only = False  # the request asks for HEAD: its answers carry no document
+        self.served = 0  # requests handed to a worker: a connection without one is never idle
 
 
 class BodyReader(server.KnownLengthRFile):
@@ -390,26 +395,53 @@ class EdgeConnections(connections.ConnectionManager):
     the selector says it is readable, so a read never blocks; writes are non-blocking too."""
 
     def _run(self, expiration_interval):
-        """Cheroot's selector loop (``ConnectionManager._run``), except that a connection closed earlier
-        in the same round — to make room for a new one — is skipped: Cheroot would unregister its
-        descriptor, which the new connection may already reuse, and hand the closed connection on."""
+        """Cheroot's selector loop (``ConnectionManager._run``), then, once a stop is asked for, `_drain`."""
         last_expiration_check = time.time()
         while not self._stop_requested:
-            try:
-                active_list = self._selector.select(timeout=expiration_interval)
-            except OSError:
-                self._remove_invalid_sockets()
-                continue
-            for sock_fd, conn in active_list:
-                if conn is self.server:
-                    self._from_server_socket(self.server.socket)
-                elif conn.socket.fileno() != -1:
-                    self._selector.unregister(sock_fd)
-                    self.received(conn)
+            self._select(expiration_interval)
             now = time.time()
             if now - last_expiration_check > expiration_interval:
                 self._expire(threshold=now - self.server.timeout)
                 last_expiration_check = now
+        self._drain()
+
+    def _select(self, timeout: float):
+        """One round of Cheroot's loop, except that a connection closed earlier in the same round — to
+        make room for a new one — is skipped: Cheroot would unregister its descriptor, which the new
+        connection may already reuse, and hand the closed connection on."""
+        try:
+            active_list = self._selector.select(timeout=timeout)
+        except OSError:
+            self._remove_invalid_sockets()
+            return
+        for sock_fd, conn in active_list:
+            if conn is self.server:
+                self._from_server_socket(self.server.socket)
+            elif conn.socket.fileno() != -1:
+                self._selector.unregister(sock_fd)
+                self.received(conn)
+
+    def _drain(self):
+        """A stop that costs no request (a proxy retries a refused connect on another backend, not a
+        reset): new connections are refused, and what connected before is served. The listener drops
+        new handshakes first, so that its queue only shrinks; every connection queued is accepted and
+        the listener closed (a client whose handshake was dropped retries it, and is refused). A
+        connection kept alive with no request in it is closed; every other gets its request_timeout
+        to bring its request, which a worker then answers (Cheroot's stop waits for the workers)."""
+        listener = self.server.socket
+        _refuse_handshakes(listener)
+        while select.select([listener], [], [], 0)[0]:
+            self._from_server_socket(listener)
+        self._selector.unregister(listener.fileno())
+        listener.close()
+        self.server.socket = None  # Cheroot's stop would connect to it to wake an accept
+        for fd, conn in list(self._selector.connections):
+            if conn.served and not _buffered(conn):
+                self._selector.unregister(fd)
+                conn.close()
+        while len(self._selector):
+            self._select(0.05)
+            self._expire(threshold=time.time() - self.server.timeout)
 
     def _from_server_socket(self, server_socket):
         self._make_room()
@@ -498,7 +530,8 @@ class EdgeConnections(connections.ConnectionManager):
             refusal.message,
             extra={"request_id": request_id},
         )
-        self.server.metrics.request(UNKNOWN, refusal.status)
+        if self.server.metrics:
+            self.server.metrics.request(UNKNOWN, refusal.status)
         _send_now(conn, data)
         conn.close()
 
@@ -520,6 +553,19 @@ class EdgeConnections(connections.ConnectionManager):
             self.refuse(conn, Refused(408, "RequestTimeout", why))
         else:
             conn.close()
+
+
+# a classic BPF program of one instruction, ``ret #0``: every packet dropped (linux/filter.h)
+_DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)
+SO_ATTACH_FILTER = 26
+
+
+def _refuse_handshakes(listener: socket.socket) -> None:
+    """Have the kernel drop what reaches *listener* from now on: the SYN of a new connection (which its
+    client sends again in a second, to a closed port then: refused), not the connections queued."""
+    program = ctypes.create_string_buffer(_DROP_ALL)
+    fprog = struct.pack("HL", 1, ctypes.addressof(program))  # struct sock_fprog {len; filter *}
+    listener.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def _buffered(conn) -> bytes:
@@ -552,8 +598,8 @@ class EdgeServer(wsgi.Server):
         threads: int,
         request_timeout: float,
         max_body: int,
+        metrics: Metrics | None,
         trusted: tuple[Network, ...] = (),
-        metrics: Metrics | None = None,
     ):
         super().__init__(
             bind_addr,
@@ -572,7 +618,7 @@ class EdgeServer(wsgi.Server):
         self.large_bodies = threading.BoundedSemaphore(max(1, threads // 2))  # the others answer everyone else
         self.trusted = trusted  # proxies whose Forwarded header names the client in the edge's log lines
         self.fd_reserve = 3 * threads + 32  # what the workers may hold open at once, and the process's own files
-        self.metrics = metrics or Metrics()  # counts the answers the edge gives itself
+        self.metrics = metrics  # counts the answers the edge gives itself; None: not EC2's (the metrics port)
 
     def prepare(self):
         super().prepare()
@@ -581,4 +627,5 @@ class EdgeServer(wsgi.Server):
 
     def dispatch(self, conn):
         """Hand a connection whose request is ready to a worker."""
+        conn.served += 1
         self.process_conn(conn)

@@ -13,7 +13,6 @@ than pyone's generated bindings (which cost ~0.1 ms per VM, and keep no error co
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -150,7 +149,7 @@ class RawXMLRPC:
 
     _TYPES = {"i4": int, "int": int, "i8": int, "boolean": lambda t: t == "1", "string": str, "double": float}
 
-    def __init__(self, url: str, timeout: float = TIMEOUT, metrics: Metrics | None = None):
+    def __init__(self, url: str, metrics: Metrics, timeout: float = TIMEOUT):
         parts = urlparse(url)
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         self.conn = cls(parts.hostname, parts.port, timeout=timeout)
@@ -158,7 +157,7 @@ class RawXMLRPC:
         self.metrics = metrics  # where each call's time is counted (econe_oned_call_duration_seconds)
 
     def call(self, method: str, *params):
-        with self.metrics.oned_call(method) if self.metrics else contextlib.nullcontext():
+        with self.metrics.oned_call(method):
             data, status, reason = self._exchange(method, xmlrpc.client.dumps(params, method).encode())
         if status != 200:
             raise xmlrpc.client.ProtocolError(self.path, status, reason, {})
@@ -214,11 +213,9 @@ class OnedRefusal(EC2Error):
 class Gateway:
     """One per server: the server account, econe's copy of the users, and sessions for users."""
 
-    def __init__(
-        self, url: str, server_user: str, server_password: str, attrs_ttl: float = 30, metrics: Metrics | None = None
-    ):
+    def __init__(self, url: str, server_user: str, server_password: str, metrics: Metrics, attrs_ttl: float = 30):
         self.url = url
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics  # the served registry: where each oned call is timed
         self.attrs_ttl = attrs_ttl  # seconds a VM's EC2 attributes are used before they are read again
         self.server_user = server_user
         self.key = hashlib.sha256(server_password.encode()).hexdigest()
@@ -239,7 +236,7 @@ class Gateway:
 
     def rpc(self, timeout: float = TIMEOUT) -> RawXMLRPC:
         """A connection to oned, whose calls are timed in the server's metrics."""
-        return RawXMLRPC(self.url, timeout, self.metrics)
+        return RawXMLRPC(self.url, self.metrics, timeout)
 
     def session_string(self, user: str, refused: str = "") -> str:
         """The session econe acts for *user* with: ``user:<login token>`` (a new one when *refused*), or

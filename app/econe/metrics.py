@@ -1,4 +1,5 @@
-"""econe's Prometheus metrics (prometheus_client), and the listener that serves them beside a health answer.
+"""econe's Prometheus metrics (prometheus_client), and the application that serves them beside a health answer
+(served by the edge, as the EC2 port is: server.py).
 
 Each server has a registry of its own, not prometheus_client's global one: a process (a test) may run
 several. Every label value comes from a bounded set: actions from econe's table (any other name a client
@@ -7,9 +8,6 @@ sends is ``unknown``), HTTP status codes, the oned methods econe's code calls, a
 
 from __future__ import annotations
 
-import threading
-
-from cheroot import wsgi
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 UNKNOWN = "unknown"  # the action label of a request whose Action is not econe's (or that has none)
@@ -69,7 +67,7 @@ class Metrics:
         return self.oned_call_duration.labels(method).time()
 
 
-# ---------------------------------------------------------------- the listener
+# ---------------------------------------------------------------- the metrics port
 
 
 def health_app(metrics: Metrics):
@@ -99,21 +97,3 @@ def _text(start_response, status: str, text: str, headers=()) -> list[bytes]:
         status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *headers]
     )
     return [body]
-
-
-class MetricsServer:
-    """The metrics port: Cheroot with a few threads (its clients are the scraper and health checks),
-    bound by `prepare` (so that a port in use is reported at start) and served on a thread of its own."""
-
-    def __init__(self, host: str, port: int, metrics: Metrics):
-        self.server = wsgi.Server((host, port), health_app(metrics), numthreads=2, timeout=5, shutdown_timeout=1)
-        self._thread = threading.Thread(target=self.server.serve, name="metrics", daemon=True)
-
-    def prepare(self) -> None:
-        self.server.prepare()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.stop()

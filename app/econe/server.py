@@ -27,7 +27,7 @@ from .actions import ACTIONS
 from .config import DEFAULT_PATH, Config, ConfigError, load, with_ports
 from .edge import EdgeServer
 from .gateway import Gateway
-from .metrics import Metrics, MetricsServer
+from .metrics import Metrics, health_app
 from .notify import notify
 from .web import MAX_FORM, make_app
 
@@ -86,32 +86,43 @@ def setup_logging(cfg: Config, to_stderr: bool) -> None:
     root.propagate = False
 
 
-STOP_WAIT = 30  # seconds a stop waits for the requests in flight before econe revokes its tokens
+STOP_WAIT = 30  # seconds a stop waits for the requests in flight, past the drain, before econe revokes its tokens
+METRICS_TIMEOUT = 5  # seconds a client of the metrics port (a scrape, a health check) has to send its request
 
 
 def serve(cfg: Config) -> int:
     log = logging.getLogger("econe")
     model.prepare(op for name, act in ACTIONS.items() if (op := model.operation(name, act.service)))
     metrics = Metrics()
-    gateway = Gateway(cfg.one_xmlrpc, cfg.server_user, cfg.server_password, cfg.cache_ttl, metrics)
+    gateway = Gateway(cfg.one_xmlrpc, cfg.server_user, cfg.server_password, metrics, cfg.cache_ttl)
     server = EdgeServer(
         (cfg.host, cfg.port),
         make_app(cfg, gateway, metrics),
         threads=cfg.threads,
         request_timeout=cfg.request_timeout,
         max_body=cfg.max_upload_size + MAX_FORM,  # an upload's fields and file part
-        trusted=cfg.trusted_proxies,
         metrics=metrics,
+        trusted=cfg.trusted_proxies,
     )
-    listener = MetricsServer(cfg.host, cfg.metrics_port, metrics) if cfg.metrics_port else None
+    listener = None
+    if cfg.metrics_port:  # behind the same edge: a client that trickles its request holds none of its workers
+        listener = EdgeServer(
+            (cfg.host, cfg.metrics_port),
+            health_app(metrics),
+            threads=2,
+            request_timeout=METRICS_TIMEOUT,
+            max_body=0,
+            metrics=None,
+        )
 
-    stopped = threading.Event()  # set once the requests in flight are done (or given up by Cheroot)
+    stopped = threading.Event()  # set once the connections taken are answered (or given up by Cheroot)
 
     def stop(*_):
         metrics.stopping = True  # /health answers 503 while the requests in flight finish
         notify("STOPPING=1")
 
-        # stop() joins the worker threads: never from the signal handler's own (serving) thread
+        # stop() refuses new connections, serves those taken (edge.EdgeConnections._drain) and joins the
+        # worker threads: never from the signal handler's own (serving) thread
         def finish():
             server.stop()
             stopped.set()
@@ -139,10 +150,10 @@ def serve(cfg: Config) -> int:
             print(f"econe-server: cannot listen on {cfg.host}:{port}: {e}", file=sys.stderr)
             return 1
     if listener:
-        listener.start()
+        threading.Thread(target=listener.serve, name="metrics", daemon=True).start()
     notify("READY=1")  # both ports listen: what connects now is queued until the loop below takes it
-    server.serve()  # returns as a stop begins, while requests in flight still run (and log users in)
-    stopped.wait(STOP_WAIT)
+    server.serve()  # returns once a stop has taken what connected, while its requests may still run
+    stopped.wait(cfg.request_timeout + STOP_WAIT)
     gateway.sign_out()
     if listener:
         listener.stop()

@@ -40,9 +40,8 @@ class RequestLog(logging.LoggerAdapter):
         return msg, kwargs
 
 
-def make_app(config: Config, gateway: Gateway | None = None, metrics: Metrics | None = None) -> bottle.Bottle:
-    gateway = gateway or Gateway(config.one_xmlrpc, config.server_user, config.server_password, config.cache_ttl)
-    metrics = metrics or Metrics()
+def make_app(config: Config, gateway: Gateway, metrics: Metrics) -> bottle.Bottle:
+    """The application; *metrics*: the registry the metrics port serves, which *gateway* times oned's calls in too."""
     app = bottle.Bottle()
     app.config["catchall"] = False  # what escapes handle() reaches Cheroot, whose 500 the edge words as EC2's
 

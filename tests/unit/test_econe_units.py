@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import pytest
@@ -15,6 +16,7 @@ from econe.actions.instance_types import render_file_template
 from econe.config import Config
 from econe.errors import EC2Error
 from econe.gateway import Gateway
+from econe.metrics import Metrics
 from econe.web import make_app
 from one import template as tpl
 
@@ -175,8 +177,9 @@ def test_values_that_reach_a_template_are_refused_by_parameter_name(key, value, 
 def test_client_token_queues_live_only_while_used():
     """The table of a server's ClientToken queues keeps no entry once no request holds or waits for
     it (the claim in oned is tests/test_client_token_claims.py's)."""
-    with claims._queued("alice", "run", "t1"):
-        with claims._queued("alice", "run", "t2"):
+    deadline = time.monotonic() + claims.WAIT
+    with claims._queued("alice", "run", "t1", deadline):
+        with claims._queued("alice", "run", "t2", deadline):
             assert set(claims._queues) == {("alice", "run", "t1"), ("alice", "run", "t2")}
         assert set(claims._queues) == {("alice", "run", "t1")}
     assert claims._queues == {}
@@ -203,5 +206,6 @@ def test_filter_wildcards_as_ec2_has_them(pattern, matching, other):
 def test_the_app_uses_no_deprecated_bottle_api():
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
-        app = make_app(Config(), Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x"))  # connects at a call only
+        metrics = Metrics()
+        app = make_app(Config(), Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x", metrics), metrics)  # no call
     assert app.catchall is False  # an error escaping the handler is Cheroot's 500, worded by the edge

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from econe.gateway import Gateway
+from econe.metrics import Metrics
 from econe.objects import parse_ec2_attrs, parse_vm_pool, parse_vm_records, split_vm_pool
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "oned-6.10.5"
@@ -58,7 +59,7 @@ _GRAPHICS = "<GRAPHICS><TYPE><![CDATA[{}]]></TYPE></GRAPHICS>"
 def test_a_vm_element_written_into_a_vector_value_is_no_vm():
     """A user writes, into a vector value of its own VM (oned writes those as CDATA), the text of another
     user's VM as econe last read it: its listing still holds its own VM only, read as oned wrote it."""
-    gateway = Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x")
+    gateway = Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x", Metrics())
     victim = _vm(7, _GRAPHICS.format("VNC"))
     assert [vm.id for vm in gateway.vm_records(f"<VM_POOL>{victim}</VM_POOL>")] == [7]
     # the value closes the attacker's VM and starts the victim's, up to where the attacker's own text goes on
@@ -75,7 +76,7 @@ def test_a_vm_element_written_into_a_vector_value_is_no_vm():
     ids=["vm-head", "cdata-opener-inside-cdata", "a-whole-vm", "escaped-end"],
 )
 def test_text_in_cdata_that_looks_like_a_vm_is_no_vm(value):
-    gateway = Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x")
+    gateway = Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x", Metrics())
     text = f"<VM_POOL>{_vm(9, _GRAPHICS.format(value))}{_vm(6)}</VM_POOL>"
     records = split_vm_pool(text)
     assert records is None or [r[: r.index("<")] for r in records] == ["9", "6"]
@@ -89,7 +90,7 @@ def test_what_is_not_plainly_a_pool_is_left_to_the_parser(text):
 
 
 def test_an_unchanged_vm_is_the_same_object_and_a_changed_one_is_read_again():
-    gateway = Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x")
+    gateway = Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x", Metrics())
     first = gateway.vm_records("<VM_POOL>" + _vm(2) + _vm(1) + "</VM_POOL>")
     again = gateway.vm_records("<VM_POOL>" + _vm(2).replace("<STATE>3", "<STATE>8") + _vm(1) + "</VM_POOL>")
     assert again[1] is first[1]
@@ -115,12 +116,12 @@ def test_the_vms_kept_are_bounded_by_the_size_of_their_elements(monkeypatch):
 
     one = len(_vm(10)) - len("<VM><ID>")  # the length of a piece of 2-digit id
     monkeypatch.setattr(gw, "VM_RECORDS_BYTES", 5 * one)
-    gateway = Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x")
+    gateway = Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x", Metrics())
     text = "<VM_POOL>" + "".join(_vm(i) for i in range(10, 30)) + "</VM_POOL>"
     assert [vm.id for vm in gateway.vm_records(text)] == list(range(10, 30))
     assert 0 < gateway._records_size <= 5 * one and len(gateway._records) <= 5
     assert {vm.id for vm in gateway._records.values()} <= set(range(25, 30))  # the newest are the ones kept
 
     monkeypatch.setattr(gw, "VM_RECORD_MAX", one - 1)  # every element too large to keep: read each time
-    gateway = Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x")
+    gateway = Gateway("http://127.0.0.1:9/RPC2", "serveradmin", "x", Metrics())
     assert [vm.id for vm in gateway.vm_records(text)] == list(range(10, 30)) and not gateway._records

@@ -14,7 +14,8 @@ a later one is deleted and its request waits like the others. A template that ca
 A claim lives while its request makes: it is deleted once what was made exists (or a failed request
 has removed what it made), so ``onetemplate list`` shows only the claims of requests under way. It
 holds the time until which it stands (UNTIL, econe's clock: the econe servers of one oned run on one
-frontend); a request that finds it past, left by a process that died, deletes it and claims anew.
+frontend); one past it was left by a process that died, and any claiming request of the user deletes
+it (`_held`: a client may never send that token again; boto3 makes a new one per call).
 A request starts making only within MAKE_WITHIN of its claim, well inside LIFETIME, so no claim is
 taken over from a request still at work.
 
@@ -61,9 +62,9 @@ def once(ctx: Context, kind: str, token: str, find: Callable[[], T | None], make
     """What *token* names: *find*'s answer (None: nothing made for it), else *make*'s. Both are called
     under the claim, by one request at a time of all econe servers: a retry of a finished request
     claims too (one claim's cost), so that a new token, the usual case, is looked for once. A request
-    that waits longer than WAIT for another's claim answers IncorrectState: try again."""
-    with _queued(ctx.user, kind, token):
-        deadline = time.monotonic() + WAIT
+    that waits longer than WAIT in all for others of its token answers IncorrectState: try again."""
+    deadline = time.monotonic() + WAIT
+    with _queued(ctx.user, kind, token, deadline):
         while time.monotonic() < deadline:
             claim = _claim(ctx, name(kind, token))
             if claim is not None:
@@ -77,20 +78,25 @@ def once(ctx: Context, kind: str, token: str, find: Callable[[], T | None], make
         raise _busy(token)
 
 
-# the requests of this server for one token wait here, so that one at a time waits for oned (and
-# takes one of waits.SLOTS); an entry lives while requests hold or wait for it
+# the requests of this server for one token wait here, so that one at a time waits for oned; each
+# waiting request holds a worker, so it takes one of waits.SLOTS as any wait does (none free: it
+# answers IncorrectState at once). An entry lives while requests hold or wait for it
 _queues: dict[tuple[str, str, str], list] = {}  # (user, kind, token) -> [lock, requests holding or waiting]
 _queues_guard = threading.Lock()
 
 
 @contextlib.contextmanager
-def _queued(user: str, kind: str, token: str) -> Iterator[None]:
+def _queued(user: str, kind: str, token: str, deadline: float) -> Iterator[None]:
     key = (user, kind, token)
     with _queues_guard:
         entry = _queues.setdefault(key, [threading.Lock(), 0])
         entry[1] += 1
     try:
-        if not entry[0].acquire(timeout=WAIT):
+        lock = entry[0]
+        taken = lock.acquire(blocking=False)
+        if not taken:
+            taken = waits.until(lambda: lock.acquire(blocking=False), deadline - time.monotonic(), poll=POLL)
+        if not taken:
             raise _busy(token)
         try:
             yield
@@ -104,19 +110,33 @@ def _queued(user: str, kind: str, token: str) -> Iterator[None]:
 
 
 def _held(ctx: Context, claim_name: str) -> list[Template]:
-    return [t for t in ctx.session.templates(mine=True) if t.name == claim_name]
+    """The user's claims named *claim_name*. The claims of other tokens past their time are deleted on
+    the way (the listing is read anyway): no request is at work under them."""
+    held = []
+    for t in ctx.session.templates(mine=True):
+        if t.name == claim_name:
+            held.append(t)
+        elif t.name.startswith(PREFIX) and _until(t) <= time.time():
+            ctx.log.warning("removed a ClientToken claim (template %d) left past its time", t.id)
+            with contextlib.suppress(EC2Error):  # another request may have removed it first
+                ctx.session.template_delete(t.id)
+    return held
 
 
 def _claim(ctx: Context, claim_name: str) -> int | None:
     """The id of this request's claim, or None when another request holds one."""
     body = [("NAME", claim_name), (UNTIL, str(int(time.time() + LIFETIME)))]
     body.append(("DESCRIPTION", "econe: a ClientToken claimed while its request makes what it names"))
-    try:
-        mine = ctx.session.template_allocate(tpl.serialize(body))
-    except EC2Error:
-        if not _held(ctx, claim_name):  # refused for another reason (no CREATE on templates): the answer
-            raise
-        return None
+    for again in (False, True):
+        try:
+            mine = ctx.session.template_allocate(tpl.serialize(body))
+            break
+        except EC2Error:
+            if _held(ctx, claim_name):
+                return None
+            if again:  # refused for another reason (no CREATE on templates): the answer
+                raise
+            # the claim that took the name was released since: once more
     try:
         first = min((t.id for t in _held(ctx, claim_name)), default=mine)
     except EC2Error:
