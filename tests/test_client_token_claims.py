@@ -111,9 +111,21 @@ def test_one_token_raced_through_two_servers_makes_one_instance(stack, other):
     instance = f"i-{made[0]:08d}"
     named = [[i["InstanceId"] for i in a["Instances"]] if "Instances" in a else a["Code"] for a in answers]
     # a request past the server's wait slots (waits.SLOTS) is told to try again; every other names the one
-    assert [instance] in named and all(n in ([instance], "IncorrectState") for n in named), answers
+    assert [instance] in named and all(n in ([instance], "RequestLimitExceeded") for n in named), answers
     assert len({a["ReservationId"] for a in answers if "ReservationId" in a}) == 1
     assert _claims_left(stack) == []  # a claim lives while its request makes the instances
+    stack.client().terminate_instances(InstanceIds=[f"i-{made[0]:08d}"])
+
+
+def test_clients_that_retry_as_the_sdks_do_all_get_the_one_instance(stack, other):
+    """boto3's own retries (standard mode) take RequestLimitExceeded as EC2's throttling: every racing
+    request ends with the same instance."""
+    token = _token()
+    clients = [stack.client(url=url, retries={"mode": "standard", "max_attempts": 5}) for url in (stack.econe.url, other.url)]
+    answers = _race(lambda ec2: ec2.run_instances(**_run(stack), ClientToken=token), clients)
+    made = _vms_with_token(stack, token)
+    assert len(made) == 1 and len(answers) == 12, (made, answers)
+    assert all([i["InstanceId"] for i in a.get("Instances", [])] == [f"i-{made[0]:08d}"] for a in answers), answers
     stack.client().terminate_instances(InstanceIds=[f"i-{made[0]:08d}"])
 
 
@@ -125,7 +137,7 @@ def test_one_token_raced_through_two_servers_makes_one_volume(stack, other):
     made = _images_with_token(stack, token)
     assert len(made) == 1, (made, answers)
     named = [a.get("VolumeId", a.get("Code")) for a in answers]
-    assert f"vol-{made[0]:08d}" in named and set(named) <= {f"vol-{made[0]:08d}", "IncorrectState"}, answers
+    assert f"vol-{made[0]:08d}" in named and set(named) <= {f"vol-{made[0]:08d}", "RequestLimitExceeded"}, answers
     assert _claims_left(stack) == []
     _delete_volume(stack.client(), f"vol-{made[0]:08d}")
 
@@ -258,8 +270,8 @@ def test_a_request_with_any_token_removes_the_claims_left_past_their_time(stack,
 
 def test_requests_waiting_for_one_token_hold_no_more_workers_than_the_wait_slots(stack, other):
     """The requests of one token that wait on one server, for its lock there or for the claim in oned,
-    count against the server's wait slots (waits.SLOTS, 4): past them a request answers IncorrectState
-    at once instead of holding one more worker for the whole wait."""
+    count against the server's wait slots (waits.SLOTS, 4): past them a request answers
+    RequestLimitExceeded (503, which the SDKs retry) at once instead of holding one more worker."""
     ec2 = stack.client(retries={"total_max_attempts": 1})
     token = _token()
     held = _plant_claim(stack, "run", token, time.time() + 600)  # another request makes it meanwhile
@@ -280,7 +292,7 @@ def test_requests_waiting_for_one_token_hold_no_more_workers_than_the_wait_slots
     _as_user(stack)("one.template.delete", held, False)  # that request ends; the waiting ones find what it made
     for t in threads:
         t.join(15)
-    assert len(refused) >= 4 and all(code == "IncorrectState" and s < 2 for code, s in refused), answers
+    assert len(refused) >= 4 and all(code == "RequestLimitExceeded" and s < 2 for code, s in refused), answers
     made = [f"i-{vm:08d}" for vm in _vms_with_token(stack, token)]
     assert len(made) == 1 and set(answers) - set(refused) == set(made), answers
     ec2.terminate_instances(InstanceIds=made)

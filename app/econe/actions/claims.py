@@ -58,6 +58,11 @@ def _busy(token: str) -> EC2Error:
     return EC2Error("IncorrectState", f"A request with the ClientToken '{token}' is still in progress: try again.")
 
 
+def _crowded() -> EC2Error:
+    # no wait slot free: EC2's answer to too many requests at once (503), which the SDKs retry after a pause
+    return EC2Error("RequestLimitExceeded", "Too many requests are waiting: retry shortly.", 503)
+
+
 def once(ctx: Context, kind: str, token: str, find: Callable[[], T | None], make: Callable[[], T]) -> T:
     """What *token* names: *find*'s answer (None: nothing made for it), else *make*'s. Both are called
     under the claim, by one request at a time of all econe servers: a retry of a finished request
@@ -80,7 +85,7 @@ def once(ctx: Context, kind: str, token: str, find: Callable[[], T | None], make
 
 # the requests of this server for one token wait here, so that one at a time waits for oned; each
 # waiting request holds a worker, so it takes one of waits.SLOTS as any wait does (none free: it
-# answers IncorrectState at once). An entry lives while requests hold or wait for it
+# answers RequestLimitExceeded at once). An entry lives while requests hold or wait for it
 _queues: dict[tuple[str, str, str], list] = {}  # (user, kind, token) -> [lock, requests holding or waiting]
 _queues_guard = threading.Lock()
 
@@ -96,6 +101,8 @@ def _queued(user: str, kind: str, token: str, deadline: float) -> Iterator[None]
         taken = lock.acquire(blocking=False)
         if not taken:
             taken = waits.until(lambda: lock.acquire(blocking=False), deadline - time.monotonic(), poll=POLL)
+        if taken is None:
+            raise _crowded()
         if not taken:
             raise _busy(token)
         try:
@@ -164,7 +171,7 @@ def _until(claim: Template) -> float:
 
 def _released(ctx: Context, claim_name: str, deadline: float) -> bool:
     """Whether the claim of *claim_name* was released (or was past its time, and removed here) before
-    *deadline*; False at once when enough other requests wait already (waits.SLOTS)."""
+    *deadline*; RequestLimitExceeded at once when enough other requests wait already (waits.SLOTS)."""
 
     def gone() -> bool:
         standing = False
@@ -177,4 +184,7 @@ def _released(ctx: Context, claim_name: str, deadline: float) -> bool:
                 ctx.session.template_delete(claim.id)
         return not standing
 
-    return bool(waits.until(gone, deadline - time.monotonic(), poll=POLL))
+    released = waits.until(gone, deadline - time.monotonic(), poll=POLL)
+    if released is None:
+        raise _crowded()
+    return released
