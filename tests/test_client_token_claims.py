@@ -121,7 +121,9 @@ def test_clients_that_retry_as_the_sdks_do_all_get_the_one_instance(stack, other
     """boto3's own retries (standard mode) take RequestLimitExceeded as EC2's throttling: every racing
     request ends with the same instance."""
     token = _token()
-    clients = [stack.client(url=url, retries={"mode": "standard", "max_attempts": 5}) for url in (stack.econe.url, other.url)]
+    clients = [
+        stack.client(url=url, retries={"mode": "standard", "max_attempts": 5}) for url in (stack.econe.url, other.url)
+    ]
     answers = _race(lambda ec2: ec2.run_instances(**_run(stack), ClientToken=token), clients)
     made = _vms_with_token(stack, token)
     assert len(made) == 1 and len(answers) == 12, (made, answers)
