@@ -8,8 +8,10 @@ into memory, with a progress bar on standard error.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import http.client
+import io
 import os
 import select
 import ssl
@@ -96,11 +98,12 @@ def upload(url: str, path: str, key: str, secret: str, progress: Progress | None
     conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
     conn.putheader("Content-Length", str(len(head) + len(file_head) + size + len(tail)))
     conn.endheaders()
+    early = None
     try:
         conn.send(head + file_head)
         with open(path, "rb") as f:
             while chunk := f.read(CHUNK):
-                if _answered(conn.sock):
+                if (early := _early_answer(conn.sock)) is not None:
                     break
                 conn.send(chunk)
                 if progress:
@@ -109,14 +112,59 @@ def upload(url: str, path: str, key: str, secret: str, progress: Progress | None
                 conn.send(tail)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server refused the upload before its end and closed: its answer is there to read
+    if early:
+        conn.response_class = functools.partial(_Replayed, early)
     resp = conn.getresponse()
     return resp.status, resp.read()
 
 
-def _answered(sock) -> bool:
-    """Whether the server has answered already: it refuses an upload as soon as the file begins
-    (a wrong signature...) and reads no more of it, so there is no point in sending the rest."""
-    return bool(select.select([sock], [], [], 0)[0])
+def _early_answer(sock) -> bytes | None:
+    """None while the server has not answered; else the bytes of its answer read here (b"" when none
+    were). It refuses an upload as soon as the file begins (a wrong signature...) and reads no more
+    of it, so there is no point in sending the rest. Over TLS a readable socket is no answer yet: a
+    TLS 1.3 server sends session tickets after the handshake. A non-blocking read consumes them and
+    tells them from application data, which is the answer's beginning, kept for its parser."""
+    if not select.select([sock], [], [], 0)[0]:
+        return None
+    if not isinstance(sock, ssl.SSLSocket):
+        return b""  # data or the server's close: the response reader sees it all
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        return sock.recv(CHUNK)  # b"" when the server closed
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return None  # no application data: TLS records of its own (tickets), or part of one
+    finally:
+        sock.settimeout(timeout)
+
+
+class _Replayed(http.client.HTTPResponse):
+    """The server's answer, whose first bytes *head* were read off the socket already."""
+
+    def __init__(self, head: bytes, sock, *args, **kwargs):
+        super().__init__(sock, *args, **kwargs)
+        self.fp = io.BufferedReader(_Prefixed(head, self.fp))
+
+
+class _Prefixed(io.RawIOBase):
+    """*head*, then the stream *rest*."""
+
+    def __init__(self, head: bytes, rest):
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self.head:
+            return self.rest.readinto1(buffer)  # what one read brings: readinto waits to fill *buffer*
+        n = min(len(buffer), len(self.head))
+        buffer[:n], self.head = self.head[:n], self.head[n:]
+        return n
+
+    def close(self):
+        self.rest.close()
+        super().close()
 
 
 def main(argv=None) -> int:
@@ -144,6 +192,10 @@ def main(argv=None) -> int:
     except OSError as e:
         progress.close()
         print(f"econe-upload: cannot reach {args.url}: {e}", file=sys.stderr)
+        return 1
+    except http.client.HTTPException as e:  # an answer cut short or not HTTP
+        progress.close()
+        print(f"econe-upload: {args.url}: not a complete HTTP answer: {e!r}", file=sys.stderr)
         return 1
     progress.close()
     try:
