@@ -164,7 +164,8 @@ def _wheel(directory: Path, mark: str, name: str = "econe", requires: str = "") 
     directory.mkdir(exist_ok=True)
     module = name.replace("-", "_")  # a wheel's file name and its dist-info spell the name so
     path, info = directory / f"{module}-0.0.1-py3-none-any.whl", f"{module}-0.0.1.dist-info"
-    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n" + (f"Requires-Dist: {requires}\n" if requires else "")
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n"
+    metadata += f"Requires-Dist: {requires}\n" if requires else ""
     with zipfile.ZipFile(path, "w") as whl:
         whl.writestr(f"{module}/__init__.py", f"MARK = {mark!r}\n")
         whl.writestr(f"{info}/METADATA", metadata)
