@@ -27,9 +27,11 @@ TEMPLATES = {
 SHOWN = ("snakeoil_cert_common_name", "lighttpd_ssl_proxy_secret_file", "econe_server_ssl_server")
 
 
-def _play(tmp_path: Path, inventory: str, *args: str, tmpdir: Path | None = None) -> subprocess.CompletedProcess:
+def _play(
+    tmp_path: Path, inventory: str, *args: str, tmpdir: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """ansible-playbook on localhost (connection local) with *inventory* for the group frontend (and
-    *tmpdir* as the controller's TMPDIR)."""
+    *tmpdir* as the controller's TMPDIR, *env* in its environment and its modules')."""
     inv = tmp_path / "inventory"
     inv.write_text(
         f"[frontend]\ncloud.example.org ansible_connection=local ansible_python_interpreter={sys.executable}\n"
@@ -43,6 +45,7 @@ def _play(tmp_path: Path, inventory: str, *args: str, tmpdir: Path | None = None
         "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote"),
         "ANSIBLE_LOCALHOST_WARNING": "false",
         **({"TMPDIR": str(tmpdir)} if tmpdir else {}),
+        **(env or {}),
     }
     return subprocess.run(
         [str(PLAYBOOK), "-i", str(inv), *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
@@ -155,16 +158,19 @@ def _changed(done: subprocess.CompletedProcess) -> int:
     return int(re.search(r"cloud\.example\.org +: ok=\d+ +changed=(\d+)", done.stdout)[1])
 
 
-def _wheel(directory: Path, mark: str) -> Path:
-    """A stand-in econe wheel (no dependencies, installed in a second) whose econe.MARK is *mark*."""
+def _wheel(directory: Path, mark: str, name: str = "econe", requires: str = "") -> Path:
+    """A stand-in wheel *name* 0.0.1 (installed in a second) whose module's MARK is *mark*, requiring the
+    distribution *requires* if given."""
     directory.mkdir(exist_ok=True)
-    path = directory / "econe-0.0.1-py3-none-any.whl"
-    info = "econe-0.0.1.dist-info"
+    module = name.replace("-", "_")  # a wheel's file name and its dist-info spell the name so
+    path, info = directory / f"{module}-0.0.1-py3-none-any.whl", f"{module}-0.0.1.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n"
+    metadata += f"Requires-Dist: {requires}\n" if requires else ""
     with zipfile.ZipFile(path, "w") as whl:
-        whl.writestr("econe/__init__.py", f"MARK = {mark!r}\n")
-        whl.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: econe\nVersion: 0.0.1\n")
+        whl.writestr(f"{module}/__init__.py", f"MARK = {mark!r}\n")
+        whl.writestr(f"{info}/METADATA", metadata)
         whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        whl.writestr(f"{info}/RECORD", f"econe/__init__.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n")
+        whl.writestr(f"{info}/RECORD", f"{module}/__init__.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n")
     return path
 
 
@@ -192,7 +198,7 @@ def test_a_wheel_file_is_installed_once_and_again_when_it_changes(tmp_path):
     assert _changed(_play(tmp_path, inventory, str(book))) > 0 and _mark(venv) == "one\n"
     assert _changed(_play(tmp_path, inventory, str(book))) == 0
     _wheel(tmp_path / "dist", "two")  # new code, the same version
-    assert _changed(_play(tmp_path, inventory, str(book), "--check")) == 2  # the copy and the reinstall
+    assert _changed(_play(tmp_path, inventory, str(book), "--check")) == 3  # the copy, the reinstall, its dependencies
     assert _changed(_play(tmp_path, inventory, str(book))) > 0 and _mark(venv) == "two\n"
 
 
@@ -202,7 +208,26 @@ def test_a_pip_requirement_is_installed_on_the_host(tmp_path):
     inventory += "econe_server_instances=0\n"
     assert _changed(_play(tmp_path, inventory, str(book))) == 1 and _mark(venv) == "pip\n"
     assert _changed(_play(tmp_path, inventory, str(book))) == 0
+    assert _changed(_play(tmp_path, inventory, str(book), "--check")) == 0  # pip's dry run: nothing to install
     assert not (tmp_path / "venv-dist").exists()  # pip fetched it, nothing was copied
+
+
+def test_a_new_wheel_brings_its_new_dependencies_even_after_a_failed_run(tmp_path):
+    """A changed wheel was once only copied, then reinstalled by a handler with --no-deps: a dependency
+    new in it never arrived, and a run that failed after the copy left the old code for good (the
+    rerun found the copy unchanged). Here the first run of wheel "two" fails (its new dependency is
+    not to be had yet), and the rerun installs it with the dependency."""
+    book, venv, dist, index = _package_play(tmp_path), tmp_path / "venv", tmp_path / "dist", tmp_path / "index"
+    index.mkdir()
+    inventory = f"econe_server_package={_wheel(dist, 'one')}\necone_server_venv={venv}\necone_server_instances=0\n"
+    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(index)}  # pip finds dependencies in *index* alone
+    assert _changed(_play(tmp_path, inventory, str(book), env=offline)) > 0 and _mark(venv) == "one\n"
+    _wheel(dist, "two", requires="econe-newdep")
+    assert _play(tmp_path, inventory, str(book), env=offline).returncode != 0  # econe-newdep: not found
+    _wheel(index, "new", name="econe-newdep")
+    assert _changed(_play(tmp_path, inventory, str(book), env=offline)) > 0 and _mark(venv) == "two\n"
+    check = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_the_top_level_proxy_configuration_is_the_roles_own():

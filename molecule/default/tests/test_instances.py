@@ -11,6 +11,9 @@ import os
 import re
 import secrets
 import ssl
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -165,6 +168,21 @@ def test_12_runinstances_racing_one_client_token_make_one_instance(host):
 def test_a_stopped_instance_costs_no_request(host):
     """While econe-server@1 stops (in flight requests finish, new ones go to @2) and is down, a burst
     of requests through the proxy is answered, every one."""
+    stop, answered, failures, threads = _burst(8)
+    try:
+        time.sleep(2)
+        host.run_expect([0], "systemctl stop econe-server@1")
+        time.sleep(3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        host.run_expect([0], "systemctl start econe-server@1")
+    assert not failures and len(answered) > 50, (len(answered), failures[:5])
+
+
+def _burst(clients: int) -> tuple[threading.Event, list, list, list[threading.Thread]]:
+    """*clients* threads sending DescribeInstances through the proxy until the event is set."""
     failures, answered, stop = [], [], threading.Event()
 
     def burst():
@@ -176,18 +194,49 @@ def test_a_stopped_instance_costs_no_request(host):
             except Exception as e:  # noqa: BLE001 - every failure is what the test counts
                 failures.append(repr(e))
 
-    threads = [threading.Thread(target=burst) for _ in range(8)]
+    threads = [threading.Thread(target=burst) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    return stop, answered, failures, threads
+
+
+# the role's restart handler, as a changed econe.conf or package runs it: each instance in turn
+RESTART_PLAY = """
+- hosts: frontend
+  become: true
+  gather_facts: false
+  tasks:
+    - name: The econe_server role's restart, one instance at a time
+      ansible.builtin.include_role:
+        name: econe_server
+        tasks_from: restart
+      loop: [1, 2]
+      loop_control:
+        loop_var: econe_server_instance
+"""
+
+
+def test_the_roles_restart_of_every_instance_costs_no_request(host):
+    """roles/econe_server/tasks/restart.yml (restart, /health, a pause while lighttpd takes the instance
+    back, then the next) with 8 clients sending requests through the proxy: every one is answered."""
+    pids = {n: host.check_output(f"systemctl show -p MainPID --value econe-server@{n}") for n in INSTANCES}
+    stop, answered, failures, threads = _burst(8)
     try:
-        for t in threads:
-            t.start()
-        time.sleep(2)
-        host.run_expect([0], "systemctl stop econe-server@1")
-        time.sleep(3)
+        time.sleep(1)
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as book:
+            book.write(RESTART_PLAY)
+            book.flush()
+            playbook = Path(sys.executable).parent / "ansible-playbook"
+            inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+            done = subprocess.run([str(playbook), "-i", inventory, book.name], capture_output=True, text=True)
+        time.sleep(1)
     finally:
         stop.set()
         for t in threads:
             t.join()
-        host.run_expect([0], "systemctl start econe-server@1")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    for n, pid in pids.items():  # each instance was restarted
+        assert host.check_output(f"systemctl show -p MainPID --value econe-server@{n}") != pid, n
     assert not failures and len(answered) > 50, (len(answered), failures[:5])
 
 
