@@ -6,7 +6,6 @@ container's loopback only, and the deployment printed no secret."""
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import re
 import secrets
@@ -18,16 +17,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
-import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
 import botocore.config
 from botocore.exceptions import ClientError
-
-from econe.upload import signed_fields
 
 PROXY = "https://127.0.0.1:18443"  # molecule.yml publishes the container's 8443 here
 INSTANCES = {1: (4567, 9567), 2: (4568, 9568)}  # econe_server_port and econe_server_metrics_port, then +1
@@ -256,36 +251,22 @@ def test_metrics_answer_on_loopback_and_not_through_the_proxy(host):
     assert "econe_requests_total" not in body and "<Response>" in body, body[:300]
 
 
-def _upload(data: bytes) -> tuple[int, ET.Element]:
-    """An UploadImage of *data* through the proxy, as econe-upload sends it (its signed fields, then the
-    file part), all at once: econe-upload itself stops sending when the socket turns readable, which a
-    TLS 1.3 session ticket from lighttpd does (it then waits out econe's RequestTimeout)."""
-    boundary = uuid.uuid4().hex
-    fields = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in signed_fields(PROXY + "/", "alice", ALICE_SECRET)
-    )
-    file_part = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="disk.raw"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    conn = http.client.HTTPSConnection("127.0.0.1", 18443, timeout=60, context=ssl._create_unverified_context())
-    try:
-        body = fields + file_part + data + f"\r\n--{boundary}--\r\n".encode()
-        conn.request("POST", "/", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
-        answer = conn.getresponse()
-        return answer.status, ET.fromstring(answer.read())
-    finally:
-        conn.close()
-
-
-def test_an_upload_through_the_proxy_reaches_oned_from_the_sandbox(host):
-    """econe stages an upload in tmpdir (/var/tmp), which its unit binds through its private /tmp and
-    /var/tmp: oned (here onelite, outside the sandbox) reads it from there."""
+def test_an_upload_through_the_proxy_reaches_oned_from_the_sandbox(host, tmp_path):
+    """econe-upload, as a user runs it, over TLS 1.3 through the proxy (verifying the frontend's
+    certificate): econe stages the upload in tmpdir (/var/tmp), which its unit binds through its private
+    /tmp and /var/tmp, and oned (here onelite, outside the sandbox) reads it from there."""
     staged_before = set(host.check_output("ls -A /var/tmp").split())
-    status, answer = _upload(os.urandom(3 * 1024 * 1024 + 17))
-    assert status == 200, ET.tostring(answer)[:500]
-    ami = answer.findtext("{*}imageId")
+    cert = tmp_path / "econe.crt"
+    cert.write_text(host.file("/etc/lighttpd/ssl/econe.crt").content_string)
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("econe-upload")), "-U", PROXY + "/", str(disk)],
+        env={**os.environ, "SSL_CERT_FILE": str(cert), "EC2_ACCESS_KEY": "alice", "EC2_SECRET_KEY": ALICE_SECRET},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ami = done.stdout.split()[-1]
     image = _ec2().describe_images(ImageIds=[ami])["Images"][0]
     assert image["State"] == "available", image
     assert set(host.check_output("ls -A /var/tmp").split()) <= staged_before  # nothing left behind
