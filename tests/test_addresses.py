@@ -337,6 +337,27 @@ def test_an_address_released_as_soon_as_it_is_allocated(stack, eip):  # noqa: F8
         assert _code(ec2.describe_addresses, AllocationIds=[allocation]) == "InvalidAllocationID.NotFound"
 
 
+def test_an_address_released_is_free_when_the_release_answers(stack, eip):  # noqa: F811
+    """oned gives a released address back to the network once its driver has deleted the reservation:
+    with every address taken, an AllocateAddress right after a ReleaseAddress gets the one released."""
+    ec2 = _alice(stack, eip)
+    held = []
+    try:
+        while True:
+            try:
+                held.append(ec2.allocate_address(Domain="vpc")["AllocationId"])
+            except botocore.exceptions.ClientError as e:
+                assert e.response["Error"]["Code"] == "AddressLimitExceeded", e.response
+                break
+        assert held, "no address was free"
+        for _ in range(3):
+            ec2.release_address(AllocationId=held.pop())
+            held.append(ec2.allocate_address(Domain="vpc")["AllocationId"])
+    finally:
+        for allocation in held:
+            ec2.release_address(AllocationId=allocation)
+
+
 def _as(stack, user: str, password: str) -> _One:  # noqa: F811
     return _One(stack.cloud.url, f"{user}:{password}")
 

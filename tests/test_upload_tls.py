@@ -220,7 +220,9 @@ def test_an_answer_cut_short_is_reported_without_a_traceback(tmp_path):
     def answer_half():
         conn, _ = listener.accept()
         with conn:
-            conn.recv(65536)
+            request = b""
+            while not request.endswith(b"--\r\n"):  # the whole upload: a close with bytes unread is a reset
+                request += conn.recv(65536)
             conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 254\r\n\r\n<Response>")
 
     threading.Thread(target=answer_half, daemon=True).start()

@@ -293,4 +293,7 @@ def release_address(ctx: Context, p: dict) -> dict:
     if not address.made:
         waits.until(lambda: all(a.made for a in reservations(ctx) if a.vnet == address.vnet), SETTLE_TIMEOUT)
     ctx.session.vn_delete(address.vnet, ids.not_found("eipalloc", ids.fmt("eipalloc", address.vnet)))
+    # oned gives the address back to the elastic-IP network once its driver has deleted the reservation
+    # (LOCK_DELETE, then gone): an AllocateAddress right after the answer finds it free
+    waits.until(lambda: all(el.findtext("ID") != str(address.vnet) for el in ctx.session.own_vnets()), SETTLE_TIMEOUT)
     return {}
