@@ -24,7 +24,7 @@ from pyone import bindings
 
 from .conftest import FIXTURES, start_onelite
 from .fidelity.compare import differences
-from .fidelity.replay import Replayer
+from .fidelity.replay import Replayer, call
 
 SET4 = FIXTURES / "set4"
 # INDEX.txt lists the answers in the order the capture made the calls
@@ -35,7 +35,12 @@ LOCK_RULES = [
 ]
 
 # set 3's document answers, in the order its ids show they were made (claim1 0, dup 1, type101 2, otheruser 3)
-SET3_SETUP = ["one.group.allocate", "one.acl.addrule.create", "one.user.allocate.clouduser", "one.user.allocate.otheruser"]
+SET3_SETUP = [
+    "one.group.allocate",
+    "one.acl.addrule.create",
+    "one.user.allocate.clouduser",
+    "one.user.allocate.otheruser",
+]
 SET3_DOCS = [
     "one.document.allocate.claim1",
     "one.document.allocate.claim_dup",
@@ -130,3 +135,23 @@ def test_set4_record_pyone_parses(set4, name):
     for xml in _records(set4.answers[name]):
         assert bindings.parseString(xml.encode()) is not None
 
+
+# What OpenNebula's release-6.10.5 source makes plain and set 4 did not capture (RequestManagerLock,
+# RequestManagerClone with Document::insert), on a document of docuser's the replay left unlocked.
+
+
+def test_a_lock_test_refuses_a_locked_document_with_the_time_of_its_lock(set4):
+    user, doc = "docuser:pw", json.loads((SET4 / "ids.json").read_text())["doc_empty_name"]
+    assert call(set4.url, "one.document.lock", user, doc, 4, True)[:2] == [True, doc]  # 4 ("ALL") is USE
+    ok, xml, *_ = call(set4.url, "one.document.info", user, doc)
+    locked_at = re.search(r"<LOCKED>1</LOCKED><OWNER>\d+</OWNER><TIME>(\d+)</TIME>", xml).group(1)
+    answer = call(set4.url, "one.document.lock", user, doc, 2, True)
+    assert answer == [False, f"[one.document.lock] {locked_at}", 2048, -1, -1]
+    assert call(set4.url, "one.document.unlock", user, doc)[:2] == [True, doc]
+
+
+def test_a_clone_named_too_long_is_refused_as_an_allocation(set4):
+    doc = json.loads((SET4 / "ids.json").read_text())["doc_empty_name"]
+    answer = call(set4.url, "one.document.clone", "docuser:pw", doc, "n" * 129)
+    message = "[one.document.clone] Error allocating a new document. NAME is too long; max length is 128 chars."
+    assert answer == [False, message, 16384, -1, -1]
