@@ -5,7 +5,7 @@ by filter and type, chmod, chown, rename, clone, locks, delete, and who may do e
 
 Every request of the capture is replayed in the order of its INDEX.txt against an onelite whose id
 sequences start where the capture's oned stood (ids.json), and every answer is compared by
-fidelity/compare.py's ``differences``; a lock's TIME and REQ_ID are oned's clock and request counter.
+fidelity/compare.py's ``differences``; a lock's TIME and REQ_ID are oned's clock and its id for the request.
 Set 3's document answers (names not unique per owner, the pool by type) are replayed too, on a
 cloud made as set 3's capture made it. Every record onelite answers validates against OpenNebula
 6.10.5's document.xsd / document_pool.xsd (xsd/) and pyone parses it.
@@ -31,7 +31,7 @@ SET4 = FIXTURES / "set4"
 STEPS = re.findall(r"^(\S+)\.xml ", (SET4 / "INDEX.txt").read_text(), re.M)
 LOCK_RULES = [
     (r"/LOCK/TIME$", "a clock time"),
-    (r"/LOCK/REQ_ID$", "oned's request counter"),
+    (r"/LOCK/REQ_ID$", "the id oned gives the locking request (a random number below 10000)"),
 ]
 
 # set 3's document answers, in the order its ids show they were made (claim1 0, dup 1, type101 2, otheruser 3)

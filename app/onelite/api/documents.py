@@ -129,8 +129,12 @@ def document_lock(call: Call, oid: int, level: int, test: bool = False) -> int:
         raise OneError(ACTION, str(lock["TIME"]))
     if lock and lock["OWNER"] != call.uid and not call.is_admin:
         raise OneError(ACTION, "Error trying to lock the resource.")
-    now = call.cloud.now()
-    doc["LOCK"] = {"LOCKED": LOCK_LEVELS[level], "OWNER": call.uid, "TIME": now, "REQ_ID": call.cloud.request_id}
+    doc["LOCK"] = {
+        "LOCKED": LOCK_LEVELS[level],
+        "OWNER": call.uid,
+        "TIME": call.cloud.now(),
+        "REQ_ID": call.cloud.request_id,  # the call's id, as oned's att.req_id
+    }
     common.save(call, "document", doc)
     return oid
 
