@@ -105,6 +105,8 @@ def render(call: Call, kind: str, obj: dict) -> str:
 def save(call: Call, kind: str, obj: dict) -> None:
     if kind == "vm":  # VMs keep their pool XML and quota summary beside the document
         save_vm(call, obj)
+    elif kind == "document":  # oned keeps a document's body as XML: its pool answer copies it
+        call.db.put(kind, obj, pool_xml=render(call, kind, obj))
     else:
         call.db.put(kind, obj)
 

@@ -9,7 +9,6 @@ refuses a record that is then not XML. Documents can be locked (``LOCK``, see ``
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from functools import partial
 
 from one import template as tpl
 
@@ -42,7 +41,8 @@ def _new(call: Call, name: str, dtype: int, template: tpl.Template, code: int = 
     error = _name_error(name)
     if error:
         raise OneError(code, prefix + error)
-    call.db.put(
+    common.save(
+        call,
         "document",
         {
             "ID": oid,
@@ -82,10 +82,10 @@ def document_info(call: Call, oid: int, decrypt: bool = False) -> str:
 @method("one.documentpool.info", int, int, int, int)
 def documentpool_info(call: Call, flag: int, start: int, end: int, dtype: int) -> str:
     """The documents of exactly type *dtype* (-1 is a type like any other) the filter shows."""
-    listed = common.owned_pool(
-        call, "document", flag, start, end, partial(common.render, call, "document"), lambda d: d["TYPE"] == dtype
-    )
-    return f"<DOCUMENT_POOL>{listed}</DOCUMENT_POOL>"
+    keep = common.pool_filter(call, "document", flag, start, end)
+    rows = call.db.rows("document", "json_extract(body, '$.TYPE') = ?", (dtype,))
+    listed = common.page([r[5] for r in rows if keep(*r[:4])], start, end)
+    return f"<DOCUMENT_POOL>{''.join(listed)}</DOCUMENT_POOL>"
 
 
 @method("one.document.update", int, str, int, required=2)
