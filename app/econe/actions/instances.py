@@ -56,8 +56,11 @@ ASKED = "EC2_CLIENT_REQUEST"  # a VM's user attribute: the digest of what the Ru
 
 
 def vm_tags(vm: VM) -> list[dict]:
+    text = vm.user_template.get("EC2_TAGS")
+    if not text:  # most VMs: no JSON to read
+        return []
     try:
-        tags = json.loads(vm.user_template.get("EC2_TAGS") or "{}")
+        tags = json.loads(text)
     except ValueError:
         tags = {}
     return [{"Key": k, "Value": v} for k, v in tags.items()]
@@ -86,7 +89,7 @@ def describe(vm: VM, group_names: nics.GroupNames) -> dict:
         "PublicDnsName": "",
         "PrivateIpAddress": ips[0] if ips else None,
         # an elastic IP (addresses.py) first, else a globally routable address of the VM's own
-        "PublicIpAddress": next((ip for ip in elastic + ips if ip in elastic or _is_global(ip)), None),
+        "PublicIpAddress": elastic[0] if elastic else next((ip for ip in ips if _is_global(ip)), None),
         "InstanceType": u.get("EC2_INSTANCE_TYPE") or vm.template.get("EC2_INSTANCE_TYPE") or "",
         "LaunchTime": datetime.fromtimestamp(vm.stime, UTC),
         "Placement": {"AvailabilityZone": ZONE, "Tenancy": "default"},
