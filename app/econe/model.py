@@ -166,6 +166,11 @@ def namespace(version: str) -> str:
 _INVALID = {c: "\ufffd" for c in range(32) if c not in (9, 10, 13)}
 
 
+# text *v* that `_esc` leaves as it is: most of an answer's (ids, addresses, names), tested in the writers'
+# code itself, which calls `_esc` for the rest
+_PLAIN = 'v.isprintable() and "&" not in v and "<" not in v and ">" not in v'
+
+
 def _esc(text: str) -> str:
     if not text.isprintable():  # rare: newlines, tabs, control characters
         text = text.translate(_INVALID)
@@ -246,7 +251,7 @@ def prepare(operations) -> None:
 # the text of a scalar member, by its type in the model: the class the actions give first, without the
 # checks of `_text` (which writes any other value, as it would have)
 _SCALAR = {
-    "string": "_esc(v) if v.__class__ is str else _text(v)",
+    "string": f"(v if {_PLAIN} else _esc(v)) if v.__class__ is str else _text(v)",
     "integer": "str(v) if v.__class__ is int else _text(v)",
     "long": "str(v) if v.__class__ is int else _text(v)",
     "boolean": '("true" if v else "false") if v.__class__ is bool else _text(v)',
