@@ -92,20 +92,15 @@ def _flat(el) -> dict[str, str]:
     return {child.tag: child.text or "" for child in el if len(child) == 0} if el is not None else {}
 
 
-# the children of a VM element parse_vm reads: lxml makes no Python object for the others
-_VM_READ = ("ID", "NAME", "UID", "UNAME", "STATE", "LCM_STATE", "STIME", "ETIME", "TEMPLATE", "USER_TEMPLATE")
-
-
 def parse_vm(el) -> VM:
-    """A VM element of a pool or info answer, read in one pass over its children (the hot path: each
-    element lxml hands to Python costs, so only those read are asked for)."""
+    """A VM element of a pool or info answer, read in one pass over its children (the hot path)."""
     top: dict[str, str] = {}
     nics: list[Nic] = []
     images: list[int] = []
     template: dict[str, str] = {}
     user_template: dict[str, str] = {}
     arch = ""
-    for child in el.iterchildren(*_VM_READ):
+    for child in el:
         tag = child.tag
         if tag == "TEMPLATE":
             for item in child:
@@ -116,9 +111,11 @@ def parse_vm(el) -> VM:
                     nics.append(Nic(g("IP", ""), g("NETWORK", ""), g("NETWORK_ID", ""), g("NIC_ID", ""), g("MAC", ""),
                                     g("SECURITY_GROUPS", "")))  # fmt: skip
                 elif name == "DISK":
-                    image = next(item.iterchildren("IMAGE_ID"), None)
-                    if image is not None and image.text:
-                        images.append(int(image.text))
+                    for x in item:  # not findtext: its ElementPath costs more than these few children
+                        if x.tag == "IMAGE_ID":
+                            if x.text:
+                                images.append(int(x.text))
+                            break
                 elif len(item) == 0:
                     template[name] = item.text or ""
                 elif name == "OS":
