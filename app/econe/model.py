@@ -255,7 +255,7 @@ _SCALAR = {
     "integer": "str(v) if v.__class__ is int else _text(v)",
     "long": "str(v) if v.__class__ is int else _text(v)",
     "boolean": '("true" if v else "false") if v.__class__ is bool else _text(v)',
-    "timestamp": "_stamp(v) if v.__class__ is datetime else _text(v)",
+    "timestamp": "_stamp(v.astimezone(UTC)) if v.__class__ is datetime else _text(v)",
 }
 
 
@@ -265,7 +265,8 @@ def _writer(shape):
     model once per shape: an instance has some 80 members, most of them absent, and a loop over the
     model's members for each one cost more than the rest of a listing."""
     lines = ["def write(out, value):"]
-    env = {"_esc": _esc, "_text": _text, "_stamp": _stamp, "Fragment": Fragment, "str": str, "datetime": datetime}
+    env = {"_esc": _esc, "_text": _text, "_stamp": _stamp, "Fragment": Fragment, "str": str, "datetime": datetime,
+           "UTC": UTC}  # fmt: skip
 
     def scalar(tag: str, shape) -> str:
         return f"f'<{tag}>{{{_SCALAR.get(shape.type_name, '_text(v)')}}}</{tag}>'"
@@ -308,9 +309,9 @@ def _writer(shape):
 
 
 @functools.lru_cache(maxsize=65536)
-def _stamp(value: datetime) -> str:
-    """A time as EC2 writes it: an instance's launch and its NICs' attach times are one time."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+def _stamp(utc: datetime) -> str:
+    """A time in UTC as EC2 writes it, made once: an instance's launch and its NICs' attach times are one."""
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _text(value) -> str:
@@ -320,7 +321,7 @@ def _text(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return _stamp(value)
+        return _stamp(value.astimezone(UTC))
     return _esc(str(value))
 
 
