@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
+import xml.etree.ElementTree as ET
+import xmlrpc.client
 from pathlib import Path
 
 from econe import model
 from econe.actions import instances, nics
 from econe.gateway import Gateway
 from econe.objects import SecGroup, parse_ec2_attrs, parse_vm_pool, parse_vm_records, split_vm_pool, xml
+from one import template as tpl
+
+from ..test_econe_e2e import signed_v2, stack  # noqa: F401
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "golden" / "first_listing"
 VERSION, REQUEST_ID = "2016-11-15", "5ea1f00d-0000-4000-8000-000000000013"
@@ -186,6 +191,25 @@ def test_a_first_listing_of_network_interfaces_answers_as_main_did():
     golden = (GOLDEN / "DescribeNetworkInterfaces.xml").read_bytes()
     assert describe_network_interfaces(_records) == golden
     assert describe_network_interfaces(parse_vm_pool) == golden
+
+
+def test_ec2_attributes_written_in_opennebula_that_are_no_ec2_values_list_the_instance(stack):  # noqa: F811
+    """A user writes its VM's user template in OpenNebula itself: EC2_TAGS that are no JSON object and an
+    EC2_LAUNCH_INDEX that is no number are no tags and index 0, as for a security group's tags, not a
+    listing that fails (an InternalError before) for the user and every user who may see the VM."""
+    body = [("NAME", stack.cloud.name("by-hand")), ("CPU", "0.1"), ("MEMORY", "64"), ("EC2_TAGS", "[1]"),
+            ("EC2_LAUNCH_INDEX", "x")]  # fmt: skip
+    owner = f"{stack.demo.user}:{stack.demo.password}"
+    ok, vmid, *_ = xmlrpc.client.ServerProxy(stack.cloud.url).one.vm.allocate(owner, tpl.serialize(body), True)
+    assert ok, vmid
+    try:
+        status, root = signed_v2(stack, {"Action": "DescribeInstances", "InstanceId.1": f"i-{vmid:08d}"})
+        assert status == 200, ET.tostring(root)
+        (instance,) = [el for el in root.iter() if el.tag.endswith("instancesSet")][0]
+        fields = {el.tag.split("}")[1]: el for el in instance}
+        assert fields["amiLaunchIndex"].text == "0" and "tagSet" not in fields
+    finally:
+        stack.admin("one.vm.action", "terminate-hard", vmid)
 
 
 if __name__ == "__main__":  # writes the golden files: only from the code whose answers they hold
