@@ -308,9 +308,10 @@ def _writer(shape):
     return env["write"]
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=4096)
 def _stamp(utc: datetime) -> str:
-    """A time in UTC as EC2 writes it, made once: an instance's launch and its NICs' attach times are one."""
+    """A time in UTC as EC2 writes it, made once for the instance's launch and its NICs' attach times (one
+    time) and for instances launched together."""
     return utc.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
