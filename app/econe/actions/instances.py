@@ -14,7 +14,6 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from one import template as tpl
 from one.codes import LCM_STATE, VM_STATE
@@ -95,7 +94,7 @@ def describe(vm: VM, group_names: nics.GroupNames) -> dict:
         # an elastic IP (addresses.py) first, else a globally routable address of the VM's own
         "PublicIpAddress": elastic[0] if elastic else next((ip for ip in ips if _is_global(ip)), None),
         "InstanceType": u.get("EC2_INSTANCE_TYPE") or vm.template.get("EC2_INSTANCE_TYPE") or "",
-        "LaunchTime": datetime.fromtimestamp(vm.stime, UTC),
+        "LaunchTime": nics.utc_time(vm.stime),  # the same object as its NICs' AttachTime
         "Placement": {"AvailabilityZone": ZONE, "Tenancy": "default"},
         "AmiLaunchIndex": _launch_index(u.get("EC2_LAUNCH_INDEX")),
         "Monitoring": {"State": "disabled"},
