@@ -248,8 +248,8 @@ def prepare(operations) -> None:
         walk(op.output_shape)
 
 
-# the text of a scalar member, by its type in the model: the class the actions give first, without the
-# checks of `_text` (which writes any other value, as it would have)
+# the text of a scalar member, by its type in the model: a value of the class the actions give for that
+# type is written without `_text`'s checks, any other as `_text` writes it
 _SCALAR = {
     "string": f"(v if {_PLAIN} else _esc(v)) if v.__class__ is str else _text(v)",
     "integer": "str(v) if v.__class__ is int else _text(v)",

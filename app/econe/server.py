@@ -154,7 +154,7 @@ def serve(cfg: Config) -> int:
         threading.Thread(target=listener.serve, name="metrics", daemon=True).start()
     # what is made by now (botocore's model and the writers: most of the heap) lives as long as the
     # process: out of the collector's sight, a full collection walks only what requests made since (one
-    # during a first listing of 1,000 VMs cost 45 ms, 45 us a VM, in bench/first_listing.py)
+    # during a first listing of 1,000 VMs cost 45-70 ms, 45-70 us a VM, in bench/first_listing.py)
     gc.collect()
     gc.freeze()
     notify("READY=1")  # both ports listen: what connects now is queued until the loop below takes it

@@ -2,6 +2,7 @@
 reads for the first time, from a varied short pool answer written as oned writes one, against golden
 files the code on main wrote before the first listing was made cheaper (issue #13). The work on the
 cost of a first-seen VM (parse, describe, write) must not change one byte of what a client reads.
+Also, against econe on onelite: EC2 attributes a user wrote in OpenNebula itself do not fail a listing.
 
 `python -m tests.unit.test_first_listing_bytes` writes the golden files again (see their README)."""
 
