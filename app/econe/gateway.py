@@ -593,7 +593,7 @@ class UserSession:
         g = self.gateway
         index, extended, indexed = g.index(self.user), None, None
         if g.attrs_due(self.user):
-            fresh = UserSession(g, self.user)
+            fresh = UserSession(g, self.user, self.is_dry_run)
             if g.attrs_ttl > 0 and not index.loaded and index.off_until <= time.monotonic():
                 indexed = _Later(fresh.read_index)
             else:
@@ -655,7 +655,7 @@ class UserSession:
             return {}
         index.doc, index.entries, others = attr_index.parse(pool)
         index.loaded = True
-        for doc in others:  # two servers made one at once: the lowest id is the index
+        for doc in others if not self.is_dry_run else ():  # two servers made one at once: the lowest id counts
             self._index_call("one.document.delete", doc)
         return index.entries
 
@@ -665,9 +665,9 @@ class UserSession:
         if self._notes:
             notes, self._notes = self._notes, {}
             self._write_index(notes)
-        if self._unverified is not None:
+        if self._unverified is not None and not self.is_dry_run:  # a dry run writes nothing, not even this
             self.gateway.verify_later(self.user, *self._unverified)
-            self._unverified = None
+        self._unverified = None
 
     def _write_index(self, seen: dict[int, attr_index.Entry], listed: set[int] | None = None) -> None:
         """Write the entries of *seen* the index does not hold as they are; the whole index when it
