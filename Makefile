@@ -44,7 +44,7 @@ CONFORMANCE_TESTS ?= tests/test_econe_e2e.py tests/test_auth_failures.py tests/t
 	tests/test_login_tokens.py tests/test_listing_memo.py tests/test_x509_auth.py tests/test_addresses.py \
 	tests/test_onelite_x509_users.py tests/test_ansible_x509_users.py tests/test_create_image.py \
 	tests/test_volumes.py tests/test_volumes_review.py tests/test_ansible_volumes.py \
-	tests/test_client_token_claims.py
+	tests/test_client_token_claims.py tests/test_attr_index.py
 
 conformance: install
 	$(BIN)/pytest -q --conformance $(CONFORMANCE_TESTS)

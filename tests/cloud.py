@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from demo import _One
+from econe import attr_index
 
 from .conftest import CENSUSES, Onelite, start_onelite
 
@@ -74,6 +75,7 @@ TAGS = {  # the objects' element in each pool answer (a pool also carries quotas
     "one.vnpool.info": "VNET",
     "one.secgrouppool.info": "SECURITY_GROUP",
     "one.hostpool.info": "HOST",
+    "one.documentpool.info": "DOCUMENT",
 }
 
 
@@ -173,6 +175,7 @@ def census(one: _One) -> dict[str, int]:
         "vnets": len(_pool(one, "one.vnpool.info", -2, -1, -1)),
         "security groups": len(_pool(one, "one.secgrouppool.info", -2, -1, -1)),
         "hosts": len(_pool(one, "one.hostpool.info")),
+        "ec2 indexes": len(_pool(one, "one.documentpool.info", -2, -1, -1, attr_index.TYPE)),
     }
 
 
@@ -188,11 +191,12 @@ def _named(one: _One, method: str, prefix: str) -> set[int]:
     return {int(o.findtext("ID")) for o in _pool(one, method) if o.findtext("NAME").startswith(prefix)}
 
 
-OWNED = [  # (pool, its delete call's method and extra arguments, kind): what VMs may hold, then the rest
-    ("one.imagepool.info", "one.image.delete", (False,), "images"),
-    ("one.templatepool.info", "one.template.delete", (False,), "templates"),
-    ("one.vnpool.info", "one.vn.delete", (), "vnets"),
-    ("one.secgrouppool.info", "one.secgroup.delete", (), "security groups"),
+OWNED = [  # (pool call, its delete call's method and extra arguments, kind): what VMs may hold, then the rest
+    (("one.imagepool.info", -2, -1, -1), "one.image.delete", (False,), "images"),
+    (("one.templatepool.info", -2, -1, -1), "one.template.delete", (False,), "templates"),
+    (("one.vnpool.info", -2, -1, -1), "one.vn.delete", (), "vnets"),
+    (("one.secgrouppool.info", -2, -1, -1), "one.secgroup.delete", (), "security groups"),
+    (("one.documentpool.info", -2, -1, -1, attr_index.TYPE), "one.document.delete", (), "ec2 indexes"),
 ]
 
 
@@ -205,7 +209,7 @@ def ours(one: _One, prefix: str, admin_id: int) -> dict[str, list[int]]:
     found = {"users": sorted(users), "groups": sorted(groups)}
     found["vms"] = [int(vm.findtext("ID")) for vm in _pool(one, "one.vmpool.info", -2, -1, -1, LIVE) if owned(vm)]
     for pool, _method, _args, kind in OWNED:
-        found[kind] = [int(o.findtext("ID")) for o in _pool(one, pool, -2, -1, -1) if owned(o)]
+        found[kind] = [int(o.findtext("ID")) for o in _pool(one, *pool) if owned(o)]
     subjects = {f"#{u}" for u in users} | {f"@{g}" for g in groups}
     rules = _pool(one, "one.acl.info")
     found["acl rules"] = [int(r.findtext("ID")) for r in rules if r.findtext("STRING").split()[0] in subjects]

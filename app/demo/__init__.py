@@ -73,7 +73,7 @@ def provision(
     add_rule(
         one,
         acl.GROUP | gid,
-        sum(acl.TYPES[t] for t in ("VM", "NET", "IMAGE", "TEMPLATE", "SECGROUP")) | acl.ALL,
+        sum(acl.TYPES[t] for t in ("VM", "NET", "IMAGE", "TEMPLATE", "SECGROUP", "DOCUMENT")) | acl.ALL,
         acl.RIGHTS["CREATE"],
     )
     uid = one("one.user.allocate", user, password, "core", [gid])

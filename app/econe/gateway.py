@@ -30,7 +30,7 @@ from one import acl
 from one.codes import ACTION, AUTHENTICATION, AUTHORIZATION, LOCKED, NO_EXISTS
 from one.x509 import dns_of
 
-from . import ids
+from . import attr_index, ids
 from .auth import Account
 from .errors import EC2Error, auth_failure, dry_run_succeeded, internal_error, unauthorized, unavailable
 from .metrics import Metrics
@@ -60,6 +60,8 @@ USERS_TTL = 2
 ACL_TTL = 60  # seconds the ACL rules are cached (DryRun only)
 EC2_CACHE_SIZE = 200_000
 EXTENDED_AFTER = 20  # more VMs than this missing from the cache: one extended pool call instead
+VERIFIES = threading.BoundedSemaphore(2)  # background reads of the extended answer at once (verify_later)
+INDEX_OFF_FOR = 600  # seconds a user who may not create documents is left without an index
 # VM elements kept with the VM read from them and its EC2 views, by the size of their text: what is
 # derived from an element costs about 9 times it (10.5 KiB for a 1 KiB element, measured)
 VM_RECORDS_BYTES = 8 * 2**20
@@ -233,6 +235,7 @@ class Gateway:
         self._records: dict[str, VM] = {}  # a VM element of a pool answer, as oned wrote it -> its VM
         self._records_size = 0  # the length of the elements kept
         self._attrs_read: dict[str, float] = {}  # user -> when a listing last read the EC2 attributes
+        self._indexes: dict[str, _Index] = {}
 
     def rpc(self, timeout: float = TIMEOUT) -> RawXMLRPC:
         """A connection to oned, whose calls are timed in the server's metrics."""
@@ -347,13 +350,18 @@ class Gateway:
 
     def remember(self, vmid: int, user_template: dict, arch: str) -> dict:
         """What a VM was made with and the short pool answer lacks: its EC2 attributes (returned) and OS/ARCH."""
+        return self.remember_seen(vmid, user_template, arch)[0]
+
+    def remember_seen(self, vmid: int, user_template: dict, arch: str) -> tuple[dict, attr_index.Entry | None]:
+        """`remember`, and what was remembered of the VM before (None: nothing)."""
         attrs = {k: v for k, v in user_template.items() if k.startswith("EC2_")}
         with self._lock:
+            before = self._made.get(vmid)
             self._made[vmid] = (time.time(), attrs, arch)
             if len(self._made) > EC2_CACHE_SIZE:  # drop the oldest entries
                 for key in sorted(self._made, key=lambda k: self._made[k][0])[: EC2_CACHE_SIZE // 10]:
                     del self._made[key]
-        return attrs
+        return attrs, before[1:] if before else None
 
     def made_with(self, vmid: int) -> tuple[dict, str] | None:
         """(EC2 attributes, arch) remembered for *vmid*, or None when unknown or too old."""
@@ -364,8 +372,35 @@ class Gateway:
         return {vmid: entry[1:] if (entry := made.get(vmid)) and entry[0] > oldest else None for vmid in vmids}
 
     def attrs_due(self, user: str) -> bool:
-        """Whether the EC2 attributes of *user*'s VMs are due to be read again with its next listing."""
-        return time.time() - self._attrs_read.get(user, -float("inf")) >= self.attrs_ttl
+        """Whether the EC2 attributes of *user*'s VMs are due to be read again with its next listing
+        (not while they are being read in the background)."""
+        due = time.time() - self._attrs_read.get(user, -float("inf")) >= self.attrs_ttl
+        return due and not self.index(user).verifying
+
+    def index(self, user: str) -> _Index:
+        """This process's view of *user*'s index of EC2 attributes (`attr_index`)."""
+        with self._lock:
+            return self._indexes.setdefault(user, _Index())
+
+    def verify_later(self, user: str, start: int, end: int, state: int) -> None:
+        """Read the extended answer for a listing served from the index, in the background: what it
+        finds is used from the next listing on, and the index is corrected. Skipped when VERIFIES are
+        under way (the attributes stay due: the next listing reads them)."""
+        index = self.index(user)
+        if index.verifying or not VERIFIES.acquire(blocking=False):
+            return
+        index.verifying = True
+
+        def run():
+            try:
+                UserSession(self, user).verify(start, end, state)
+            except Exception:  # noqa: BLE001 -- a listing already answered: the next one reads them again
+                log.warning("the EC2 attributes of %r were not read again", user, exc_info=True)
+            finally:
+                index.verifying = False
+                VERIFIES.release()
+
+        threading.Thread(target=run, daemon=True).start()
 
     def attrs_read(self, user: str) -> None:
         self._attrs_read[user] = time.time()
@@ -429,6 +464,18 @@ class Gateway:
         return {int(h.findtext("ID")): int(h.findtext("STATE")) for h in pool.iterfind("HOST")}
 
 
+@dataclasses.dataclass
+class _Index:
+    """What this process knows of a user's index document: its id and entries as last read or written."""
+
+    doc: int | None = None
+    entries: dict[int, attr_index.Entry] = dataclasses.field(default_factory=dict)
+    loaded: bool = False
+    off_until: float = 0.0  # the user may not create documents: no index until then (time.monotonic())
+    verifying: bool = False
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # one write at a time
+
+
 class _Later:
     """A call made on a thread of its own; `result` waits for it and returns (or raises) what it did."""
 
@@ -479,6 +526,8 @@ class UserSession:
         self.user = user
         self.is_dry_run = dry_run
         self._rpc = gateway.rpc()  # connects at its first call
+        self._notes: dict[int, attr_index.Entry] = {}  # VMs whose EC2 attributes the index may not hold
+        self._unverified: tuple[int, int, int] | None = None  # a listing served from the index: its range
 
     def _call(self, method: str, *args, not_found: EC2Error | None = None, visible: bool = False):
         session = self.gateway.session_string(self.user)
@@ -539,14 +588,26 @@ class UserSession:
         what another econe server changed shows once the entry is attrs_ttl old): those come from a
         cache, filled from the extended answer (or one vm.info per VM when few are missing). When they
         are due, the extended answer is asked for at the same time as the short one, on a second
-        connection: a first listing costs about the larger of the two calls, not their sum."""
+        connection; a server that has not read them yet asks for the user's index instead
+        (`attr_index`), and reads the extended answer once the request's work is done (`finish`)."""
         g = self.gateway
-        extended = None
+        index, extended, indexed = g.index(self.user), None, None
         if g.attrs_due(self.user):
-            extended = _Later(UserSession(g, self.user)._call, "one.vmpool.infoextended", -3, start, end, state)
+            fresh = UserSession(g, self.user, self.is_dry_run)
+            if g.attrs_ttl > 0 and not index.loaded and index.off_until <= time.monotonic():
+                indexed = _Later(fresh.read_index)
+            else:
+                extended = _Later(fresh._call, "one.vmpool.infoextended", -3, start, end, state)
         vms = g.vm_records(self._call("one.vmpool.info", -3, start, end, state))
         known = g.made_with_each([vm.id for vm in vms])
         missing = [vmid for vmid, entry in known.items() if entry is None]
+        from_index = False
+        if indexed is not None:
+            entries = indexed.result()
+            for vmid in missing:
+                if (entry := entries.get(vmid)) is not None:
+                    known[vmid], from_index = (g.remember(vmid, *entry), entry[1]), True
+            missing = [vmid for vmid in missing if known[vmid] is None]
         if extended is not None:
             text = extended.result()
         elif len(missing) > EXTENDED_AFTER:
@@ -555,18 +616,110 @@ class UserSession:
             text = None
         # what is read here is used as read, whatever the cache keeps (cache_ttl may be 0)
         if text is not None:
-            for vmid, (attrs, arch) in parse_ec2_attrs(text).items():
-                known[vmid] = (g.remember(vmid, attrs, arch), arch)
-            g.attrs_read(self.user)
+            seen = self._attrs_read(text)
+            known.update((vmid, (attrs, arch)) for vmid, (attrs, arch) in seen.items())
+            self._write_index(seen, listed=set(seen) if (start, end) == (-1, -1) else None)
+        elif from_index:
+            self._unverified = (start, end, state)
         for vmid in missing:
             if known.get(vmid) is None:  # few missing, or made since the extended answer
                 full = self.vm(vmid)
-                known[vmid] = (g.remember(vmid, full.user_template, full.arch), full.arch)
+                known[vmid] = self._notes[vmid] = (g.remember(vmid, full.user_template, full.arch), full.arch)
         return [g.with_attrs(vm, *(known.get(vm.id) or ({}, ""))) for vm in vms]
+
+    def _attrs_read(self, text: str) -> dict[int, attr_index.Entry]:
+        """The EC2 attributes of an extended answer's VMs, remembered, as read."""
+        g, seen = self.gateway, {}
+        for vmid, (attrs, arch) in parse_ec2_attrs(text).items():
+            seen[vmid] = (g.remember(vmid, attrs, arch), arch)
+        g.attrs_read(self.user)
+        return seen
+
+    def verify(self, start: int, end: int, state: int) -> None:
+        """Read the extended answer of a listing served from the index, and correct the index."""
+        seen = self._attrs_read(self._call("one.vmpool.infoextended", -3, start, end, state))
+        self._write_index(seen, listed=set(seen) if (start, end) == (-1, -1) else None)
+
+    # -- the index of EC2 attributes (attr_index) ---------------------------
+    def read_index(self) -> dict[int, attr_index.Entry]:
+        """The entries of the user's index, as oned has it now; none when it cannot be read."""
+        index = self.gateway.index(self.user)
+        with index.lock:
+            return self._load_index(index)
+
+    def _load_index(self, index: _Index) -> dict[int, attr_index.Entry]:
+        try:
+            pool = self._call("one.documentpool.info", -3, -1, -1, attr_index.TYPE)
+        except EC2Error as e:  # the listing reads the extended answer instead
+            log.info("the EC2 attribute index of %r was not read: %s", self.user, e.detail or e.code)
+            return {}
+        index.doc, index.entries, others = attr_index.parse(pool)
+        index.loaded = True
+        for doc in others if not self.is_dry_run else ():  # two servers made one at once: the lowest id counts
+            self._index_call("one.document.delete", doc)
+        return index.entries
+
+    def finish(self) -> None:
+        """End the request's work: what it saw of its VMs' EC2 attributes goes to the index, and a
+        listing it served from the index is read again in the background. Never raises."""
+        if self._notes:
+            notes, self._notes = self._notes, {}
+            self._write_index(notes)
+        if self._unverified is not None and not self.is_dry_run:  # a dry run writes nothing, not even this
+            self.gateway.verify_later(self.user, *self._unverified)
+        self._unverified = None
+
+    def _write_index(self, seen: dict[int, attr_index.Entry], listed: set[int] | None = None) -> None:
+        """Write the entries of *seen* the index does not hold as they are; the whole index when it
+        holds many VMs no longer *listed* (a whole listing's ids). A failure is logged, not raised:
+        the index is a cache, and the VMs keep the truth."""
+        g = self.gateway
+        index = g.index(self.user)
+        if self.is_dry_run or g.attrs_ttl <= 0 or index.off_until > time.monotonic():
+            return
+        with index.lock:
+            for retry in (False, True):  # once more after reading it again: the user may have deleted it
+                if not index.loaded:
+                    self._load_index(index)
+                changes = attr_index.changed(index.entries, seen)
+                whole = listed is not None and attr_index.stale(index.entries, listed)
+                if whole:
+                    changes = {**{v: e for v, e in index.entries.items() if v in listed}, **changes}
+                elif not changes:
+                    return
+                if index.doc is None:
+                    made = self._index_call("one.document.allocate", attr_index.template(changes, name=True),
+                                            attr_index.TYPE)  # fmt: skip
+                    index.doc, written = made, made is not None
+                else:
+                    written = self._index_call("one.document.update", index.doc, attr_index.template(changes),
+                                               0 if whole else 1) is not None  # fmt: skip
+                if written:
+                    index.entries = changes if whole else {**index.entries, **changes}
+                    return
+                index.loaded = False
+                if retry or index.doc is None:
+                    return
+
+    def _index_call(self, method: str, *args):
+        """A call that writes the index; None when oned refuses it (logged). A user without CREATE on
+        DOCUMENT has no index for INDEX_OFF_FOR."""
+        try:
+            return self._call(method, *args)
+        except OnedRefusal as e:
+            if e.oned_code == AUTHORIZATION and method == "one.document.allocate":
+                self.gateway.index(self.user).off_until = time.monotonic() + INDEX_OFF_FOR
+            log.info("%s for the EC2 attribute index of %r: %s", method, self.user, e.detail or e.code)
+        except EC2Error as e:
+            log.warning("%s for the EC2 attribute index of %r: %s", method, self.user, e.detail or e.code)
+        return None
 
     def vm(self, vmid: int) -> VM:
         vm = parse_vm(xml(self._call("one.vm.info", vmid, False, not_found=_vm_missing(vmid))))
-        self.gateway.remember(vm.id, vm.user_template, vm.arch)
+        attrs, before = self.gateway.remember_seen(vm.id, vm.user_template, vm.arch)
+        held = self.gateway.index(self.user).entries.get(vm.id)
+        if vm.uname == self.user and (attrs, vm.arch) != (held or before or (attrs, vm.arch)):
+            self._notes[vm.id] = (attrs, vm.arch)  # changed since econe last saw it: the index may be behind
         return vm
 
     def vm_action(self, action: str, vmid: int):
@@ -583,7 +736,7 @@ class UserSession:
 
     def made(self, vmid: int, user_attrs: dict, arch: str) -> None:
         """Record what this request made VM *vmid* with: the listings need it, and the short pool answer lacks it."""
-        self.gateway.remember(vmid, user_attrs, arch)
+        self._notes[vmid] = (self.gateway.remember(vmid, user_attrs, arch), arch)
 
     # -- templates --------------------------------------------------------
     def templates(self, mine: bool = False) -> list[Template]:

@@ -166,6 +166,11 @@ def namespace(version: str) -> str:
 _INVALID = {c: "\ufffd" for c in range(32) if c not in (9, 10, 13)}
 
 
+# text *v* that `_esc` leaves as it is: most of an answer's (ids, addresses, names), tested in the writers'
+# code itself, which calls `_esc` for the rest
+_PLAIN = 'v.isprintable() and "&" not in v and "<" not in v and ">" not in v'
+
+
 def _esc(text: str) -> str:
     if not text.isprintable():  # rare: newlines, tabs, control characters
         text = text.translate(_INVALID)
@@ -243,15 +248,38 @@ def prepare(operations) -> None:
         walk(op.output_shape)
 
 
+# the text of a scalar member, by its type in the model: a value of the class the actions give for that
+# type is written without `_text`'s checks, any other as `_text` writes it
+_SCALAR = {
+    "string": f"(v if {_PLAIN} else _esc(v)) if v.__class__ is str else _text(v)",
+    "integer": "str(v) if v.__class__ is int else _text(v)",
+    "long": "str(v) if v.__class__ is int else _text(v)",
+    "boolean": '("true" if v else "false") if v.__class__ is bool else _text(v)',
+    "timestamp": "_stamp(v.astimezone(UTC)) if v.__class__ is datetime else _text(v)",
+}
+
+
 @functools.cache
 def _writer(shape):
     """The function writing a value of a structure or list *shape* into a list of strings, made from the
     model once per shape: an instance has some 80 members, most of them absent, and a loop over the
     model's members for each one cost more than the rest of a listing."""
-    lines, env = ["def write(out, value):"], {"_esc": _esc, "_text": _text, "Fragment": Fragment, "str": str}
+    lines = ["def write(out, value):"]
+    env = {"_esc": _esc, "_text": _text, "_stamp": _stamp, "Fragment": Fragment, "str": str, "datetime": datetime,
+           "UTC": UTC}  # fmt: skip
 
-    def text(var: str) -> str:
-        return f"(_esc({var}) if {var}.__class__ is str else _text({var}))"
+    def scalar(tag: str, shape) -> str:
+        return f"f'<{tag}>{{{_SCALAR.get(shape.type_name, '_text(v)')}}}</{tag}>'"
+
+    def nested(name: str, sub) -> str:
+        """The writer of *sub*, looked up at its first use and bound from then on (a shape may hold itself)."""
+
+        def bind(out, value):
+            env[name] = _writer(sub)
+            env[name](out, value)
+
+        env[name] = bind
+        return name
 
     if shape.type_name == "structure":  # in the model's order: some clients (libcloud) read the first match
         lines.append("    get = value.get")
@@ -259,27 +287,32 @@ def _writer(shape):
             tag = mshape.serialization.get("name", member)
             lines += [f"    v = get({member!r})", "    if v is not None:"]
             if mshape.type_name in ("structure", "list"):
-                env[f"w{i}"] = mshape
-                lines += [f"        out.append({f'<{tag}>'!r})", f"        _writer(w{i})(out, v)",
+                lines += [f"        out.append({f'<{tag}>'!r})", f"        {nested(f'w{i}', mshape)}(out, v)",
                           f"        out.append({f'</{tag}>'!r})"]  # fmt: skip
             else:
-                lines.append(f"        out.append({f'<{tag}>'!r} + {text('v')} + {f'</{tag}>'!r})")
+                lines.append(f"        out.append({scalar(tag, mshape)})")
     else:
         member = shape.member
         item = member.serialization.get("name", "item")
-        env["w"] = member
         if member.type_name == "structure":
-            lines += ["    w_ = _writer(w)", "    for v in value:", f"        out.append({f'<{item}>'!r})",
+            lines += ["    for v in value:", f"        out.append({f'<{item}>'!r})",
                       "        if v.__class__ is Fragment:", "            out.append(v)", "        else:",
-                      "            w_(out, v)", f"        out.append({f'</{item}>'!r})"]  # fmt: skip
-        elif member.type_name == "list":
-            lines += ["    for v in value:", f"        out.append({f'<{item}>'!r})", "        _writer(w)(out, v)",
+                      f"            {nested('w', member)}(out, v)",
                       f"        out.append({f'</{item}>'!r})"]  # fmt: skip
+        elif member.type_name == "list":
+            lines += ["    for v in value:", f"        out.append({f'<{item}>'!r})",
+                      f"        {nested('w', member)}(out, v)", f"        out.append({f'</{item}>'!r})"]  # fmt: skip
         else:
-            lines.append(f"    out += [{f'<{item}>'!r} + {text('v')} + {f'</{item}>'!r} for v in value]")
-    env["_writer"] = _writer
+            lines.append(f"    out += [{scalar(item, member)} for v in value]")
     exec("\n".join(lines), env)  # noqa: S102 -- the source is made above from the model's names only
     return env["write"]
+
+
+@functools.lru_cache(maxsize=4096)
+def _stamp(utc: datetime) -> str:
+    """A time in UTC as EC2 writes it, made once for the instance's launch and its NICs' attach times (one
+    time) and for instances launched together."""
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _text(value) -> str:
@@ -289,7 +322,7 @@ def _text(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return _stamp(value.astimezone(UTC))
     return _esc(str(value))
 
 

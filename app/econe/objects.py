@@ -21,7 +21,7 @@ def xml(text: str | bytes):
 # ---------------------------------------------------------------- plain objects
 
 
-@dataclass
+@dataclass(slots=True)  # one per NIC of every VM listed: no __dict__ each
 class Nic:
     ip: str = ""
     network: str = ""
@@ -31,7 +31,7 @@ class Nic:
     security_groups: str = ""  # oned's list of ids, "0,100": the requested ones and the vnet's
 
 
-@dataclass
+@dataclass(slots=True)
 class VM:
     """A VM as oned answered it. The gateway hands the same object out again for an unchanged VM
     (`Gateway.vm_records`): nobody changes one, and *views* keeps what is derived from it (its EC2
@@ -104,37 +104,40 @@ def parse_vm(el) -> VM:
         tag = child.tag
         if tag == "TEMPLATE":
             for item in child:
-                if item.tag == "NIC":
+                name = item.tag
+                if name == "NIC":
                     n = {x.tag: x.text or "" for x in item}
                     g = n.get
                     nics.append(Nic(g("IP", ""), g("NETWORK", ""), g("NETWORK_ID", ""), g("NIC_ID", ""), g("MAC", ""),
                                     g("SECURITY_GROUPS", "")))  # fmt: skip
-                elif item.tag == "DISK":
-                    image = item.findtext("IMAGE_ID")
-                    if image:
-                        images.append(int(image))
+                elif name == "DISK":
+                    for x in item:  # not findtext: its ElementPath costs more than these few children
+                        if x.tag == "IMAGE_ID":
+                            if x.text:
+                                images.append(int(x.text))
+                            break
                 elif len(item) == 0:
-                    template[item.tag] = item.text or ""
-                elif item.tag == "OS":
+                    template[name] = item.text or ""
+                elif name == "OS":
                     arch = item.findtext("ARCH") or ""
         elif tag == "USER_TEMPLATE":
             user_template = {x.tag: x.text or "" for x in child if len(x) == 0}
         else:
             top[tag] = child.text or ""
-    return VM(
-        id=int(top["ID"]),
-        name=top.get("NAME", ""),
-        uid=int(top["UID"]),
-        uname=top.get("UNAME", ""),
-        state=int(top["STATE"]),
-        lcm_state=int(top["LCM_STATE"]),
-        stime=int(top.get("STIME") or 0),
-        etime=int(top.get("ETIME") or 0),
-        nics=nics,
-        image_ids=images,
-        user_template=user_template,
-        template=template,
-        arch=arch,
+    return VM(  # in the order of its fields: keywords cost a third of a microsecond more per VM
+        int(top["ID"]),
+        top.get("NAME", ""),
+        int(top["UID"]),
+        top.get("UNAME", ""),
+        int(top["STATE"]),
+        int(top["LCM_STATE"]),
+        int(top.get("STIME") or 0),
+        int(top.get("ETIME") or 0),
+        nics,
+        images,
+        user_template,
+        template,
+        arch,
     )
 
 

@@ -129,7 +129,10 @@ def handle(request, response, config: Config, gateway: Gateway, metrics: Metrics
         if dry_run and not act.changes:
             raise dry_run_succeeded()
         ctx = Context(user, gateway.as_user(user, dry_run), config, request_id, rlog)
-        result = act.func(ctx, inputs)
+        try:
+            result = act.func(ctx, inputs)
+        finally:
+            ctx.session.finish()  # what the request saw of its VMs' EC2 attributes, for other servers
         if dry_run:  # a changing action decides in its session: returning instead is a bug
             raise RuntimeError(f"{action} returned from a dry run")
         if op is None:

@@ -299,6 +299,7 @@ def remove(template: Template, *names: str) -> Template:
 
 
 def merge(base: Template, extra: Template) -> Template:
-    """oned's merge: every name in *extra* replaces all of that name in *base*."""
+    """oned's merge: every name in *extra* replaces all of that name in *base*; an empty vector
+    (``X=[]``) only removes (Template::merge; set4's after_merge_empty_vector)."""
     names = {k for k, _ in extra}
-    return [(k, v) for k, v in base if k not in names] + list(extra)
+    return [(k, v) for k, v in base if k not in names] + [(k, v) for k, v in extra if v != []]

@@ -432,6 +432,25 @@ def secgroup(s: dict, uname: str, gname: str) -> str:
     )
 
 
+_LOCK = ("LOCKED", "OWNER", "TIME", "REQ_ID")
+
+
+def document(d: dict, uname: str, gname: str) -> str:
+    """A document; its LOCK, when locked, between PERMISSIONS and TEMPLATE (PoolObjectSQL::lock_db_to_xml)."""
+    lock = d.get("LOCK")
+    return (
+        f"<DOCUMENT><ID>{d['ID']}</ID><UID>{d['UID']}</UID><GID>{d['GID']}</GID>"
+        + el("UNAME", uname)
+        + el("GNAME", gname)
+        + el("NAME", d["NAME"])
+        + f"<TYPE>{d['TYPE']}</TYPE>"
+        + permissions(d["PERMS"])
+        + ("<LOCK>" + "".join(f"<{k}>{lock[k]}</{k}>" for k in _LOCK) + "</LOCK>" if lock else "")
+        + template("TEMPLATE", d["TEMPLATE"])
+        + "</DOCUMENT>"
+    )
+
+
 # ---------------------------------------------------------------- virtual machines
 
 _HISTORY_FULL = (

@@ -14,7 +14,6 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from one import template as tpl
 from one.codes import LCM_STATE, VM_STATE
@@ -22,7 +21,7 @@ from one.codes import LCM_STATE, VM_STATE
 from .. import ids, model, states
 from ..errors import EC2Error, invalid, missing, unavailable
 from ..objects import VM
-from . import claims, keypairs, nics, paging, volumes, waits
+from . import claims, keypairs, nics, paging, tagging, volumes, waits
 from .filters import check_names, matcher, present
 from .images import get_ami
 from .instance_types import render_file_template, template_for
@@ -55,12 +54,19 @@ ARCHITECTURE = "x86_64"  # when the VM's template has no OS/ARCH
 ASKED = "EC2_CLIENT_REQUEST"  # a VM's user attribute: the digest of what the RunInstances with a token asked
 
 
-def vm_tags(vm: VM) -> list[dict]:
+def vm_tags(vm: VM) -> list[dict] | None:
+    """The VM's tags; none when EC2_TAGS is not an object econe wrote (a user may write its VM's user
+    template in OpenNebula itself), as for the other resources' tags."""
+    text = vm.user_template.get("EC2_TAGS")
+    return tagging.as_list(tagging.load(text)) if text else None  # most VMs have none: no JSON to read
+
+
+def _launch_index(text: str | None) -> int:
+    """EC2_LAUNCH_INDEX as RunInstances wrote it; 0 for what it did not write (as for vm_tags)."""
     try:
-        tags = json.loads(vm.user_template.get("EC2_TAGS") or "{}")
+        return int(text or 0)
     except ValueError:
-        tags = {}
-    return [{"Key": k, "Value": v} for k, v in tags.items()]
+        return 0
 
 
 @functools.lru_cache(maxsize=65536)
@@ -86,11 +92,11 @@ def describe(vm: VM, group_names: nics.GroupNames) -> dict:
         "PublicDnsName": "",
         "PrivateIpAddress": ips[0] if ips else None,
         # an elastic IP (addresses.py) first, else a globally routable address of the VM's own
-        "PublicIpAddress": next((ip for ip in elastic + ips if ip in elastic or _is_global(ip)), None),
+        "PublicIpAddress": elastic[0] if elastic else next((ip for ip in ips if _is_global(ip)), None),
         "InstanceType": u.get("EC2_INSTANCE_TYPE") or vm.template.get("EC2_INSTANCE_TYPE") or "",
-        "LaunchTime": datetime.fromtimestamp(vm.stime, UTC),
+        "LaunchTime": nics.utc_time(vm.stime),  # the same object as its NICs' AttachTime
         "Placement": {"AvailabilityZone": ZONE, "Tenancy": "default"},
-        "AmiLaunchIndex": int(u.get("EC2_LAUNCH_INDEX", "0") or 0),
+        "AmiLaunchIndex": _launch_index(u.get("EC2_LAUNCH_INDEX")),
         "Monitoring": {"State": "disabled"},
         "Architecture": vm.arch or ARCHITECTURE,
         "RootDeviceType": "instance-store",
@@ -99,7 +105,7 @@ def describe(vm: VM, group_names: nics.GroupNames) -> dict:
         "Hypervisor": "xen",
         "ClientToken": u.get("EC2_CLIENT_TOKEN") or None,
         "KeyName": u.get("EC2_KEYNAME") or None,
-        "Tags": vm_tags(vm) or None,
+        "Tags": vm_tags(vm),
         **nics.instance_network(vm, group_names),
     }
     if vm.state == DONE:

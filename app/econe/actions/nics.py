@@ -118,7 +118,7 @@ def _subnet_id(network_id: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=65536)
-def _time(epoch: int) -> datetime:
+def utc_time(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
@@ -143,7 +143,7 @@ def interface(vm: VM, nic: Nic, names: GroupNames, standalone: bool = False) -> 
             "AttachmentId": "eni-attach-" + eni[4:],
             "DeviceIndex": nic_id,
             "Status": "attached",
-            "AttachTime": _time(vm.stime),
+            "AttachTime": utc_time(vm.stime),
             "DeleteOnTermination": True,  # a NIC lives and dies with its VM
         },
     }

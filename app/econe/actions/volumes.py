@@ -99,8 +99,11 @@ def volume_state(image: Image) -> str:
 
 def noted(vm: VM) -> dict[str, list]:
     """The VM's ``EC2_VOLUMES``: volume id -> [device, attach time] of the volumes econe attached."""
+    text = vm.user_template.get("EC2_VOLUMES")
+    if not text:  # most VMs: no JSON to read
+        return {}
     try:
-        record = json.loads(vm.user_template.get("EC2_VOLUMES") or "{}")
+        record = json.loads(text)
     except ValueError:
         return {}
     return record if isinstance(record, dict) else {}

@@ -1,3 +1,3 @@
 """The ``one.*`` method handlers; importing this package registers them all."""
 
-from . import images, infra, secgroups, templates, users, vmnics, vms, vnets  # noqa: F401
+from . import documents, images, infra, secgroups, templates, users, vmnics, vms, vnets  # noqa: F401

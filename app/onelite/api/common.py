@@ -1,4 +1,4 @@
-"""What the owned-object families (vnets, images, templates, VMs, security groups) share:
+"""What the owned-object families (vnets, images, templates, VMs, security groups, documents) share:
 pool filters, chown, chmod, rename, update, and writing objects back."""
 
 from __future__ import annotations
@@ -77,9 +77,12 @@ def page(items: list, start: int, end: int) -> list:
     return items
 
 
-def owned_pool(call: Call, kind: str, flag: int, start: int, end: int, render) -> str:
+def owned_pool(call: Call, kind: str, flag: int, start: int, end: int, render, match=None) -> str:
+    """The pool's objects *match* keeps (all by default) that the filter shows, a page of them rendered."""
     keep = pool_filter(call, kind, flag, start, end)
-    objs = [o for o in call.db.all(kind) if keep(o["ID"], o["UID"], o["GID"], o["PERMS"])]
+    objs = [
+        o for o in call.db.all(kind) if (match is None or match(o)) and keep(o["ID"], o["UID"], o["GID"], o["PERMS"])
+    ]
     return "".join(render(o) for o in page(objs, start, end))
 
 
@@ -95,12 +98,15 @@ def render(call: Call, kind: str, obj: dict) -> str:
         "template": records.vmtemplate,
         "secgroup": records.secgroup,
         "datastore": records.datastore,
+        "document": records.document,
     }[kind](obj, uname, gname)
 
 
 def save(call: Call, kind: str, obj: dict) -> None:
     if kind == "vm":  # VMs keep their pool XML and quota summary beside the document
         save_vm(call, obj)
+    elif kind == "document":  # oned keeps a document's body as XML: its pool answer copies it
+        call.db.put(kind, obj, pool_xml=render(call, kind, obj))
     else:
         call.db.put(kind, obj)
 
@@ -138,6 +144,8 @@ def chmod(call: Call, kind: str, oid: int, bits: list[int]) -> int:
 
 def rename(call: Call, kind: str, oid: int, name: str, unique_per_owner: bool = True) -> int:
     obj = call.get(kind, oid)
+    if obj["NAME"] == name:  # oned answers before it checks anything else (RequestManagerRename)
+        return oid
     call.authorize(kind, obj, "MANAGE")
     if unique_per_owner:
         for other in call.db.by_name(kind, name):

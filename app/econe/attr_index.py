@@ -1,0 +1,94 @@
+"""The index of a user's EC2 attributes that econe keeps in OpenNebula, for first listings.
+
+oned's short pool answer (``VirtualMachine::to_xml_short``) carries none of a VM's ``EC2_*`` user
+template attributes, nor its ``OS/ARCH``. A server that has not read them yet (just started, or
+another instance behind the same proxy) would read the extended pool answer for every VM, about
+three times the cost of the listing itself. Instead it reads this index: one OpenNebula document
+per user (``TYPE``, named ``NAME``), owned by the user and written with the user's session, with
+one attribute per VM: ``VM_<id>="[arch, {EC2_* attributes}]"`` (JSON).
+
+The VMs stay the truth and the index is a cache of them. econe writes an entry when it sees a VM's
+attributes change (the actions that change them read the VM again) and after each read of the
+extended answer; a first listing served from the index reads that answer at once in the background
+(`Gateway.verify_later`), so a change made outside econe shows from the next listing on.
+
+Pure functions: the gateway makes the calls."""
+
+from __future__ import annotations
+
+import json
+
+from one import template as tpl
+
+from .objects import xml
+
+TYPE = 1201  # the document type of the index (OneFlow's are 100 and 101)
+NAME = "ec2-index"
+PRUNE_AFTER = 100  # entries of VMs gone from the listing the index keeps before it is written anew
+
+Entry = tuple[dict[str, str], str]  # (EC2 attributes, OS/ARCH)
+
+
+def _key(vmid: int) -> str:
+    return f"VM_{vmid}"
+
+
+def _value(entry: Entry) -> str:
+    attrs, arch = entry
+    return json.dumps([arch, attrs], sort_keys=True, separators=(",", ":"))  # ASCII: oned stores it as it is
+
+
+def template(entries: dict[int, Entry], name: bool = False) -> str:
+    """Template text of *entries* (with the document's NAME, for an allocate). An entry oned could
+    not store (a value with ``]]>``) is left out: its VM is read from oned instead."""
+    pairs = [("NAME", NAME)] if name else []
+    for vmid, entry in sorted(entries.items()):
+        value = _value(entry)
+        try:
+            tpl.quote(value)
+        except tpl.UnstorableValue:
+            continue
+        pairs.append((_key(vmid), value))
+    return tpl.serialize(pairs)
+
+
+def _entry(text: str) -> Entry | None:
+    """An entry as written by `template`; None for anything else (the user owns the document)."""
+    try:
+        arch, attrs = json.loads(text)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(arch, str) or not isinstance(attrs, dict):
+        return None
+    if not all(isinstance(k, str) and k.startswith("EC2_") and isinstance(v, str) for k, v in attrs.items()):
+        return None
+    return attrs, arch
+
+
+def parse(pool: str) -> tuple[int | None, dict[int, Entry], list[int]]:
+    """From a DOCUMENT_POOL answer: the index (the lowest id of the user's documents named NAME), its
+    entries, and the ids of the other such documents (two servers' first writes at once)."""
+    docs = sorted(
+        (int(doc.findtext("ID")), doc) for doc in xml(pool).iterfind("DOCUMENT") if doc.findtext("NAME") == NAME
+    )
+    if not docs:
+        return None, {}, []
+    (doc_id, doc), others = docs[0], [i for i, _ in docs[1:]]
+    entries = {}
+    for attr in doc.iterfind("TEMPLATE/*"):
+        name = attr.tag
+        if name.startswith("VM_") and name[3:].isdigit() and len(attr) == 0:
+            entry = _entry(attr.text or "")
+            if entry is not None:
+                entries[int(name[3:])] = entry
+    return doc_id, entries, others
+
+
+def changed(held: dict[int, Entry], seen: dict[int, Entry]) -> dict[int, Entry]:
+    """The entries of *seen* the index does not hold as they are."""
+    return {vmid: entry for vmid, entry in seen.items() if held.get(vmid) != entry}
+
+
+def stale(held: dict[int, Entry], listed: set[int]) -> bool:
+    """Whether the index holds enough entries of VMs no longer listed to be written anew."""
+    return sum(1 for vmid in held if vmid not in listed) > PRUNE_AFTER

@@ -1,0 +1,193 @@
+"""The index of EC2 attributes (`econe.attr_index`): a server's first listing of a user reads the user's
+index document instead of every VM's extended record, and then the VMs themselves. Against econe on
+onelite (or a real oned, make conformance), with fresh econe servers as a restart or a second instance
+behind the proxy has them."""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+import xmlrpc.client
+
+import botocore.exceptions
+import pytest
+
+from econe import attr_index
+from one import acl
+from one import template as tpl
+
+from .conftest import start_econe
+from .test_econe_e2e import stack, wait_for  # noqa: F401
+
+
+class _User:
+    """The demo user's own XML-RPC calls, as its CLI or Sunstone makes them."""
+
+    def __init__(self, stack):  # noqa: F811
+        self.proxy = xmlrpc.client.ServerProxy(stack.cloud.url)
+        self.session = f"{stack.demo.user}:{stack.demo.password}"
+
+    def __call__(self, method: str, *args):
+        ok, value, *_ = getattr(self.proxy, method)(self.session, *args)
+        assert ok, value
+        return value
+
+    def index(self) -> tuple[int | None, dict, list[int]]:
+        return attr_index.parse(self("one.documentpool.info", -3, -1, -1, attr_index.TYPE))
+
+
+@pytest.fixture(scope="module")
+def user(stack):  # noqa: F811
+    return _User(stack)
+
+
+@pytest.fixture
+def fresh(stack, tmp_path):  # noqa: F811
+    """A server that has read no EC2 attribute yet: a restart, or another instance behind the proxy."""
+    servers = []
+
+    def start():
+        server = start_econe(tmp_path / f"fresh{len(servers)}", stack.cloud.url, stack.cloud.server_auth)
+        servers.append(server)
+        return stack.client(url=server.url)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _tags(client) -> dict[str, dict]:
+    return {
+        i["InstanceId"]: {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+        for r in client.describe_instances()["Reservations"]
+        for i in r["Instances"]
+    }
+
+
+def _create_rules(stack) -> list[tuple[int, int, int, int]]:  # noqa: F811
+    """(id, user, resource, rights) of the demo group's CREATE rules, as oned lists them."""
+    pool = ET.fromstring(stack.admin("one.acl.info"))
+    rules = [tuple(int(r.findtext(k), 16 if k != "ID" else 10) for k in ("ID", "USER", "RESOURCE", "RIGHTS"))
+             for r in pool.iter("ACL")]  # fmt: skip
+    return [r for r in rules if r[1] == acl.GROUP | stack.demo.gid and r[3] == acl.RIGHTS["CREATE"]]
+
+
+def _run(ec2, stack, count: int, tags: dict) -> list[str]:  # noqa: F811
+    spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+    made = ec2.run_instances(ImageId=f"ami-{stack.demo.image:08d}", InstanceType=stack.demo.itype,
+                             MinCount=count, MaxCount=count, TagSpecifications=spec)  # fmt: skip
+    return [i["InstanceId"] for i in made["Instances"]]
+
+
+def _gone(ec2, iids: list[str]) -> None:
+    ec2.terminate_instances(InstanceIds=iids)
+    wait_for(ec2, "instance_terminated", iids)
+
+
+def test_a_fresh_servers_first_listing_is_the_index_and_the_next_the_vms(stack, user, fresh):  # noqa: F811
+    """The first listing shows what econe last saw (the index): it reads no VM's extended record. A tag
+    changed in OpenNebula itself meanwhile shows from the next listing on, and the index then holds it."""
+    ec2 = stack.client()
+    iids = _run(ec2, stack, 3, {"env": "a"})
+    try:
+        vmid = int(iids[0][2:])
+        _, entries, _ = user.index()  # RunInstances wrote its VMs' entries
+        assert {int(i[2:]) for i in iids} <= set(entries)
+        assert json.loads(entries[vmid][0]["EC2_TAGS"]) == {"env": "a"}
+        user("one.vm.update", vmid, tpl.serialize([("EC2_TAGS", json.dumps({"env": "b"}))]), 1)
+
+        other = fresh()
+        assert {_tags(other)[i]["env"] for i in iids} == {"a"}  # from the index: no extended record read
+        deadline = time.monotonic() + 10
+        while _tags(other)[iids[0]] != {"env": "b"}:  # read in the background after the first answer
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert json.loads(user.index()[1][vmid][0]["EC2_TAGS"]) == {"env": "b"}
+    finally:
+        _gone(ec2, iids)
+
+
+def test_tags_changed_through_one_server_show_in_anothers_first_listing(stack, user, fresh):  # noqa: F811
+    ec2 = stack.client()
+    iids = _run(ec2, stack, 2, {"env": "a"})
+    try:
+        ec2.create_tags(Resources=[iids[0]], Tags=[{"Key": "role", "Value": "db"}])
+        ec2.delete_tags(Resources=[iids[1]], Tags=[{"Key": "env"}])
+        listed = _tags(fresh())
+        assert (listed[iids[0]], listed[iids[1]]) == ({"env": "a", "role": "db"}, {})
+    finally:
+        _gone(ec2, iids)
+
+
+def test_a_dry_run_writes_no_index(stack, user):  # noqa: F811
+    ec2 = stack.client()
+    (iid,) = _run(ec2, stack, 1, {"env": "a"})
+    try:
+        before = user.index()
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ec2.create_tags(Resources=[iid], Tags=[{"Key": "dry", "Value": "run"}], DryRun=True)
+        assert e.value.response["Error"]["Code"] == "DryRunOperation"
+        assert user.index() == before
+    finally:
+        _gone(ec2, [iid])
+
+
+def test_a_forged_index_changes_no_other_vm_and_breaks_no_listing(stack, user, fresh):  # noqa: F811
+    """The user owns its index and may write anything into it: an entry that is not econe's is not used
+    (its VM is read from oned), and one naming a VM outside the user's listing shows nowhere."""
+    ec2 = stack.client()
+    iids = _run(ec2, stack, 2, {"env": "a"})
+    theirs = stack.admin("one.vm.allocate", 'NAME="theirs"\nCPU="0.1"\nMEMORY="32"\nEC2_TAGS="{}"', True)
+    try:
+        doc, _, _ = user.index()
+        forged = [
+            (f"VM_{iids[0][2:]}", "not json"),
+            (f"VM_{iids[1][2:]}", json.dumps(["x86_64", {"NOT_EC2": "x", "EC2_TAGS": 1}])),
+            (f"VM_{theirs}", json.dumps(["x86_64", {"EC2_TAGS": json.dumps({"forged": "yes"})}])),
+            ("VM_x", "[]"),
+        ]
+        user("one.document.update", doc, tpl.serialize(forged), 1)
+        listed = _tags(fresh())
+        assert (listed[iids[0]], listed[iids[1]]) == ({"env": "a"}, {"env": "a"})
+        assert f"i-{theirs:08d}" not in listed
+    finally:
+        stack.admin("one.vm.action", "terminate-hard", theirs)
+        _gone(ec2, iids)
+
+
+def test_two_index_documents_the_lowest_counts_and_the_other_goes(stack, user, fresh):  # noqa: F811
+    """Two servers' first writes at once make two documents: the lowest id is the index."""
+    ec2 = stack.client()
+    (iid,) = _run(ec2, stack, 1, {"env": "a"})
+    try:
+        doc, _, _ = user.index()
+        forged = json.dumps(["x86_64", {"EC2_TAGS": json.dumps({"env": "second"})}])
+        second = user("one.document.allocate", tpl.serialize([("NAME", attr_index.NAME), (f"VM_{iid[2:]}", forged)]),
+                      attr_index.TYPE)  # fmt: skip
+        assert second > doc
+        assert _tags(fresh())[iid] == {"env": "a"}
+        assert user.index()[0] == doc and user.index()[2] == []
+    finally:
+        _gone(ec2, [iid])
+
+
+def test_without_documents_a_user_lists_as_before(stack, user, fresh):  # noqa: F811
+    """A group whose users may not create documents (an older deployment's ACL): no index, the same answers."""
+    (rule,) = _create_rules(stack)
+    rid, who, what, rights = rule
+    stack.admin("one.acl.delrule", rid)
+    narrower = stack.admin("one.acl.addrule", *(f"{x:x}" for x in (who, what & ~acl.TYPES["DOCUMENT"], rights)))
+    ec2 = fresh()  # the module's server keeps its index (this one learns it may not make one)
+    try:
+        for doc in [d for d in [user.index()[0]] if d is not None]:
+            user("one.document.delete", doc)
+        iids = _run(ec2, stack, 2, {"env": "a"})
+        ec2.create_tags(Resources=[iids[0]], Tags=[{"Key": "role", "Value": "db"}])
+        assert user.index()[0] is None
+        listed = _tags(fresh())
+        assert (listed[iids[0]], listed[iids[1]]) == ({"env": "a", "role": "db"}, {"env": "a"})
+        _gone(ec2, iids)
+    finally:
+        stack.admin("one.acl.delrule", narrower)
+        stack.admin("one.acl.addrule", *(f"{x:x}" for x in (who, what, rights)))
