@@ -79,7 +79,7 @@ def test_role_provisions_idempotently(tmp_path, cloud, admin):
 
     group = next(g for g in admin.grouppool.info().GROUP if g.NAME == cloud.name("ec2"))
     rules = [a.STRING for a in admin.acl.info().ACL]
-    assert f"@{group.ID} VM+NET+IMAGE+TEMPLATE+SECGROUP/* CREATE #0" in rules
+    assert f"@{group.ID} VM+NET+IMAGE+TEMPLATE+DOCUMENT+SECGROUP/* CREATE #0" in rules
     assert f"@{group.ID} HOST/#{cloud.host} USE #0" in rules
     alice = next(u for u in admin.userpool.info().USER if u.NAME == cloud.name("alice"))
     assert alice.GID == group.ID and alice.PASSWORD == hashlib.sha256(b"alicepw").hexdigest()
