@@ -93,9 +93,12 @@ def start_onelite(
             raise RuntimeError(f"onelite exited with {proc.returncode}")
         try:
             xmlrpc.client.ServerProxy(url).one.system.version("x:y")
-            break
         except (ConnectionError, OSError):
             time.sleep(0.05)
+            continue
+        if proc.poll() is None and (data / "one_auth").exists():  # ours, not another process on that port
+            break
+        time.sleep(0.05)
     else:
         proc.kill()
         raise RuntimeError("onelite did not start")

@@ -25,6 +25,8 @@ from .objects import xml
 TYPE = 1201  # the document type of the index (OneFlow's are 100 and 101)
 NAME = "ec2-index"
 PRUNE_AFTER = 100  # entries of VMs gone from the listing the index keeps before it is written anew
+MAX_ENTRIES = 20_000  # the newest VMs' entries an index keeps; older VMs are read from oned
+MAX_BYTES = 8 * 2**20  # a larger answer (a user's own writing) is no index
 
 Entry = tuple[dict[str, str], str]  # (EC2 attributes, OS/ARCH)
 
@@ -56,7 +58,7 @@ def _entry(text: str) -> Entry | None:
     """An entry as written by `template`; None for anything else (the user owns the document)."""
     try:
         arch, attrs = json.loads(text)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # the user's own writing: anything
         return None
     if not isinstance(arch, str) or not isinstance(attrs, dict):
         return None
@@ -67,7 +69,10 @@ def _entry(text: str) -> Entry | None:
 
 def parse(pool: str) -> tuple[int | None, dict[int, Entry], list[int]]:
     """From a DOCUMENT_POOL answer: the index (the lowest id of the user's documents named NAME), its
-    entries, and the ids of the other such documents (two servers' first writes at once)."""
+    entries, and the ids of the other such documents (two servers' first writes at once). An answer
+    larger than MAX_BYTES is no index (ValueError)."""
+    if len(pool) > MAX_BYTES:
+        raise ValueError(f"an index document of {len(pool)} bytes")
     docs = sorted(
         (int(doc.findtext("ID")), doc) for doc in xml(pool).iterfind("DOCUMENT") if doc.findtext("NAME") == NAME
     )
@@ -77,10 +82,14 @@ def parse(pool: str) -> tuple[int | None, dict[int, Entry], list[int]]:
     entries = {}
     for attr in doc.iterfind("TEMPLATE/*"):
         name = attr.tag
-        if name.startswith("VM_") and name[3:].isdigit() and len(attr) == 0:
+        digits = name[3:]
+        # as econe writes them only: ASCII digits, no leading zero (one name per VM), an id oned can have
+        if name.startswith("VM_") and digits.isascii() and digits.isdigit() and len(digits) <= 10 and len(attr) == 0:
+            if str(int(digits)) != digits:
+                continue
             entry = _entry(attr.text or "")
             if entry is not None:
-                entries[int(name[3:])] = entry
+                entries[int(digits)] = entry
     return doc_id, entries, others
 
 
@@ -92,3 +101,10 @@ def changed(held: dict[int, Entry], seen: dict[int, Entry]) -> dict[int, Entry]:
 def stale(held: dict[int, Entry], listed: set[int]) -> bool:
     """Whether the index holds enough entries of VMs no longer listed to be written anew."""
     return sum(1 for vmid in held if vmid not in listed) > PRUNE_AFTER
+
+
+def newest(entries: dict[int, Entry]) -> dict[int, Entry]:
+    """The MAX_ENTRIES entries of the newest VMs (the highest ids)."""
+    if len(entries) <= MAX_ENTRIES:
+        return entries
+    return {vmid: entries[vmid] for vmid in sorted(entries)[-MAX_ENTRIES:]}

@@ -473,7 +473,12 @@ class _Index:
     loaded: bool = False
     off_until: float = 0.0  # the user may not create documents: no index until then (time.monotonic())
     verifying: bool = False
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # one write at a time
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # one read or write at a time
+    # entries other requests saw while one wrote: the writer writes them too (no request waits); True:
+    # written whatever this process thinks the index holds (a change a request saw: another server may
+    # have written the index since this one read it)
+    pending: dict[int, tuple[attr_index.Entry, bool]] = dataclasses.field(default_factory=dict)
+    guard: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # for pending
 
 
 class _Later:
@@ -642,84 +647,121 @@ class UserSession:
 
     # -- the index of EC2 attributes (attr_index) ---------------------------
     def read_index(self) -> dict[int, attr_index.Entry]:
-        """The entries of the user's index, as oned has it now; none when it cannot be read."""
+        """The entries of the user's index, as oned has it now; none when it cannot be read, or while
+        another request of the user reads or writes it (no request waits for the index)."""
         index = self.gateway.index(self.user)
-        with index.lock:
+        if not index.lock.acquire(blocking=False):
+            return {}
+        try:
             return self._load_index(index)
+        finally:
+            index.lock.release()
 
     def _load_index(self, index: _Index) -> dict[int, attr_index.Entry]:
         try:
-            pool = self._call("one.documentpool.info", -3, -1, -1, attr_index.TYPE)
+            doc, entries, others = attr_index.parse(self._call("one.documentpool.info", -3, -1, -1, attr_index.TYPE))
         except EC2Error as e:  # the listing reads the extended answer instead
             log.info("the EC2 attribute index of %r was not read: %s", self.user, e.detail or e.code)
             return {}
-        index.doc, index.entries, others = attr_index.parse(pool)
-        index.loaded = True
-        for doc in others if not self.is_dry_run else ():  # two servers made one at once: the lowest id counts
-            self._index_call("one.document.delete", doc)
-        return index.entries
+        except (ValueError, etree.XMLSyntaxError) as e:  # the user's own writing: no index for a while
+            log.warning("the EC2 attribute index of %r is not used: %s", self.user, e)
+            index.off_until = time.monotonic() + INDEX_OFF_FOR
+            return {}
+        index.doc, index.entries, index.loaded = doc, entries, True
+        for other in others if not self.is_dry_run else ():  # two servers made one at once: the lowest id counts
+            self._index_call("one.document.delete", other)
+        return entries
 
     def finish(self) -> None:
         """End the request's work: what it saw of its VMs' EC2 attributes goes to the index, and a
-        listing it served from the index is read again in the background. Never raises."""
-        if self._notes:
-            notes, self._notes = self._notes, {}
-            self._write_index(notes)
-        if self._unverified is not None and not self.is_dry_run:  # a dry run writes nothing, not even this
-            self.gateway.verify_later(self.user, *self._unverified)
-        self._unverified = None
+        listing it served from the index is read again in the background. Never raises: the index is
+        a cache, and the request's answer is what it did."""
+        notes, self._notes, unverified, self._unverified = self._notes, {}, self._unverified, None
+        try:
+            if notes:
+                self._write_index(notes, seen_change=True)
+            if unverified is not None and not self.is_dry_run:  # a dry run writes nothing, not even this
+                self.gateway.verify_later(self.user, *unverified)
+        except Exception:  # noqa: BLE001 -- the answer stands; the next extended read mends the index
+            log.warning("the EC2 attribute index of %r was not written", self.user, exc_info=True)
 
-    def _write_index(self, seen: dict[int, attr_index.Entry], listed: set[int] | None = None) -> None:
+    def _write_index(
+        self, seen: dict[int, attr_index.Entry], listed: set[int] | None = None, seen_change: bool = False
+    ) -> None:
         """Write the entries of *seen* the index does not hold as they are; the whole index when it
-        holds many VMs no longer *listed* (a whole listing's ids). A failure is logged, not raised:
-        the index is a cache, and the VMs keep the truth."""
+        holds many VMs no longer *listed* (a whole listing's ids) or more than it keeps. No request
+        waits for another's write: what it saw is left to that writer (`_Index.pending`). Nothing is
+        written after oned refused a write (INDEX_OFF_FOR)."""
         g = self.gateway
         index = g.index(self.user)
         if self.is_dry_run or g.attrs_ttl <= 0 or index.off_until > time.monotonic():
             return
-        with index.lock:
-            for retry in (False, True):  # once more after reading it again: the user may have deleted it
-                if not index.loaded:
-                    self._load_index(index)
-                changes = attr_index.changed(index.entries, seen)
-                whole = listed is not None and attr_index.stale(index.entries, listed)
-                if whole:
-                    changes = {**{v: e for v, e in index.entries.items() if v in listed}, **changes}
-                elif not changes:
-                    return
-                if index.doc is None:
-                    made = self._index_call("one.document.allocate", attr_index.template(changes, name=True),
-                                            attr_index.TYPE)  # fmt: skip
-                    index.doc, written = made, made is not None
-                else:
-                    written = self._index_call("one.document.update", index.doc, attr_index.template(changes),
-                                               0 if whole else 1) is not None  # fmt: skip
-                if written:
-                    index.entries = changes if whole else {**index.entries, **changes}
-                    return
-                index.loaded = False
-                if retry or index.doc is None:
-                    return
+        with index.guard:
+            index.pending.update((vmid, (entry, seen_change)) for vmid, entry in seen.items())
+        while index.pending and index.lock.acquire(blocking=False):
+            try:
+                with index.guard:
+                    batch, index.pending = index.pending, {}
+                self._write_held(index, batch, listed)
+                listed = None
+            finally:
+                index.lock.release()
 
-    def _index_call(self, method: str, *args):
-        """A call that writes the index; None when oned refuses it (logged). A user without CREATE on
-        DOCUMENT has no index for INDEX_OFF_FOR."""
+    def _write_held(self, index: _Index, batch: dict, listed: set[int] | None) -> None:
+        """`_write_index` with the index's lock held."""
+        seen = {vmid: entry for vmid, (entry, _) in batch.items()}
+        forced = {vmid: entry for vmid, (entry, force) in batch.items() if force}
+        for retry in (False, True):  # once more after reading it again: the user may have deleted it
+            if index.off_until > time.monotonic():
+                return
+            if not index.loaded:
+                self._load_index(index)
+                if not index.loaded:
+                    return
+            changes = {**attr_index.changed(index.entries, seen), **forced}
+            merged = {**index.entries, **changes}
+            whole = len(merged) > attr_index.MAX_ENTRIES or (listed is not None and attr_index.stale(merged, listed))
+            if whole:
+                changes = attr_index.newest({v: e for v, e in merged.items() if listed is None or v in listed})
+            elif not changes:
+                return
+            if index.doc is None:
+                done, value = self._index_call(
+                    "one.document.allocate", attr_index.template(changes, name=True), attr_index.TYPE
+                )
+                index.doc = value if done else None
+            else:
+                text = attr_index.template(changes)
+                done, value = self._index_call("one.document.update", index.doc, text, 0 if whole else 1)
+            if done:
+                index.entries = changes if whole else merged
+                return
+            index.loaded = False
+            if retry or value != NO_EXISTS:
+                return
+
+    def _index_call(self, method: str, *args) -> tuple[bool, object]:
+        """A call that writes the index: (True, its answer), or (False, oned's code) when refused
+        (logged). A refusal other than a missing document (a user without CREATE on DOCUMENT, one who
+        locked or took rights from its index) leaves the user without an index for INDEX_OFF_FOR."""
         try:
-            return self._call(method, *args)
+            return True, self._call(method, *args)
         except OnedRefusal as e:
-            if e.oned_code == AUTHORIZATION and method == "one.document.allocate":
+            if e.oned_code != NO_EXISTS:
                 self.gateway.index(self.user).off_until = time.monotonic() + INDEX_OFF_FOR
             log.info("%s for the EC2 attribute index of %r: %s", method, self.user, e.detail or e.code)
+            return False, e.oned_code
         except EC2Error as e:
             log.warning("%s for the EC2 attribute index of %r: %s", method, self.user, e.detail or e.code)
-        return None
+            return False, None
 
     def vm(self, vmid: int) -> VM:
         vm = parse_vm(xml(self._call("one.vm.info", vmid, False, not_found=_vm_missing(vmid))))
         attrs, before = self.gateway.remember_seen(vm.id, vm.user_template, vm.arch)
         held = self.gateway.index(self.user).entries.get(vm.id)
-        if vm.uname == self.user and (attrs, vm.arch) != (held or before or (attrs, vm.arch)):
-            self._notes[vm.id] = (attrs, vm.arch)  # changed since econe last saw it: the index may be behind
+        changed = (attrs, vm.arch) != (held or before or (attrs, vm.arch))  # the index may be behind
+        if vm.uname == self.user and (changed or vm.id in self._notes):  # the last read counts
+            self._notes[vm.id] = (attrs, vm.arch)
         return vm
 
     def vm_action(self, action: str, vmid: int):

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 import botocore.session
 
+from one.template import NOT_XML
+
 from .errors import EC2Error, invalid
 
 # parameters of the protocol and of signing, not of any operation
@@ -162,18 +164,14 @@ def namespace(version: str) -> str:
     return f"http://ec2.amazonaws.com/doc/{version or service('ec2').api_version}/"  # the key operation() uses
 
 
-# characters XML 1.0 cannot carry, replaced so that every answer parses
-_INVALID = {c: "\ufffd" for c in range(32) if c not in (9, 10, 13)}
-
-
 # text *v* that `_esc` leaves as it is: most of an answer's (ids, addresses, names), tested in the writers'
 # code itself, which calls `_esc` for the rest
 _PLAIN = 'v.isprintable() and "&" not in v and "<" not in v and ">" not in v'
 
 
 def _esc(text: str) -> str:
-    if not text.isprintable():  # rare: newlines, tabs, control characters
-        text = text.translate(_INVALID)
+    if not text.isprintable():  # rare: newlines, tabs, and what XML 1.0 cannot carry (replaced: every answer parses)
+        text = NOT_XML.sub("\ufffd", text)
     if "&" in text or "<" in text or ">" in text:
         text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text

@@ -16,7 +16,7 @@ def load(text: str | None) -> dict[str, str]:
     """The tags in an EC2_TAGS value; none when it is absent or not one econe wrote."""
     try:
         tags = json.loads(text or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # a value its user wrote in OpenNebula itself
         return {}
     return {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {}
 

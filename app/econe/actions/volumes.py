@@ -104,7 +104,7 @@ def noted(vm: VM) -> dict[str, list]:
         return {}
     try:
         record = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # a value its user wrote in OpenNebula itself
         return {}
     return record if isinstance(record, dict) else {}
 
