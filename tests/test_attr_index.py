@@ -36,8 +36,17 @@ class _User:
         assert ok, value
         return value
 
-    def index(self) -> tuple[int | None, dict, list[int]]:
+    def index(self) -> tuple[dict[int, int], dict, list[int]]:
         return attr_index.parse(self("one.documentpool.info", -3, -1, -1, attr_index.TYPE))
+
+    def forge(self, vmid: int, pairs: list[tuple[str, str]]) -> None:
+        """Merge these attributes into the index document that holds *vmid* (made when the user has none)."""
+        shard_no = attr_index.shard(vmid)
+        doc = self.index()[0].get(shard_no)
+        if doc is None:
+            self("one.document.allocate", tpl.serialize([("NAME", attr_index.name(shard_no)), *pairs]), attr_index.TYPE)
+        else:
+            self("one.document.update", doc, tpl.serialize(pairs), 1)
 
 
 @pytest.fixture(scope="module")
@@ -169,10 +178,10 @@ def test_what_a_user_writes_into_its_index_or_vms_answers_no_5xx(stack, user, fr
     iids = _made_quietly(stack, tmp_path, 2, {"env": "a"})
     deep = "[" * 5000 + "]" * 5000
     try:
-        doc, _, _ = user.index()
         odd = json.dumps(["x86_64", {"EC2_TAGS": json.dumps({"k": "\ud800\uffff"})}])  # XML cannot carry these
-        forged = [(f"VM_{int(iids[0][2:])}", deep), ("VM_" + "9" * 4400, '["", {}]'), (f"VM_{int(iids[1][2:])}", odd)]
-        user("one.document.update", doc, tpl.serialize(forged), 1)
+        first, second = int(iids[0][2:]), int(iids[1][2:])
+        user.forge(first, [(f"VM_{first}", deep), ("VM_" + "9" * 4400, '["", {}]'), (f"VM_0{first}", '["", {}]')])
+        user.forge(second, [(f"VM_{second}", odd)])
         user("one.vm.update", int(iids[0][2:]), tpl.serialize([("EC2_TAGS", deep), ("EC2_VOLUMES", deep)]), 1)
         other = fresh()
         listed = _tags(other)
@@ -192,7 +201,7 @@ def test_a_locked_index_is_left_alone(stack, user, tmp_path):  # noqa: F811
     (iid,) = _run(ec2, stack, 1, {"env": "a"})
     metrics_port = free_port()
     server = start_econe(tmp_path / "metered", stack.cloud.url, stack.cloud.server_auth, metrics_port=metrics_port)
-    doc, _, _ = user.index()
+    doc = user.index()[0][attr_index.shard(int(iid[2:]))]
     user("one.document.lock", doc, 2, False)  # MANAGE: no update
     try:
         other = stack.client(url=server.url)
@@ -217,15 +226,14 @@ def test_a_forged_index_changes_no_other_vm_and_breaks_no_listing(stack, user, f
     bob = stack.client(stack.bob_name, hashlib.sha256(b"bobpw").hexdigest())
     (bobs,) = _run(bob, stack, 1, {"owner": "bob"})
     try:
-        doc, _, _ = user.index()
-        forged = [
-            (f"VM_{int(iids[0][2:])}", "not json"),
-            (f"VM_{int(iids[1][2:])}", json.dumps(["x86_64", {"NOT_EC2": "x", "EC2_TAGS": 1}])),
-            (f"VM_{theirs}", json.dumps(["x86_64", {"EC2_TAGS": json.dumps({"forged": "yes"})}])),
-            (f"VM_{int(bobs[2:])}", json.dumps(["x86_64", {"EC2_TAGS": json.dumps({"owner": "forged"})}])),
-            ("VM_x", "[]"),
-        ]
-        user("one.document.update", doc, tpl.serialize(forged), 1)
+        forged = {
+            int(iids[0][2:]): "not json",
+            int(iids[1][2:]): json.dumps(["x86_64", {"NOT_EC2": "x", "EC2_TAGS": 1}]),
+            theirs: json.dumps(["x86_64", {"EC2_TAGS": json.dumps({"forged": "yes"})}]),
+            int(bobs[2:]): json.dumps(["x86_64", {"EC2_TAGS": json.dumps({"owner": "forged"})}]),
+        }
+        for vmid, value in forged.items():
+            user.forge(vmid, [(f"VM_{vmid}", value), ("VM_x", "[]")])
         server = fresh()
         listed = _tags(server)
         assert (listed[iids[0]], listed[iids[1]]) == ({"env": "a"}, {"env": "a"})
@@ -243,13 +251,14 @@ def test_two_index_documents_the_lowest_counts_and_the_other_goes(stack, user, f
     ec2 = stack.client()
     (iid,) = _made_quietly(stack, tmp_path, 1, {"env": "a"})
     try:
-        doc, _, _ = user.index()
+        shard_no = attr_index.shard(int(iid[2:]))
+        doc = user.index()[0][shard_no]
         forged = json.dumps(["x86_64", {"EC2_TAGS": json.dumps({"env": "second"})}])
-        text = tpl.serialize([("NAME", attr_index.NAME), (f"VM_{int(iid[2:])}", forged)])
+        text = tpl.serialize([("NAME", attr_index.name(shard_no)), (f"VM_{int(iid[2:])}", forged)])
         second = user("one.document.allocate", text, attr_index.TYPE)
         assert second > doc
         assert _tags(fresh())[iid] == {"env": "a"}
-        assert user.index()[0] == doc and user.index()[2] == []
+        assert user.index()[0][shard_no] == doc and user.index()[2] == []
     finally:
         _gone(ec2, [iid])
 
@@ -262,11 +271,11 @@ def test_without_documents_a_user_lists_as_before(stack, user, fresh):  # noqa: 
     narrower = stack.admin("one.acl.addrule", *(f"{x:x}" for x in (who, what & ~acl.TYPES["DOCUMENT"], rights)))
     ec2 = fresh()  # the module's server keeps its index (this one learns it may not make one)
     try:
-        for doc in [d for d in [user.index()[0]] if d is not None]:
+        for doc in user.index()[0].values():
             user("one.document.delete", doc)
         iids = _run(ec2, stack, 2, {"env": "a"})
         ec2.create_tags(Resources=[iids[0]], Tags=[{"Key": "role", "Value": "db"}])
-        assert user.index()[0] is None
+        assert user.index()[0] == {}
         listed = _tags(fresh())
         assert (listed[iids[0]], listed[iids[1]]) == ({"env": "a", "role": "db"}, {"env": "a"})
         _gone(ec2, iids)

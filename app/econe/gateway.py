@@ -466,9 +466,10 @@ class Gateway:
 
 @dataclasses.dataclass
 class _Index:
-    """What this process knows of a user's index document: its id and entries as last read or written."""
+    """What this process knows of a user's index: its documents (shard -> id) and entries, as last read
+    or written."""
 
-    doc: int | None = None
+    docs: dict[int, int] = dataclasses.field(default_factory=dict)
     entries: dict[int, attr_index.Entry] = dataclasses.field(default_factory=dict)
     loaded: bool = False
     off_until: float = 0.0  # the user may not create documents: no index until then (time.monotonic())
@@ -659,7 +660,7 @@ class UserSession:
 
     def _load_index(self, index: _Index) -> dict[int, attr_index.Entry]:
         try:
-            doc, entries, others = attr_index.parse(self._call("one.documentpool.info", -3, -1, -1, attr_index.TYPE))
+            docs, entries, others = attr_index.parse(self._call("one.documentpool.info", -3, -1, -1, attr_index.TYPE))
         except EC2Error as e:  # the listing reads the extended answer instead
             log.info("the EC2 attribute index of %r was not read: %s", self.user, e.detail or e.code)
             return {}
@@ -667,7 +668,7 @@ class UserSession:
             log.warning("the EC2 attribute index of %r is not used: %s", self.user, e)
             index.off_until = time.monotonic() + INDEX_OFF_FOR
             return {}
-        index.doc, index.entries, index.loaded = doc, entries, True
+        index.docs, index.entries, index.loaded = docs, entries, True
         for other in others if not self.is_dry_run else ():  # two servers made one at once: the lowest id counts
             self._index_call("one.document.delete", other)
         return entries
@@ -721,23 +722,34 @@ class UserSession:
             changes = {**attr_index.changed(index.entries, seen), **forced}
             merged = {**index.entries, **changes}
             whole = len(merged) > attr_index.MAX_ENTRIES or (listed is not None and attr_index.stale(merged, listed))
-            if whole:
-                changes = attr_index.newest({v: e for v, e in merged.items() if listed is None or v in listed})
-            elif not changes:
-                return
-            if index.doc is None:
-                done, value = self._index_call(
-                    "one.document.allocate", attr_index.template(changes, name=True), attr_index.TYPE
-                )
-                index.doc = value if done else None
+            if whole:  # every document written anew with what it keeps
+                merged = attr_index.newest({v: e for v, e in merged.items() if listed is None or v in listed})
+                parts = {shard_no: {} for shard_no in index.docs} | attr_index.by_shard(merged)
+            elif changes:
+                parts = attr_index.by_shard(changes)
             else:
-                text = attr_index.template(changes)
-                done, value = self._index_call("one.document.update", index.doc, text, 0 if whole else 1)
-            if done:
-                index.entries = changes if whole else merged
+                return
+            refused = None
+            for shard_no, part in parts.items():
+                doc = index.docs.get(shard_no)
+                if doc is not None:
+                    text = attr_index.template(part)
+                    done, value = self._index_call("one.document.update", doc, text, 0 if whole else 1)
+                elif part:
+                    text = attr_index.template(part, shard_no)
+                    done, value = self._index_call("one.document.allocate", text, attr_index.TYPE)
+                    if done:
+                        index.docs[shard_no] = value
+                else:
+                    continue
+                if not done:
+                    refused = value
+                    break
+            else:
+                index.entries = merged
                 return
             index.loaded = False
-            if retry or value != NO_EXISTS:
+            if retry or refused != NO_EXISTS:
                 return
 
     def _index_call(self, method: str, *args) -> tuple[bool, object]:

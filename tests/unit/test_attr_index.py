@@ -27,9 +27,12 @@ def _pool(*docs: tuple[int, str, str]) -> str:
 
 def test_what_is_written_is_read_back():
     entries = {7: (ODD, "aarch64"), 12: ({}, "")}
-    text = attr_index.template(entries, name=True)
-    assert tpl.parse(text)[0] == ("NAME", attr_index.NAME)
-    assert attr_index.parse(_pool((3, attr_index.NAME, text))) == (3, entries, [])
+    text = attr_index.template(entries, 0)
+    assert tpl.parse(text)[0] == ("NAME", "ec2-index-0")
+    assert attr_index.parse(_pool((3, "ec2-index-0", text))) == ({0: 3}, entries, [])
+    far = {attr_index.SHARD * 7 + 1: (ODD, "")}
+    both = _pool((3, "ec2-index-0", text), (5, "ec2-index-7", attr_index.template(far, 7)))
+    assert attr_index.parse(both) == ({0: 3, 7: 5}, {**entries, **far}, [])
 
 
 def test_a_value_oned_cannot_store_leaves_its_vm_out():
@@ -39,14 +42,22 @@ def test_a_value_oned_cannot_store_leaves_its_vm_out():
 
 def test_only_econes_entries_of_the_lowest_document_named_so_count():
     good = attr_index.template({5: ({"EC2_KEYNAME": "k"}, "x86_64")})
+    deep = "[" * 5000 + "]" * 5000
     forged = tpl.serialize([("VM_6", "not json"), ("VM_7", '["x86_64", {"OTHER": "x"}]'), ("VM_8", '[1, {}]'),
-                            ("VM_9", '["x86_64", {"EC2_TAGS": 1}]'), ("VM_x", '["", {}]'), ("OTHER", "1")])  # fmt: skip
-    doc, entries, others = attr_index.parse(
-        _pool((9, attr_index.NAME, good), (4, attr_index.NAME, good + forged), (2, "another tool's", good))
+                            ("VM_9", '["x86_64", {"EC2_TAGS": 1}]'), ("VM_x", '["", {}]'), ("OTHER", "1"),
+                            ("VM_10", deep), ("VM_011", '["", {}]'), ("VM_" + "9" * 4400, '["", {}]'),
+                            ("VM_1001", '["", {}]')])  # fmt: skip
+    docs, entries, others = attr_index.parse(
+        _pool(
+            (9, "ec2-index-0", good),
+            (4, "ec2-index-0", good + forged),
+            (2, "another tool's", good),
+            (3, "ec2-index-01", good),
+        )  # fmt: skip
     )
-    assert (doc, others) == (4, [9])
+    assert (docs, others) == ({0: 4}, [9])
     assert entries == {5: ({"EC2_KEYNAME": "k"}, "x86_64")}
-    assert attr_index.parse(_pool((2, "another tool's", good))) == (None, {}, [])
+    assert attr_index.parse(_pool((2, "another tool's", good))) == ({}, {}, [])
 
 
 def test_changed_and_stale():
@@ -55,3 +66,12 @@ def test_changed_and_stale():
     many = {i: ({}, "") for i in range(attr_index.PRUNE_AFTER + 1)}
     assert not attr_index.stale(many, {0})
     assert attr_index.stale(many, set())
+
+
+def test_the_newest_entries_are_kept_and_each_goes_to_its_shard():
+    many = {i: ({}, "") for i in range(attr_index.MAX_ENTRIES + 5)}
+    assert list(attr_index.newest(many)) == list(range(5, attr_index.MAX_ENTRIES + 5))
+    assert attr_index.by_shard({1: ({}, ""), attr_index.SHARD + 2: ({}, "a")}) == {
+        0: {1: ({}, "")},
+        1: {attr_index.SHARD + 2: ({}, "a")},
+    }
