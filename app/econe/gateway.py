@@ -354,7 +354,7 @@ class Gateway:
 
     def remember_seen(self, vmid: int, user_template: dict, arch: str) -> tuple[dict, attr_index.Entry | None]:
         """`remember`, and what was remembered of the VM before (None: nothing)."""
-        attrs = {k: v for k, v in user_template.items() if k.startswith("EC2_")}
+        attrs = _ec2_attrs(user_template)
         with self._lock:
             before = self._made.get(vmid)
             self._made[vmid] = (time.time(), attrs, arch)
@@ -462,6 +462,11 @@ class Gateway:
         the states leave this method: no host name or address reaches a client."""
         pool = xml(self._as_server("one.hostpool.info"))
         return {int(h.findtext("ID")): int(h.findtext("STATE")) for h in pool.iterfind("HOST")}
+
+
+def _ec2_attrs(user_template: dict) -> dict:
+    """What a user template holds for econe: its EC2_* attributes."""
+    return {k: v for k, v in user_template.items() if k.startswith("EC2_")}
 
 
 @dataclasses.dataclass
@@ -622,29 +627,28 @@ class UserSession:
             text = None
         # what is read here is used as read, whatever the cache keeps (cache_ttl may be 0)
         if text is not None:
-            seen = self._attrs_read(text)
-            known.update((vmid, (attrs, arch)) for vmid, (attrs, arch) in seen.items())
-            self._write_index(seen, listed=set(seen) if (start, end) == (-1, -1) else None)
+            known.update(self._attrs_read(text, whole=(start, end) == (-1, -1)))
         elif from_index:
             self._unverified = (start, end, state)
         for vmid in missing:
             if known.get(vmid) is None:  # few missing, or made since the extended answer
-                full = self.vm(vmid)
-                known[vmid] = self._notes[vmid] = (g.remember(vmid, full.user_template, full.arch), full.arch)
+                full = self.vm(vmid)  # remembered there
+                known[vmid] = self._notes[vmid] = (_ec2_attrs(full.user_template), full.arch)
         return [g.with_attrs(vm, *(known.get(vm.id) or ({}, ""))) for vm in vms]
 
-    def _attrs_read(self, text: str) -> dict[int, attr_index.Entry]:
-        """The EC2 attributes of an extended answer's VMs, remembered, as read."""
+    def _attrs_read(self, text: str, whole: bool) -> dict[int, attr_index.Entry]:
+        """The EC2 attributes of an extended answer's VMs, as read: remembered, and written to the index
+        where it differs (*whole*: the answer lists all the user's VMs, so the index may be pruned)."""
         g, seen = self.gateway, {}
         for vmid, (attrs, arch) in parse_ec2_attrs(text).items():
             seen[vmid] = (g.remember(vmid, attrs, arch), arch)
         g.attrs_read(self.user)
+        self._write_index(seen, listed=set(seen) if whole else None)
         return seen
 
     def verify(self, start: int, end: int, state: int) -> None:
         """Read the extended answer of a listing served from the index, and correct the index."""
-        seen = self._attrs_read(self._call("one.vmpool.infoextended", -3, start, end, state))
-        self._write_index(seen, listed=set(seen) if (start, end) == (-1, -1) else None)
+        self._attrs_read(self._call("one.vmpool.infoextended", -3, start, end, state), whole=(start, end) == (-1, -1))
 
     # -- the index of EC2 attributes (attr_index) ---------------------------
     def read_index(self) -> dict[int, attr_index.Entry]:
