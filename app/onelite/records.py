@@ -14,14 +14,18 @@ from .xmlgen import cd, el, esc, ids, permissions, raw, template
 # ---------------------------------------------------------------- owners
 
 
-def _owner(o: dict, uname: str, gname: str) -> str:
+def _named(o: dict, uname: str, gname: str) -> str:
+    """ID to NAME of an owned object, as oned starts its record."""
     return (
         f"<ID>{o['ID']}</ID><UID>{o['UID']}</UID><GID>{o['GID']}</GID>"
         + el("UNAME", uname)
         + el("GNAME", gname)
         + el("NAME", o["NAME"])
-        + permissions(o["PERMS"])
     )
+
+
+def _owner(o: dict, uname: str, gname: str) -> str:
+    return _named(o, uname, gname) + permissions(o["PERMS"])
 
 
 # ---------------------------------------------------------------- quotas
@@ -439,10 +443,8 @@ def document(d: dict, uname: str, gname: str) -> str:
     """A document; its LOCK, when locked, between PERMISSIONS and TEMPLATE (PoolObjectSQL::lock_db_to_xml)."""
     lock = d.get("LOCK")
     return (
-        f"<DOCUMENT><ID>{d['ID']}</ID><UID>{d['UID']}</UID><GID>{d['GID']}</GID>"
-        + el("UNAME", uname)
-        + el("GNAME", gname)
-        + el("NAME", d["NAME"])
+        "<DOCUMENT>"
+        + _named(d, uname, gname)
         + f"<TYPE>{d['TYPE']}</TYPE>"
         + permissions(d["PERMS"])
         + ("<LOCK>" + "".join(f"<{k}>{lock[k]}</{k}>" for k in _LOCK) + "</LOCK>" if lock else "")
@@ -566,10 +568,8 @@ def vm_short(v: dict, uname: str, gname: str) -> str:
     user_t = [(k, val) for k, val in v["USER_TEMPLATE"] if k in _SHORT_USER]
     last = v["HISTORY"][-1:]
     return (
-        f"<VM><ID>{v['ID']}</ID><UID>{v['UID']}</UID><GID>{v['GID']}</GID>"
-        + el("UNAME", uname)
-        + el("GNAME", gname)
-        + el("NAME", v["NAME"])
+        "<VM>"
+        + _named(v, uname, gname)
         + f"<LAST_POLL>0</LAST_POLL><STATE>{v['STATE']}</STATE><LCM_STATE>{v['LCM_STATE']}</LCM_STATE>"
         + f"<RESCHED>0</RESCHED><STIME>{v['STIME']}</STIME><ETIME>{v['ETIME']}</ETIME>"
         + el("DEPLOY_ID", v["DEPLOY_ID"])
